@@ -1,0 +1,54 @@
+"""Dispatches `./smp COMMAND ...` to the modules in smpcli/commands/.
+
+Each module defines register(subparsers) and may also define:
+  PACKAGES = {"group": [...]}      apt packages a group of commands needs (see common.setup)
+  SETUP_STEPS = {"group": fn}      set-up that is not an apt package (lwIP's source, ...)
+  TEST_GROUPS = ["group", ...]      groups `./smp test` needs
+  BENCHES = {"name": fn(args)}      benchmarks run by `./smp bench NAME`
+"""
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import common
+from . import commands as commands_pkg
+
+
+def load_modules():
+    modules = []
+    for m in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        modules.append(importlib.import_module(f"{commands_pkg.__name__}.{m.name}"))
+    return modules
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line and status 2, as for every other bad argument.
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv):
+    modules = load_modules()
+    for m in modules:
+        for group, pkgs in getattr(m, "PACKAGES", {}).items():
+            common.PACKAGES.setdefault(group, []).extend(pkgs)
+        common.SETUP_STEPS.update(getattr(m, "SETUP_STEPS", {}))
+
+    parser = Parser(prog="smp", description="simplemsg: build, test and run a cluster of nodes.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for m in modules:
+        m.register(sub, modules)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except common.CliError as e:
+        print(f"smp: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("smp: interrupted", file=sys.stderr)
+        return 130
