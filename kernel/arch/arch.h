@@ -20,6 +20,9 @@ void irq_restore(uint64_t state);
 // ---- Time -----------------------------------------------------------------------------------
 // Monotonic nanoseconds since boot (hosted: the virtual clock).
 uint64_t now_ns();
+// A raw, cheap counter for benchmarks (x86_64: rdtsc, which under QEMU's -icount shift=0 counts
+// guest instructions; hosted: rdtsc of the host).
+uint64_t cycle_counter();
 // Asks for kernel::on_timer(now) to be called, from interrupt context, at or soon after
 // deadline_ns (kNoDeadline: no wake-up needed). A periodic-tick port may round up to its next
 // tick; a tickless port programs a one-shot timer. Called with interrupts disabled.
