@@ -40,6 +40,8 @@ def main(argv):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for m in modules:
         m.register(sub, modules)
+    if argv[:1] == ["help"]:
+        argv = [*argv[1:2], "--help"]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
