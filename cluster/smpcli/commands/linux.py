@@ -1,0 +1,258 @@
+"""Linux peers: `./smp linux-pair up|down|status` and `./smp bench linux`.
+
+The pair is two network namespaces joined by one veth, so `smpctl` (smp/linux/) can speak protocol
+121 between real Linux IP stacks without touching the host's own interfaces:
+
+    namespace smpA: lo, veth-smpA 10.78.0.1/24  <--veth-->  namespace smpB: lo, veth-smpB 10.78.0.2/24
+
+The subnet 10.78.0.0/24 exists only inside the two namespaces; neither has a default route, so no
+packet can leave them. Tests make their own pair with another prefix (--prefix) so that they never
+disturb one a person is using.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from .. import common
+
+PACKAGES = {
+    "linux": ["iproute2", "nftables", "tcpdump", "util-linux"],
+    # Only `./smp bench linux` installs these (never `./smp test`): the baselines it compares with.
+    "bench-linux": ["libzmq3-dev", "libgrpc++-dev", "libprotobuf-dev", "protobuf-compiler",
+                    "protobuf-compiler-grpc", "pkg-config"],
+}
+TEST_GROUPS = ["linux"]
+
+kDefaultPrefix = "smp"
+kDefaultSubnet = "10.78.0"     # a /24; .1 is side A, .2 is side B
+kIfNameMax = 15                 # Linux IFNAMSIZ - 1
+
+
+class Pair:
+    """Names and addresses of one namespace pair, all derived from a prefix and a /24."""
+
+    def __init__(self, prefix=kDefaultPrefix, subnet=kDefaultSubnet, mtu=1500):
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,5}", prefix):
+            common.die(f"bad prefix '{prefix}': 1 to 6 letters or digits, starting with a letter", 2)
+        if not re.fullmatch(r"10\.\d{1,3}\.\d{1,3}", subnet):
+            common.die(f"bad subnet '{subnet}': give the first three bytes of a 10.x.y.0/24", 2)
+        self.prefix, self.subnet, self.mtu = prefix, subnet, mtu
+        self.ns = {"A": prefix + "A", "B": prefix + "B"}
+        self.dev = {s: "veth-" + self.ns[s] for s in "AB"}
+        self.addr = {"A": subnet + ".1", "B": subnet + ".2"}
+        assert all(len(d) <= kIfNameMax for d in self.dev.values())
+
+    def as_dict(self):
+        return {s: {"namespace": self.ns[s], "device": self.dev[s], "address": self.addr[s]}
+                for s in "AB"} | {"subnet": self.subnet + ".0/24", "mtu": self.mtu}
+
+
+def _need_root(what):
+    if not common.is_root():
+        common.die(f"{what} needs root (network namespaces and veth devices): run it with sudo")
+    if not shutil.which("ip"):
+        common.die("'ip' not found: install iproute2 (./smp setup linux)")
+
+
+def _namespaces():
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _ip(ns, *args, check=True):
+    return common.run(["ip", "-n", ns, *args], check=check, capture_output=True, text=True)
+
+
+def _has_dev(ns, dev):
+    return _ip(ns, "link", "show", "dev", dev, check=False).returncode == 0
+
+
+def pair_up(pair):
+    """Creates what is missing and (re)applies addresses and state: running it twice is harmless."""
+    _need_root("linux-pair up")
+    present = _namespaces()
+    for side in "AB":
+        if pair.ns[side] not in present:
+            common.run(["ip", "netns", "add", pair.ns[side]])
+        _ip(pair.ns[side], "link", "set", "lo", "up")
+        # IPv6 router solicitations and MLD reports would only add noise to the captures.
+        common.run(["ip", "netns", "exec", pair.ns[side], "sysctl", "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True)
+    a_ok, b_ok = _has_dev(pair.ns["A"], pair.dev["A"]), _has_dev(pair.ns["B"], pair.dev["B"])
+    if a_ok != b_ok or not a_ok:
+        # A half-made pair (say, after a crash) is rebuilt rather than patched.
+        for side, ok in (("A", a_ok), ("B", b_ok)):
+            if ok:
+                _ip(pair.ns[side], "link", "del", pair.dev[side], check=False)
+        _ip(pair.ns["A"], "link", "add", pair.dev["A"], "type", "veth",
+            "peer", "name", pair.dev["B"], "netns", pair.ns["B"])
+    for side in "AB":
+        ns, dev = pair.ns[side], pair.dev[side]
+        _ip(ns, "link", "set", "dev", dev, "mtu", str(pair.mtu))
+        _ip(ns, "addr", "replace", pair.addr[side] + "/24", "dev", dev)
+        _ip(ns, "link", "set", "dev", dev, "up")
+
+
+def pair_down(pair):
+    """Removes both namespaces (their veth ends go with them); quiet when nothing is there."""
+    _need_root("linux-pair down")
+    present = _namespaces()
+    for side in "AB":
+        if pair.ns[side] in present:
+            common.run(["ip", "netns", "del", pair.ns[side]])
+
+
+def pair_status(pair):
+    present = _namespaces()
+    state = {}
+    for side in "AB":
+        ns = pair.ns[side]
+        up = ns in present and _has_dev(ns, pair.dev[side])
+        if up:
+            out = _ip(ns, "-j", "addr", "show", "dev", pair.dev[side]).stdout
+            info = json.loads(out)[0]
+            up = info.get("operstate") in ("UP", "UNKNOWN") or "UP" in info.get("flags", [])
+            addrs = [a["local"] for a in info.get("addr_info", []) if a.get("family") == "inet"]
+            up = up and pair.addr[side] in addrs
+        state[side] = {"namespace": ns, "exists": ns in present, "up": bool(up)}
+    return state
+
+
+def cmd_linux_pair(args):
+    pair = Pair(args.prefix, args.subnet, args.mtu)
+    if args.action == "up":
+        pair_up(pair)
+        common.info(f"namespaces {pair.ns['A']} ({pair.addr['A']}) and {pair.ns['B']} "
+                    f"({pair.addr['B']}) joined by veth, mtu {pair.mtu}; try: ip netns exec "
+                    f"{pair.ns['B']} smpctl serve echo")
+    elif args.action == "down":
+        pair_down(pair)
+        common.info(f"namespaces {pair.ns['A']} and {pair.ns['B']} removed")
+    else:
+        if not common.is_root():
+            common.die("linux-pair status needs root to look into network namespaces")
+        state = pair_status(pair)
+        if args.json:
+            print(json.dumps({"pair": pair.as_dict(), "state": state}))
+        else:
+            for side in "AB":
+                s = state[side]
+                word = "up" if s["up"] else ("incomplete" if s["exists"] else "absent")
+                print(f"{s['namespace']:<10} {pair.addr[side]:<12} {word}")
+        return 0 if all(state[s]["up"] for s in "AB") else 1
+    return 0
+
+
+# ---- ./smp bench linux ----------------------------------------------------------------------
+
+kBenchSizes = [64, 65536]
+kBenchCount = {64: 5000, 65536: 1000}   # round trips per measurement, after a warm-up
+
+
+def _bench_build():
+    """Installs the baselines' packages, then reconfigures so their CMake guards see them."""
+    common.setup(["build", "linux", "bench-linux"])
+    bdir = common.build_dir()
+    if os.path.exists(os.path.join(bdir, "CMakeCache.txt")):
+        common.run(["cmake", bdir], capture_output=True)
+    return common.cmake_build(["smpctl", "smp_bench_client", "tcp_rr", "zmq_rr", "grpc_rr"])
+
+
+def _start(pair, side, argv, log):
+    return subprocess.Popen(["ip", "netns", "exec", pair.ns[side], *argv],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _client(pair, argv):
+    out = common.run(["ip", "netns", "exec", pair.ns["A"], *argv], capture_output=True, text=True,
+                     timeout=300)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    common.die(f"no result from {' '.join(argv)}: {out.stdout[-300:]} {out.stderr[-300:]}")
+
+
+def bench_linux(args):
+    _need_root("bench linux")
+    bdir = _bench_build()
+    tools = os.path.join(bdir, "tests", "linux", "bench")
+    smpctl = os.path.join(bdir, "smp", "linux", "smpctl")
+    pair = Pair("smpbn", "10.78.9")
+    pair_down(pair)
+    pair_up(pair)
+    logdir = os.path.join(bdir, "bench-linux-logs")
+    os.makedirs(logdir, exist_ok=True)
+    servers = []
+    rows = {}
+    peer_a = f"--peer=b={pair.addr['B']}"
+    try:
+        with open(os.path.join(logdir, "servers.log"), "w") as log:
+            servers.append(_start(pair, "B", [os.path.join(tools, "tcp_rr"), "server", "7001"], log))
+            servers.append(_start(pair, "B", [os.path.join(tools, "zmq_rr"), "server", "7002"], log))
+            servers.append(_start(pair, "B", [os.path.join(tools, "grpc_rr"), "server", "7003"], log))
+            servers.append(_start(pair, "B", [smpctl, "--name=b", f"--peer=a={pair.addr['A']}",
+                                              "serve", "echo"], log))
+            time.sleep(1.0)
+            for p in servers:
+                if p.poll() is not None:
+                    common.die(f"a bench server exited early; see {logdir}/servers.log")
+            b = pair.addr["B"]
+            for size in kBenchSizes:
+                n = str(kBenchCount[size])
+                rows[size] = {
+                    "SMP": _client(pair, [os.path.join(tools, "smp_bench_client"), "--name=a",
+                                          peer_a, "b/echo", str(size), n]),
+                    "TCP": _client(pair, [os.path.join(tools, "tcp_rr"), "client", b, "7001",
+                                          str(size), n]),
+                    "ZeroMQ": _client(pair, [os.path.join(tools, "zmq_rr"), "client", b, "7002",
+                                             str(size), n]),
+                    "gRPC": _client(pair, [os.path.join(tools, "grpc_rr"), "client", b, "7003",
+                                           str(size), n]),
+                }
+    finally:
+        for p in servers:
+            _stop(p)
+        pair_down(pair)
+    _print_table(rows)
+
+
+def _print_table(rows):
+    print("Request/reply round trip between two namespaces over veth, echo of SIZE bytes each way")
+    print("(median of N round trips after warm-up, microseconds; all measured in this run)")
+    hdr = f"{'size':>7} {'SMP':>9} {'TCP':>9} {'ZeroMQ':>9} {'gRPC':>9} {'SMP/TCP':>8} {'SMP/gRPC':>9}"
+    print(hdr)
+    for size, r in rows.items():
+        m = {k: v["median_us"] for k, v in r.items()}
+        print(f"{size:>7} {m['SMP']:>9.1f} {m['TCP']:>9.1f} {m['ZeroMQ']:>9.1f} {m['gRPC']:>9.1f} "
+              f"{m['SMP'] / m['TCP']:>7.2f}x {m['SMP'] / m['gRPC']:>8.2f}x")
+    print("targets: SMP/TCP <= 0.80x, SMP/gRPC <= 0.50x")
+
+
+BENCHES = {"linux": bench_linux}
+
+
+def register(sub, modules):
+    p = sub.add_parser("linux-pair",
+                       help="two network namespaces joined by a veth, for smpctl (root)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--prefix", default=kDefaultPrefix,
+                   help="namespace names are PREFIX+A and PREFIX+B (default: smp)")
+    p.add_argument("--subnet", default=kDefaultSubnet,
+                   help="first three bytes of the /24 used inside the pair (default: 10.78.0)")
+    p.add_argument("--mtu", type=int, default=1500, help="veth MTU (default: 1500)")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(func=cmd_linux_pair)
