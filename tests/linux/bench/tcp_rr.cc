@@ -1,0 +1,105 @@
+// Baseline for `./smp bench linux`: TCP request/reply with Nagle off. The request is a 4-byte
+// big-endian length and the payload; the server echoes the same framing back.
+//   tcp_rr server PORT
+//   tcp_rr client ADDRESS PORT SIZE COUNT
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "rr_stats.h"
+
+namespace {
+
+constexpr long kSizeMax = 16L << 20;
+
+bool io_all(int fd, void* buf, size_t n, bool write_side) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = write_side ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, 0);
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+void no_delay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void serve_one(int fd) {
+  no_delay(fd);
+  std::vector<char> buf;
+  for (;;) {
+    uint32_t len_be = 0;
+    if (!io_all(fd, &len_be, 4, false)) break;
+    uint32_t len = ntohl(len_be);
+    if (len > kSizeMax) break;
+    // Header and payload leave in one send, so Nagle-off TCP is not charged for an extra segment.
+    buf.resize(4 + len);
+    std::memcpy(buf.data(), &len_be, 4);
+    if (!io_all(fd, buf.data() + 4, len, false)) break;
+    if (!io_all(fd, buf.data(), 4 + len, true)) break;
+  }
+  close(fd);
+}
+
+int server(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 16) != 0) {
+    std::perror("tcp_rr: bind/listen");
+    return 1;
+  }
+  for (;;) {
+    int c = accept(fd, nullptr, nullptr);
+    if (c < 0) continue;
+    std::thread(serve_one, c).detach();
+  }
+}
+
+int client(const char* addr, int port, size_t size, int count) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::perror("tcp_rr: connect");
+    return 1;
+  }
+  no_delay(fd);
+  std::vector<char> req(4 + size, 'q'), rep(size);
+  uint32_t len_be = htonl(static_cast<uint32_t>(size));
+  std::memcpy(req.data(), &len_be, 4);
+  return rr::measure("TCP", size, count, [&] {
+    if (!io_all(fd, req.data(), req.size(), true)) return false;
+    uint32_t got_be = 0;
+    return io_all(fd, &got_be, 4, false) && ntohl(got_be) == size &&
+           io_all(fd, rep.data(), size, false);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long port = 0, size = 0, count = 0;
+  if (argc == 3 && std::strcmp(argv[1], "server") == 0 && rr::parse_count(argv[2], 1, 65535, &port))
+    return server(static_cast<int>(port));
+  if (argc == 6 && std::strcmp(argv[1], "client") == 0 && rr::parse_count(argv[3], 1, 65535, &port) &&
+      rr::parse_count(argv[4], 0, kSizeMax, &size) && rr::parse_count(argv[5], 1, 10'000'000, &count))
+    return client(argv[2], static_cast<int>(port), static_cast<size_t>(size), static_cast<int>(count));
+  std::fprintf(stderr, "usage: tcp_rr server PORT | tcp_rr client ADDRESS PORT SIZE COUNT\n");
+  return 2;
+}
