@@ -1,0 +1,98 @@
+// Time: the TSC, calibrated against the PIT at boot, gives arch::now_ns; PIT channel 0 in mode 0
+// (interrupt on terminal count) is a one-shot timer, so the kernel is tickless: an idle node with
+// no deadline takes no interrupts at all. The PIT counts at most 65536 ticks (~55 ms); a later
+// deadline fires early, finds itself early and re-arms for the rest.
+#include "arch.h"
+#include "cpu.h"
+#include "platform.h"
+
+namespace x86 {
+namespace {
+
+constexpr uint64_t kPitHz = 1193182;
+constexpr uint16_t kPitChannel0 = 0x40;
+constexpr uint16_t kPitChannel2 = 0x42;
+constexpr uint16_t kPitCommand = 0x43;
+constexpr uint16_t kPitGatePort = 0x61;  // bit 0: channel 2 gate, bit 1: speaker, bit 5: OUT2
+constexpr uint64_t kPitTicksMax = 65535;
+constexpr uint64_t kCalibrationTicks = kPitHz / 100;  // 10 ms
+constexpr uint64_t kNsPerSecond = 1000000000;
+
+uint64_t tsc_at_boot = 0;
+uint64_t ns_per_tsc_q32 = 0;  // nanoseconds per TSC tick, fixed point with 32 fraction bits
+
+// The deadline the kernel asked for, and when the armed one-shot fires (if any). The one-shot
+// may fire before `wanted` (a later deadline than the PIT can reach, or one replaced by a later
+// one, which is not reprogrammed): the interrupt then re-arms.
+uint64_t wanted_ns = arch::kNoDeadline;
+uint64_t armed_ns = arch::kNoDeadline;
+
+void program_one_shot(uint64_t deadline_ns, uint64_t now) {
+    uint64_t delta_ns = deadline_ns > now ? deadline_ns - now : 0;
+    const uint64_t reach_ns = kPitTicksMax * kNsPerSecond / kPitHz;
+    if (delta_ns > reach_ns) delta_ns = reach_ns;
+    uint64_t ticks = (delta_ns * kPitHz + kNsPerSecond - 1) / kNsPerSecond;  // round up: never early
+    if (ticks == 0) ticks = 1;
+    if (ticks > kPitTicksMax) ticks = kPitTicksMax;
+    outb(kPitCommand, 0x30);  // channel 0, low then high byte, mode 0, binary
+    outb(kPitChannel0, uint8_t(ticks));
+    outb(kPitChannel0, uint8_t(ticks >> 8));
+    armed_ns = now + ticks * kNsPerSecond / kPitHz;
+}
+
+}  // namespace
+
+void timer_init() {
+    // Channel 2 counts kCalibrationTicks in mode 0 with its gate on and the speaker off; its OUT
+    // pin (port 0x61 bit 5) rises at the end. The TSC ticks in between give its frequency.
+    outb(kPitGatePort, uint8_t((inb(kPitGatePort) & ~0x02) | 0x01));
+    outb(kPitCommand, 0xb0);  // channel 2, low then high byte, mode 0, binary
+    outb(kPitChannel2, uint8_t(kCalibrationTicks));
+    outb(kPitChannel2, uint8_t(kCalibrationTicks >> 8));
+    uint64_t start = read_tsc();
+    while ((inb(kPitGatePort) & 0x20) == 0) {
+    }
+    uint64_t tsc_ticks = read_tsc() - start;
+    uint64_t tsc_hz = tsc_ticks * kPitHz / kCalibrationTicks;
+    if (tsc_hz == 0) tsc_hz = 1;
+    ns_per_tsc_q32 = (kNsPerSecond << 32) / tsc_hz;
+    tsc_at_boot = read_tsc();
+    serial_write("x86: TSC ");
+    serial_write_hex(tsc_hz);
+    serial_write(" Hz (calibrated against the PIT)\n");
+}
+
+void timer_interrupt() {
+    armed_ns = arch::kNoDeadline;
+    if (wanted_ns == arch::kNoDeadline) return;
+    uint64_t now = arch::now_ns();
+    if (now < wanted_ns) {
+        program_one_shot(wanted_ns, now);
+        return;
+    }
+    // The kernel sets its next deadline from inside on_timer, which may also switch threads and
+    // return only much later: nothing may follow this call.
+    wanted_ns = arch::kNoDeadline;
+    kernel::on_timer(now);
+}
+
+}  // namespace x86
+
+namespace arch {
+
+uint64_t now_ns() {
+    uint64_t ticks = x86::read_tsc() - x86::tsc_at_boot;
+    return uint64_t((unsigned __int128)ticks * x86::ns_per_tsc_q32 >> 32);
+}
+
+uint64_t cycle_counter() { return x86::read_tsc(); }
+
+void set_timer_deadline(uint64_t deadline_ns) {
+    x86::wanted_ns = deadline_ns;
+    // An armed one-shot at or before the new deadline will re-arm when it fires; no deadline at
+    // all lets the armed one fire once, find nothing wanted and stay quiet.
+    if (deadline_ns == kNoDeadline || x86::armed_ns <= deadline_ns) return;
+    x86::program_one_shot(deadline_ns, now_ns());
+}
+
+}  // namespace arch
