@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Linux peers between two network namespaces (issue 6), one ctest case per CASE:
+
+  basic       ping, names, call and serve (echo and --exec) between the namespaces
+  sizes       calls of 0 B .. 16 MiB, hash-checked, at MTU 1500 and again at 1280
+  concurrent  two servers and two clients on one host each, at once (several endpoints per address)
+  loss        nftables on both veth ends: ~10% random drop (numgen) and duplicates (dup): every call
+              completes with the right bytes
+  bad_input   unknown node, unknown service, oversized message, missing privilege (uid 65534),
+              host down: one clear line, a non-zero status, nothing left blocked
+  capture     records these exchanges with tcpdump into BUILD/captures/linux-peers.pcap (for the
+              dissector's tests) and checks that protocol-121 frames are in it
+
+Every case makes its own namespace pair and removes it, and ends every process it started by PID,
+also when it fails. Needs root; exits 77 (ctest: skipped) with a message otherwise.
+"""
+import argparse
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "cluster"))
+from smpcli import common  # noqa: E402
+from smpcli.commands import linux as lx  # noqa: E402
+
+kSkip = 77
+kCallGuardS = 120        # only a guard against a hang, never a speed check
+kUnprivilegedUid = 65534
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+    print(f"ok: {what}", flush=True)
+
+
+class Harness:
+    """One namespace pair plus every process started in it; close() undoes all of it."""
+
+    def __init__(self, smpctl, prefix, mtu=1500):
+        self.smpctl = smpctl
+        self.pair = lx.Pair(prefix, "10.78.5", mtu)
+        self.procs = []
+        self.tmp = tempfile.TemporaryDirectory(prefix="smp-linux-")
+        lx.pair_down(self.pair)
+        lx.pair_up(self.pair)
+        self.addr = self.pair.addr
+
+    def base(self, side):
+        me, other = ("a", "b") if side == "A" else ("b", "a")
+        other_side = "B" if side == "A" else "A"
+        return [self.smpctl, f"--name={me}", f"--peer={other}={self.addr[other_side]}"]
+
+    def exec_argv(self, side, argv):
+        return ["ip", "netns", "exec", self.pair.ns[side], *argv]
+
+    def start(self, side, args, log_name):
+        log = open(os.path.join(self.tmp.name, log_name), "w")
+        p = subprocess.Popen(self.exec_argv(side, self.base(side) + args), stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        p.log_path = log.name
+        self.procs.append(p)
+        return p
+
+    def wait_serving(self, proc, service, side="B"):
+        """Waits until `names` on this side lists the service (the server is ready)."""
+        for _ in range(100):
+            if proc.poll() is not None:
+                raise Failure(f"server for {service} exited: {open(proc.log_path).read()[-500:]}")
+            r = self.run(side, ["--json", "names"], check=False)
+            if r.returncode == 0 and service in r.stdout:
+                return
+            time.sleep(0.1)
+        raise Failure(f"server for {service} never appeared in names")
+
+    def run(self, side, args, check=True, prefix=(), input_bytes=None, text=True):
+        argv = self.exec_argv(side, [*prefix, *self.base(side), *args])
+        r = subprocess.run(argv, capture_output=True, timeout=kCallGuardS, input=input_bytes,
+                           text=text)
+        if check and r.returncode != 0:
+            raise Failure(f"{' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r
+
+    def nft(self, side, script):
+        subprocess.run(["ip", "netns", "exec", self.pair.ns[side], "nft", "-f", "-"],
+                       input=script, text=True, check=True)
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def close(self):
+        for p in self.procs:
+            self.stop(p)
+        lx.pair_down(self.pair)
+        self.tmp.cleanup()
+
+    def file_of(self, size, name):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "wb") as f:
+            f.write(os.urandom(size))
+        return path
+
+    def echo_call(self, side, service, size, node="b"):
+        """One call of `size` random bytes; the reply must hash the same as the request."""
+        src = self.file_of(size, f"req-{size}")
+        out = src + ".reply"
+        r = self.run(side, ["call", f"{node}/{service}", "@" + src, f"--out={out}"], check=False)
+        if r.returncode != 0:
+            raise Failure(f"call {node}/{service} of {size} B failed ({r.returncode}): "
+                          f"{r.stderr.strip()}")
+        got = hashlib.sha256(open(out, "rb").read()).hexdigest()
+        want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+        os.remove(src)
+        os.remove(out)
+        return got == want
+
+
+def case_basic(h):
+    server = h.start("B", ["serve", "echo"], "serve-echo.log")
+    h.wait_serving(server, "echo")
+    r = h.run("A", ["ping", "-c", "3", "b"])
+    check("rtt" in r.stdout.lower(), "ping b answers with round-trip times")
+    j = json.loads(h.run("A", ["--json", "ping", "-c", "2", "b"]).stdout)
+    check(j["received"] == 2 and len(j["rtt_us"]) == 2, "ping --json reports 2 replies")
+    r = h.run("A", ["--json", "names", "b"])
+    check("echo" in [s["name"] for s in json.loads(r.stdout)["services"]], "names b lists echo")
+    r = h.run("A", ["call", "b/echo", "hello"])
+    check(r.stdout == "hello", "call b/echo hello replies hello")
+    upper = h.start("B", ["serve", "upper", "--exec", "tr a-z A-Z"], "serve-upper.log")
+    h.wait_serving(upper, "upper")
+    r = h.run("A", ["call", "b/upper", "shout"])
+    check(r.stdout == "SHOUT", "serve --exec runs a command per request (tr a-z A-Z)")
+    r = h.run("A", ["--json", "call", "b/echo", "x"])
+    check(json.loads(r.stdout)["reply_size"] == 1, "call --json reports the reply size")
+    r = h.run("B", ["--json", "stats"])
+    check(any(s.get("requests_served", 0) >= 2 for s in json.loads(r.stdout)["endpoints"]),
+          "stats shows the running servers' counters")
+
+
+def case_sizes(h):
+    server = h.start("B", ["serve", "echo"], "serve-echo.log")
+    h.wait_serving(server, "echo")
+    sizes = [0, 1, 100, 1400, 1500, 4096, 65536, 300_000, 1 << 20, 16 << 20]
+    for size in sizes:
+        check(h.echo_call("A", "echo", size), f"echo of {size} B at MTU 1500 hash-checked")
+    for side in "AB":
+        subprocess.run(["ip", "-n", h.pair.ns[side], "link", "set", "dev", h.pair.dev[side],
+                        "mtu", "1280"], check=True)
+    for size in [0, 1300, 65536, 1 << 20]:
+        check(h.echo_call("A", "echo", size), f"echo of {size} B at MTU 1280 hash-checked")
+
+
+def case_concurrent(h):
+    s1 = h.start("B", ["serve", "echo1"], "serve-echo1.log")
+    s2 = h.start("B", ["serve", "echo2"], "serve-echo2.log")
+    h.wait_serving(s1, "echo1")
+    h.wait_serving(s2, "echo2")
+    # Two clients at once on side A (two endpoints on one address), each calling both servers.
+    script = (
+        "import subprocess, sys, os\n"
+        "argv, n = sys.argv[1:-1], int(sys.argv[-1])\n"
+        "for i in range(n):\n"
+        "    for svc in ('echo1', 'echo2'):\n"
+        "        msg = f'{os.getpid()}-{svc}-{i}-' + 'x' * (i * 997 % 5000)\n"
+        "        r = subprocess.run(argv + ['call', 'b/' + svc, msg], capture_output=True, text=True)\n"
+        "        if r.returncode != 0 or r.stdout != msg:\n"
+        "            print('FAIL', svc, i, r.returncode, r.stderr.strip()); sys.exit(1)\n"
+        "print('done')\n")
+    clients = []
+    for k in range(2):
+        argv = h.exec_argv("A", ["python3", "-c", script, *h.base("A"), "20"])
+        clients.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True))
+    # And a client on the servers' own host, so endpoints sharing 10.78.5.2 must sort packets out.
+    local = h.run("B", ["call", "b/echo1", "same-host"])
+    check(local.stdout == "same-host", "a client on the servers' host reaches echo1")
+    for k, c in enumerate(clients):
+        out, _ = c.communicate(timeout=kCallGuardS)
+        check(c.returncode == 0 and "done" in out, f"client {k} made 40 calls to two servers: "
+              f"{out.strip()[-200:]}")
+
+
+def add_faults(h, drop_percent=10, dup_percent=5):
+    for side in "AB":
+        dev = h.pair.dev[side]
+        h.nft(side, f"""
+table netdev smpfault {{
+  chain ing {{ type filter hook ingress device "{dev}" priority 0;
+    ip protocol 121 numgen random mod 100 < {drop_percent} counter drop; }}
+  chain eg {{ type filter hook egress device "{dev}" priority 0;
+    ip protocol 121 numgen random mod 100 < {dup_percent} counter dup to "{dev}"; }}
+}}""")
+
+
+def fault_counters(h, side):
+    r = subprocess.run(["ip", "netns", "exec", h.pair.ns[side], "nft", "-j", "list", "table",
+                        "netdev", "smpfault"], capture_output=True, text=True, check=True)
+    drops = dups = 0
+    for item in json.loads(r.stdout)["nftables"]:
+        rule = item.get("rule")
+        if not rule:
+            continue
+        packets = next((e["counter"]["packets"] for e in rule["expr"] if "counter" in e), 0)
+        if rule["chain"] == "ing":
+            drops += packets
+        else:
+            dups += packets
+    return drops, dups
+
+
+def case_loss(h):
+    add_faults(h)
+    server = h.start("B", ["serve", "echo"], "serve-echo.log")
+    h.wait_serving(server, "echo")
+    r = h.run("A", ["--json", "ping", "-c", "20", "b"])
+    check(json.loads(r.stdout)["received"] >= 1, "ping b under 10% loss gets replies")
+    check("echo" in h.run("A", ["names", "b"]).stdout, "names b under loss lists echo")
+    for size in [0, 1000, 20_000, 300_000, 1 << 20, 4 << 20]:
+        check(h.echo_call("A", "echo", size), f"echo of {size} B under loss + duplication")
+    for i in range(30):
+        msg = f"small-{i}"
+        r = h.run("A", ["call", "b/echo", msg], check=False)
+        if r.returncode != 0 or r.stdout != msg:
+            raise Failure(f"small call {i} under loss: {r.returncode} {r.stderr.strip()}")
+    check(True, "30 small calls under loss + duplication all correct")
+    drops = sum(fault_counters(h, s)[0] for s in "AB")
+    dups = sum(fault_counters(h, s)[1] for s in "AB")
+    check(drops > 0 and dups > 0, f"nftables really dropped ({drops}) and duplicated ({dups})")
+
+
+def expect_error(h, args, words, what, side="A", prefix=()):
+    r = h.run(side, args, check=False, prefix=prefix)
+    err = r.stderr.strip()
+    check(r.returncode != 0 and len(err.splitlines()) == 1 and all(w in err for w in words),
+          f"{what}: status {r.returncode}, '{err}'")
+
+
+def case_bad_input(h):
+    server = h.start("B", ["serve", "echo"], "serve-echo.log")
+    h.wait_serving(server, "echo")
+    expect_error(h, ["call", "nosuch/echo", "x"], ["unknown node", "nosuch"], "unknown node")
+    expect_error(h, ["call", "b/nosuch", "x"], ["unknown service", "nosuch"], "unknown service")
+    big = h.file_of((16 << 20) + 1, "too-big")
+    expect_error(h, ["call", "b/echo", "@" + big], ["too large"], "oversized message")
+    expect_error(h, ["call", "b/echo", "@/nonexistent/file"], ["/nonexistent/file"],
+                 "unreadable @FILE")
+    expect_error(h, ["call", "b/echo", "x"], ["CAP_NET_RAW"], "missing privilege (uid 65534)",
+                 prefix=("setpriv", f"--reuid={kUnprivilegedUid}", f"--regid={kUnprivilegedUid}",
+                         "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
+    expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
+    # Host down: a node in the peer table with nobody behind its address.
+    expect_error(h, ["--peer=c=10.78.5.3", "--timeout=3000", "call", "c/echo", "x"],
+                 ["c"], "host down / no answer")
+    # Nothing left blocked: the server still answers, and no smpctl of ours is still running.
+    r = h.run("A", ["call", "b/echo", "still-here"])
+    check(r.stdout == "still-here", "the server still answers after the bad calls")
+    check(server.poll() is None, "the server survived the bad input")
+
+
+def pcap_protocol_121_count(path):
+    """Counts IPv4 protocol-121 frames in a classic pcap (Ethernet link type) file."""
+    data = open(path, "rb").read()
+    magic = struct.unpack("<I", data[:4])[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    pos, count = 24, 0
+    while pos + 16 <= len(data):
+        _, _, incl, _ = struct.unpack(endian + "IIII", data[pos:pos + 16])
+        frame = data[pos + 16:pos + 16 + incl]
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[23] == 121:
+            count += 1
+        pos += 16 + incl
+    return count
+
+
+def case_capture(h, build):
+    cap_dir = os.path.join(build, "captures")
+    os.makedirs(cap_dir, exist_ok=True)
+    path = os.path.join(cap_dir, "linux-peers.pcap")
+    tmp_path = path + ".part"
+    dump = subprocess.Popen(h.exec_argv("B", ["tcpdump", "-q", "-U", "-i", h.pair.dev["B"], "-w",
+                                              tmp_path, "ip proto 121"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    h.procs.append(dump)
+    time.sleep(1.0)  # tcpdump needs a moment before it sees packets
+    server = h.start("B", ["serve", "echo"], "serve-echo.log")
+    h.wait_serving(server, "echo")
+    h.run("A", ["ping", "-c", "3", "b"])
+    h.run("A", ["names", "b"])
+    h.run("A", ["call", "b/echo", "hello, wireshark"])
+    check(h.echo_call("A", "echo", 200_000), "a 200 kB call (segmented, pulled) in the capture")
+    h.run("A", ["call", "b/nosuch", "x"], check=False)
+    add_faults(h, drop_percent=10, dup_percent=10)
+    check(h.echo_call("A", "echo", 50_000), "a 50 kB call with loss and duplicates in the capture")
+    time.sleep(0.5)
+    h.stop(dump)
+    os.replace(tmp_path, path)
+    n = pcap_protocol_121_count(path)
+    check(n >= 20, f"capture {path} holds {n} protocol-121 frames")
+    print(f"capture saved: {path}")
+
+
+CASES = {"basic": case_basic, "sizes": case_sizes, "concurrent": case_concurrent,
+         "loss": case_loss, "bad_input": case_bad_input, "capture": case_capture}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smpctl", required=True)
+    ap.add_argument("--build", required=True)
+    ap.add_argument("case", choices=sorted(CASES))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("SKIP: the Linux peer tests need root (network namespaces, raw sockets); "
+              "run ./smp test as root")
+        return kSkip
+    h = None
+    try:
+        prefix = "smpt" + str(sorted(CASES).index(args.case))  # distinct per case, <= 6 chars
+        h = Harness(os.path.abspath(args.smpctl), prefix)
+        if args.case == "capture":
+            case_capture(h, args.build)
+        else:
+            CASES[args.case](h)
+        print(f"PASS: {args.case}")
+        return 0
+    except (Failure, common.CliError, subprocess.TimeoutExpired) as e:
+        print(f"FAIL: {args.case}: {e}")
+        if h:
+            for p in h.procs:
+                log = getattr(p, "log_path", None)
+                if log and os.path.exists(log):
+                    print(f"--- {os.path.basename(log)} (tail)\n{open(log).read()[-1500:]}")
+        return 1
+    finally:
+        if h:
+            h.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
