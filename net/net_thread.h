@@ -1,0 +1,50 @@
+// The net thread: the one execution context that calls lwIP. The NIC's interrupt handler only
+// signals the thread's event; the thread drains the RX ring into lwIP, runs lwIP's timers and
+// sleeps until the next lwIP timeout or the next event. Other threads (the shell) ask it for
+// work through a one-slot request and wait for the answer on their own event.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drivers/nic.h"
+#include "node_config.h"
+#include "status.h"
+
+namespace net {
+
+constexpr uint16_t kUdpEchoPort = 7;
+constexpr uint16_t kTcpDiscardPort = 9;      // TCP sink for throughput measurements
+constexpr size_t kRxBudgetPerPass = 32;       // frames per drain before timers get a turn
+constexpr uint8_t kNetThreadPriority = 24;
+constexpr size_t kNetThreadStackBytes = 32 * 1024;
+
+// Brings up the NIC and lwIP and starts the net thread. Prints what it did.
+kernel::Status net_start(const NodeConfig& config);
+Nic* net_nic();               // nullptr before net_start succeeds
+const NodeConfig& net_config();
+
+struct EchoStats {
+    uint32_t sent;
+    uint32_t received;
+    uint64_t rtt_min_ns, rtt_sum_ns, rtt_max_ns;
+};
+struct LwipCounters {
+    uint64_t rx_no_pbuf;      // frames the driver received but lwIP had no pbuf for
+    uint64_t udp_echoed;      // UDP echo datagrams answered
+    uint64_t tcp_discard_bytes;
+};
+LwipCounters net_lwip_counters();
+
+// Called from a thread other than the net thread (they block it until done).
+// ICMP echo: count requests of payload bytes, interval_ns apart; waits at most timeout_ns for the
+// last reply.
+kernel::Status net_ping(uint32_t ip, uint32_t count, uint64_t interval_ns, uint64_t timeout_ns,
+                        EchoStats* out);
+// UDP echo round trips against a peer's port 7, one at a time.
+kernel::Status net_udp_ping(uint32_t ip, uint32_t count, uint64_t timeout_ns, EchoStats* out);
+// Sends bytes over TCP to a peer's discard port; *elapsed_ns from connect to the last ack.
+kernel::Status net_tcp_send(uint32_t ip, uint64_t bytes, uint64_t timeout_ns,
+                            uint64_t* elapsed_ns);
+
+}  // namespace net

@@ -1,0 +1,271 @@
+#include "shell.h"
+
+#include "arch/arch.h"
+#include "arch/x86_64/platform.h"
+#include "event.h"
+#include "net_thread.h"
+#include "node_config.h"
+#include "panic.h"
+#include "thread.h"
+
+#include "lwip/stats.h"
+
+namespace net {
+namespace {
+
+// ---- COM1 input (the port's serial code only writes; reading is ours) --------------------------
+constexpr uint16_t kCom1 = 0x3f8;
+constexpr uint8_t kCom1Irq = 4;
+constexpr uint8_t kIerReceiveData = 0x01;
+constexpr uint8_t kMcrDtrRtsOut2 = 0x0b;     // OUT2 gates the UART's interrupt to the PIC
+constexpr uint8_t kLsrDataReady = 0x01;
+
+char g_input[kSerialInputBytes];
+volatile size_t g_input_head, g_input_tail;  // head: written by the IRQ; tail: by the shell
+volatile uint64_t g_input_dropped;
+kernel::Event g_input_event;
+
+void serial_irq(void*) {
+    while (x86::inb(kCom1 + 5) & kLsrDataReady) {
+        char c = static_cast<char>(x86::inb(kCom1));
+        size_t next = (g_input_head + 1) % kSerialInputBytes;
+        if (next == g_input_tail) {
+            g_input_dropped = g_input_dropped + 1;
+        } else {
+            g_input[g_input_head] = c;
+            g_input_head = next;
+        }
+    }
+    g_input_event.signal();
+}
+
+char read_char() {
+    for (;;) {
+        uint64_t s = arch::irq_save();
+        if (g_input_tail != g_input_head) {
+            char c = g_input[g_input_tail];
+            g_input_tail = (g_input_tail + 1) % kSerialInputBytes;
+            arch::irq_restore(s);
+            return c;
+        }
+        arch::irq_restore(s);
+        g_input_event.wait(kernel::kNoDeadline);
+    }
+}
+
+// ---- The command table -------------------------------------------------------------------------
+ShellCommand g_commands[kShellCommandsMax];
+size_t g_command_count;
+
+bool streq(const char* a, const char* b) { return kernel::string_equal(a, b); }
+
+bool parse_u64(const char* s, uint64_t* out) {
+    uint64_t v = 0;
+    if (!*s) return false;
+    for (; *s; ++s) {
+        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10 - 9) return false;
+        v = v * 10 + static_cast<uint64_t>(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool arg_ip(const char* cmd, const char* text, uint32_t* ip) {
+    if (parse_ipv4(text, ip)) return true;
+    kernel::print("%s: error: bad IPv4 address '%s'\n", cmd, text);
+    return false;
+}
+
+bool arg_number(const char* cmd, const char* text, uint64_t min, uint64_t max, uint64_t* out) {
+    if (parse_u64(text, out) && *out >= min && *out <= max) return true;
+    kernel::print("%s: error: '%s' is not a number in %lu..%lu\n", cmd, text,
+                  static_cast<unsigned long>(min), static_cast<unsigned long>(max));
+    return false;
+}
+
+void print_echo(const char* cmd, uint32_t ip, const EchoStats& s, kernel::Status status) {
+    char addr[16];
+    format_ipv4(ip, addr, sizeof addr);
+    uint64_t avg = s.received ? s.rtt_sum_ns / s.received : 0;
+    kernel::print("%s: %s sent=%u received=%u rtt_min_us=%lu rtt_avg_us=%lu rtt_max_us=%lu status=%s\n",
+                  cmd, addr, s.sent, s.received, static_cast<unsigned long>(s.rtt_min_ns / 1000),
+                  static_cast<unsigned long>(avg / 1000),
+                  static_cast<unsigned long>(s.rtt_max_ns / 1000), kernel::status_name(status));
+}
+
+void cmd_help(int, char**) {
+    for (size_t i = 0; i < g_command_count; ++i) {
+        kernel::print("  %-32s %s\n", g_commands[i].usage, g_commands[i].help);
+    }
+}
+
+void cmd_netstat(int, char**) {
+    Nic* nic = net_nic();
+    if (!nic) {
+        kernel::print("netstat: error: no network interface\n");
+        return;
+    }
+    nic_update_counters(nic);
+    const NicCounters& c = nic->counters;
+    LwipCounters l = net_lwip_counters();
+    kernel::print("netstat: if=en0 driver=%s rx_frames=%lu rx_bytes=%lu rx_drops=%lu rx_errors=%lu "
+                  "tx_frames=%lu tx_bytes=%lu tx_drops=%lu tx_errors=%lu interrupts=%lu "
+                  "device_missed=%lu\n",
+                  nic_kind_name(nic->kind), (unsigned long)c.rx_frames, (unsigned long)c.rx_bytes,
+                  (unsigned long)c.rx_drops, (unsigned long)c.rx_errors, (unsigned long)c.tx_frames,
+                  (unsigned long)c.tx_bytes, (unsigned long)c.tx_drops, (unsigned long)c.tx_errors,
+                  (unsigned long)c.interrupts, (unsigned long)c.rx_device_missed);
+    kernel::print("netstat: lwip rx_no_pbuf=%lu udp_echoed=%lu tcp_discard_bytes=%lu "
+                  "ip_recv=%u ip_drop=%u icmp_recv=%u udp_recv=%u tcp_recv=%u tcp_drop=%u "
+                  "console_input_dropped=%lu\n",
+                  (unsigned long)l.rx_no_pbuf, (unsigned long)l.udp_echoed,
+                  (unsigned long)l.tcp_discard_bytes, (unsigned)lwip_stats.ip.recv,
+                  (unsigned)lwip_stats.ip.drop, (unsigned)lwip_stats.icmp.recv,
+                  (unsigned)lwip_stats.udp.recv, (unsigned)lwip_stats.tcp.recv,
+                  (unsigned)lwip_stats.tcp.drop, (unsigned long)g_input_dropped);
+}
+
+void cmd_info(int, char**) {
+    const NodeConfig& c = net_config();
+    char addr[16];
+    format_ipv4(c.ip, addr, sizeof addr);
+    Nic* nic = net_nic();
+    const uint8_t* m = nic ? nic->mac : c.mac;
+    kernel::print("info: name=%s ip=%s/%u mac=%02x:%02x:%02x:%02x:%02x:%02x uptime_ms=%lu\n", c.name,
+                  addr, c.prefix, m[0], m[1], m[2], m[3], m[4], m[5],
+                  static_cast<unsigned long>(arch::now_ns() / 1000000));
+}
+
+void cmd_ping(int argc, char** argv) {
+    uint32_t ip;
+    uint64_t count = 5, interval_ms = 100;
+    if (argc < 2 || argc > 4) {
+        kernel::print("ping: error: usage: ping IP [COUNT] [INTERVAL_MS]\n");
+        return;
+    }
+    if (!arg_ip("ping", argv[1], &ip)) return;
+    if (argc > 2 && !arg_number("ping", argv[2], 1, 1000, &count)) return;
+    if (argc > 3 && !arg_number("ping", argv[3], 1, 10000, &interval_ms)) return;
+    EchoStats s;
+    kernel::Status st = net_ping(ip, static_cast<uint32_t>(count), interval_ms * 1000000,
+                                 1000000000, &s);
+    print_echo("ping", ip, s, st);
+}
+
+void cmd_udpping(int argc, char** argv) {
+    uint32_t ip;
+    uint64_t count = 5;
+    if (argc < 2 || argc > 3) {
+        kernel::print("udpping: error: usage: udpping IP [COUNT]\n");
+        return;
+    }
+    if (!arg_ip("udpping", argv[1], &ip)) return;
+    if (argc > 2 && !arg_number("udpping", argv[2], 1, 100000, &count)) return;
+    EchoStats s;
+    kernel::Status st = net_udp_ping(ip, static_cast<uint32_t>(count), 1000000000, &s);
+    print_echo("udpping", ip, s, st);
+}
+
+void cmd_tcpsend(int argc, char** argv) {
+    uint32_t ip;
+    uint64_t bytes = 1 << 20;
+    if (argc < 2 || argc > 3) {
+        kernel::print("tcpsend: error: usage: tcpsend IP [BYTES]\n");
+        return;
+    }
+    if (!arg_ip("tcpsend", argv[1], &ip)) return;
+    if (argc > 2 && !arg_number("tcpsend", argv[2], 1, 1ull << 32, &bytes)) return;
+    uint64_t elapsed = 0;
+    kernel::Status st = net_tcp_send(ip, bytes, 30000000000ull, &elapsed);
+    uint64_t kbps = elapsed ? bytes * 8 * 1000000ull / elapsed : 0;  // kbit/s
+    kernel::print("tcpsend: bytes=%lu elapsed_us=%lu kbit_per_s=%lu status=%s\n",
+                  static_cast<unsigned long>(bytes), static_cast<unsigned long>(elapsed / 1000),
+                  static_cast<unsigned long>(kbps), kernel::status_name(st));
+}
+
+const ShellCommand kBuiltins[] = {
+    {"help", "help", "list commands", cmd_help},
+    {"info", "info", "node name, address, MAC, uptime", cmd_info},
+    {"netstat", "netstat", "interface and lwIP counters", cmd_netstat},
+    {"ping", "ping IP [COUNT] [INTERVAL_MS]", "ICMP echo from this node", cmd_ping},
+    {"udpping", "udpping IP [COUNT]", "UDP echo round trips to IP port 7", cmd_udpping},
+    {"tcpsend", "tcpsend IP [BYTES]", "TCP bulk send to IP port 9, prints throughput",
+     cmd_tcpsend},
+};
+
+void dispatch(char* line) {
+    char* argv[kShellArgsMax];
+    int argc = 0;
+    for (char* p = line; *p;) {
+        while (*p == ' ' || *p == '\t') *p++ = '\0';
+        if (!*p) break;
+        if (argc == static_cast<int>(kShellArgsMax)) {
+            kernel::print("shell: error: too many arguments (at most %u)\n",
+                          static_cast<unsigned>(kShellArgsMax));
+            return;
+        }
+        argv[argc++] = p;
+        while (*p && *p != ' ' && *p != '\t') ++p;
+    }
+    if (argc == 0) return;
+    for (size_t i = 0; i < g_command_count; ++i) {
+        if (streq(g_commands[i].name, argv[0])) {
+            g_commands[i].run(argc, argv);
+            return;
+        }
+    }
+    kernel::print("shell: error: unknown command '%s' (try help)\n", argv[0]);
+}
+
+}  // namespace
+
+bool shell_register(const ShellCommand& command) {
+    if (g_command_count == kShellCommandsMax) return false;
+    for (size_t i = 0; i < g_command_count; ++i) {
+        if (streq(g_commands[i].name, command.name)) return false;
+    }
+    g_commands[g_command_count++] = command;
+    return true;
+}
+
+void shell_run(const char* prompt_name) {
+    for (const ShellCommand& c : kBuiltins) shell_register(c);
+    if (!x86::irq_register(kCom1Irq, serial_irq, nullptr)) {
+        kernel::print("shell: cannot register IRQ %u: no console input\n", kCom1Irq);
+    }
+    x86::outb(kCom1 + 4, kMcrDtrRtsOut2);
+    x86::outb(kCom1 + 1, kIerReceiveData);
+    char line[kShellLineBytes];
+    bool prompt = true;
+    for (;;) {
+        if (prompt) kernel::print("%s> ", prompt_name);
+        size_t n = 0;
+        bool overflow = false;
+        for (;;) {
+            char c = read_char();
+            if (c == '\r' || c == '\n') break;
+            if ((c == '\b' || c == 0x7f) && n > 0) {
+                --n;
+                continue;
+            }
+            if (c < ' ' || c > '~') continue;
+            if (n + 1 < sizeof line) {
+                line[n++] = c;
+            } else {
+                overflow = true;
+            }
+        }
+        line[n] = '\0';
+        prompt = n > 0 || overflow;
+        if (!prompt) continue;  // an empty line (or the LF of a CR LF): nothing to do
+        kernel::print("%s\n", line);  // the console does not echo keystrokes: echo the line
+        if (overflow) {
+            kernel::print("shell: error: line longer than %u characters ignored\n",
+                          static_cast<unsigned>(kShellLineBytes - 1));
+            continue;
+        }
+        dispatch(line);
+    }
+}
+
+}  // namespace net
