@@ -4,7 +4,7 @@
 // `objcopy -O elf32-i386`; the 64-bit code is just bytes to the loader.
 //
 // Steps: zero .bss, identity-map the first 4 GiB with 2 MiB pages (so PCI MMIO BARs below 4 GiB
-// are reachable at their physical address), enable PAE + long mode + paging, load a minimal
+// are reachable at their physical address) except page 0 (null pointers fault), enable PAE + long mode + paging, load a minimal
 // 64-bit GDT, far-jump to 64-bit code, then call x86_boot_main(magic, info) on the boot stack.
 // boot.cc replaces the GDT (adding the TSS) and builds the IDT.
 
@@ -63,6 +63,20 @@ _start:
     cmpl $(IDENTITY_GIB * 512), %ecx
     jne 2b
 
+    // The first 2 MiB in 4 KiB pages instead, page 0 left out: a null pointer faults (#PF with
+    // cr2 < 4096) instead of quietly reading the real-mode interrupt table.
+    movl $1, %ecx
+4:  movl %ecx, %eax
+    shll $12, %eax
+    orl $PAGE_PRESENT_WRITABLE, %eax
+    movl %eax, boot_pt_low(,%ecx,8)
+    incl %ecx
+    cmpl $512, %ecx
+    jne 4b
+    movl $boot_pt_low, %eax
+    orl $PAGE_PRESENT_WRITABLE, %eax
+    movl %eax, boot_pd
+
     movl %cr4, %eax
     orl $(1 << 5), %eax            // PAE
     movl %eax, %cr4
@@ -118,6 +132,7 @@ boot_info:  .long 0
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096 * IDENTITY_GIB
+boot_pt_low: .skip 4096
     .balign 16
     .global boot_stack_bottom
 boot_stack_bottom:

@@ -57,7 +57,7 @@ bool value_is(const char* value, const char* expected) {
     return *expected == '\0' && (*value == '\0' || *value == ' ');
 }
 
-// `crash=ud2|pf|df`: the harness's check that a CPU exception gives a register dump and the
+// `crash=ud2|pf|df|null`: the harness's check that a CPU exception gives a register dump and the
 // exception exit status (tests/qemu). Runs before kernel::start, so the kernel's own
 // command-line parser never sees the key.
 void crash_if_asked() {
@@ -67,9 +67,14 @@ void crash_if_asked() {
     if (value_is(v, "ud2")) asm volatile("ud2");
     // Above the 4 GiB identity map: not present.
     if (value_is(v, "pf")) *reinterpret_cast<volatile uint64_t*>(0x10000000000ull) = 0x5a;
+    // Page 0 is left unmapped so that a null pointer faults.
+    if (value_is(v, "null")) {
+        volatile uint64_t* volatile null_pointer = nullptr;
+        (void)null_pointer[1];
+    }
     // #UD whose frame cannot be pushed (unmapped stack) -> #PF, same -> #DF on its IST stack.
     if (value_is(v, "df")) asm volatile("movq $0x10000000000, %rsp; ud2");
-    serial_write("x86: unknown crash= value (known: ud2, pf, df)\n");
+    serial_write("x86: unknown crash= value (known: ud2, pf, df, null)\n");
     debug_exit(kExitValueFailure);
 }
 
