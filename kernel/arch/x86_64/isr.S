@@ -87,12 +87,13 @@ x86_isr_stubs:
 
     .text
 // void arch::context_switch(Context* from /* rdi */, Context* to /* rsi */)
-// Saves rflags and the callee-saved registers on the current stack, stores rsp in from->rsp,
-// loads to->rsp and pops the same layout. The caller-saved registers need no saving: the C++
-// caller already assumes this call clobbers them.
+// Saves the callee-saved registers on the current stack, stores rsp in from->rsp, loads
+// to->rsp and pops the same layout. The caller-saved registers need no saving: the C++ caller
+// already assumes this call clobbers them. rflags needs none either: every switch happens with
+// interrupts disabled (arch.h) and the direction flag clear (the ABI), so both threads' rflags
+// are the same at this point; a new thread turns interrupts on in the trampoline.
     .global _ZN4arch14context_switchEPNS_7ContextES1_
 _ZN4arch14context_switchEPNS_7ContextES1_:
-    pushfq
     pushq %rbp
     pushq %rbx
     pushq %r12
@@ -107,7 +108,6 @@ _ZN4arch14context_switchEPNS_7ContextES1_:
     popq %r12
     popq %rbx
     popq %rbp
-    popfq
     ret
 
 // A new thread's first context_switch returns here (context_init placed entry in r13 and its
