@@ -95,10 +95,16 @@ def boot(image, cmdline, icount=False, timeout_s=DEFAULT_TIMEOUT_S, extra_args=(
 
 
 def _boot_echo(args, serial_path, timeout_s):
-    # The serial file is followed while QEMU runs, so a person sees the boot live.
+    # The serial file is followed while QEMU runs, so a person sees the boot live. QEMU's own
+    # messages go to a file too (a pipe nobody reads could fill and stall it).
     import sys
     import time
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err_path = serial_path + ".stderr"
+    with open(err_path, "w") as err_file:
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=err_file)
+        except FileNotFoundError:
+            common.die(f"{QEMU} not found (./smp setup kernel)")
     deadline = time.monotonic() + timeout_s
     pos = 0
     try:
@@ -117,8 +123,7 @@ def _boot_echo(args, serial_path, timeout_s):
     finally:
         _end(proc)
     if proc.returncode == 1:
-        err = proc.stderr.read() if proc.stderr else ""
-        first = err.strip().splitlines()[:1] or ["no message"]
+        first = _read(err_path).strip().splitlines()[:1] or ["no message"]
         common.die(f"QEMU failed: {first[0]}")
     return proc.returncode, _read(serial_path)
 
