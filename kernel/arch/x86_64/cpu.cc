@@ -114,6 +114,8 @@ void dump_register(const char* name, uint64_t value) {
     dump_register("r13", f.r13);
     dump_register(" r14", f.r14);
     dump_register(" r15", f.r15);
+    serial_write("\n*** where: addr2line -C -f -e <build>/kernel/kernel64.elf ");
+    serial_write_hex(f.rip);
     serial_write("\n*** stopping (exit status 37)\n");
     debug_exit(kExitValueException);
 }
