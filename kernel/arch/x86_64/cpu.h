@@ -35,6 +35,7 @@ void pic_init();      // remap, mask all but the timer and the cascade
 void pic_unmask(uint8_t line);
 void timer_init();    // calibrates the TSC against the PIT; leaves the one-shot disarmed
 void timer_interrupt();
+extern uint64_t timer_interrupts;  // PIT interrupts taken, wanted or not (for the self-test)
 // A PIC line's interrupt (pic.cc): drops spurious ones, acknowledges the PIC first (the
 // handlers may switch threads and not come back for a while), then runs the timer or the
 // handlers drivers registered.

@@ -57,12 +57,19 @@ void timer_init() {
     if (tsc_hz == 0) tsc_hz = 1;
     ns_per_tsc_q32 = (kNsPerSecond << 32) / tsc_hz;
     tsc_at_boot = read_tsc();
+    // The BIOS left channel 0 periodic (18.2 Hz): one last one-shot, ignored when it fires (no
+    // deadline wanted), turns it into a quiet one-shot timer until the kernel asks for one.
+    program_one_shot(arch::kNoDeadline - 1, 0);
+    armed_ns = arch::kNoDeadline;
     serial_write("x86: TSC ");
     serial_write_hex(tsc_hz);
     serial_write(" Hz (calibrated against the PIT)\n");
 }
 
+uint64_t timer_interrupts = 0;
+
 void timer_interrupt() {
+    ++timer_interrupts;
     armed_ns = arch::kNoDeadline;
     if (wanted_ns == arch::kNoDeadline) return;
     uint64_t now = arch::now_ns();

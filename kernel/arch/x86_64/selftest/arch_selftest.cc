@@ -87,6 +87,12 @@ void check_timer() {
     while (arch::now_ns() < until) {
     }
     check(timer_calls == calls, "a cancelled deadline calls nothing");
+    // Tickless: with no deadline wanted, not a single timer interrupt (an idle node costs nothing).
+    uint64_t raw = x86::timer_interrupts;
+    until = arch::now_ns() + 100000000;
+    while (arch::now_ns() < until) {
+    }
+    check(x86::timer_interrupts == raw, "no timer interrupt at all while no deadline is wanted");
 }
 
 // ---- contexts -----------------------------------------------------------------------------------
