@@ -204,6 +204,28 @@ void check_pci() {
     check(!x86::irq_register(0, e1000_irq, nullptr) && !x86::irq_register(2, e1000_irq, nullptr) &&
               !x86::irq_register(16, e1000_irq, nullptr),
           "irq_register refuses the timer, the cascade and lines past 15");
+    // Every device with an interrupt pin got a legacy line from SeaBIOS, set level-triggered in
+    // the PIIX's ELCR (ports 0x4d0/0x4d1), as PCI INTx lines must be.
+    uint16_t elcr = uint16_t(x86::inb(0x4d0) | (x86::inb(0x4d1) << 8));
+    int with_pin = 0, routed = 0;
+    for (uint8_t dev = 0; dev < 32; ++dev) {
+        uint32_t id = x86::pci_config_read32(0, dev, 0, 0);
+        uint32_t r3c = x86::pci_config_read32(0, dev, 0, 0x3c);
+        uint8_t pin = uint8_t(r3c >> 8), line = uint8_t(r3c);
+        if (id == 0xffffffff || pin == 0) continue;
+        ++with_pin;
+        print("       pci 00:");
+        print_u(dev);
+        print(" id ");
+        x86::serial_write_hex(id);
+        print(" pin ");
+        print_u(pin);
+        print(" line ");
+        print_u(line);
+        print((line < 16 && (elcr >> line) & 1) ? " level\n" : " NOT level-triggered\n");
+        if (line > 0 && line < 16 && line != 2 && ((elcr >> line) & 1)) ++routed;
+    }
+    check(with_pin == routed, "every PCI device with an interrupt pin has a level-triggered line");
     for (uint8_t dev = 0; dev < 32; ++dev) {
         if (x86::pci_config_read32(0, dev, 0, 0) != 0x100e8086) continue;
         uint8_t line = uint8_t(x86::pci_config_read32(0, dev, 0, 0x3c));
