@@ -17,6 +17,8 @@ constexpr uint16_t kPitGatePort = 0x61;  // bit 0: channel 2 gate, bit 1: speake
 constexpr uint64_t kPitTicksMax = 65535;
 constexpr uint64_t kCalibrationTicks = kPitHz / 100;  // 10 ms
 constexpr uint64_t kNsPerSecond = 1000000000;
+// Port reads while calibrating before giving up (each takes ~1 us under TCG, far more than 10 ms).
+constexpr uint64_t kCalibrationPollsMax = 100000000;
 
 uint64_t tsc_at_boot = 0;
 uint64_t ns_per_tsc_q32 = 0;  // nanoseconds per TSC tick, fixed point with 32 fraction bits
@@ -50,7 +52,12 @@ void timer_init() {
     outb(kPitChannel2, uint8_t(kCalibrationTicks));
     outb(kPitChannel2, uint8_t(kCalibrationTicks >> 8));
     uint64_t start = read_tsc();
+    uint64_t polls = 0;
     while ((inb(kPitGatePort) & 0x20) == 0) {
+        if (++polls == kCalibrationPollsMax) {
+            serial_write("x86: the PIT's channel 2 never counted down: no time source\n");
+            debug_exit(kExitValueFailure);
+        }
     }
     uint64_t tsc_ticks = read_tsc() - start;
     uint64_t tsc_hz = tsc_ticks * kPitHz / kCalibrationTicks;
