@@ -62,6 +62,14 @@ uint8_t g_tcp_pattern[kTcpChunkBytes];
 void wake_from_irq(void*) { g_wake.signal(); }
 
 void rx_sink(void*, const uint8_t* frame, size_t length) {
+    // QEMU's socket multicast network (the unprivileged cluster mode) hands every node its own
+    // frames back: drop what carries our own source MAC.
+    if (length >= 12 && frame[6] == g_nic->mac[0] && frame[7] == g_nic->mac[1] &&
+        frame[8] == g_nic->mac[2] && frame[9] == g_nic->mac[3] && frame[10] == g_nic->mac[4] &&
+        frame[11] == g_nic->mac[5]) {
+        ++g_counters.rx_own_frames;
+        return;
+    }
     if (net_port_netif_input(&g_netif, frame, length) != 0) {
         ++g_counters.rx_no_pbuf;
         ++g_nic->counters.rx_drops;

@@ -32,6 +32,7 @@ struct EchoStats {
 struct LwipCounters {
     uint64_t rx_no_pbuf;      // frames the driver received but lwIP had no pbuf for
     uint64_t udp_echoed;      // UDP echo datagrams answered
+    uint64_t rx_own_frames;   // our own frames looped back by the network (dropped)
     uint64_t tcp_discard_bytes;
 };
 LwipCounters net_lwip_counters();

@@ -115,10 +115,11 @@ void cmd_netstat(int, char**) {
                   (unsigned long)c.rx_drops, (unsigned long)c.rx_errors, (unsigned long)c.tx_frames,
                   (unsigned long)c.tx_bytes, (unsigned long)c.tx_drops, (unsigned long)c.tx_errors,
                   (unsigned long)c.interrupts, (unsigned long)c.rx_device_missed);
-    kernel::print("netstat: lwip rx_no_pbuf=%lu udp_echoed=%lu tcp_discard_bytes=%lu "
+    kernel::print("netstat: lwip rx_no_pbuf=%lu rx_own_frames=%lu udp_echoed=%lu tcp_discard_bytes=%lu "
                   "ip_recv=%u ip_drop=%u icmp_recv=%u udp_recv=%u tcp_recv=%u tcp_drop=%u "
                   "console_input_dropped=%lu\n",
-                  (unsigned long)l.rx_no_pbuf, (unsigned long)l.udp_echoed,
+                  (unsigned long)l.rx_no_pbuf, (unsigned long)l.rx_own_frames,
+                  (unsigned long)l.udp_echoed,
                   (unsigned long)l.tcp_discard_bytes, (unsigned)lwip_stats.ip.recv,
                   (unsigned)lwip_stats.ip.drop, (unsigned)lwip_stats.icmp.recv,
                   (unsigned)lwip_stats.udp.recv, (unsigned)lwip_stats.tcp.recv,

@@ -30,7 +30,8 @@ import time
 
 from . import common
 
-NETNS = "smpnet"
+# SMP_NETNS lets tests use a namespace of their own beside a person's cluster.
+NETNS = os.environ.get("SMP_NETNS", "smpnet")
 BRIDGE = "br0"
 SUBNET_PREFIX = "10.77.0."
 NS_ADDRESS = SUBNET_PREFIX + "1"
@@ -219,24 +220,30 @@ def qemu_command(state, node, image, nic, memory_mb):
     return cmd
 
 
+def capture_command(state, path, ring_buffer=False):
+    """tcpdump on br0 as root; dumpcap on lo in an unprivileged namespace, where tcpdump's
+    switch to another user fails (setgroups is denied there) and dumpcap switches nothing."""
+    if state["mode"] == "root":
+        # -Z root: tcpdump would otherwise switch to user tcpdump, who cannot write our folder.
+        cmd = ["tcpdump", "-i", BRIDGE, "-n", "-q", "-U", "-s", "0", "-Z", "root", "-w", path]
+        if ring_buffer:
+            cmd += ["-C", str(CAPTURE_FILE_MB), "-W", str(CAPTURE_FILES)]
+        return cmd
+    cmd = ["dumpcap", "-q", "-i", "lo", "-P", "-f", f"udp and dst port {MCAST_PORT}", "-w", path]
+    if ring_buffer:
+        cmd += ["-b", f"filesize:{CAPTURE_FILE_MB * 1000}", "-b", f"files:{CAPTURE_FILES}"]
+    return cmd
+
+
 def start_capture(state):
     d = os.path.join(run_dir(), "capture")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d, exist_ok=True)
     ring = os.path.join(d, "ring.pcap")
-    if state["mode"] == "root":
-        filt = []
-        iface = BRIDGE
-    else:
-        filt = ["udp", "and", "dst", "port", str(MCAST_PORT)]
-        iface = "lo"
+    iface = BRIDGE if state["mode"] == "root" else "lo"
     if state["mode"] != "root":
         open(os.path.join(d, "encapsulated"), "w").close()
-    # -Z root: tcpdump would otherwise switch to user tcpdump, who cannot write our folder (and
-    # does not exist inside an unprivileged namespace).
-    cmd = ns_prefix(state) + ["tcpdump", "-i", iface, "-n", "-q", "-U", "-s", "0",
-                              "-C", str(CAPTURE_FILE_MB), "-W", str(CAPTURE_FILES),
-                              "-Z", "root", "-w", ring] + filt
+    cmd = ns_prefix(state) + capture_command(state, ring, ring_buffer=True)
     log = open(os.path.join(run_dir(), "capture.log"), "w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     state["capture"] = {"pid": p.pid, "dir": d, "iface": iface,
@@ -518,7 +525,7 @@ def unwrap_encapsulated(src, dst):
 
 
 def ring_files(cap_dir):
-    files = [os.path.join(cap_dir, f) for f in os.listdir(cap_dir) if f.startswith("ring.pcap")]
+    files = [os.path.join(cap_dir, f) for f in os.listdir(cap_dir) if f.startswith("ring")]
     files = [f for f in files if os.path.getsize(f) > 24]
     return sorted(files, key=os.path.getmtime)
 
@@ -530,12 +537,8 @@ def save_capture(out_path, seconds=None):
     if seconds is not None:
         if state is None:
             common.die("no cluster is up: a live recording needs one (./smp up)")
-        iface = BRIDGE if state["mode"] == "root" else "lo"
         tmp = out_path + ".raw" if state["mode"] != "root" else out_path
-        cmd = ns_prefix(state) + ["tcpdump", "-i", iface, "-n", "-q", "-U", "-s", "0",
-                                  "-Z", "root", "-w", tmp]
-        if state["mode"] != "root":
-            cmd += ["udp", "and", "dst", "port", str(MCAST_PORT)]
+        cmd = ns_prefix(state) + capture_command(state, tmp)
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(seconds)
         p.send_signal(signal.SIGINT)

@@ -4,11 +4,13 @@
 
 #include "arch/x86_64/platform.h"
 #include "panic.h"
+#include "thread.h"
 
 namespace net {
 namespace {
 
 constexpr uint32_t kRegCtrl = 0x0000;
+constexpr uint32_t kRegStatus = 0x0008;
 constexpr uint32_t kRegIcr = 0x00c0;
 constexpr uint32_t kRegIms = 0x00d0;
 constexpr uint32_t kRegImc = 0x00d8;
@@ -44,6 +46,11 @@ constexpr uint32_t kTctlCt = 0x10u << 4;
 constexpr uint32_t kTctlCold = 0x40u << 12;
 constexpr uint32_t kTipgDefault = 10u | (8u << 10) | (6u << 20);
 constexpr uint32_t kRahValid = 1u << 31;
+constexpr uint32_t kStatusLinkUp = 1u << 1;
+// QEMU's e1000 renegotiates the link after reset (about 0.5 s) and holds received frames until
+// the link is up: "ready" waits for it, so the first pings are not held back.
+constexpr uint64_t kLinkWaitNs = 3'000'000'000;
+constexpr uint64_t kLinkPollNs = 10'000'000;
 constexpr uint32_t kIntLsc = 1u << 2;
 constexpr uint32_t kIntRxdmt0 = 1u << 4;
 constexpr uint32_t kIntRxo = 1u << 6;
@@ -148,6 +155,11 @@ bool e1000_start(Nic* nic, const uint8_t* mac) {
     wr(e, kRegTipg, kTipgDefault);
 
     wr(e, kRegIms, kIntRxt0 | kIntRxo | kIntRxdmt0 | kIntLsc);
+    uint64_t give_up = kernel::now_ns() + kLinkWaitNs;
+    while (!(rd(e, kRegStatus) & kStatusLinkUp) && kernel::now_ns() < give_up) {
+        kernel::sleep_for(kLinkPollNs);
+    }
+    if (!(rd(e, kRegStatus) & kStatusLinkUp)) kernel::print("e1000: link still down; going on\n");
     return true;
 }
 

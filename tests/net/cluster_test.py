@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Cluster tests for issue 5, each a real cluster of QEMU nodes booted with ./smp up.
+
+  cluster_test.py nic --nic virtio|e1000 --kernel IMAGE
+      3 nodes. From the namespace: 100 pings to every node at 10 ms intervals, none lost; every
+      node pings the two others with its shell's `ping`; UDP echo answers `nc -u` and a Python
+      client; a 10-second `ping -f` flood on every node at once, after which every node still
+      answers 100 pings with none lost and its counters show no RX error; the ring capture
+      holds ARP and ICMP that tshark decodes; `./smp down` leaves nothing behind.
+  cluster_test.py crash --kernel IMAGE
+      `./smp up -n 3` killed with SIGKILL while its nodes boot; `./smp down` then removes
+      every QEMU, the capture, the namespace (bridge, taps).
+  cluster_test.py user --kernel IMAGE
+      As uid 65534 (setpriv): unprivileged mode (unshare -rn, socket multicast on the private
+      loopback); node1 pings node2 and node3, UDP echo between nodes; the capture unwraps into
+      Ethernet frames; `./smp down` leaves no QEMU or holder process.
+  cluster_test.py badcmdline --kernel IMAGE
+      A node booted with a malformed ip= prints a one-line error and exits with the kernel's
+      bad-command-line status instead of coming up.
+Exit status 0 = pass, 77 = skipped (not root), anything else = failure with a reason.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+SMP = os.path.join(ROOT, "smp")
+SKIP = 77
+N = 3
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+class Cluster:
+    def __init__(self, kernel, run_dir, netns, user=None):
+        self.kernel = kernel
+        self.env = dict(os.environ, SMP_RUN_DIR=run_dir, SMP_NETNS=netns)
+        self.run_dir = os.path.join(run_dir, "cluster")
+        self.netns = netns
+        self.user = user  # None: as ourselves (root); else run ./smp through setpriv as this uid
+
+    def smp(self, *args, check_ok=True, timeout=300, capture=True):
+        cmd = [SMP, *args]
+        if self.user is not None:
+            cmd = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups",
+                   "/usr/bin/python3", *cmd]
+        r = subprocess.run(cmd, env=self.env, timeout=timeout, text=True,
+                           capture_output=capture)
+        if check_ok and r.returncode != 0:
+            raise Failure(f"./smp {' '.join(args)} failed ({r.returncode}): "
+                          f"{(r.stderr or '').strip()[-800:]} {(r.stdout or '').strip()[-800:]}")
+        return r
+
+    def up(self, n, nic="virtio"):
+        r = self.smp("up", "-n", str(n), "--nic", nic, "--kernel", self.kernel)
+        print(r.stdout, end="")
+        return r
+
+    def down(self):
+        r = self.smp("down", check_ok=False)
+        print(r.stdout + r.stderr, end="")
+        return r
+
+    def exec(self, *cmd, timeout=120):
+        return subprocess.run([SMP, "exec", *cmd], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def console(self, node, command, until, timeout=60):
+        r = self.smp("console", node, "-c", command, "--until", until, "--timeout", str(timeout),
+                     check_ok=False, timeout=timeout + 30)
+        check(r.returncode == 0, f"{node}: '{command}' got no reply: {r.stderr.strip()}")
+        return r.stdout
+
+
+def node_ip(i):
+    return f"10.77.0.{10 + i}"
+
+
+def ping_loss(output):
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", output)
+    check(m, f"unexpected ping output: {output[-300:]}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def assert_nothing_left(c):
+    """No namespace, no process whose command line names our run folder, no tap on the host."""
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    check(not any(l.split()[0] == c.netns for l in ns.splitlines() if l.strip()),
+          f"namespace {c.netns} still exists after ./smp down")
+    left = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if c.run_dir.encode() in cmdline and b"cluster_test.py" not in cmdline:
+            left.append((pid, cmdline.replace(b"\0", b" ")[:120]))
+    check(not left, f"processes left after ./smp down: {left}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    check(c.netns not in links, "a host link refers to the cluster namespace")
+
+
+def ping_all_from_namespace(c, count=100, interval="0.01"):
+    procs = {}
+    for i in range(1, N + 1):
+        procs[i] = subprocess.Popen([SMP, "exec", "ping", "-q", "-c", str(count), "-i", interval,
+                                     "-W", "2", node_ip(i)], env=c.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+    for i, p in procs.items():
+        out, _ = p.communicate(timeout=120)
+        sent, received = ping_loss(out)
+        print(f"  namespace -> node{i}: {received}/{sent}")
+        check(sent == count and received == count,
+              f"namespace -> node{i}: {sent - received} of {sent} pings lost")
+
+
+def udp_echo_python(c, ip):
+    """A small UDP client run inside the namespace: 20 datagrams, each echoed back intact."""
+    code = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)\n"
+        "for k in range(20):\n"
+        "  m=('simplemsg-%d-' % k).encode()*7\n"
+        "  s.sendto(m,(sys.argv[1],7)); d,a=s.recvfrom(2048)\n"
+        "  assert d==m and a==(sys.argv[1],7), (d,a)\n"
+        "print('udp-echo-ok')\n")
+    r = c.exec("/usr/bin/python3", "-c", code, ip, timeout=60)
+    check("udp-echo-ok" in r.stdout, f"UDP echo (Python client) to {ip} failed: {r.stdout} {r.stderr}")
+
+
+def test_nic(args):
+    if os.geteuid() != 0:
+        print("skipped: needs root (network namespace, bridge, taps)")
+        return SKIP
+    run_dir = tempfile.mkdtemp(prefix=f"smp-net-{args.nic}-")
+    c = Cluster(args.kernel, run_dir, f"smpnet-t{os.getpid()}")
+    try:
+        c.up(N, args.nic)
+        st = json.loads(c.smp("status", "--json").stdout)
+        check(len(st["nodes"]) == N and all(n["state"] == "running" for n in st["nodes"]),
+              f"status after up: {st}")
+        for n in st["nodes"]:
+            log = open(n["log"]).read()
+            check(f"node: name={n['name']} ip={n['ip']}/24 mac={n['mac']}" in log,
+                  f"{n['name']} did not print its configuration")
+        print("100 pings from the namespace to every node:")
+        ping_all_from_namespace(c)
+        print("nodes ping each other (shell `ping`):")
+        for i in range(1, N + 1):
+            for j in range(1, N + 1):
+                if i == j:
+                    continue
+                out = c.console(f"node{i}", f"ping {node_ip(j)} 20 10", r"^ping: ")
+                m = re.search(r"sent=(\d+) received=(\d+)", out)
+                check(m and m.group(1) == "20" and m.group(2) == "20",
+                      f"node{i} -> node{j}: {out.strip()}")
+                print(f"  node{i} -> node{j}: {m.group(2)}/{m.group(1)}")
+        print("UDP echo (port 7): nc -u and a Python client:")
+        r = c.exec("sh", "-c", f"echo simplemsg-echo | nc -u -w 2 {node_ip(2)} 7")
+        check("simplemsg-echo" in r.stdout, f"nc -u got no echo from node2: {r.stdout!r} {r.stderr!r}")
+        for i in range(1, N + 1):
+            udp_echo_python(c, node_ip(i))
+        print("ring capture holds ARP, ICMP and UDP that tshark decodes (saved before the flood, which\n"
+              "would rotate them out of the bounded ring):")
+        pcap = os.path.join(run_dir, "cluster.pcap")
+        c.smp("capture", pcap)
+        if shutil.which("tshark"):
+            r = subprocess.run(["tshark", "-r", pcap, "-q", "-z", "io,phs"], capture_output=True,
+                               text=True, timeout=120)
+            check(re.search(r"^\s+arp\s+frames:\d+", r.stdout, re.M), f"no ARP in capture: {r.stdout}")
+            check(re.search(r"^\s+icmp\s+frames:\d+", r.stdout, re.M), f"no ICMP in capture: {r.stdout}")
+            check(re.search(r"^\s+udp\s+frames:\d+", r.stdout, re.M), f"no UDP in capture: {r.stdout}")
+        print("10-second ping -f flood on every node at once:")
+        floods = [subprocess.Popen([SMP, "exec", "ping", "-f", "-q", "-w", "10", node_ip(i)],
+                                   env=c.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True) for i in range(1, N + 1)]
+        for i, p in enumerate(floods, 1):
+            out, _ = p.communicate(timeout=60)
+            sent, received = ping_loss(out)
+            print(f"  flood node{i}: {received}/{sent} answered")
+            check(received > 0, f"node{i} answered none of the flood")
+        print("after the flood, every node still answers:")
+        ping_all_from_namespace(c)
+        for i in range(1, N + 1):
+            out = c.console(f"node{i}", "netstat", r"^netstat: lwip")
+            m = re.search(r"rx_errors=(\d+).*tx_errors=(\d+)", out)
+            check(m and m.group(1) == "0" and m.group(2) == "0", f"node{i} counters: {out}")
+    finally:
+        c.down()
+    assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+def test_crash(args):
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return SKIP
+    run_dir = tempfile.mkdtemp(prefix="smp-net-crash-")
+    c = Cluster(args.kernel, run_dir, f"smpnet-c{os.getpid()}")
+    p = subprocess.Popen([SMP, "up", "-n", str(N), "--kernel", args.kernel], env=c.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Kill the tool once the namespace exists and at least one QEMU runs (mid-boot).
+    deadline = time.monotonic() + 60
+    killed = False
+    while time.monotonic() < deadline and p.poll() is None:
+        pids = [f for f in os.listdir(c.run_dir)] if os.path.isdir(c.run_dir) else []
+        if any(f.endswith(".pid") for f in pids):
+            os.kill(p.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    p.wait()
+    try:
+        check(killed, "./smp up ended before it could be killed mid-boot")
+        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        check(c.netns in ns, "the namespace was not there at the crash (nothing tested)")
+        alive = [f for f in os.listdir(c.run_dir) if f.endswith(".pid")]
+        print(f"tool killed with {len(alive)} QEMU pid file(s) written; running ./smp down")
+    finally:
+        r = c.down()
+    check(r.returncode == 0, f"./smp down after the crash failed: {r.stderr}")
+    assert_nothing_left(c)
+    r = c.smp("status", "--json")
+    check(json.loads(r.stdout)["up"] is False, "status still reports a cluster")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+def test_user(args):
+    if os.geteuid() != 0:
+        # Already unprivileged: run the same steps as ourselves.
+        uid = None
+    else:
+        uid = 65534
+        if not shutil.which("setpriv"):
+            print("skipped: setpriv missing")
+            return SKIP
+    run_dir = tempfile.mkdtemp(prefix="smp-net-user-")
+    os.chmod(run_dir, 0o777)
+    c = Cluster(args.kernel, run_dir, "unused", user=uid)
+    try:
+        r = c.up(N)
+        check("mode: unprivileged" in r.stdout, f"not in unprivileged mode: {r.stdout}")
+        for j in (2, 3):
+            out = c.console("node1", f"ping {node_ip(j)} 20 10", r"^ping: ")
+            m = re.search(r"sent=(\d+) received=(\d+)", out)
+            check(m and m.group(1) == "20" and m.group(2) == "20", f"node1 -> node{j}: {out.strip()}")
+            print(f"  node1 -> node{j}: {m.group(2)}/{m.group(1)}")
+        out = c.console("node2", f"udpping {node_ip(3)} 20", r"^udpping: ")
+        check("received=20" in out, f"node2 -> node3 UDP echo: {out.strip()}")
+        pcap = os.path.join(run_dir, "user.pcap")
+        c.smp("capture", pcap)
+        if shutil.which("tshark"):
+            r = subprocess.run(["tshark", "-r", pcap, "-q", "-z", "io,phs"], capture_output=True,
+                               text=True, timeout=120)
+            check(re.search(r"^\s+icmp\s+frames:\d+", r.stdout, re.M),
+                  f"no ICMP in the unwrapped capture: {r.stdout} {r.stderr}")
+        st = json.loads(c.smp("status", "--json").stdout)
+        holder = None
+        with open(os.path.join(c.run_dir, "state.json")) as f:
+            holder = json.load(f).get("holder_pid")
+        check(st["mode"] == "user" and holder, f"status: {st}")
+    finally:
+        c.down()
+    check(not os.path.exists(f"/proc/{holder}"), "the namespace holder survived ./smp down")
+    assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+def test_badcmdline(args):
+    r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
+                        "-m", "64", "-serial", "stdio", "-device",
+                        "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", args.kernel,
+                        "-append", "name=n1 ip=10.77.0.300/24"], capture_output=True, text=True,
+                       timeout=60)
+    errors = [l for l in r.stdout.splitlines() if l.startswith("node: error")]
+    check(len(errors) == 1 and "'ip='" in errors[0], f"expected one error line about ip=: {r.stdout}")
+    check("node: ready" not in r.stdout, "the node came up with a bad address")
+    # The x86_64 port maps every non-zero kernel exit to QEMU status 35 (kernel_qemu.py).
+    check(r.returncode == 35, f"QEMU exit status {r.returncode}, expected 35 (failure)")
+    print(errors[0])
+    print("PASS")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["nic", "crash", "user", "badcmdline"])
+    ap.add_argument("--nic", default="virtio", choices=["virtio", "e1000"])
+    ap.add_argument("--kernel", required=True)
+    args = ap.parse_args()
+    if not os.path.exists(args.kernel):
+        print(f"kernel image missing: {args.kernel}")
+        return 1
+    try:
+        return {"nic": test_nic, "crash": test_crash, "user": test_user,
+                "badcmdline": test_badcmdline}[args.what](args)
+    except Failure as e:
+        print(f"FAIL: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
