@@ -1,0 +1,101 @@
+#include "exec_runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace smp::linux_peer {
+namespace {
+
+constexpr size_t kReadChunkBytes = 64 * 1024;
+
+void close_fd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+}  // namespace
+
+// Writes stdin and reads stdout in one poll loop: a command that answers before it has read all
+// its input (or reads more than a pipe holds before answering) must not deadlock us.
+ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
+                       size_t output_bytes_max) {
+  ExecResult r;
+  int in_pipe[2], out_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) {
+    r.error = "pipe failed";
+    return r;
+  }
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    r.error = "pipe failed";
+    return r;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, "/bin/sh", &fa, nullptr, const_cast<char**>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  int to_child = in_pipe[1], from_child = out_pipe[0];
+  if (rc != 0) {
+    close_fd(&to_child);
+    close_fd(&from_child);
+    r.error = "cannot start /bin/sh";
+    return r;
+  }
+  fcntl(to_child, F_SETFL, O_NONBLOCK);
+  if (input_bytes == 0) close_fd(&to_child);
+  size_t written = 0;
+  bool too_long = false;
+  uint8_t chunk[kReadChunkBytes];
+  while (from_child >= 0) {
+    pollfd fds[2] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}};
+    if (poll(fds, to_child >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) break;
+    if (to_child >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      const ssize_t n = write(to_child, input + written, input_bytes - written);
+      if (n > 0) written += static_cast<size_t>(n);
+      if (n < 0 && errno != EAGAIN) written = input_bytes;  // the command stopped reading: EPIPE
+      if (written == input_bytes) close_fd(&to_child);
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      const ssize_t n = read(from_child, chunk, sizeof chunk);
+      if (n <= 0) {
+        close_fd(&from_child);
+      } else if (r.output.size() + static_cast<size_t>(n) > output_bytes_max) {
+        too_long = true;
+        close_fd(&from_child);
+      } else {
+        r.output.insert(r.output.end(), chunk, chunk + n);
+      }
+    }
+  }
+  close_fd(&to_child);
+  close_fd(&from_child);
+  if (too_long) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (too_long) {
+    r.error = "command output larger than the largest message";
+  } else if (r.exit_status != 0) {
+    r.error = "command exited with status " + std::to_string(r.exit_status);
+  } else {
+    r.ok = true;
+  }
+  return r;
+}
+
+}  // namespace smp::linux_peer

@@ -1,0 +1,102 @@
+// libsmp: the protocol engine (protocol/engine.h) driven from Linux by a raw IPv4 socket (protocol 121),
+// a timerfd and epoll, behind a small blocking API:
+//
+//   Endpoint::open(config)            one engine, one socket, one random incarnation: an endpoint
+//   connect("node/service")           a Connection; node names come from the static peer table
+//   send(connection, request, reply)  blocks until the reply, an error, or the deadline
+//   attach("service") + receive/read/reply   serve a channel
+//
+// Single-threaded: each blocking call runs the event loop until its own completion, and keeps
+// whatever else happens meanwhile (requests for a served channel) in bounded queues.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smp::linux_peer {
+
+using TimeNs = int64_t;  // CLOCK_MONOTONIC, nanoseconds
+TimeNs monotonic_ns();
+
+enum class Status : uint8_t {
+  kOk,
+  kNoPrivilege,     // no CAP_NET_RAW
+  kSystem,          // a system call failed; Endpoint::detail() says which
+  kBadArgument,
+  kUnknownNode,     // not in the peer table
+  kUnknownService,  // the node answered: no such service
+  kTooLarge,        // larger than kMessageBytesMax (or than the receiver accepts)
+  kTimeout,         // the deadline passed
+  kHostDown,        // the node stopped answering (liveness probes)
+  kPeerRebooted,    // the node answers with a new incarnation
+  kRemoteError,     // the server answered with an error code
+  kNoResources,     // a named limit of this endpoint is reached
+  kBusy,            // the service name is already attached on this node
+};
+const char* status_text(Status s);
+
+struct Peer {
+  std::string name;
+  uint32_t address_be = 0;  // IPv4, network byte order
+};
+
+struct Config {
+  std::string node_name;     // this endpoint's node name (answers `names`, shown to peers)
+  std::vector<Peer> peers;   // the static peer table
+};
+
+// Parses "NAME=A.B.C.D" (command line) or "NAME A.B.C.D" (a config-file line).
+bool parse_peer(std::string_view text, Peer* out);
+
+struct Connection {
+  uint32_t address_be = 0;
+  uint32_t handle = 0;     // the engine's connection handle
+};
+
+struct Request {
+  uint64_t receive_id = 0;    // the engine's handle for reply/read
+  size_t size_bytes = 0;      // the full message size
+  uint32_t source_be = 0;     // the sender's address
+  std::vector<uint8_t> data;  // what has been read so far (receive() reads all of it)
+};
+
+struct PingResult {
+  int64_t rtt_ns = 0;
+};
+
+class Engine;  // the adapter around smp::Engine, in libsmp.cc
+
+class Endpoint {
+ public:
+  ~Endpoint();
+  // One line in `detail` on failure (for kSystem: the call and errno).
+  static Status open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail);
+
+  Status connect(std::string_view target, Connection* out, TimeNs deadline);
+  Status send(const Connection& c, std::span<const uint8_t> request, std::vector<uint8_t>* reply,
+              TimeNs deadline);
+  Status ping(std::string_view node, PingResult* out, TimeNs deadline);
+  Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
+
+  Status attach(std::string_view service);
+  Status receive(Request* out, TimeNs deadline);
+  Status reply(Request& request, std::span<const uint8_t> data, TimeNs deadline);
+  Status error(Request& request, Status why, TimeNs deadline);
+
+  // Counters as name/value pairs, for `smpctl stats` and --json.
+  std::vector<std::pair<std::string, uint64_t>> stats() const;
+  const std::string& detail() const;
+  bool resolve(std::string_view node, uint32_t* address_be) const;
+  std::string node_name_of(uint32_t address_be) const;
+
+ private:
+  Endpoint() = default;
+  std::unique_ptr<Engine> impl_;
+};
+
+}  // namespace smp::linux_peer

@@ -1,0 +1,98 @@
+#include "raw_socket.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace smp::linux_peer {
+namespace {
+
+constexpr size_t kIpHeaderMinBytes = 20;
+constexpr size_t kFilterLength = 5;
+
+sock_filter stmt(uint16_t code, uint32_t k) { return sock_filter{code, 0, 0, k}; }
+
+// Accept when the 16-bit big-endian word at (IP header length + offset) is our endpoint number.
+// A packet too short for the field makes the indirect load fail, which drops it: it could not
+// name an endpoint, so no process is its owner. Jump offsets count from the next instruction.
+void build_filter(const EndpointFilter& f, sock_filter (&prog)[kFilterLength]) {
+  prog[0] = stmt(BPF_LDX | BPF_B | BPF_MSH, 0);  // X = 4 * (IP[0] & 0xf): the IP header's length
+  prog[1] = stmt(BPF_LD | BPF_H | BPF_IND, static_cast<uint32_t>(f.offset_bytes));
+  prog[2] = sock_filter{BPF_JMP | BPF_JEQ | BPF_K, 0, 1, f.own_endpoint};
+  prog[3] = stmt(BPF_RET | BPF_K, 0xffffffffu);  // ours: the whole packet
+  prog[4] = stmt(BPF_RET | BPF_K, 0);            // someone else's: dropped in the kernel
+}
+
+}  // namespace
+
+RawSocket::~RawSocket() {
+  if (fd_ >= 0) close(fd_);
+}
+
+SocketError RawSocket::open(const EndpointFilter& filter) {
+  const int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtocolSmp);
+  if (fd < 0) {
+    errno_value_ = errno;
+    return (errno == EPERM || errno == EACCES) ? SocketError::kNoPrivilege : SocketError::kSystem;
+  }
+  fd_ = fd;
+  // Packets that arrive between socket() and the filter could belong to anyone: attach the
+  // filter first, then drain, so nothing foreign is left in the queue.
+  sock_filter prog[kFilterLength];
+  build_filter(filter, prog);
+  sock_fprog fprog{static_cast<unsigned short>(kFilterLength), prog};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) != 0) {
+    errno_value_ = errno;
+    return SocketError::kSystem;
+  }
+  uint8_t scratch[64];
+  while (recv(fd, scratch, sizeof scratch, 0) >= 0) {
+  }
+  const int size = kSocketBufferBytes;
+  // Forced sizes need CAP_NET_ADMIN; without it the plain option still gets up to rmem_max.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  // The engine finds the path MTU by probing (a raw socket hears no ICMP errors): set DF, never
+  // fragment locally, and ignore any cached path MTU, so a probe larger than the device fails
+  // here (EMSGSIZE) instead of being split.
+  const int pmtu = IP_PMTUDISC_PROBE;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  return SocketError::kNone;
+}
+
+bool RawSocket::receive(uint8_t* buf, size_t capacity_bytes, Received* out) {
+  for (;;) {
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    const ssize_t n = recvfrom(fd_, buf, capacity_bytes, 0, reinterpret_cast<sockaddr*>(&from),
+                               &from_len);
+    if (n < 0) return false;  // EAGAIN, or an error the next epoll round will show again
+    const auto len = static_cast<size_t>(n);
+    const size_t ihl = len > 0 ? size_t{4} * (buf[0] & 0x0f) : 0;
+    if (len < kIpHeaderMinBytes || ihl < kIpHeaderMinBytes || ihl > len) {
+      ++runts;
+      continue;
+    }
+    std::memcpy(&out->source_be, buf + 12, 4);
+    std::memcpy(&out->destination_be, buf + 16, 4);
+    out->size_bytes = len - ihl;
+    std::memmove(buf, buf + ihl, out->size_bytes);
+    return true;
+  }
+}
+
+int RawSocket::send(uint32_t destination_be, const uint8_t* data, size_t size_bytes) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = destination_be;
+  const ssize_t n = sendto(fd_, data, size_bytes, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  return n < 0 ? errno : 0;
+}
+
+}  // namespace smp::linux_peer

@@ -1,0 +1,64 @@
+// The Linux transport under libsmp: one raw IPv4 socket for protocol 121. The kernel builds the IP
+// header on send; on receive it hands us the whole IP packet, and a classic BPF filter attached to
+// the socket drops, in the kernel, every packet addressed to another endpoint, so several processes
+// on one host (each its own endpoint) never see, nor pay for, each other's traffic.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace smp::linux_peer {
+
+inline constexpr int kIpProtocolSmp = 121;
+// Socket buffers big enough for a window of full-size segments in both directions; the kernel
+// caps them at net.core.[rw]mem_max unless we hold CAP_NET_ADMIN (root does: SO_*BUFFORCE).
+inline constexpr int kSocketBufferBytes = 8 << 20;
+
+enum class SocketError {
+  kNone,
+  kNoPrivilege,  // socket() said EPERM/EACCES: the process lacks CAP_NET_RAW
+  kSystem,       // anything else; errno_value says what
+};
+
+// Where, inside the protocol's header, the 16-bit big-endian destination endpoint number sits
+// (SPEC.md section 2: byte offset 8), and which number is this process's.
+struct EndpointFilter {
+  size_t offset_bytes = 0;   // from the start of the protocol header (after the IP header)
+  uint16_t own_endpoint = 0;
+};
+
+struct Received {
+  size_t size_bytes = 0;   // protocol bytes (IP header removed)
+  uint32_t source_be = 0;  // IPv4 addresses in network byte order
+  uint32_t destination_be = 0;
+};
+
+class RawSocket {
+ public:
+  RawSocket() = default;
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+  ~RawSocket();
+
+  // Opens the socket non-blocking, with the filter attached before any packet can queue.
+  SocketError open(const EndpointFilter& filter);
+  int errno_value() const { return errno_value_; }
+  int fd() const { return fd_; }
+
+  // Returns false when nothing is waiting (EAGAIN). Packets too short for an IP header are
+  // skipped and counted in `runts`.
+  bool receive(uint8_t* buf, size_t capacity_bytes, Received* out);
+  // 0 on success, else an errno: EAGAIN/ENOBUFS (socket buffer full: the engine's retransmission
+  // covers it), EMSGSIZE (larger than the device MTU: a failed path-MTU probe), others.
+  int send(uint32_t destination_be, const uint8_t* data, size_t size_bytes);
+
+  uint64_t runts = 0;
+
+ private:
+  int fd_ = -1;
+  int errno_value_ = 0;
+};
+
+}  // namespace smp::linux_peer

@@ -1,0 +1,426 @@
+// smpctl: the protocol from a Linux shell. See `smpctl --help` (kUsage below).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "exec_runner.h"
+#include "libsmp.h"
+#include "stats_file.h"
+
+namespace sl = smp::linux_peer;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: smpctl [OPTIONS] COMMAND [ARGS]\n"
+    "  ping NODE [-c COUNT]              protocol-level probes, with round-trip times\n"
+    "  names [NODE]                      services attached on NODE (default: this node)\n"
+    "  call NODE/SERVICE DATA|@FILE [--out=FILE]\n"
+    "                                    send DATA (or FILE's bytes), print the reply\n"
+    "  serve SERVICE [--exec CMD] [--count N]\n"
+    "                                    serve SERVICE: echo, or run CMD per request (request on\n"
+    "                                    its stdin, reply from its stdout); stop after N requests\n"
+    "  stats                             counters of the smpctl servers running on this host\n"
+    "options:\n"
+    "  --name=NAME          this node's name (default: the host name)\n"
+    "  --peer=NAME=ADDRESS  a static peer table entry (repeatable)\n"
+    "  --config=FILE        more peers, one 'NAME ADDRESS' a line ('#' comments)\n"
+    "  --timeout=MS         deadline of each call (default 5000)\n"
+    "  --json               machine-readable output\n"
+    "exit status: 0 ok, 2 bad usage, 3 no CAP_NET_RAW, 4 unknown node, 5 unknown service,\n"
+    "  6 message too large, 7 timeout, 8 host down, 9 peer rebooted, 1 anything else\n";
+
+constexpr int kExitUsage = 2;
+constexpr int64_t kDefaultTimeoutMs = 5000;
+constexpr int kPingCountMax = 100000;
+constexpr int64_t kPingIntervalNs = 200'000'000;
+
+struct Options {
+  sl::Config config;
+  int64_t timeout_ms = kDefaultTimeoutMs;
+  bool json = false;
+  std::vector<std::string> args;  // the command and its arguments
+};
+
+int exit_code(sl::Status s) {
+  switch (s) {
+    case sl::Status::kOk: return 0;
+    case sl::Status::kBadArgument: return kExitUsage;
+    case sl::Status::kNoPrivilege: return 3;
+    case sl::Status::kUnknownNode: return 4;
+    case sl::Status::kUnknownService: return 5;
+    case sl::Status::kTooLarge: return 6;
+    case sl::Status::kTimeout: return 7;
+    case sl::Status::kHostDown: return 8;
+    case sl::Status::kPeerRebooted: return 9;
+    default: return 1;
+  }
+}
+
+// Every failure is one line on stderr and a status that says which kind.
+[[noreturn]] void fail(sl::Status s, const std::string& line) {
+  std::fprintf(stderr, "smpctl: %s\n", line.c_str());
+  std::exit(exit_code(s));
+}
+
+[[noreturn]] void usage_error(const std::string& line) { fail(sl::Status::kBadArgument, line + " (see smpctl --help)"); }
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+bool parse_int(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+void load_config_file(const std::string& path, sl::Config* config) {
+  std::ifstream in(path);
+  if (!in) fail(sl::Status::kBadArgument, "cannot read config file " + path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    const size_t hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    sl::Peer p;
+    if (!sl::parse_peer(line, &p)) {
+      usage_error(path + ":" + std::to_string(n) + ": expected 'NAME A.B.C.D'");
+    }
+    config->peers.push_back(p);
+  }
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  o.config.node_name = host;
+  int i = 1;
+  for (; i < argc && std::strncmp(argv[i], "--", 2) == 0; ++i) {
+    const std::string a = argv[i];
+    const size_t eq = a.find('=');
+    const std::string key = a.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : a.substr(eq + 1);
+    if (a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (key == "--name" && !value.empty()) {
+      o.config.node_name = value;
+    } else if (key == "--peer") {
+      sl::Peer p;
+      if (!sl::parse_peer(value, &p)) usage_error("bad --peer '" + value + "': expected NAME=A.B.C.D");
+      o.config.peers.push_back(p);
+    } else if (key == "--config" && !value.empty()) {
+      load_config_file(value, &o.config);
+    } else if (key == "--timeout") {
+      if (!parse_int(value, 1, 3'600'000, &o.timeout_ms)) usage_error("bad --timeout '" + value + "': 1..3600000 ms");
+    } else {
+      usage_error("unknown option " + a);
+    }
+  }
+  for (; i < argc; ++i) o.args.emplace_back(argv[i]);
+  if (o.args.empty()) usage_error("no command");
+  return o;
+}
+
+std::unique_ptr<sl::Endpoint> open_endpoint(const Options& o) {
+  std::unique_ptr<sl::Endpoint> ep;
+  std::string detail;
+  const sl::Status s = sl::Endpoint::open(o.config, &ep, &detail);
+  if (s == sl::Status::kNoPrivilege) {
+    fail(s, "needs CAP_NET_RAW (run as root or setcap cap_net_raw+ep)");
+  }
+  if (s != sl::Status::kOk) fail(s, "cannot open the protocol-121 socket: " + detail);
+  return ep;
+}
+
+sl::TimeNs deadline_of(const Options& o) { return sl::monotonic_ns() + o.timeout_ms * 1'000'000; }
+
+[[noreturn]] void fail_call(sl::Status s, const std::string& what, const sl::Endpoint& ep) {
+  std::string line = what + ": " + sl::status_text(s);
+  if (s == sl::Status::kSystem && !ep.detail().empty()) line += " (" + ep.detail() + ")";
+  fail(s, line);
+}
+
+std::string node_of(const std::string& target) { return target.substr(0, target.find('/')); }
+
+int cmd_ping(const Options& o) {
+  std::string node;
+  int64_t count = 4;
+  for (size_t i = 1; i < o.args.size(); ++i) {
+    if (o.args[i] == "-c" && i + 1 < o.args.size()) {
+      if (!parse_int(o.args[++i], 1, kPingCountMax, &count)) usage_error("bad count '" + o.args[i] + "'");
+    } else if (node.empty()) {
+      node = o.args[i];
+    } else {
+      usage_error("ping takes one NODE");
+    }
+  }
+  if (node.empty()) usage_error("ping needs a NODE");
+  auto ep = open_endpoint(o);
+  uint32_t addr = 0;
+  if (!ep->resolve(node, &addr)) fail(sl::Status::kUnknownNode, "unknown node '" + node + "' (not in the peer table)");
+  std::vector<int64_t> rtts;
+  sl::Status last = sl::Status::kOk;
+  for (int64_t k = 0; k < count; ++k) {
+    if (k > 0) {
+      const sl::TimeNs until = sl::monotonic_ns() + kPingIntervalNs;
+      while (sl::monotonic_ns() < until) usleep(static_cast<useconds_t>((until - sl::monotonic_ns()) / 1000 + 1));
+    }
+    sl::PingResult r;
+    last = ep->ping(node, &r, deadline_of(o));
+    if (last == sl::Status::kOk) {
+      rtts.push_back(r.rtt_ns);
+      if (!o.json) std::printf("probe %" PRId64 " to %s: rtt %.1f us\n", k + 1, node.c_str(), r.rtt_ns / 1e3);
+    } else if (!o.json) {
+      std::printf("probe %" PRId64 " to %s: %s\n", k + 1, node.c_str(), sl::status_text(last));
+    }
+    if (last == sl::Status::kHostDown || last == sl::Status::kUnknownNode) break;
+    std::fflush(stdout);
+  }
+  if (o.json) {
+    std::printf("{\"node\":\"%s\",\"sent\":%" PRId64 ",\"received\":%zu,\"rtt_us\":[", json_escape(node).c_str(), count, rtts.size());
+    for (size_t i = 0; i < rtts.size(); ++i) std::printf("%s%.1f", i ? "," : "", rtts[i] / 1e3);
+    std::printf("]}\n");
+  } else if (!rtts.empty()) {
+    int64_t lo = rtts[0], hi = rtts[0], sum = 0;
+    for (int64_t v : rtts) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      sum += v;
+    }
+    std::printf("%zu of %" PRId64 " probes answered; rtt min/avg/max = %.1f/%.1f/%.1f us\n", rtts.size(), count,
+                lo / 1e3, sum / 1e3 / static_cast<double>(rtts.size()), hi / 1e3);
+  }
+  if (rtts.empty()) fail_call(last, "ping " + node, *ep);
+  return 0;
+}
+
+int cmd_names(const Options& o) {
+  if (o.args.size() > 2) usage_error("names takes at most one NODE");
+  const std::string node = o.args.size() == 2 ? o.args[1] : o.config.node_name;
+  auto ep = open_endpoint(o);
+  std::vector<std::string> names;
+  const sl::Status s = ep->names(node, &names, deadline_of(o));
+  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node + "' (not in the peer table)");
+  if (s != sl::Status::kOk) fail_call(s, "names " + node, *ep);
+  if (o.json) {
+    std::printf("{\"node\":\"%s\",\"services\":[", json_escape(node).c_str());
+    for (size_t i = 0; i < names.size(); ++i) std::printf("%s{\"name\":\"%s\"}", i ? "," : "", json_escape(names[i]).c_str());
+    std::printf("]}\n");
+  } else {
+    for (const auto& n : names) std::printf("%s/%s\n", node.c_str(), n.c_str());
+    if (names.empty()) std::printf("(no services on %s)\n", node.c_str());
+  }
+  return 0;
+}
+
+std::vector<uint8_t> read_input(const std::string& arg) {
+  if (arg.empty() || arg[0] != '@') return {arg.begin(), arg.end()};
+  const std::string path = arg.substr(1);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(sl::Status::kBadArgument, "cannot read " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  fstat(fd, &st);
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > sl::kMessageBytesMax) {
+    close(fd);
+    fail(sl::Status::kTooLarge, "message too large: " + path + " has " + std::to_string(st.st_size) +
+                                    " bytes, the limit is " + std::to_string(sl::kMessageBytesMax));
+  }
+  std::vector<uint8_t> data;
+  uint8_t buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.insert(data.end(), buf, buf + n);
+    if (data.size() > sl::kMessageBytesMax) {
+      close(fd);
+      fail(sl::Status::kTooLarge, "message too large: " + path + " is over the limit of " + std::to_string(sl::kMessageBytesMax) + " bytes");
+    }
+  }
+  close(fd);
+  return data;
+}
+
+bool write_all(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+int cmd_call(const Options& o) {
+  std::string target, data_arg, out_path;
+  bool have_data = false;
+  for (size_t i = 1; i < o.args.size(); ++i) {
+    const std::string& a = o.args[i];
+    if (a.rfind("--out=", 0) == 0) {
+      out_path = a.substr(6);
+    } else if (target.empty()) {
+      target = a;
+    } else if (!have_data) {
+      data_arg = a;
+      have_data = true;
+    } else {
+      usage_error("call takes NODE/SERVICE and one DATA or @FILE");
+    }
+  }
+  const size_t slash = target.find('/');
+  if (target.empty() || !have_data || slash == std::string::npos || slash == 0 || slash + 1 == target.size()) {
+    usage_error("call needs NODE/SERVICE and DATA or @FILE");
+  }
+  const std::vector<uint8_t> request = read_input(data_arg);
+  auto ep = open_endpoint(o);
+  const sl::TimeNs deadline = deadline_of(o);
+  sl::Connection c;
+  sl::Status s = ep->connect(target, &c, deadline);
+  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + target.substr(slash + 1) + "' on " + node_of(target));
+  if (s != sl::Status::kOk) fail_call(s, "connect " + target, *ep);
+  std::vector<uint8_t> reply;
+  const sl::TimeNs t0 = sl::monotonic_ns();
+  s = ep->send(c, request, &reply, deadline);
+  const sl::TimeNs rtt = sl::monotonic_ns() - t0;
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + target.substr(slash + 1) + "' on " + node_of(target));
+  if (s != sl::Status::kOk) fail_call(s, "call " + target, *ep);
+  if (!out_path.empty()) {
+    const int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || !write_all(fd, reply.data(), reply.size())) fail(sl::Status::kSystem, "cannot write " + out_path + ": " + std::strerror(errno));
+    close(fd);
+  }
+  if (o.json) {
+    std::printf("{\"target\":\"%s\",\"request_size\":%zu,\"reply_size\":%zu,\"rtt_us\":%.1f", json_escape(target).c_str(),
+                request.size(), reply.size(), rtt / 1e3);
+    if (out_path.empty()) std::printf(",\"reply\":\"%s\"", json_escape(std::string(reply.begin(), reply.end())).c_str());
+    std::printf("}\n");
+  } else if (out_path.empty()) {
+    write_all(1, reply.data(), reply.size());
+  }
+  return 0;
+}
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+int cmd_serve(const Options& o) {
+  std::string service, command;
+  int64_t count = 0;  // 0: until a signal
+  for (size_t i = 1; i < o.args.size(); ++i) {
+    const std::string& a = o.args[i];
+    if (a == "--exec" && i + 1 < o.args.size()) {
+      command = o.args[++i];
+    } else if (a == "--count" && i + 1 < o.args.size()) {
+      if (!parse_int(o.args[++i], 1, INT64_MAX, &count)) usage_error("bad --count '" + o.args[i] + "'");
+    } else if (service.empty() && a[0] != '-') {
+      service = a;
+    } else {
+      usage_error("serve takes SERVICE [--exec CMD] [--count N]");
+    }
+  }
+  if (service.empty()) usage_error("serve needs a SERVICE name");
+  auto ep = open_endpoint(o);
+  sl::Status s = ep->attach(service);
+  if (s != sl::Status::kOk) fail_call(s, "serve " + service, *ep);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sl::StatsFile stats_file(o.config.node_name, service);
+  stats_file.write(*ep, 0);
+  if (!o.json) std::fprintf(stderr, "smpctl: serving %s/%s (%s)\n", o.config.node_name.c_str(), service.c_str(), command.empty() ? "echo" : command.c_str());
+  int64_t served = 0;
+  while (!g_stop && (count == 0 || served < count)) {
+    sl::Request req;
+    // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
+    s = ep->receive(&req, sl::monotonic_ns() + 200'000'000);
+    if (s == sl::Status::kTimeout) continue;
+    if (s != sl::Status::kOk) fail_call(s, "receive on " + service, *ep);
+    const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
+    if (command.empty()) {
+      s = ep->reply(req, req.data, reply_deadline);
+    } else {
+      sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax);
+      if (r.ok) {
+        s = ep->reply(req, r.output, reply_deadline);
+      } else {
+        std::fprintf(stderr, "smpctl: %s: %s\n", command.c_str(), r.error.c_str());
+        s = ep->error(req, sl::Status::kRemoteError, reply_deadline);
+      }
+    }
+    ++served;
+    if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
+    if (o.json) std::printf("{\"request_size\":%zu,\"status\":\"%s\"}\n", req.size_bytes, sl::status_text(s));
+    std::fflush(stdout);
+    stats_file.write(*ep, served);
+  }
+  stats_file.remove();
+  return 0;
+}
+
+int cmd_stats(const Options& o) {
+  if (o.args.size() != 1) usage_error("stats takes no arguments");
+  const std::vector<sl::StatsRecord> records = sl::StatsFile::read_all();
+  if (o.json) {
+    std::printf("{\"endpoints\":[");
+    for (size_t i = 0; i < records.size(); ++i) std::printf("%s%s", i ? "," : "", records[i].json.c_str());
+    std::printf("]}\n");
+  } else if (records.empty()) {
+    std::printf("no smpctl server is running on this host\n");
+  } else {
+    for (const auto& r : records) std::printf("%s\n", r.text.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A --exec command that stops reading its stdin must not kill the server.
+  signal(SIGPIPE, SIG_IGN);
+  const Options o = parse_options(argc, argv);
+  const std::string& cmd = o.args[0];
+  if (cmd == "ping") return cmd_ping(o);
+  if (cmd == "names") return cmd_names(o);
+  if (cmd == "call") return cmd_call(o);
+  if (cmd == "serve") return cmd_serve(o);
+  if (cmd == "stats") return cmd_stats(o);
+  usage_error("unknown command '" + cmd + "'");
+}
