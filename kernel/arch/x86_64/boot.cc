@@ -97,8 +97,10 @@ extern "C" [[noreturn]] void x86_boot_main(uint32_t magic, uint32_t multiboot_in
     for (Constructor* c = __init_array_start; c != __init_array_end; ++c) (*c)();
     crash_if_asked();
     serial_write("x86: heap ");
-    serial_write_hex(boot.heap_bytes);
-    serial_write(" bytes; command line: ");
+    serial_write_decimal(boot.heap_bytes >> 10);
+    serial_write(" KiB, DMA pool ");
+    serial_write_decimal(kDmaPoolBytes >> 10);
+    serial_write(" KiB; command line: ");
     serial_write(command_line);
     serial_write("\n");
     kernel::start(boot);

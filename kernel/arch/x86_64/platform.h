@@ -68,5 +68,6 @@ void serial_write(const char* text, size_t length);
 void serial_write(const char* text);  // NUL-terminated
 // Writes "0x" and 16 hex digits (no allocation; for dumps).
 void serial_write_hex(uint64_t value);
+void serial_write_decimal(uint64_t value);
 
 }  // namespace x86

@@ -40,4 +40,14 @@ void serial_write_hex(uint64_t value) {
     serial_write(digits, sizeof digits);
 }
 
+void serial_write_decimal(uint64_t value) {
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = char('0' + value % 10);
+        value /= 10;
+    } while (value);
+    serial_write(digits + sizeof digits - n, n);
+}
+
 }  // namespace x86

@@ -69,8 +69,8 @@ void timer_init() {
     program_one_shot(arch::kNoDeadline - 1, 0);
     armed_ns = arch::kNoDeadline;
     serial_write("x86: TSC ");
-    serial_write_hex(tsc_hz);
-    serial_write(" Hz (calibrated against the PIT)\n");
+    serial_write_decimal(tsc_hz / 1000);
+    serial_write(" kHz (calibrated against the PIT)\n");
 }
 
 uint64_t timer_interrupts = 0;
