@@ -148,13 +148,12 @@ def make_user_network(state):
 # ---- Processes ------------------------------------------------------------------------------
 
 def pid_alive(pid):
+    """True while pid runs; a zombie (ended, not yet reaped by its new parent) counts as gone."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
 
 
 def pid_is_ours(pid, marker):
@@ -167,29 +166,37 @@ def pid_is_ours(pid, marker):
         return False
 
 
-def stop_pid(pid, marker=None, grace_s=3.0):
-    if not pid or not pid_alive(pid):
-        return
-    if marker and not pid_is_ours(pid, marker):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def stop_pids(pids_markers, grace_s=3.0):
+    """SIGTERM to every (pid, marker) that is alive and ours, then SIGKILL to whatever is left
+    after grace_s. Returns how many were signalled."""
+    targets = [pid for pid, marker in pids_markers
+               if pid and pid_alive(pid) and (marker is None or pid_is_ours(pid, marker))]
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            if not pid_alive(pid):
-                return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        for pid in targets:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child
+            except ChildProcessError:
+                pass
+        if not any(pid_alive(pid) for pid in targets):
+            return len(targets)
+        time.sleep(0.02)
+    for pid in targets:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return len(targets)
+
+
+def stop_pid(pid, marker=None, grace_s=3.0):
+    stop_pids([(pid, marker)], grace_s)
 
 
 def read_pidfile(path):
@@ -361,15 +368,15 @@ def cluster_down(quiet=False):
     for nd in nodes:
         if nd.get("launcher_pid"):
             pids.add(nd["launcher_pid"])
-    for pid in sorted(pids):
-        if pid_alive(pid) and pid_is_ours(pid, d):
-            stop_pid(pid, d)
-            stopped += 1
+    targets = [(pid, d) for pid in sorted(pids)]
     cap = state.get("capture")
+    stopped = stop_pids(targets)
+    extra = []
     if cap:
-        stop_pid(cap.get("pid"), cap.get("dir"))
+        extra.append((cap.get("pid"), cap.get("dir")))
     if state.get("holder_pid"):
-        stop_pid(state["holder_pid"], "2147483647")
+        extra.append((state["holder_pid"], "2147483647"))
+    stop_pids(extra)
     removed_ns = False
     if common.is_root() and netns_exists():
         subprocess.run(["ip", "netns", "del", NETNS], check=False)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from .. import common
+from .. import net_bench
 from .. import net_cluster
 from .. import net_setup
 
@@ -15,6 +16,7 @@ PACKAGES = {
 }
 SETUP_STEPS = {"net": net_setup.fetch_lwip}
 TEST_GROUPS = ["net"]
+BENCHES = {"net": net_bench.bench_net}
 
 
 def cmd_up(args):
