@@ -87,6 +87,14 @@ def kernel_image(args_kernel=None):
         return os.path.abspath(path)
     path = os.path.join(common.build_dir(), "kernel", "kernel.elf")
     if not os.path.exists(path) or common.is_root():
+        cache = os.path.join(common.build_dir(), "CMakeCache.txt")
+        if os.path.exists(cache) and os.path.exists(os.path.join(common.DEPS_DIR, "lwip")):
+            with open(cache) as f:
+                configured_without_net = "SMP_NET_NODE_AVAILABLE:INTERNAL=ON" not in f.read()
+            if configured_without_net:
+                # Configured before lwIP was fetched: configure again so the node is built in.
+                common.run(["cmake", "-S", common.ROOT, "-B", common.build_dir()],
+                           stdout=subprocess.DEVNULL)
         common.info("building the kernel image (target kernel_image)")
         common.cmake_build(["kernel_image"])
     if not os.path.exists(path):
@@ -332,7 +340,11 @@ def wait_ready(state, timeout_s=BOOT_TIMEOUT_S):
     pending = {nd["name"]: nd for nd in state["nodes"]}
     while pending:
         for name, nd in list(pending.items()):
-            if READY_MARK in log_text(nd["log"]):
+            text = log_text(nd["log"])
+            failed = re.search(r"^node: error.*$", text, re.M)
+            if failed:
+                common.die(f"{name} failed to start: {failed.group(0)} (log: {nd['log']})")
+            if READY_MARK in text:
                 nd["ready_s"] = round(time.time() - nd["started"], 2)
                 common.info(f"{name} ready after {nd['ready_s']} s")
                 del pending[name]

@@ -96,6 +96,15 @@ def ping_loss(output):
     return int(m.group(1)), int(m.group(2))
 
 
+def running(pid):
+    """A zombie (ended, waiting for its new parent to reap it) has ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def assert_nothing_left(c):
     """No namespace, no process whose command line names our run folder, no tap on the host."""
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -110,7 +119,7 @@ def assert_nothing_left(c):
                 cmdline = f.read()
         except OSError:
             continue
-        if c.run_dir.encode() in cmdline and b"cluster_test.py" not in cmdline:
+        if c.run_dir.encode() in cmdline and b"cluster_test.py" not in cmdline and running(pid):
             left.append((pid, cmdline.replace(b"\0", b" ")[:120]))
     check(not left, f"processes left after ./smp down: {left}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
@@ -282,7 +291,7 @@ def test_user(args):
         check(st["mode"] == "user" and holder, f"status: {st}")
     finally:
         c.down()
-    check(not os.path.exists(f"/proc/{holder}"), "the namespace holder survived ./smp down")
+    check(not running(holder), "the namespace holder survived ./smp down")
     assert_nothing_left(c)
     shutil.rmtree(run_dir, ignore_errors=True)
     print("PASS")
