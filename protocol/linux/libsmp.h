@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <climits>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +23,8 @@ namespace smp::linux_peer {
 
 using TimeNs = int64_t;  // CLOCK_MONOTONIC, nanoseconds
 TimeNs monotonic_ns();
+inline constexpr TimeNs kNoDeadline = INT64_MAX;
+inline constexpr size_t kMessageBytesMax = 16u << 20;  // = wire::kMessageBytesMax (static_assert)
 
 enum class Status : uint8_t {
   kOk,
@@ -40,22 +43,27 @@ enum class Status : uint8_t {
 };
 const char* status_text(Status s);
 
+// A node of the static peer table: a name for (address, endpoint number). Several endpoints may
+// share an address (several processes on one host); a kernel node is endpoint 0.
 struct Peer {
   std::string name;
   uint32_t address_be = 0;  // IPv4, network byte order
+  uint16_t endpoint = 0;
 };
 
 struct Config {
-  std::string node_name;     // this endpoint's node name (answers `names`, shown to peers)
-  std::vector<Peer> peers;   // the static peer table
+  std::string node_name;         // this endpoint's node name, for people (stats, logs)
+  std::vector<Peer> peers;       // the static peer table
+  int endpoint = -1;             // this endpoint's number; -1: an ephemeral one (0x8000..0xFFFF)
+  uint32_t local_address_be = 0; // 0: the address the route to the first peer uses
 };
 
-// Parses "NAME=A.B.C.D" (command line) or "NAME A.B.C.D" (a config-file line).
+// Parses "NAME=A.B.C.D[:ENDPOINT]" (command line) or "NAME A.B.C.D[:ENDPOINT]" (config file).
 bool parse_peer(std::string_view text, Peer* out);
 
 struct Connection {
-  uint32_t address_be = 0;
-  uint32_t handle = 0;     // the engine's connection handle
+  uint32_t peer = 0;       // the engine's PeerRef (bound to the incarnation it knew)
+  uint32_t channel = 0;
 };
 
 struct Request {
@@ -69,7 +77,7 @@ struct PingResult {
   int64_t rtt_ns = 0;
 };
 
-class Engine;  // the adapter around smp::Engine, in libsmp.cc
+class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
 class Endpoint {
  public:
@@ -77,9 +85,13 @@ class Endpoint {
   // One line in `detail` on failure (for kSystem: the call and errno).
   static Status open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail);
 
+  // "node/service" asks that node; a bare "service" asks every node of the peer table.
   Status connect(std::string_view target, Connection* out, TimeNs deadline);
   Status send(const Connection& c, std::span<const uint8_t> request, std::vector<uint8_t>* reply,
               TimeNs deadline);
+  // Without copies: the reply lands in `reply` (capacity bytes), its size in *reply_size.
+  Status send(const Connection& c, std::span<const uint8_t> request, uint8_t* reply,
+              size_t reply_capacity, size_t* reply_size, TimeNs deadline);
   Status ping(std::string_view node, PingResult* out, TimeNs deadline);
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
@@ -87,16 +99,21 @@ class Endpoint {
   Status receive(Request* out, TimeNs deadline);
   Status reply(Request& request, std::span<const uint8_t> data, TimeNs deadline);
   Status error(Request& request, Status why, TimeNs deadline);
+  // Runs the loop until every reply given is acknowledged by its client (or the deadline).
+  Status flush(TimeNs deadline);
+  // Runs the loop until the deadline (answers `names` and keeps peers alive meanwhile).
+  Status poll(TimeNs deadline);
 
   // Counters as name/value pairs, for `smpctl stats` and --json.
   std::vector<std::pair<std::string, uint64_t>> stats() const;
   const std::string& detail() const;
   bool resolve(std::string_view node, uint32_t* address_be) const;
-  std::string node_name_of(uint32_t address_be) const;
+  uint16_t local_endpoint() const;
+  uint32_t local_address_be() const;
 
  private:
   Endpoint() = default;
-  std::unique_ptr<Engine> impl_;
+  std::unique_ptr<Driver> impl_;
 };
 
 }  // namespace smp::linux_peer

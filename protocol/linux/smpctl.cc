@@ -26,7 +26,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: smpctl [OPTIONS] COMMAND [ARGS]\n"
     "  ping NODE [-c COUNT]              protocol-level probes, with round-trip times\n"
-    "  names [NODE]                      services attached on NODE (default: this node)\n"
+    "  names [NODE]                      services attached on NODE (default: every node)\n"
     "  call NODE/SERVICE DATA|@FILE [--out=FILE]\n"
     "                                    send DATA (or FILE's bytes), print the reply\n"
     "  serve SERVICE [--exec CMD] [--count N]\n"
@@ -35,8 +35,11 @@ constexpr const char* kUsage =
     "  stats                             counters of the smpctl servers running on this host\n"
     "options:\n"
     "  --name=NAME          this node's name (default: the host name)\n"
-    "  --peer=NAME=ADDRESS  a static peer table entry (repeatable)\n"
-    "  --config=FILE        more peers, one 'NAME ADDRESS' a line ('#' comments)\n"
+    "  --peer=NAME=ADDRESS[:ENDPOINT]\n"
+    "                       a static peer table entry (repeatable); ENDPOINT defaults to 0\n"
+    "  --config=FILE        more peers, one 'NAME ADDRESS[:ENDPOINT]' a line ('#' comments)\n"
+    "  --endpoint=N         this process's endpoint number (default: 0 for serve, else an\n"
+    "                       ephemeral one); processes on one address need distinct numbers\n"
     "  --timeout=MS         deadline of each call (default 5000)\n"
     "  --json               machine-readable output\n"
     "exit status: 0 ok, 2 bad usage, 3 no CAP_NET_RAW, 4 unknown node, 5 unknown service,\n"
@@ -49,6 +52,7 @@ constexpr int64_t kPingIntervalNs = 200'000'000;
 
 struct Options {
   sl::Config config;
+  bool endpoint_given = false;
   int64_t timeout_ms = kDefaultTimeoutMs;
   bool json = false;
   std::vector<std::string> args;  // the command and its arguments
@@ -143,6 +147,11 @@ Options parse_options(int argc, char** argv) {
       sl::Peer p;
       if (!sl::parse_peer(value, &p)) usage_error("bad --peer '" + value + "': expected NAME=A.B.C.D");
       o.config.peers.push_back(p);
+    } else if (key == "--endpoint") {
+      int64_t ep = 0;
+      if (!parse_int(value, 0, 0xFFFF, &ep)) usage_error("bad --endpoint '" + value + "': 0..65535");
+      o.config.endpoint = static_cast<int>(ep);
+      o.endpoint_given = true;
     } else if (key == "--config" && !value.empty()) {
       load_config_file(value, &o.config);
     } else if (key == "--timeout") {
@@ -231,20 +240,40 @@ int cmd_ping(const Options& o) {
 
 int cmd_names(const Options& o) {
   if (o.args.size() > 2) usage_error("names takes at most one NODE");
-  const std::string node = o.args.size() == 2 ? o.args[1] : o.config.node_name;
   auto ep = open_endpoint(o);
-  std::vector<std::string> names;
-  const sl::Status s = ep->names(node, &names, deadline_of(o));
-  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node + "' (not in the peer table)");
-  if (s != sl::Status::kOk) fail_call(s, "names " + node, *ep);
-  if (o.json) {
-    std::printf("{\"node\":\"%s\",\"services\":[", json_escape(node).c_str());
-    for (size_t i = 0; i < names.size(); ++i) std::printf("%s{\"name\":\"%s\"}", i ? "," : "", json_escape(names[i]).c_str());
-    std::printf("]}\n");
+  std::vector<std::string> nodes;
+  if (o.args.size() == 2) {
+    uint32_t addr = 0;
+    if (!ep->resolve(o.args[1], &addr)) fail(sl::Status::kUnknownNode, "unknown node '" + o.args[1] + "' (not in the peer table)");
+    nodes.push_back(o.args[1]);
   } else {
-    for (const auto& n : names) std::printf("%s/%s\n", node.c_str(), n.c_str());
-    if (names.empty()) std::printf("(no services on %s)\n", node.c_str());
+    for (const auto& p : o.config.peers) nodes.push_back(p.name);
+    if (nodes.empty()) usage_error("names: the peer table is empty (give --peer or --config)");
   }
+  std::string json = "{\"nodes\":[";
+  std::string services_json;
+  sl::Status last = sl::Status::kOk;
+  size_t answered = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::vector<std::string> names;
+    // Asking every node: one that does not answer must not hold up the others for long.
+    const sl::TimeNs deadline = nodes.size() == 1 ? deadline_of(o) : sl::monotonic_ns() + std::min<int64_t>(o.timeout_ms, 1000) * 1'000'000;
+    const sl::Status s = ep->names(nodes[i], &names, deadline);
+    json += std::string(i ? "," : "") + "{\"node\":\"" + json_escape(nodes[i]) + "\",\"status\":\"" + sl::status_text(s) + "\"}";
+    if (s != sl::Status::kOk) {
+      last = s;
+      if (!o.json && nodes.size() > 1) std::printf("%s: %s\n", nodes[i].c_str(), sl::status_text(s));
+      continue;
+    }
+    ++answered;
+    for (const auto& n : names) {
+      if (!o.json) std::printf("%s/%s\n", nodes[i].c_str(), n.c_str());
+      services_json += std::string(services_json.empty() ? "" : ",") + "{\"node\":\"" + json_escape(nodes[i]) + "\",\"name\":\"" + json_escape(n) + "\"}";
+    }
+    if (names.empty() && !o.json) std::printf("(no services on %s)\n", nodes[i].c_str());
+  }
+  if (o.json) std::printf("%s],\"services\":[%s]}\n", json.c_str(), services_json.c_str());
+  if (answered == 0) fail_call(last, "names " + (nodes.size() == 1 ? nodes[0] : std::string("(every node)")), *ep);
   return 0;
 }
 
@@ -356,8 +385,11 @@ int cmd_serve(const Options& o) {
     }
   }
   if (service.empty()) usage_error("serve needs a SERVICE name");
-  auto ep = open_endpoint(o);
+  Options so = o;
+  if (!so.endpoint_given) so.config.endpoint = 0;  // a node's main endpoint, as a kernel node's
+  auto ep = open_endpoint(so);
   sl::Status s = ep->attach(service);
+  if (s == sl::Status::kBadArgument) usage_error("bad service name '" + service + "': 1 to 32 bytes, not starting with '_'");
   if (s != sl::Status::kOk) fail_call(s, "serve " + service, *ep);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -365,7 +397,13 @@ int cmd_serve(const Options& o) {
   sigaction(SIGINT, &sa, nullptr);
   sl::StatsFile stats_file(o.config.node_name, service);
   stats_file.write(*ep, 0);
-  if (!o.json) std::fprintf(stderr, "smpctl: serving %s/%s (%s)\n", o.config.node_name.c_str(), service.c_str(), command.empty() ? "echo" : command.c_str());
+  if (!o.json) {
+    char addr[INET_ADDRSTRLEN] = {};
+    const uint32_t a = ep->local_address_be();
+    inet_ntop(AF_INET, &a, addr, sizeof addr);
+    std::fprintf(stderr, "smpctl: serving %s/%s at %s endpoint %u (%s)\n", o.config.node_name.c_str(), service.c_str(), addr,
+                 unsigned(ep->local_endpoint()), command.empty() ? "echo" : command.c_str());
+  }
   int64_t served = 0;
   while (!g_stop && (count == 0 || served < count)) {
     sl::Request req;
@@ -391,6 +429,8 @@ int cmd_serve(const Options& o) {
     std::fflush(stdout);
     stats_file.write(*ep, served);
   }
+  // The last replies are still borrowed by the engine until their clients acknowledge them.
+  ep->flush(sl::monotonic_ns() + 2'000'000'000);
   stats_file.remove();
   return 0;
 }

@@ -58,9 +58,10 @@ class Harness:
         self.addr = self.pair.addr
 
     def base(self, side):
-        me, other = ("a", "b") if side == "A" else ("b", "a")
-        other_side = "B" if side == "A" else "A"
-        return [self.smpctl, f"--name={me}", f"--peer={other}={self.addr[other_side]}"]
+        """The same static peer table on both sides: node a, node b (endpoint 0 at B's address)
+        and node b2 (endpoint 2 at the same address: a second server process on host B)."""
+        return [self.smpctl, f"--name={side.lower()}", f"--peer=a={self.addr['A']}",
+                f"--peer=b={self.addr['B']}", f"--peer=b2={self.addr['B']}:2"]
 
     def exec_argv(self, side, argv):
         return ["ip", "netns", "exec", self.pair.ns[side], *argv]
@@ -73,12 +74,12 @@ class Harness:
         self.procs.append(p)
         return p
 
-    def wait_serving(self, proc, service, side="B"):
-        """Waits until `names` on this side lists the service (the server is ready)."""
+    def wait_serving(self, proc, service, node="b"):
+        """Waits until `names NODE` from side A lists the service (the server is ready)."""
         for _ in range(100):
             if proc.poll() is not None:
                 raise Failure(f"server for {service} exited: {open(proc.log_path).read()[-500:]}")
-            r = self.run(side, ["--json", "names"], check=False)
+            r = self.run("A", ["--json", "--timeout=500", "names", node], check=False)
             if r.returncode == 0 and service in r.stdout:
                 return
             time.sleep(0.1)
@@ -169,17 +170,17 @@ def case_sizes(h):
 
 def case_concurrent(h):
     s1 = h.start("B", ["serve", "echo1"], "serve-echo1.log")
-    s2 = h.start("B", ["serve", "echo2"], "serve-echo2.log")
+    s2 = h.start("B", ["--endpoint=2", "serve", "echo2"], "serve-echo2.log")
     h.wait_serving(s1, "echo1")
-    h.wait_serving(s2, "echo2")
+    h.wait_serving(s2, "echo2", node="b2")
     # Two clients at once on side A (two endpoints on one address), each calling both servers.
     script = (
         "import subprocess, sys, os\n"
         "argv, n = sys.argv[1:-1], int(sys.argv[-1])\n"
         "for i in range(n):\n"
-        "    for svc in ('echo1', 'echo2'):\n"
+        "    for svc in ('b/echo1', 'b2/echo2'):\n"
         "        msg = f'{os.getpid()}-{svc}-{i}-' + 'x' * (i * 997 % 5000)\n"
-        "        r = subprocess.run(argv + ['call', 'b/' + svc, msg], capture_output=True, text=True)\n"
+        "        r = subprocess.run(argv + ['call', svc, msg], capture_output=True, text=True)\n"
         "        if r.returncode != 0 or r.stdout != msg:\n"
         "            print('FAIL', svc, i, r.returncode, r.stderr.strip()); sys.exit(1)\n"
         "print('done')\n")
@@ -266,8 +267,11 @@ def case_bad_input(h):
                          "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
     expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
     # Host down: a node in the peer table with nobody behind its address.
-    expect_error(h, ["--peer=c=10.78.5.3", "--timeout=3000", "call", "c/echo", "x"],
-                 ["c"], "host down / no answer")
+    r = h.run("A", ["--peer=c=10.78.5.3", "--timeout=3000", "call", "c/echo", "x"], check=False)
+    err = r.stderr.strip()
+    check(r.returncode in (7, 8) and ("host down" in err or "timed out" in err),
+          f"a node with nobody behind its address: status {r.returncode}, '{err}'")
+    expect_error(h, ["call", "b2/echo", "x"], ["b2"], "an endpoint nobody serves on a live host")
     # Nothing left blocked: the server still answers, and no smpctl of ours is still running.
     r = h.run("A", ["call", "b/echo", "still-here"])
     check(r.stdout == "still-here", "the server still answers after the bad calls")

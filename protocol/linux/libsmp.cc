@@ -1,0 +1,617 @@
+#include "libsmp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <new>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "event_loop.h"
+#include "protocol/engine.h"
+#include "protocol/wire.h"
+#include "raw_socket.h"
+
+namespace smp::linux_peer {
+
+static_assert(kMessageBytesMax == wire::kMessageBytesMax, "libsmp's limit is the wire's");
+static_assert(kIpProtocolSmp == wire::kIpProtocol);
+
+namespace {
+
+constexpr size_t kEndpointFieldOffsetBytes = 8;  // SPEC.md section 3: destination endpoint
+constexpr size_t kReceiveBufferBytes = 65536;    // the largest IPv4 packet
+constexpr int kReceiveBatchMax = 256;            // datagrams handled before transmitting again
+constexpr int64_t kNoBufferRetryNs = 100'000;    // ENOBUFS: the device queue is full, try soon
+constexpr size_t kRequestsQueuedMax = 1024;      // arrived requests not yet received
+constexpr size_t kDoneQueuedMax = 4096;          // completions nobody waits for any more
+constexpr uint16_t kEphemeralEndpointMin = 0x8000;
+constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
+constexpr uint32_t kFirstUserChannel = 1;
+constexpr uint32_t kPingSeqBase = 0x80000000u;   // apart from the engine's own probe numbers
+
+Instant to_instant(TimeNs ns) { return ns <= 0 ? 0 : Instant(ns) / 1000; }
+
+uint64_t random64() {
+  uint64_t v = 0;
+  while (v == 0) {
+    if (getrandom(&v, sizeof v, 0) != sizeof v) v = uint64_t(monotonic_ns()) ^ uint64_t(getpid()) << 32;
+  }
+  return v;
+}
+
+// The source address the kernel will use toward `peer_be`, and the route's MTU: a connected UDP
+// socket sends nothing but answers both questions.
+bool route_to(uint32_t peer_be, uint32_t* local_be, int* mtu) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(9);
+  to.sin_addr.s_addr = peer_be;
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0;
+  if (ok) {
+    sockaddr_in me{};
+    socklen_t len = sizeof me;
+    ok = getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len) == 0;
+    *local_be = me.sin_addr.s_addr;
+    socklen_t mlen = sizeof *mtu;
+    if (getsockopt(fd, IPPROTO_IP, IP_MTU, mtu, &mlen) != 0) *mtu = 1500;
+  }
+  close(fd);
+  return ok;
+}
+
+Status from_wire(ErrorCode e) {
+  switch (e) {
+    case ErrorCode::kOk: return Status::kOk;
+    case ErrorCode::kNoSuchChannel:
+    case ErrorCode::kNoSuchService: return Status::kUnknownService;
+    case ErrorCode::kTooLarge: return Status::kTooLarge;
+    case ErrorCode::kTimedOut: return Status::kTimeout;
+    case ErrorCode::kHostDown: return Status::kHostDown;
+    case ErrorCode::kPeerRebooted: return Status::kPeerRebooted;
+    case ErrorCode::kNoResources:
+    case ErrorCode::kBusy: return Status::kNoResources;
+    case ErrorCode::kInvalid: return Status::kBadArgument;
+    default: return Status::kRemoteError;
+  }
+}
+
+}  // namespace
+
+TimeNs monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return TimeNs{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+const char* status_text(Status s) {
+  switch (s) {
+    case Status::kOk: return "ok";
+    case Status::kNoPrivilege: return "needs CAP_NET_RAW (run as root or setcap cap_net_raw+ep)";
+    case Status::kSystem: return "system error";
+    case Status::kBadArgument: return "bad argument";
+    case Status::kUnknownNode: return "unknown node";
+    case Status::kUnknownService: return "unknown service";
+    case Status::kTooLarge: return "message too large";
+    case Status::kTimeout: return "timed out";
+    case Status::kHostDown: return "host down";
+    case Status::kPeerRebooted: return "peer rebooted";
+    case Status::kRemoteError: return "the server answered with an error";
+    case Status::kNoResources: return "out of resources (a limit of this endpoint is reached)";
+    case Status::kBusy: return "already attached";
+  }
+  return "?";
+}
+
+bool parse_peer(std::string_view text, Peer* out) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+  size_t sep = text.find_first_of("= \t");
+  if (sep == std::string_view::npos || sep == 0 || sep > wire::kNameBytesMax) return false;
+  std::string name(text.substr(0, sep));
+  if (name.find('/') != std::string::npos) return false;
+  std::string_view rest = text.substr(sep + 1);
+  while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+  std::string addr(rest);
+  uint16_t endpoint = 0;
+  const size_t colon = addr.find(':');
+  if (colon != std::string::npos) {
+    char* end = nullptr;
+    const unsigned long ep = std::strtoul(addr.c_str() + colon + 1, &end, 10);
+    if (*end != '\0' || colon + 1 == addr.size() || ep > 0xFFFF) return false;
+    endpoint = static_cast<uint16_t>(ep);
+    addr.resize(colon);
+  }
+  in_addr a{};
+  if (inet_pton(AF_INET, addr.c_str(), &a) != 1) return false;
+  out->name = name;
+  out->address_be = a.s_addr;
+  out->endpoint = endpoint;
+  return true;
+}
+
+// ---- the engine's driver ---------------------------------------------------------------------
+
+class Driver {
+ public:
+  smp::Config cfg;
+  std::vector<Peer> table;
+  std::vector<smp::StaticPeer> static_peers;
+  void* arena = nullptr;
+  std::unique_ptr<smp::Engine> engine;
+  RawSocket sock;
+  EventLoop loop;
+  std::vector<uint8_t> tx, rx;
+  Transmit pending{};      // a packet the socket refused for now
+  bool wait_writable = false;
+  TimeNs retry_at_ns = 0;  // ENOBUFS back-off
+  std::string detail;
+
+  // Completions, by handle, until the call waiting for them takes them.
+  std::unordered_map<uint32_t, smp::Event> sends_done, lookups_done, reads_done;
+  std::deque<smp::Event> requests;
+  std::unordered_set<uint32_t> cancelled;
+  std::unordered_map<uint32_t, std::vector<uint8_t>> replies;  // borrowed until kReplyDone
+  std::unordered_map<std::string, uint32_t> attached;          // service -> channel
+  uint32_t next_channel = kFirstUserChannel;
+
+  // `ping`: our own PROBE, answered by the peer's engine; its PROBE_ACK never reaches ours.
+  uint32_t ping_seq = 0;
+  bool ping_waiting = false;
+  bool ping_answered = false;
+  TimeNs ping_sent_ns = 0, ping_rtt_ns = 0;
+
+  // Counters of the driver itself (the engine's are in engine->stats()).
+  uint64_t socket_send_errors = 0, socket_no_buffer = 0, requests_overflow = 0;
+
+  ~Driver() {
+    engine.reset();
+    std::free(arena);
+  }
+
+  Instant now() const { return to_instant(monotonic_ns()); }
+
+  void transmit(TimeNs now_ns) {
+    if (wait_writable || now_ns < retry_at_ns) return;
+    const Instant now_us = to_instant(now_ns);
+    for (;;) {
+      if (pending.bytes == 0) pending = engine->poll_transmit(now_us, tx.data(), tx.size());
+      if (pending.bytes == 0) return;
+      const int err = sock.send(htonl(pending.dst_ipv4), tx.data(), pending.bytes);
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        wait_writable = true;
+        return;
+      }
+      if (err == ENOBUFS) {
+        ++socket_no_buffer;
+        retry_at_ns = now_ns + kNoBufferRetryNs;
+        return;
+      }
+      // EMSGSIZE is a path-MTU probe larger than the device: lost, as the probe expects.
+      if (err != 0) ++socket_send_errors;
+      pending.bytes = 0;
+    }
+  }
+
+  bool take_ping_ack(const uint8_t* p, size_t n, const Received& r) {
+    if (!ping_waiting || n < wire::kHeaderBytes || p[1] != uint8_t(wire::Type::kProbeAck)) return false;
+    wire::Message m;
+    if (wire::decode(p, n, ntohl(r.source_be), ntohl(r.destination_be), m) != wire::DecodeError::kOk ||
+        m.probe.seq != ping_seq) {
+      return false;
+    }
+    ping_rtt_ns = monotonic_ns() - ping_sent_ns;
+    ping_waiting = false;
+    ping_answered = true;
+    return true;
+  }
+
+  void receive() {
+    Received r;
+    for (int i = 0; i < kReceiveBatchMax && sock.receive(rx.data(), rx.size(), &r); ++i) {
+      if (take_ping_ack(rx.data(), r.size_bytes, r)) continue;
+      engine->handle_datagram(now(), ntohl(r.source_be), ntohl(r.destination_be), rx.data(), r.size_bytes);
+    }
+  }
+
+  void keep(std::unordered_map<uint32_t, smp::Event>& m, const smp::Event& e) {
+    if (m.size() < kDoneQueuedMax) m[e.handle] = e;
+  }
+
+  void dispatch(const smp::Event& e) {
+    switch (e.type) {
+      case EventType::kRequest:
+        if (e.channel == kNamesChannel) {
+          answer_names(e);
+        } else if (requests.size() < kRequestsQueuedMax) {
+          requests.push_back(e);
+        } else {
+          ++requests_overflow;  // cannot happen while requests_max <= kRequestsQueuedMax
+          engine->error(now(), RequestHandle{e.handle}, ErrorCode::kServerGone);
+        }
+        break;
+      case EventType::kRequestCancelled:
+        if (cancelled.size() < kDoneQueuedMax) cancelled.insert(e.handle);
+        replies.erase(e.handle);
+        reads_done[e.handle] = e;  // a read waiting on it ends too
+        break;
+      case EventType::kReadDone: keep(reads_done, e); break;
+      case EventType::kReplyDone: replies.erase(e.handle); break;
+      case EventType::kSendDone: keep(sends_done, e); break;
+      case EventType::kNameResolved: keep(lookups_done, e); break;
+      case EventType::kPulse:
+      case EventType::kPeerDown: break;  // sends to that peer end with their own kSendDone
+    }
+  }
+
+  // The listing service every libsmp endpoint answers (the wire has no "list names" query).
+  void answer_names(const smp::Event& e) {
+    std::string list;
+    for (const auto& [name, channel] : attached) list += name + "\n";
+    auto& buf = replies[e.handle];
+    buf.assign(list.begin(), list.end());
+    ConstBytes part{buf.data(), buf.size()};
+    engine->reply(now(), RequestHandle{e.handle}, 0, ConstChain{&part, 1});
+  }
+
+  // Runs the loop until done() or the deadline; true when done() held.
+  bool pump(const std::function<bool()>& done, TimeNs deadline_ns) {
+    for (;;) {
+      TimeNs t = monotonic_ns();
+      if (engine->next_timeout() <= to_instant(t)) engine->handle_timeout(to_instant(t));
+      transmit(t);
+      smp::Event e;
+      while (engine->poll_event(e)) dispatch(e);
+      transmit(t);  // answers queued while dispatching (names)
+      if (done()) return true;
+      t = monotonic_ns();
+      if (t >= deadline_ns) return false;
+      TimeNs wake = deadline_ns;
+      const Instant nt = engine->next_timeout();
+      if (nt != kNever) wake = std::min<TimeNs>(wake, TimeNs(nt) * 1000);
+      if (retry_at_ns > t) wake = std::min(wake, retry_at_ns);
+      if (pending.bytes == 0 && !wait_writable) {
+        // Something may already be waiting to go out (a timer that fired exactly now).
+      }
+      loop.arm(wake);
+      const Wakeup w = loop.wait(wait_writable);
+      if (w.writable) wait_writable = false;
+      if (w.readable) receive();
+    }
+  }
+};
+
+// ---- Endpoint --------------------------------------------------------------------------------
+
+Endpoint::~Endpoint() = default;
+const std::string& Endpoint::detail() const { return impl_->detail; }
+
+Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail) {
+  std::unique_ptr<Endpoint> ep(new Endpoint());
+  ep->impl_ = std::make_unique<Driver>();
+  Driver& d = *ep->impl_;
+  d.table = config.peers;
+  for (const Peer& p : d.table) {
+    d.static_peers.push_back(smp::StaticPeer{p.name.c_str(), ntohl(p.address_be), p.endpoint});
+  }
+  smp::Config& c = d.cfg;
+  c.incarnation = random64();
+  c.local_endpoint = config.endpoint >= 0 ? uint16_t(config.endpoint)
+                                          : uint16_t(kEphemeralEndpointMin | (random64() & 0x7FFF));
+  uint32_t local_be = config.local_address_be;
+  int mtu = 1500;
+  if (!d.table.empty()) {
+    uint32_t auto_be = 0;
+    if (route_to(d.table.front().address_be, &auto_be, &mtu) && local_be == 0) local_be = auto_be;
+  }
+  if (local_be == 0) local_be = htonl(INADDR_LOOPBACK);
+  c.local_ipv4 = ntohl(local_be);
+  c.mtu_max = uint16_t(std::clamp(mtu, int(wire::kMtuMin), 65535));
+  c.static_peers = d.static_peers.data();
+  c.static_peers_count = uint16_t(d.static_peers.size());
+  if (smp::Engine::check_config(c) != ErrorCode::kOk) {
+    *detail = "the engine rejected its configuration";
+    return Status::kBadArgument;
+  }
+  const SocketError se = d.sock.open({kEndpointFieldOffsetBytes, c.local_endpoint});
+  if (se == SocketError::kNoPrivilege) return Status::kNoPrivilege;
+  if (se != SocketError::kNone) {
+    *detail = std::string("raw socket: ") + std::strerror(d.sock.errno_value());
+    return Status::kSystem;
+  }
+  // Bind the source address so that the checksum's pseudo-header (which names it) is right.
+  sockaddr_in me{};
+  me.sin_family = AF_INET;
+  me.sin_addr.s_addr = local_be;
+  if (bind(d.sock.fd(), reinterpret_cast<sockaddr*>(&me), sizeof me) != 0) {
+    *detail = std::string("bind: ") + std::strerror(errno);
+    return Status::kSystem;
+  }
+  if (const int err = d.loop.open(d.sock.fd())) {
+    *detail = std::string("epoll/timerfd: ") + std::strerror(err);
+    return Status::kSystem;
+  }
+  const size_t bytes = smp::Engine::memory_bytes(c);
+  d.arena = std::aligned_alloc(smp::Engine::kMemoryAlign, (bytes + 15) / 16 * 16);
+  if (!d.arena) {
+    *detail = "out of memory for the engine's arena";
+    return Status::kNoResources;
+  }
+  d.engine = std::make_unique<smp::Engine>(c, d.arena, bytes);
+  if (!d.engine->ok()) {
+    *detail = "the engine did not start";
+    return Status::kSystem;
+  }
+  d.tx.resize(c.mtu_max);
+  d.rx.resize(kReceiveBufferBytes);
+  d.attached.reserve(16);
+  if (d.engine->name_attach("_names", kNamesChannel) != ErrorCode::kOk) {
+    *detail = "cannot attach the _names service";
+    return Status::kSystem;
+  }
+  *out = std::move(ep);
+  return Status::kOk;
+}
+
+bool Endpoint::resolve(std::string_view node, uint32_t* address_be) const {
+  for (const Peer& p : impl_->table) {
+    if (p.name == node) {
+      *address_be = p.address_be;
+      return true;
+    }
+  }
+  return false;
+}
+
+uint16_t Endpoint::local_endpoint() const { return impl_->cfg.local_endpoint; }
+uint32_t Endpoint::local_address_be() const { return htonl(impl_->cfg.local_ipv4); }
+
+Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadline) {
+  Driver& d = *impl_;
+  const size_t slash = target.find('/');
+  std::string service(slash == std::string_view::npos ? target : target.substr(slash + 1));
+  if (service.empty() || service.size() > wire::kNameBytesMax) return Status::kBadArgument;
+  PeerRef where{};
+  if (slash != std::string_view::npos) {
+    const std::string node(target.substr(0, slash));
+    const Result<PeerRef> p = d.engine->peer_by_name(node.c_str());
+    if (!p.ok()) return Status::kUnknownNode;
+    where = p.value;
+  }
+  const Result<LookupHandle> l = d.engine->name_lookup(d.now(), service.c_str(), where);
+  if (!l.ok()) return from_wire(l.error);
+  const uint32_t h = l.value.value;
+  if (!d.pump([&] { return d.lookups_done.count(h) != 0; }, deadline)) return Status::kTimeout;
+  const smp::Event e = d.lookups_done[h];
+  d.lookups_done.erase(h);
+  if (e.error != ErrorCode::kOk) return from_wire(e.error);
+  out->peer = e.peer.value;
+  out->channel = e.channel;
+  return Status::kOk;
+}
+
+Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uint8_t* reply,
+                      size_t reply_capacity, size_t* reply_size, TimeNs deadline) {
+  Driver& d = *impl_;
+  if (request.size() > kMessageBytesMax) return Status::kTooLarge;
+  ConstBytes req{request.data(), request.size()};
+  MutableBytes rep{reply, reply_capacity};
+  const Instant dl = deadline == kNoDeadline ? kNever : to_instant(deadline);
+  const Result<SendHandle> s = d.engine->start_send(d.now(), PeerRef{c.peer}, c.channel,
+                                                    ConstChain{&req, 1}, MutableChain{&rep, 1}, dl, 0);
+  if (!s.ok()) return from_wire(s.error);
+  const uint32_t h = s.value.value;
+  // The engine ends every send itself (reply, error, host down or its deadline); our own guard
+  // is a little later, and cancels, so the borrowed buffers are never left with the engine.
+  const TimeNs guard = deadline == kNoDeadline ? kNoDeadline : deadline + 200'000'000;
+  if (!d.pump([&] { return d.sends_done.count(h) != 0; }, guard)) {
+    d.engine->cancel(d.now(), SendHandle{h});
+    d.pump([&] { return d.sends_done.count(h) != 0; }, monotonic_ns() + 100'000'000);
+    d.sends_done.erase(h);
+    return Status::kTimeout;
+  }
+  const smp::Event e = d.sends_done[h];
+  d.sends_done.erase(h);
+  if (e.error == ErrorCode::kAppError) {
+    d.detail = "server error code " + std::to_string(e.status);
+    return Status::kRemoteError;
+  }
+  if (e.error != ErrorCode::kOk) return from_wire(e.error);
+  *reply_size = e.bytes;
+  return e.size > reply_capacity ? Status::kTooLarge : Status::kOk;
+}
+
+Status Endpoint::send(const Connection& c, std::span<const uint8_t> request,
+                      std::vector<uint8_t>* reply, TimeNs deadline) {
+  // A reply can be as large as the largest message; the buffer's untouched pages cost nothing.
+  std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[kMessageBytesMax]);
+  if (!buf) return Status::kNoResources;
+  size_t n = 0;
+  const Status s = send(c, request, buf.get(), kMessageBytesMax, &n, deadline);
+  if (s == Status::kOk) reply->assign(buf.get(), buf.get() + n);
+  return s;
+}
+
+Status Endpoint::ping(std::string_view node, PingResult* out, TimeNs deadline) {
+  Driver& d = *impl_;
+  const Peer* peer = nullptr;
+  for (const Peer& p : d.table) {
+    if (p.name == node) peer = &p;
+  }
+  if (!peer) return Status::kUnknownNode;
+  wire::Message m;
+  m.header.type = wire::Type::kProbe;
+  m.header.dst_endpoint = peer->endpoint;
+  m.header.src_endpoint = d.cfg.local_endpoint;
+  m.header.dst_incarnation = 0;
+  m.header.src_incarnation = d.cfg.incarnation;
+  m.probe.seq = kPingSeqBase | ++d.ping_seq;
+  m.probe.probe_bytes = 0;
+  d.ping_seq = m.probe.seq;
+  uint8_t buf[256];
+  const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf, sizeof buf);
+  if (n == 0) return Status::kSystem;
+  d.ping_waiting = true;
+  d.ping_answered = false;
+  d.ping_sent_ns = monotonic_ns();
+  if (const int err = d.sock.send(peer->address_be, buf, n)) {
+    d.ping_waiting = false;
+    d.detail = std::string("sendto: ") + std::strerror(err);
+    return Status::kSystem;
+  }
+  const bool ok = d.pump([&] { return d.ping_answered; }, deadline);
+  d.ping_waiting = false;
+  if (!ok) return Status::kTimeout;
+  out->rtt_ns = d.ping_rtt_ns;
+  return Status::kOk;
+}
+
+Status Endpoint::names(std::string_view node, std::vector<std::string>* out, TimeNs deadline) {
+  Connection c;
+  const Result<PeerRef> p = impl_->engine->peer_by_name(std::string(node).c_str());
+  if (!p.ok()) return Status::kUnknownNode;
+  c.peer = p.value.value;
+  c.channel = kNamesChannel;
+  std::vector<uint8_t> reply;
+  const Status s = send(c, {}, &reply, deadline);
+  if (s != Status::kOk) return s;
+  std::string list(reply.begin(), reply.end()), line;
+  for (char ch : list) {
+    if (ch == '\n') {
+      if (!line.empty()) out->push_back(line);
+      line.clear();
+    } else {
+      line += ch;
+    }
+  }
+  return Status::kOk;
+}
+
+Status Endpoint::attach(std::string_view service) {
+  Driver& d = *impl_;
+  const std::string name(service);
+  if (name.empty() || name.size() > wire::kNameBytesMax || name[0] == '_') return Status::kBadArgument;
+  if (d.attached.count(name)) return Status::kBusy;
+  const uint32_t channel = d.next_channel++;
+  const ErrorCode e = d.engine->name_attach(name.c_str(), channel);
+  if (e != ErrorCode::kOk) return from_wire(e);
+  d.attached[name] = channel;
+  return Status::kOk;
+}
+
+Status Endpoint::receive(Request* out, TimeNs deadline) {
+  Driver& d = *impl_;
+  for (;;) {
+    if (!d.pump([&] { return !d.requests.empty(); }, deadline)) return Status::kTimeout;
+    const smp::Event e = d.requests.front();
+    d.requests.pop_front();
+    if (d.cancelled.erase(e.handle)) continue;  // the client gave up before we got to it
+    out->receive_id = e.handle;
+    out->size_bytes = e.size;
+    out->data.resize(e.size);
+    if (e.size == 0) return Status::kOk;
+    MutableBytes dst{out->data.data(), out->data.size()};
+    const ErrorCode r = d.engine->read(d.now(), RequestHandle{e.handle}, 0, MutableChain{&dst, 1});
+    if (r != ErrorCode::kOk) continue;  // cancelled meanwhile: nothing to answer
+    const uint32_t h = e.handle;
+    d.reads_done.erase(h);
+    if (!d.pump([&] { return d.reads_done.count(h) != 0; }, deadline)) {
+      // FIXME: the engine has no way to abandon a read; the request is failed instead, which
+      // also ends the read before `dst` goes away.
+      d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
+      d.pump([&] { return d.reads_done.count(h) != 0 || d.replies.count(h) == 0; }, monotonic_ns() + 50'000'000);
+      return Status::kTimeout;
+    }
+    const smp::Event done = d.reads_done[h];
+    d.reads_done.erase(h);
+    if (done.type == EventType::kRequestCancelled || done.error != ErrorCode::kOk) {
+      d.cancelled.erase(h);
+      continue;
+    }
+    return Status::kOk;
+  }
+}
+
+Status Endpoint::reply(Request& request, std::span<const uint8_t> data, TimeNs deadline) {
+  Driver& d = *impl_;
+  (void)deadline;
+  if (d.cancelled.erase(uint32_t(request.receive_id))) return Status::kTimeout;
+  const uint32_t h = uint32_t(request.receive_id);
+  auto& buf = d.replies[h];  // kept until kReplyDone: the engine borrows it
+  buf.assign(data.begin(), data.end());
+  ConstBytes part{buf.data(), buf.size()};
+  const ErrorCode e = d.engine->reply(d.now(), RequestHandle{h}, 0, ConstChain{&part, 1});
+  if (e != ErrorCode::kOk) {
+    d.replies.erase(h);
+    return from_wire(e);
+  }
+  d.pump([] { return true; }, monotonic_ns());  // let the first packets leave now
+  return Status::kOk;
+}
+
+Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
+  Driver& d = *impl_;
+  (void)deadline;
+  const uint32_t h = uint32_t(request.receive_id);
+  if (d.cancelled.erase(h)) return Status::kTimeout;
+  const ErrorCode code = why == Status::kTooLarge ? ErrorCode::kTooLarge : ErrorCode::kAppError;
+  d.replies[h];  // an error also ends with kReplyDone
+  const ErrorCode e = d.engine->error(d.now(), RequestHandle{h}, code, uint32_t(why));
+  if (e != ErrorCode::kOk) d.replies.erase(h);
+  d.pump([] { return true; }, monotonic_ns());
+  return from_wire(e);
+}
+
+Status Endpoint::flush(TimeNs deadline) {
+  Driver& d = *impl_;
+  return d.pump([&] { return d.replies.empty(); }, deadline) ? Status::kOk : Status::kTimeout;
+}
+
+Status Endpoint::poll(TimeNs deadline) {
+  Driver& d = *impl_;
+  d.pump([] { return false; }, deadline);
+  return Status::kOk;
+}
+
+std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
+  const Driver& d = *impl_;
+  const smp::Stats& s = d.engine->stats();
+  uint64_t decode_errors = 0;
+  for (uint64_t v : s.decode_errors) decode_errors += v;
+  return {
+      {"packets_in", s.packets_in},
+      {"packets_out", s.packets_out},
+      {"bytes_in", s.bytes_in},
+      {"bytes_out", s.bytes_out},
+      {"retransmissions", s.retransmissions},
+      {"duplicates", s.duplicates},
+      {"decode_errors", decode_errors},
+      {"dropped_not_mine", s.dropped_not_mine},
+      {"dropped_unexpected", s.dropped_unexpected},
+      {"resets_sent", s.resets_sent},
+      {"requests_delivered", s.requests_delivered},
+      {"sends_completed", s.sends_completed},
+      {"peers_down", s.peers_down},
+      {"peers_rebooted", s.peers_rebooted},
+      {"pool_bytes_high", s.pool_bytes_high},
+      {"requests_high", s.requests_high},
+      {"sends_high", s.sends_high},
+      {"peers_high", s.peers_high},
+      {"socket_send_errors", d.socket_send_errors},
+      {"socket_no_buffer", d.socket_no_buffer},
+      {"ip_runts", d.sock.runts},
+  };
+}
+
+}  // namespace smp::linux_peer
