@@ -5,12 +5,15 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <cstdint>
+
 namespace smp::linux_peer {
 namespace {
 
 constexpr int kEventsMax = 4;
 constexpr uint64_t kTimerTag = 1;
 constexpr uint64_t kSocketTag = 2;
+constexpr int64_t kNeverNs = INT64_MAX / 2;  // beyond any real deadline
 
 }  // namespace
 
@@ -38,6 +41,10 @@ void EventLoop::arm(int64_t when_ns) {
   if (when_ns == armed_ns_) return;
   armed_ns_ = when_ns;
   itimerspec its{};
+  if (when_ns >= kNeverNs) {  // nothing timed: disarm (it_value zero)
+    timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
+    return;
+  }
   // it_value zero would disarm: a time at or before zero becomes "as soon as possible".
   const int64_t t = when_ns > 0 ? when_ns : 1;
   its.it_value.tv_sec = t / 1'000'000'000;

@@ -443,7 +443,7 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request,
   return s;
 }
 
-Status Endpoint::ping(std::string_view node, PingResult* out, TimeNs deadline) {
+Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline) {
   Driver& d = *impl_;
   const Peer* peer = nullptr;
   for (const Peer& p : d.table) {
@@ -457,16 +457,20 @@ Status Endpoint::ping(std::string_view node, PingResult* out, TimeNs deadline) {
   m.header.dst_incarnation = 0;
   m.header.src_incarnation = d.cfg.incarnation;
   m.probe.seq = kPingSeqBase | ++d.ping_seq;
-  m.probe.probe_bytes = 0;
+  // A PROBE is padded to the IP packet size it tests; the smallest allowed is the IPv4 minimum.
+  if (probe_bytes < wire::kMtuMin || probe_bytes > wire::kPacketBytesMax) return Status::kBadArgument;
+  m.probe.probe_bytes = uint16_t(probe_bytes);
+  m.pad_to_bytes = uint16_t(probe_bytes);
   d.ping_seq = m.probe.seq;
-  uint8_t buf[256];
-  const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf, sizeof buf);
+  std::vector<uint8_t> buf(probe_bytes);
+  const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf.data(), buf.size());
   if (n == 0) return Status::kSystem;
   d.ping_waiting = true;
   d.ping_answered = false;
   d.ping_sent_ns = monotonic_ns();
-  if (const int err = d.sock.send(peer->address_be, buf, n)) {
+  if (const int err = d.sock.send(peer->address_be, buf.data(), n)) {
     d.ping_waiting = false;
+    if (err == EMSGSIZE) return Status::kTooLarge;  // larger than the local device's MTU
     d.detail = std::string("sendto: ") + std::strerror(err);
     return Status::kSystem;
   }

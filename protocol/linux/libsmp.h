@@ -92,7 +92,8 @@ class Endpoint {
   // Without copies: the reply lands in `reply` (capacity bytes), its size in *reply_size.
   Status send(const Connection& c, std::span<const uint8_t> request, uint8_t* reply,
               size_t reply_capacity, size_t* reply_size, TimeNs deadline);
-  Status ping(std::string_view node, PingResult* out, TimeNs deadline);
+  // One PROBE padded to probe_bytes (an IP packet size, 576..65535), answered by PROBE_ACK.
+  Status ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline);
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);

@@ -25,7 +25,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: smpctl [OPTIONS] COMMAND [ARGS]\n"
-    "  ping NODE [-c COUNT]              protocol-level probes, with round-trip times\n"
+    "  ping NODE [-c COUNT] [-s BYTES]   protocol-level probes (PROBE/PROBE_ACK), with round-trip\n"
+    "                                    times; -s pads each to an IP packet of BYTES (576..65535)\n"
     "  names [NODE]                      services attached on NODE (default: every node)\n"
     "  call NODE/SERVICE DATA|@FILE [--out=FILE]\n"
     "                                    send DATA (or FILE's bytes), print the reply\n"
@@ -188,10 +189,12 @@ std::string node_of(const std::string& target) { return target.substr(0, target.
 
 int cmd_ping(const Options& o) {
   std::string node;
-  int64_t count = 4;
+  int64_t count = 4, probe_bytes = 576;
   for (size_t i = 1; i < o.args.size(); ++i) {
     if (o.args[i] == "-c" && i + 1 < o.args.size()) {
       if (!parse_int(o.args[++i], 1, kPingCountMax, &count)) usage_error("bad count '" + o.args[i] + "'");
+    } else if (o.args[i] == "-s" && i + 1 < o.args.size()) {
+      if (!parse_int(o.args[++i], 576, 65535, &probe_bytes)) usage_error("bad probe size '" + o.args[i] + "': 576..65535");
     } else if (node.empty()) {
       node = o.args[i];
     } else {
@@ -210,14 +213,15 @@ int cmd_ping(const Options& o) {
       while (sl::monotonic_ns() < until) usleep(static_cast<useconds_t>((until - sl::monotonic_ns()) / 1000 + 1));
     }
     sl::PingResult r;
-    last = ep->ping(node, &r, deadline_of(o));
+    // Each probe waits at most a second (or --timeout): a lost one is reported, not retried.
+    last = ep->ping(node, size_t(probe_bytes), &r, sl::monotonic_ns() + std::min<int64_t>(o.timeout_ms, 1000) * 1'000'000);
     if (last == sl::Status::kOk) {
       rtts.push_back(r.rtt_ns);
       if (!o.json) std::printf("probe %" PRId64 " to %s: rtt %.1f us\n", k + 1, node.c_str(), r.rtt_ns / 1e3);
     } else if (!o.json) {
       std::printf("probe %" PRId64 " to %s: %s\n", k + 1, node.c_str(), sl::status_text(last));
     }
-    if (last == sl::Status::kHostDown || last == sl::Status::kUnknownNode) break;
+    if (last != sl::Status::kOk && last != sl::Status::kTimeout) break;
     std::fflush(stdout);
   }
   if (o.json) {
@@ -234,7 +238,7 @@ int cmd_ping(const Options& o) {
     std::printf("%zu of %" PRId64 " probes answered; rtt min/avg/max = %.1f/%.1f/%.1f us\n", rtts.size(), count,
                 lo / 1e3, sum / 1e3 / static_cast<double>(rtts.size()), hi / 1e3);
   }
-  if (rtts.empty()) fail_call(last, "ping " + node, *ep);
+  if (rtts.empty()) fail_call(last == sl::Status::kTimeout ? sl::Status::kHostDown : last, "ping " + node + ": no probe answered", *ep);
   return 0;
 }
 

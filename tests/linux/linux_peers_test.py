@@ -164,6 +164,10 @@ def case_sizes(h):
     for side in "AB":
         subprocess.run(["ip", "-n", h.pair.ns[side], "link", "set", "dev", h.pair.dev[side],
                         "mtu", "1280"], check=True)
+    r = h.run("A", ["ping", "-c", "1", "-s", "1500", "b"], check=False)
+    check(r.returncode != 0, f"a 1500-byte probe cannot leave a 1280-byte link: {r.stderr.strip()}")
+    check(h.run("A", ["ping", "-c", "1", "-s", "1280", "b"]).returncode == 0,
+          "a 1280-byte probe crosses it")
     for size in [0, 1300, 65536, 1 << 20]:
         check(h.echo_call("A", "echo", size), f"echo of {size} B at MTU 1280 hash-checked")
 
