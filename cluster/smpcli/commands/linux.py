@@ -9,6 +9,7 @@ The subnet 10.78.0.0/24 exists only inside the two namespaces; neither has a def
 packet can leave them. Tests make their own pair with another prefix (--prefix) so that they never
 disturb one a person is using.
 """
+import argparse
 import json
 import os
 import re
@@ -147,6 +148,22 @@ def cmd_linux_pair(args):
     return 0
 
 
+def cmd_smpctl(args):
+    """Runs the built smpctl inside side A or B of the pair, with the pair's peer table."""
+    pair = Pair(args.prefix, args.subnet)
+    if not common.is_root():
+        common.die("smpctl in the namespace pair needs root (ip netns exec, raw sockets)")
+    side = args.side.upper()
+    if pair.ns[side] not in _namespaces():
+        common.die(f"namespace {pair.ns[side]} does not exist: run ./smp linux-pair up first")
+    smpctl = os.path.join(common.build_dir(), "protocol", "linux", "smpctl")
+    if not os.path.exists(smpctl):
+        common.cmake_build(["smpctl"])
+    argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
+            f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]
+    return subprocess.run(argv).returncode
+
+
 # ---- ./smp bench linux ----------------------------------------------------------------------
 
 kBenchSizes = [64, 65536]
@@ -190,7 +207,7 @@ def bench_linux(args):
     _need_root("bench linux")
     bdir = _bench_build()
     tools = os.path.join(bdir, "tests", "linux", "bench")
-    smpctl = os.path.join(bdir, "smp", "linux", "smpctl")
+    smpctl = os.path.join(bdir, "protocol", "linux", "smpctl")
     pair = Pair("smpbn", "10.78.9")
     pair_down(pair)
     pair_up(pair)
@@ -256,3 +273,13 @@ def register(sub, modules):
     p.add_argument("--mtu", type=int, default=1500, help="veth MTU (default: 1500)")
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=cmd_linux_pair)
+
+    p = sub.add_parser("smpctl", help="run smpctl in side A or B of the linux-pair (root)",
+                       description="Runs the built smpctl in namespace PREFIX+SIDE with the peer "
+                       "table a=10.78.0.1, b=10.78.0.2; e.g. ./smp smpctl b serve echo, then "
+                       "./smp smpctl a call b/echo hello")
+    p.add_argument("side", choices=["a", "b", "A", "B"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="smpctl's options and command")
+    p.add_argument("--prefix", default=kDefaultPrefix)
+    p.add_argument("--subnet", default=kDefaultSubnet)
+    p.set_defaults(func=cmd_smpctl)
