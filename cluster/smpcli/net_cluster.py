@@ -218,8 +218,8 @@ def read_pidfile(path):
 def qemu_command(state, node, image, nic, memory_mb):
     d = run_dir()
     name = node["name"]
-    cmd = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
-           "-m", str(memory_mb), "-kernel", image,
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
+           "-display", "none", "-m", str(memory_mb), "-kernel", image,
            "-append", f"name={name} ip={node['ip']}/{PREFIX_LEN} mac={node['mac']}",
            "-chardev", f"socket,id=con,path={os.path.join(d, name + '.sock')},server=on,wait=off,"
                        f"logfile={os.path.join(d, name + '.log')}",

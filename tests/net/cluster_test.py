@@ -4,9 +4,12 @@
   cluster_test.py nic --nic virtio|e1000 --kernel IMAGE
       3 nodes. From the namespace: 100 pings to every node at 10 ms intervals, none lost; every
       node pings the two others with its shell's `ping`; UDP echo answers `nc -u` and a Python
-      client; a 10-second `ping -f` flood on every node at once, after which every node still
-      answers 100 pings with none lost and its counters show no RX error; the ring capture
-      holds ARP and ICMP that tshark decodes; `./smp down` leaves nothing behind.
+      client (also 1473..60000-byte datagrams: IP fragmentation and reassembly); 8000- and
+      30000-byte pings; 40 malformed IPv4 frames (bad checksum, bad lengths, truncated) are
+      counted in lwIP's ip_drop and the node keeps answering; the ring capture holds ARP, ICMP
+      and UDP that tshark decodes; a 10-second `ping -f` flood on every node at once, after which every node still
+      answers 100 pings with none lost and its counters show no RX error; `./smp down` leaves
+      nothing behind (no namespace, no process naming the run folder).
   cluster_test.py crash --kernel IMAGE
       `./smp up -n 3` killed with SIGKILL while its nodes boot; `./smp down` then removes
       every QEMU, the capture, the namespace (bridge, taps).
@@ -141,17 +144,47 @@ def ping_all_from_namespace(c, count=100, interval="0.01"):
 
 
 def udp_echo_python(c, ip):
-    """A small UDP client run inside the namespace: 20 datagrams, each echoed back intact."""
+    """A small UDP client run inside the namespace: 20 small datagrams, then sizes that need IP
+    fragmentation and reassembly on the node (up to 60000 bytes), each echoed back intact."""
     code = (
         "import socket,sys\n"
-        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3)\n"
         "for k in range(20):\n"
         "  m=('simplemsg-%d-' % k).encode()*7\n"
-        "  s.sendto(m,(sys.argv[1],7)); d,a=s.recvfrom(2048)\n"
+        "  s.sendto(m,(sys.argv[1],7)); d,a=s.recvfrom(65536)\n"
         "  assert d==m and a==(sys.argv[1],7), (d,a)\n"
+        "for n in (1472, 1473, 8000, 60000):\n"
+        "  m=bytes(i % 251 for i in range(n))\n"
+        "  s.sendto(m,(sys.argv[1],7)); d,a=s.recvfrom(65536)\n"
+        "  assert d==m, ('size', n, len(d))\n"
         "print('udp-echo-ok')\n")
     r = c.exec("/usr/bin/python3", "-c", code, ip, timeout=60)
     check("udp-echo-ok" in r.stdout, f"UDP echo (Python client) to {ip} failed: {r.stdout} {r.stderr}")
+
+
+MALFORMED_SENDER = r"""
+import socket, struct, sys
+mac = bytes(int(x, 16) for x in sys.argv[2].split(':'))
+dst = socket.inet_aton(sys.argv[1]); src = socket.inet_aton('10.77.0.1')
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('br0', 0))
+me = s.getsockname()[4]
+eth = mac + me + b'\x08\x00'
+def ip(total, csum, hl=5, payload=b''):
+    return struct.pack('!BBHHHBBH4s4s', 0x40 | hl, 0, total, 1, 0, 64, 17, csum, src, dst) + payload
+for k in range(10):
+    s.send(eth + ip(28, 0xdead, payload=b'\0' * 8))          # bad header checksum
+    s.send(eth + ip(200, 0, payload=b'\0' * 8))              # total length beyond the frame
+    s.send(eth + bytes([0x45, 0, 0]))                         # truncated header
+    s.send(eth + ip(28, 0, hl=3, payload=b'\0' * 8))         # header length below 20 bytes
+print('sent 40')
+"""
+
+
+def netstat_ip_drop(c, node):
+    out = c.console(node, "netstat", r"^netstat: lwip")
+    m = re.search(r"ip_drop=(\d+)", out)
+    check(m, f"{node}: no ip_drop in netstat: {out}")
+    return int(m.group(1))
 
 
 def test_nic(args):
@@ -196,6 +229,22 @@ def test_nic(args):
             check(re.search(r"^\s+arp\s+frames:\d+", r.stdout, re.M), f"no ARP in capture: {r.stdout}")
             check(re.search(r"^\s+icmp\s+frames:\d+", r.stdout, re.M), f"no ICMP in capture: {r.stdout}")
             check(re.search(r"^\s+udp\s+frames:\d+", r.stdout, re.M), f"no UDP in capture: {r.stdout}")
+        print("IP fragmentation/reassembly: ping -s 8000 and -s 30000 to every node:")
+        for i in range(1, N + 1):
+            for size in ("8000", "30000"):
+                r = c.exec("ping", "-q", "-c", "5", "-i", "0.05", "-W", "3", "-s", size, node_ip(i))
+                sent, received = ping_loss(r.stdout)
+                check(sent == received == 5, f"node{i}: {sent - received} of {sent} {size}-byte pings lost")
+        print("malformed IPv4 frames are counted and dropped; the node keeps answering:")
+        before = netstat_ip_drop(c, "node1")
+        r = c.exec("/usr/bin/python3", "-c", MALFORMED_SENDER, node_ip(1), "52:54:00:77:00:0b")
+        check("sent 40" in r.stdout, f"malformed sender: {r.stdout} {r.stderr}")
+        time.sleep(0.5)
+        after = netstat_ip_drop(c, "node1")
+        print(f"  node1 ip_drop {before} -> {after}")
+        check(after - before >= 40, f"node1 counted {after - before} of 40 malformed packets")
+        r = c.exec("ping", "-q", "-c", "10", "-i", "0.01", "-W", "2", node_ip(1))
+        check(ping_loss(r.stdout) == (10, 10), f"node1 after malformed input: {r.stdout}")
         print("10-second ping -f flood on every node at once:")
         floods = [subprocess.Popen([SMP, "exec", "ping", "-f", "-q", "-w", "10", node_ip(i)],
                                    env=c.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
