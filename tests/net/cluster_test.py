@@ -17,6 +17,8 @@
       As uid 65534 (setpriv): unprivileged mode (unshare -rn, socket multicast on the private
       loopback); node1 pings node2 and node3, UDP echo between nodes; the capture unwraps into
       Ethernet frames; `./smp down` leaves no QEMU or holder process.
+  cluster_test.py sixteen --kernel IMAGE
+      `./smp up -n 16`: all 16 nodes boot and answer 5 pings each from the namespace.
   cluster_test.py badcmdline --kernel IMAGE
       A node booted with a malformed ip= prints a one-line error and exits with the kernel's
       bad-command-line status instead of coming up.
@@ -347,6 +349,30 @@ def test_user(args):
     return 0
 
 
+def test_sixteen(args):
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return SKIP
+    run_dir = tempfile.mkdtemp(prefix="smp-net-16-")
+    c = Cluster(args.kernel, run_dir, f"smpnet-s{os.getpid()}")
+    try:
+        c.up(16)
+        procs = {i: subprocess.Popen([SMP, "exec", "ping", "-q", "-c", "5", "-i", "0.1", "-W", "3",
+                                      node_ip(i)], env=c.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True) for i in range(1, 17)}
+        for i, p in procs.items():
+            out, _ = p.communicate(timeout=120)
+            sent, received = ping_loss(out)
+            check(sent == received == 5, f"node{i} of 16: {received}/{sent} pings answered")
+        print("all 16 nodes answered 5/5 pings")
+    finally:
+        c.down()
+    assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
 def test_badcmdline(args):
     r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
                         "-m", "64", "-serial", "stdio", "-device",
@@ -365,7 +391,7 @@ def test_badcmdline(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["nic", "crash", "user", "badcmdline"])
+    ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline"])
     ap.add_argument("--nic", default="virtio", choices=["virtio", "e1000"])
     ap.add_argument("--kernel", required=True)
     args = ap.parse_args()
@@ -374,7 +400,7 @@ def main():
         return 1
     try:
         return {"nic": test_nic, "crash": test_crash, "user": test_user,
-                "badcmdline": test_badcmdline}[args.what](args)
+                "sixteen": test_sixteen, "badcmdline": test_badcmdline}[args.what](args)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
