@@ -169,6 +169,7 @@ class Driver {
   // `ping`: our own PROBE, answered by the peer's engine; its PROBE_ACK never reaches ours.
   uint32_t ping_seq = 0;
   bool ping_waiting = false;
+  bool ping_ignore_self = false;  // the in-use check: our own engine's answer does not count
   bool ping_answered = false;
   TimeNs ping_sent_ns = 0, ping_rtt_ns = 0;
 
@@ -211,6 +212,7 @@ class Driver {
         m.probe.seq != ping_seq) {
       return false;
     }
+    if (ping_ignore_self && m.header.src_incarnation == cfg.incarnation) return true;
     ping_rtt_ns = monotonic_ns() - ping_sent_ns;
     ping_waiting = false;
     ping_answered = true;
@@ -444,12 +446,27 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request,
 }
 
 Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline) {
-  Driver& d = *impl_;
   const Peer* peer = nullptr;
-  for (const Peer& p : d.table) {
+  for (const Peer& p : impl_->table) {
     if (p.name == node) peer = &p;
   }
   if (!peer) return Status::kUnknownNode;
+  return probe(*peer, probe_bytes, out, deadline);
+}
+
+bool Endpoint::endpoint_in_use(TimeNs deadline) {
+  Driver& d = *impl_;
+  const Peer self{"self", htonl(d.cfg.local_ipv4), d.cfg.local_endpoint};
+  PingResult r;
+  d.ping_ignore_self = true;
+  const Status s = probe(self, wire::kMtuMin, &r, deadline);
+  d.ping_ignore_self = false;
+  return s == Status::kOk;
+}
+
+Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline) {
+  Driver& d = *impl_;
+  const Peer* peer = &target;
   wire::Message m;
   m.header.type = wire::Type::kProbe;
   m.header.dst_endpoint = peer->endpoint;

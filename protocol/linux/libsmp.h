@@ -94,6 +94,9 @@ class Endpoint {
               size_t reply_capacity, size_t* reply_size, TimeNs deadline);
   // One PROBE padded to probe_bytes (an IP packet size, 576..65535), answered by PROBE_ACK.
   Status ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline);
+  // True when another process already answers at this endpoint's (address, number): raw
+  // sockets cannot be bound exclusively, so a server asks before it serves.
+  bool endpoint_in_use(TimeNs deadline);
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);
@@ -114,6 +117,7 @@ class Endpoint {
 
  private:
   Endpoint() = default;
+  Status probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline);
   std::unique_ptr<Driver> impl_;
 };
 

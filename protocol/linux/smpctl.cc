@@ -392,6 +392,10 @@ int cmd_serve(const Options& o) {
   Options so = o;
   if (!so.endpoint_given) so.config.endpoint = 0;  // a node's main endpoint, as a kernel node's
   auto ep = open_endpoint(so);
+  if (ep->endpoint_in_use(sl::monotonic_ns() + 300'000'000)) {
+    fail(sl::Status::kBusy, "endpoint " + std::to_string(ep->local_endpoint()) +
+                                " is already served by another process on this address (give --endpoint=N)");
+  }
   sl::Status s = ep->attach(service);
   if (s == sl::Status::kBadArgument) usage_error("bad service name '" + service + "': 1 to 32 bytes, not starting with '_'");
   if (s != sl::Status::kOk) fail_call(s, "serve " + service, *ep);

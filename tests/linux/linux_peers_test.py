@@ -61,7 +61,8 @@ class Harness:
         """The same static peer table on both sides: node a, node b (endpoint 0 at B's address)
         and node b2 (endpoint 2 at the same address: a second server process on host B)."""
         return [self.smpctl, f"--name={side.lower()}", f"--peer=a={self.addr['A']}",
-                f"--peer=b={self.addr['B']}", f"--peer=b2={self.addr['B']}:2"]
+                f"--peer=b={self.addr['B']}", f"--peer=b1={self.addr['B']}:1",
+                f"--peer=b2={self.addr['B']}:2"]
 
     def exec_argv(self, side, argv):
         return ["ip", "netns", "exec", self.pair.ns[side], *argv]
@@ -144,9 +145,10 @@ def case_basic(h):
     check("echo" in [s["name"] for s in json.loads(r.stdout)["services"]], "names b lists echo")
     r = h.run("A", ["call", "b/echo", "hello"])
     check(r.stdout == "hello", "call b/echo hello replies hello")
-    upper = h.start("B", ["serve", "upper", "--exec", "tr a-z A-Z"], "serve-upper.log")
-    h.wait_serving(upper, "upper")
-    r = h.run("A", ["call", "b/upper", "shout"])
+    upper = h.start("B", ["--endpoint=1", "serve", "upper", "--exec", "tr a-z A-Z"],
+                    "serve-upper.log")
+    h.wait_serving(upper, "upper", node="b1")
+    r = h.run("A", ["call", "b1/upper", "shout"])
     check(r.stdout == "SHOUT", "serve --exec runs a command per request (tr a-z A-Z)")
     r = h.run("A", ["--json", "call", "b/echo", "x"])
     check(json.loads(r.stdout)["reply_size"] == 1, "call --json reports the reply size")
@@ -270,6 +272,8 @@ def case_bad_input(h):
                  prefix=("setpriv", f"--reuid={kUnprivilegedUid}", f"--regid={kUnprivilegedUid}",
                          "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
     expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
+    expect_error(h, ["serve", "other"], ["already served"], "a second server on endpoint 0",
+                 side="B")
     # Host down: a node in the peer table with nobody behind its address.
     r = h.run("A", ["--peer=c=10.78.5.3", "--timeout=3000", "call", "c/echo", "x"], check=False)
     err = r.stderr.strip()
