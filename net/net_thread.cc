@@ -58,6 +58,9 @@ uint64_t g_tcp_start_ns;
 uint64_t g_tcp_queued, g_tcp_acked;
 struct tcp_pcb* g_tcp_pcb;             // the bulk sender's connection, while one runs
 uint8_t g_tcp_pattern[kTcpChunkBytes];
+NetClient g_clients[kNetClientsMax];
+size_t g_client_count;
+bool g_thread_started;
 
 void wake_from_irq(void*) { g_wake.signal(); }
 
@@ -325,7 +328,19 @@ kernel::Status submit(Request* r) {
 }
 
 // ---- The loop ----------------------------------------------------------------------------------
+uint64_t run_clients() {
+    uint64_t next = kernel::kNoDeadline;
+    for (size_t i = 0; i < g_client_count; ++i) {
+        uint64_t d = g_clients[i].run(g_clients[i].ctx, arch::now_ns());
+        if (d < next) next = d;
+    }
+    return next;
+}
+
 void net_thread_main(void*) {
+    for (size_t i = 0; i < g_client_count; ++i) {
+        if (g_clients[i].start) g_clients[i].start(g_clients[i].ctx);
+    }
     for (;;) {
         // Drain received frames, a bounded batch at a time so timers are not starved by a flood.
         size_t passes = 0;
@@ -338,10 +353,12 @@ void net_thread_main(void*) {
             g_request = nullptr;
         }
         sys_check_timeouts();
+        uint64_t client_deadline = run_clients();
         u32_t sleep_ms = sys_timeouts_sleeptime();
         uint64_t deadline = sleep_ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE
                                 ? kernel::kNoDeadline
                                 : arch::now_ns() + uint64_t(sleep_ms) * 1000000u;
+        if (client_deadline < deadline) deadline = client_deadline;
         if (passes + 1 >= kRxRingSlots / kRxBudgetPerPass) deadline = 0;  // more may be waiting
         g_wake.wait(deadline);
     }
@@ -383,6 +400,7 @@ kernel::Status net_start(const NodeConfig& config) {
         kernel::print("net: cannot start UDP echo / TCP discard / ICMP services\n");
         return kernel::Status::kNoMemory;
     }
+    g_thread_started = true;
     auto t = kernel::thread_create("net", net_thread_main, nullptr, kNetThreadPriority,
                                    kNetThreadStackBytes);
     if (!t.is_ok()) {
@@ -393,6 +411,16 @@ kernel::Status net_start(const NodeConfig& config) {
                   LWIP_VERSION_STRING, kUdpEchoPort, kTcpDiscardPort);
     return kernel::Status::kOk;
 }
+
+bool net_register_client(const NetClient& client) {
+    if (g_thread_started || g_client_count == kNetClientsMax || !client.run) return false;
+    g_clients[g_client_count++] = client;
+    return true;
+}
+
+void net_wake() { g_wake.signal(); }
+
+__attribute__((weak)) void node_extensions() {}
 
 Nic* net_nic() { return g_nic; }
 const NodeConfig& net_config() { return g_config; }

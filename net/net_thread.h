@@ -19,6 +19,25 @@ constexpr size_t kRxBudgetPerPass = 32;       // frames per drain before timers 
 constexpr uint8_t kNetThreadPriority = 24;
 constexpr size_t kNetThreadStackBytes = 32 * 1024;
 
+// Code that must run in the net thread (lwIP's one execution context), e.g. the protocol engine
+// over a raw PCB (issue 8). start runs once in the net thread after lwIP is up; run runs on every
+// wake-up of the net thread and returns the absolute time (ns) it next needs to run, or
+// kernel::kNoDeadline. Register before net_start (node_extensions() below is the place).
+constexpr size_t kNetClientsMax = 4;
+struct NetClient {
+    const char* name;
+    void (*start)(void* ctx);
+    uint64_t (*run)(void* ctx, uint64_t now_ns);
+    void* ctx;
+};
+// false when the table is full or the net thread already runs.
+bool net_register_client(const NetClient& client);
+// Wakes the net thread (any thread, or an interrupt handler).
+void net_wake();
+// Weak hook node_main calls before net_start: other areas register net clients and shell
+// commands here (the default does nothing).
+void node_extensions();
+
 // Brings up the NIC and lwIP and starts the net thread. Prints what it did.
 kernel::Status net_start(const NodeConfig& config);
 Nic* net_nic();               // nullptr before net_start succeeds

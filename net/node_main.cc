@@ -27,6 +27,7 @@ int node_main(const CommandLine& cmdline) {
     } else {
         print("(device default)\n");
     }
+    net::node_extensions();  // other areas' net clients and shell commands (weak hook)
     Status s = net::net_start(config);
     if (s != Status::kOk) {
         print("node: error: network start-up failed (%s); the shell runs without it\n",

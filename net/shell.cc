@@ -225,6 +225,12 @@ void dispatch(char* line) {
 }  // namespace
 
 bool shell_register(const ShellCommand& command) {
+    // The built-in commands come first in the table (and in help), whoever registers first.
+    static bool builtins_added = false;
+    if (!builtins_added) {
+        builtins_added = true;
+        for (const ShellCommand& c : kBuiltins) shell_register(c);
+    }
     if (g_command_count == kShellCommandsMax) return false;
     for (size_t i = 0; i < g_command_count; ++i) {
         if (streq(g_commands[i].name, command.name)) return false;
@@ -234,7 +240,7 @@ bool shell_register(const ShellCommand& command) {
 }
 
 void shell_run(const char* prompt_name) {
-    for (const ShellCommand& c : kBuiltins) shell_register(c);
+    shell_register(kBuiltins[0]);  // makes sure the built-ins are in (a repeat is refused)
     if (!x86::irq_register(kCom1Irq, serial_irq, nullptr)) {
         kernel::print("shell: cannot register IRQ %u: no console input\n", kCom1Irq);
     }

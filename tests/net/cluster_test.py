@@ -204,6 +204,11 @@ def test_nic(args):
             log = open(n["log"]).read()
             check(f"node: name={n['name']} ip={n['ip']}/24 mac={n['mac']}" in log,
                   f"{n['name']} did not print its configuration")
+        out = c.console("node1", "help", r"^\s+tcpsend ")
+        check(all(f"  {w}" in out for w in ("help", "info", "netstat", "ping IP")),
+              f"help does not list the commands: {out}")
+        out = c.console("node1", "nosuchcommand", r"^shell: error")
+        check("unknown command 'nosuchcommand'" in out, f"bad command not reported: {out}")
         print("100 pings from the namespace to every node:")
         ping_all_from_namespace(c)
         print("nodes ping each other (shell `ping`):")
