@@ -50,6 +50,7 @@ constexpr int kExitUsage = 2;
 constexpr int64_t kDefaultTimeoutMs = 5000;
 constexpr int kPingCountMax = 100000;
 constexpr int64_t kPingIntervalNs = 200'000'000;
+constexpr int64_t kStatsPeriodNs = 100'000'000;
 
 struct Options {
   sl::Config config;
@@ -413,11 +414,16 @@ int cmd_serve(const Options& o) {
                  unsigned(ep->local_endpoint()), command.empty() ? "echo" : command.c_str());
   }
   int64_t served = 0;
+  sl::TimeNs stats_due = 0;
   while (!g_stop && (count == 0 || served < count)) {
     sl::Request req;
     // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
     s = ep->receive(&req, sl::monotonic_ns() + 200'000'000);
-    if (s == sl::Status::kTimeout) continue;
+    if (s == sl::Status::kTimeout) {
+      if (stats_due != 0) stats_file.write(*ep, served);  // quiet now: bring the record up to date
+      stats_due = 0;
+      continue;
+    }
     if (s != sl::Status::kOk) fail_call(s, "receive on " + service, *ep);
     const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
     if (command.empty()) {
@@ -435,7 +441,11 @@ int cmd_serve(const Options& o) {
     if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
     if (o.json) std::printf("{\"request_size\":%zu,\"status\":\"%s\"}\n", req.size_bytes, sl::status_text(s));
     std::fflush(stdout);
-    stats_file.write(*ep, served);
+    // At most every kStatsPeriodNs: a file write per request would cost more than the request.
+    if (sl::monotonic_ns() >= stats_due) {
+      stats_file.write(*ep, served);
+      stats_due = sl::monotonic_ns() + kStatsPeriodNs;
+    }
   }
   // The last replies are still borrowed by the engine until their clients acknowledge them.
   ep->flush(sl::monotonic_ns() + 2'000'000'000);
