@@ -320,6 +320,14 @@ def test_user(args):
         if not shutil.which("setpriv"):
             print("skipped: setpriv missing")
             return SKIP
+    probe = ["unshare", "-rn", "true"]
+    if uid is not None:
+        probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *probe]
+    r = subprocess.run(probe, capture_output=True, text=True)
+    if r.returncode != 0:
+        # An environment limit (e.g. a container's seccomp policy), not a fault of ours.
+        print(f"skipped: this machine refuses unprivileged user namespaces: {r.stderr.strip()}")
+        return SKIP
     run_dir = tempfile.mkdtemp(prefix="smp-net-user-")
     os.chmod(run_dir, 0o777)
     c = Cluster(args.kernel, run_dir, "unused", user=uid)
