@@ -110,6 +110,7 @@ const char* status_text(Status s) {
     case Status::kRemoteError: return "the server answered with an error";
     case Status::kNoResources: return "out of resources (a limit of this endpoint is reached)";
     case Status::kBusy: return "already attached";
+    case Status::kCancelled: return "the client gave up (cancelled, timed out or gone)";
   }
   return "?";
 }
@@ -531,7 +532,32 @@ Status Endpoint::attach(std::string_view service) {
   return Status::kOk;
 }
 
-Status Endpoint::receive(Request* out, TimeNs deadline) {
+Status Endpoint::read(Request& request, size_t offset, uint8_t* dst, size_t bytes, TimeNs deadline) {
+  Driver& d = *impl_;
+  const uint32_t h = uint32_t(request.receive_id);
+  if (offset > request.size_bytes || bytes > request.size_bytes - offset) return Status::kBadArgument;
+  if (d.cancelled.count(h)) return Status::kCancelled;
+  if (bytes == 0) return Status::kOk;
+  MutableBytes part{dst, bytes};
+  d.reads_done.erase(h);
+  const ErrorCode r = d.engine->read(d.now(), RequestHandle{h}, uint32_t(offset), MutableChain{&part, 1});
+  if (r != ErrorCode::kOk) return r == ErrorCode::kInvalid ? Status::kCancelled : from_wire(r);
+  if (!d.pump([&] { return d.reads_done.count(h) != 0; }, deadline)) {
+    // FIXME: the engine has no call that abandons a read, so the request is failed instead:
+    // that ends the read (kReadDone or kRequestCancelled) before `dst` goes back to the caller.
+    d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
+    d.replies[h];
+    d.pump([&] { return d.reads_done.count(h) != 0; }, monotonic_ns() + 100'000'000);
+    d.reads_done.erase(h);
+    return Status::kTimeout;
+  }
+  const smp::Event done = d.reads_done[h];
+  d.reads_done.erase(h);
+  if (done.type == EventType::kRequestCancelled) return Status::kCancelled;
+  return done.error == ErrorCode::kOk ? Status::kOk : from_wire(done.error);
+}
+
+Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
   Driver& d = *impl_;
   for (;;) {
     if (!d.pump([&] { return !d.requests.empty(); }, deadline)) return Status::kTimeout;
@@ -540,27 +566,14 @@ Status Endpoint::receive(Request* out, TimeNs deadline) {
     if (d.cancelled.erase(e.handle)) continue;  // the client gave up before we got to it
     out->receive_id = e.handle;
     out->size_bytes = e.size;
-    out->data.resize(e.size);
-    if (e.size == 0) return Status::kOk;
-    MutableBytes dst{out->data.data(), out->data.size()};
-    const ErrorCode r = d.engine->read(d.now(), RequestHandle{e.handle}, 0, MutableChain{&dst, 1});
-    if (r != ErrorCode::kOk) continue;  // cancelled meanwhile: nothing to answer
-    const uint32_t h = e.handle;
-    d.reads_done.erase(h);
-    if (!d.pump([&] { return d.reads_done.count(h) != 0; }, deadline)) {
-      // FIXME: the engine has no way to abandon a read; the request is failed instead, which
-      // also ends the read before `dst` goes away.
-      d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
-      d.pump([&] { return d.reads_done.count(h) != 0 || d.replies.count(h) == 0; }, monotonic_ns() + 50'000'000);
-      return Status::kTimeout;
+    out->source_be = htonl(d.engine->peer_info(e.peer).ipv4);
+    out->data.resize(std::min<size_t>(e.size, read_max));
+    const Status s = read(*out, 0, out->data.data(), out->data.size(), deadline);
+    if (s == Status::kCancelled) {
+      d.cancelled.erase(e.handle);
+      continue;  // nothing to answer: look for the next request
     }
-    const smp::Event done = d.reads_done[h];
-    d.reads_done.erase(h);
-    if (done.type == EventType::kRequestCancelled || done.error != ErrorCode::kOk) {
-      d.cancelled.erase(h);
-      continue;
-    }
-    return Status::kOk;
+    return s;
   }
 }
 

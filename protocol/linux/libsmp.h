@@ -40,6 +40,7 @@ enum class Status : uint8_t {
   kRemoteError,     // the server answered with an error code
   kNoResources,     // a named limit of this endpoint is reached
   kBusy,            // the service name is already attached on this node
+  kCancelled,       // server side: the client gave up (cancelled, timed out, died)
 };
 const char* status_text(Status s);
 
@@ -70,7 +71,7 @@ struct Request {
   uint64_t receive_id = 0;    // the engine's handle for reply/read
   size_t size_bytes = 0;      // the full message size
   uint32_t source_be = 0;     // the sender's address
-  std::vector<uint8_t> data;  // what has been read so far (receive() reads all of it)
+  std::vector<uint8_t> data;  // what receive() read (all of it unless read_max said less)
 };
 
 struct PingResult {
@@ -100,7 +101,10 @@ class Endpoint {
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);
-  Status receive(Request* out, TimeNs deadline);
+  // The next request; its first min(size, read_max) bytes are in out->data, the rest is read().
+  Status receive(Request* out, TimeNs deadline, size_t read_max = kMessageBytesMax);
+  // Bytes [offset, offset + bytes) of a received request (pulled from the client as needed).
+  Status read(Request& request, size_t offset, uint8_t* dst, size_t bytes, TimeNs deadline);
   Status reply(Request& request, std::span<const uint8_t> data, TimeNs deadline);
   Status error(Request& request, Status why, TimeNs deadline);
   // Runs the loop until every reply given is acknowledged by its client (or the deadline).

@@ -424,7 +424,12 @@ int cmd_serve(const Options& o) {
       stats_due = 0;
       continue;
     }
-    if (s != sl::Status::kOk) fail_call(s, "receive on " + service, *ep);
+    if (s == sl::Status::kSystem) fail_call(s, "receive on " + service, *ep);
+    if (s != sl::Status::kOk) {
+      // One request went wrong (its client vanished mid-read, ...): the server goes on.
+      std::fprintf(stderr, "smpctl: a request on %s: %s\n", service.c_str(), sl::status_text(s));
+      continue;
+    }
     const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
     if (command.empty()) {
       s = ep->reply(req, req.data, reply_deadline);
