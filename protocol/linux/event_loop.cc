@@ -38,13 +38,12 @@ int EventLoop::open(int socket_fd) {
 }
 
 void EventLoop::arm(int64_t when_ns) {
-  if (when_ns == armed_ns_) return;
+  // A timer already set to fire no later is left alone: waking early costs one spurious loop,
+  // re-arming costs a system call on every wait (most deadlines move forward with each call).
+  if (armed_ns_ >= 0 && armed_ns_ <= when_ns) return;
   armed_ns_ = when_ns;
   itimerspec its{};
-  if (when_ns >= kNeverNs) {  // nothing timed: disarm (it_value zero)
-    timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
-    return;
-  }
+  if (when_ns >= kNeverNs) return;  // nothing timed: an armed timer only wakes us once, early
   // it_value zero would disarm: a time at or before zero becomes "as soon as possible".
   const int64_t t = when_ns > 0 ? when_ns : 1;
   its.it_value.tv_sec = t / 1'000'000'000;

@@ -30,7 +30,7 @@ namespace {
 
 constexpr size_t kEndpointFieldOffsetBytes = 8;  // SPEC.md section 3: destination endpoint
 constexpr size_t kReceiveBufferBytes = 65536;    // the largest IPv4 packet
-constexpr int kReceiveBatchMax = 256;            // datagrams handled before transmitting again
+constexpr int kReceiveRoundsMax = 8;             // recvmmsg batches handled before transmitting again
 constexpr int64_t kNoBufferRetryNs = 100'000;    // ENOBUFS: the device queue is full, try soon
 constexpr size_t kRequestsQueuedMax = 1024;      // arrived requests not yet received
 constexpr size_t kDoneQueuedMax = 4096;          // completions nobody waits for any more
@@ -153,8 +153,11 @@ class Driver {
   std::unique_ptr<smp::Engine> engine;
   RawSocket sock;
   EventLoop loop;
-  std::vector<uint8_t> tx, rx;
-  Transmit pending{};      // a packet the socket refused for now
+  std::vector<uint8_t> tx_buf[kBatchMax];  // packet i of a batch is in tx_buf[i]
+  OutPacket tx_slots[kBatchMax];
+  size_t tx_count = 0, tx_sent = 0;
+  std::vector<uint8_t> rx;  // kBatchMax receive buffers of kReceiveBufferBytes
+  uint8_t* rx_ptrs[kBatchMax] = {};
   bool wait_writable = false;
   TimeNs retry_at_ns = 0;  // ENOBUFS back-off
   std::string detail;
@@ -184,13 +187,25 @@ class Driver {
 
   Instant now() const { return to_instant(monotonic_ns()); }
 
+  // Pulls up to kBatchMax packets from the engine and sends them with one sendmmsg. Packets
+  // [tx_sent, tx_count) are ones the socket refused for now: they go out before new ones.
   void transmit(TimeNs now_ns) {
     if (wait_writable || now_ns < retry_at_ns) return;
     const Instant now_us = to_instant(now_ns);
     for (;;) {
-      if (pending.bytes == 0) pending = engine->poll_transmit(now_us, tx.data(), tx.size());
-      if (pending.bytes == 0) return;
-      const int err = sock.send(htonl(pending.dst_ipv4), tx.data(), pending.bytes);
+      if (tx_sent == tx_count) {
+        tx_sent = tx_count = 0;
+        while (tx_count < kBatchMax) {
+          auto& buf = tx_buf[tx_count];
+          const Transmit t = engine->poll_transmit(now_us, buf.data(), buf.size());
+          if (t.bytes == 0) break;
+          tx_slots[tx_count++] = OutPacket{buf.data(), t.bytes, htonl(t.dst_ipv4)};
+        }
+        if (tx_count == 0) return;
+      }
+      int err = 0;
+      tx_sent += sock.send_batch(tx_slots + tx_sent, tx_count - tx_sent, &err);
+      if (tx_sent == tx_count) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) {
         wait_writable = true;
         return;
@@ -201,8 +216,8 @@ class Driver {
         return;
       }
       // EMSGSIZE is a path-MTU probe larger than the device: lost, as the probe expects.
-      if (err != 0) ++socket_send_errors;
-      pending.bytes = 0;
+      ++socket_send_errors;
+      ++tx_sent;
     }
   }
 
@@ -221,10 +236,16 @@ class Driver {
   }
 
   void receive() {
-    Received r;
-    for (int i = 0; i < kReceiveBatchMax && sock.receive(rx.data(), rx.size(), &r); ++i) {
-      if (take_ping_ack(rx.data(), r.size_bytes, r)) continue;
-      engine->handle_datagram(now(), ntohl(r.source_be), ntohl(r.destination_be), rx.data(), r.size_bytes);
+    Datagram got[kBatchMax];
+    for (int round = 0; round < kReceiveRoundsMax; ++round) {
+      const size_t n = sock.receive_batch(rx_ptrs, kReceiveBufferBytes, got, kBatchMax);
+      const Instant t = now();
+      for (size_t i = 0; i < n; ++i) {
+        Received r{got[i].size_bytes, got[i].source_be, got[i].destination_be};
+        if (take_ping_ack(got[i].data, r.size_bytes, r)) continue;
+        engine->handle_datagram(t, ntohl(r.source_be), ntohl(r.destination_be), got[i].data, r.size_bytes);
+      }
+      if (n < kBatchMax) return;
     }
   }
 
@@ -284,9 +305,6 @@ class Driver {
       const Instant nt = engine->next_timeout();
       if (nt != kNever) wake = std::min<TimeNs>(wake, TimeNs(nt) * 1000);
       if (retry_at_ns > t) wake = std::min(wake, retry_at_ns);
-      if (pending.bytes == 0 && !wait_writable) {
-        // Something may already be waiting to go out (a timer that fired exactly now).
-      }
       loop.arm(wake);
       const Wakeup w = loop.wait(wait_writable);
       if (w.writable) wait_writable = false;
@@ -356,8 +374,9 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     *detail = "the engine did not start";
     return Status::kSystem;
   }
-  d.tx.resize(c.mtu_max);
-  d.rx.resize(kReceiveBufferBytes);
+  for (auto& b : d.tx_buf) b.resize(c.mtu_max);
+  d.rx.resize(kReceiveBufferBytes * kBatchMax);
+  for (size_t i = 0; i < kBatchMax; ++i) d.rx_ptrs[i] = d.rx.data() + i * kReceiveBufferBytes;
   d.attached.reserve(16);
   if (d.engine->name_attach("_names", kNamesChannel) != ErrorCode::kOk) {
     *detail = "cannot attach the _names service";

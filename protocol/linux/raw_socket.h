@@ -35,6 +35,21 @@ struct Received {
   uint32_t destination_be = 0;
 };
 
+struct Datagram {
+  const uint8_t* data = nullptr;  // the protocol bytes, past the IP header, inside the caller's buffer
+  size_t size_bytes = 0;
+  uint32_t source_be = 0;
+  uint32_t destination_be = 0;
+};
+
+struct OutPacket {
+  const uint8_t* data = nullptr;
+  size_t size_bytes = 0;
+  uint32_t destination_be = 0;
+};
+
+inline constexpr size_t kBatchMax = 32;  // packets per recvmmsg / sendmmsg
+
 class RawSocket {
  public:
   RawSocket() = default;
@@ -53,6 +68,13 @@ class RawSocket {
   // 0 on success, else an errno: EAGAIN/ENOBUFS (socket buffer full: the engine's retransmission
   // covers it), EMSGSIZE (larger than the device MTU: a failed path-MTU probe), others.
   int send(uint32_t destination_be, const uint8_t* data, size_t size_bytes);
+
+  // One recvmmsg: up to `count` (<= kBatchMax) datagrams into bufs[i] (capacity bytes each).
+  // Returns how many were received (0: none waiting); runts are skipped and counted.
+  size_t receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Datagram* out, size_t count);
+  // One sendmmsg: returns how many of the `count` packets left; when fewer than `count`, *err is
+  // the errno of the first that did not (as send() above).
+  size_t send_batch(const OutPacket* packets, size_t count, int* err);
 
   uint64_t runts = 0;
 
