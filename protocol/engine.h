@@ -256,6 +256,8 @@ public:
     struct Impl;  // internal tables, defined in engine.cc
 
 private:
+    void on_name_reply(Instant now, uint16_t peer_index, const wire::Message& msg);
+
     Config config_;
     Stats stats_;
     Impl* impl_ = nullptr;

@@ -1,0 +1,2306 @@
+// The SMP engine (SPEC.md sections 5 to 9). Reading order: records and tables; the arena;
+// handles and events; peers (HELLO, liveness, MTU); client sends; server requests; pulls (the
+// Transfer both sides use); decoding an input; choosing an output; timers.
+#include "protocol/engine.h"
+
+#include <new>
+
+namespace smp {
+
+using wire::AckKind;
+using wire::DataKind;
+using wire::Message;
+using wire::Type;
+
+// SPEC.md ties (section 8 defaults, section 5.5 liveness arithmetic).
+static_assert(Config{}.probes_dead == 50 && Config{}.probe_interval_us == 20'000,
+              "SPEC 5.5: K = 50 probes every 20 ms");
+static_assert(Config{}.probe_interval_us * uint64_t(Config{}.probes_dead) <= 1'000'000,
+              "SPEC 5.5: default detection bound at most 1 s");
+static_assert(Config{}.eager_bytes_max == 8 * 1024 && Config{}.window_txns == 16, "SPEC 8");
+static_assert(Config{}.message_bytes_max == wire::kMessageBytesMax, "SPEC 5.3");
+
+namespace {
+
+constexpr uint16_t kMtuCandidates[] = {9000, 1500, 1280, 1024, wire::kMtuMin};
+constexpr size_t kMtuCandidateCount = sizeof kMtuCandidates / sizeof kMtuCandidates[0];
+constexpr uint8_t kMtuProbeTries = 3;
+constexpr uint16_t kLookupRetries = 8;
+constexpr uint32_t kTxnWindowMax = 64;  // the server's done-bitmap is 64 bits
+
+Instant min_t(Instant a, Instant b) { return a < b ? a : b; }
+uint32_t min_u(uint32_t a, uint32_t b) { return a < b ? a : b; }
+uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+size_t cstr_len(const char* s, size_t max) {
+    size_t n = 0;
+    while (n <= max && s[n]) n++;
+    return n;
+}
+
+// A set of disjoint byte ranges [lo, hi) with a fixed capacity: what a puller holds, what a data
+// source owes. Inserting into a full set fails (the other side asks again): never overflows.
+struct RangeSet {
+    static constexpr int kMax = 16;
+    uint32_t lo[kMax];
+    uint32_t hi[kMax];
+    uint8_t n = 0;
+
+    void clear() { n = 0; }
+    bool insert(uint32_t a, uint32_t b) {
+        if (a >= b) return true;
+        int i = 0;
+        while (i < n && hi[i] < a) i++;
+        int j = i;
+        while (j < n && lo[j] <= b) {
+            if (lo[j] < a) a = lo[j];
+            if (hi[j] > b) b = hi[j];
+            j++;
+        }
+        int removed = j - i;
+        if (removed == 0) {
+            if (n == kMax) return false;
+            for (int k = n; k > i; k--) {
+                lo[k] = lo[k - 1];
+                hi[k] = hi[k - 1];
+            }
+            n++;
+        } else {
+            for (int k = j; k < n; k++) {
+                lo[k - removed + 1] = lo[k];
+                hi[k - removed + 1] = hi[k];
+            }
+            n = uint8_t(n - removed + 1);
+        }
+        lo[i] = a;
+        hi[i] = b;
+        return true;
+    }
+    // Removes [lo[0], lo[0] + bytes) from the front (used by data sources).
+    void consume_front(uint32_t bytes) {
+        lo[0] += bytes;
+        if (lo[0] >= hi[0]) {
+            for (int k = 1; k < n; k++) {
+                lo[k - 1] = lo[k];
+                hi[k - 1] = hi[k];
+            }
+            n--;
+        }
+    }
+    bool covers(uint32_t a, uint32_t b) const {
+        if (a >= b) return true;
+        for (int i = 0; i < n; i++) {
+            if (lo[i] <= a && hi[i] >= b) return true;
+        }
+        return false;
+    }
+    // First byte at or after `from` not in the set.
+    uint32_t first_missing(uint32_t from) const {
+        for (int i = 0; i < n; i++) {
+            if (lo[i] <= from && hi[i] > from) from = hi[i];
+        }
+        return from;
+    }
+    uint32_t highest() const { return n ? hi[n - 1] : 0; }
+};
+
+// What a puller (the server reading a request, the client fetching a reply) tracks.
+struct Transfer {
+    bool active = false;
+    uint32_t lo = 0, hi = 0;        // the bytes wanted
+    uint32_t requested = 0;         // [lo, requested) asked for (or sent eagerly)
+    RangeSet have;
+    wire::Range pending[wire::kPullRangesMax];  // ranges for the next PULL
+    uint8_t pending_n = 0;
+    uint32_t nack_upto = 0;         // holes below this were already asked for again
+    Instant rto_at = kNever;
+    uint32_t rto_us = 0;
+    uint16_t retries = 0;
+
+    bool complete() const { return have.covers(lo, hi); }
+    void add_pending(uint32_t a, uint32_t b) {
+        if (a >= b) return;
+        if (pending_n && pending[pending_n - 1].offset + pending[pending_n - 1].bytes == a) {
+            pending[pending_n - 1].bytes += b - a;
+            return;
+        }
+        if (pending_n == wire::kPullRangesMax) return;  // asked again on the next timeout
+        pending[pending_n++] = wire::Range{a, b - a};
+    }
+};
+
+enum class SendState : uint8_t {
+    kFree = 0,
+    kWaiting,    // no credit, no free txn, or the peer is connecting: blocked at home
+    kSent,       // request out, nothing heard yet: retransmitted on RTO
+    kServed,     // the server has it (ACK, PULL): waiting for the reply; liveness covers death
+    kReceiving,  // a reply header arrived: pulling the rest
+    kClosing,    // the caller has its outcome; a CANCEL is outstanding
+};
+
+struct Send {
+    uint16_t gen = 1;
+    SendState state = SendState::kFree;
+    bool is_pulse = false;
+    bool tx_request = false;   // eager segments (or the PULSE) due from tx_offset
+    bool tx_cancel = false;
+    bool retransmission = false;
+    uint16_t peer = 0;
+    uint16_t next_free = 0;
+    uint32_t txn = 0;
+    uint32_t channel = 0;
+    ConstChain msg{nullptr, 0};
+    uint32_t total = 0, eager = 0, tx_offset = 0;
+    MutableChain reply{nullptr, 0};
+    uint32_t reply_cap = 0;
+    Instant deadline = kNever;
+    uint8_t priority = 0;
+    int8_t code = 0;
+    uint32_t value = 0;
+    Instant rto_at = kNever;
+    uint32_t rto_us = 0;
+    uint16_t retries = 0;
+    Instant sent_at = 0;
+    ErrorCode cancel_reason = ErrorCode::kCancelled;
+    uint32_t reply_total = 0, reply_status = 0;
+    Transfer in;               // the reply's bytes
+    RangeSet out;              // request bytes the server pulled and we still owe
+};
+
+enum class ReqState : uint8_t {
+    kFree = 0,
+    kAssembling,  // eager bytes still arriving
+    kDelivered,   // kRequest event raised; the server application has it
+    kReplying,    // reply or error given; kept until the client acknowledges it
+};
+
+struct Req {
+    uint16_t gen = 1;
+    ReqState state = ReqState::kFree;
+    bool tx_reply = false;
+    bool reply_heard = false;  // the client pulled: it has the reply header
+    bool reading = false;
+    uint16_t peer = 0;
+    uint16_t next_free = 0;
+    uint32_t txn = 0, channel = 0, total = 0, eager = 0, reply_max = 0, deadline_wire = 0;
+    uint8_t priority = 0;
+    Instant deadline = kNever;
+    uint32_t pool_head = 0, pool_blocks = 0;  // eager bytes: a chain of pool blocks
+    uint32_t held = 0;         // eager bytes counted against the peer's window
+    RangeSet eager_have;
+    MutableChain read_dst{nullptr, 0};
+    uint32_t read_offset = 0, read_len = 0;
+    Transfer in;
+    ConstChain reply_parts{nullptr, 0};
+    uint32_t reply_total = 0, reply_eager = 0, status = 0, tx_offset = 0;
+    ErrorCode reply_error = ErrorCode::kOk;
+    Instant rto_at = kNever;
+    uint32_t rto_us = 0;
+    uint16_t retries = 0;
+    RangeSet out;              // reply bytes the client pulled and we still owe
+};
+
+struct Peer {
+    uint16_t gen = 1;
+    PeerState state = PeerState::kFree;
+    bool is_static = false;
+    uint32_t ipv4 = 0;
+    uint16_t endpoint = 0;
+    uint64_t incarnation = 0;   // 0: not heard from yet
+    // client side toward the peer
+    uint32_t next_txn = 1;
+    bool credit_known = false;
+    uint32_t credit_bytes = 0, credit_txns = 0, peer_message_max = 0;
+    uint32_t out_bytes = 0, out_txns = 0;
+    // path
+    uint16_t peer_mtu = wire::kMtuMin, mtu = wire::kMtuMin;
+    uint8_t mtu_cand = 0, mtu_tries = 0;
+    bool mtu_done = false;
+    Instant mtu_at = kNever;
+    uint32_t mtu_seq = 0;
+    // round trip
+    bool rtt_init = false;
+    uint32_t srtt_us = 0, rttvar_us = 0, rto_us = 0;
+    // liveness
+    Instant last_heard = 0, last_business = 0;
+    Instant probe_at = kNever, probe_sent_at = 0;
+    uint32_t probe_seq = 0;
+    uint16_t unanswered = 0;
+    bool probe_due = false, mtu_due = false;
+    Instant prev_incarnation_seen = 0;
+    uint64_t prev_incarnation = 0;  // packets from the incarnation before a reboot are dropped
+    // HELLO
+    bool hello_due = false;
+    Instant hello_at = kNever, hello_sent_at = 0;
+    uint32_t hello_nonce = 0;
+    uint16_t hello_tries = 0;
+    // server side for the peer: every txn < base is finished; done bit i = txn base + i
+    bool base_set = false;
+    uint32_t base = 0;
+    uint64_t done = 0;
+    uint32_t pool_bytes = 0;    // eager bytes of this peer held in the pool
+    // acknowledgements waiting for a packet to ride on
+    wire::AckEntry acks[wire::kAckEntriesMax];
+    uint8_t nacks = 0;
+    Instant ack_due = kNever;
+    Instant reset_ok_at = 0;
+    uint16_t sends_live = 0, reqs_live = 0;
+    char name[wire::kNameBytesMax];
+    uint8_t name_bytes = 0;
+};
+
+struct NameEntry {
+    bool used = false;
+    uint8_t bytes = 0;
+    char name[wire::kNameBytesMax];
+    uint32_t channel = 0;
+    PeerRef peer;   // cache only
+    uint32_t age = 0;
+};
+
+struct Lookup {
+    uint16_t gen = 1;
+    bool used = false;
+    uint8_t bytes = 0;
+    char name[wire::kNameBytesMax];
+    PeerRef where;
+    uint16_t answers_needed = 0, negatives = 0;
+    uint64_t answered_mask = 0;  // static peers (first 64) that answered
+    uint16_t retries = 0;
+    Instant rto_at = kNever;
+    bool tx_due = false;
+    uint16_t cursor = 0;       // next static peer to ask
+};
+
+struct Control {
+    uint32_t dst_ipv4;
+    Message msg;
+};
+
+size_t align_up(size_t n) { return (n + Engine::kMemoryAlign - 1) & ~(Engine::kMemoryAlign - 1); }
+
+}  // namespace
+
+// ---- The arena -------------------------------------------------------------------------------
+struct Engine::Impl {
+    Peer* peers;
+    Send* sends;
+    Req* reqs;
+    uint8_t* pool;
+    uint32_t* pool_next;
+    Event* events;
+    Control* controls;
+    NameEntry* names;
+    NameEntry* cache;
+    Lookup* lookups;
+    uint32_t pool_block_count = 0, pool_free_head = 0, pool_free_count = 0;
+    uint16_t send_free = 0, req_free = 0;  // free-list heads (index + 1; 0 = empty)
+    uint32_t events_max = 0, ev_head = 0, ev_count = 0, pulse_events = 0;
+    uint32_t ctl_head = 0, ctl_count = 0;
+    uint32_t nonce_state = 0;
+    uint32_t cache_clock = 0;
+    Instant now = 0;           // the latest time any entry point was given
+    bool tx_hint = true;       // something may be due: poll_transmit scans
+};
+
+namespace {
+
+struct Layout {
+    size_t impl, peers, sends, reqs, pool, pool_next, events, controls, names, cache, lookups, total;
+};
+
+uint32_t events_needed(const Config& c) {
+    // Each send ends with one event; each request raises at most three (request, read, end);
+    // each peer at most one down event per cycle; plus lookups and the pulse allowance.
+    return uint32_t(c.sends_max) + 3u * c.requests_max + 2u * c.peers_max + c.lookups_max +
+           c.pulse_events_max + 1;
+}
+
+Layout layout(const Config& c) {
+    Layout l{};
+    size_t blocks = c.pool_block_bytes ? c.pool_bytes / c.pool_block_bytes : 0;
+    size_t off = 0;
+    auto take = [&](size_t bytes) {
+        size_t at = off;
+        off += align_up(bytes);
+        return at;
+    };
+    l.impl = take(sizeof(Engine::Impl));
+    l.peers = take(sizeof(Peer) * c.peers_max);
+    l.sends = take(sizeof(Send) * c.sends_max);
+    l.reqs = take(sizeof(Req) * c.requests_max);
+    l.pool = take(blocks * c.pool_block_bytes);
+    l.pool_next = take(sizeof(uint32_t) * blocks);
+    l.events = take(sizeof(Event) * events_needed(c));
+    l.controls = take(sizeof(Control) * c.control_max);
+    l.names = take(sizeof(NameEntry) * c.names_max);
+    l.cache = take(sizeof(NameEntry) * c.names_cache_max);
+    l.lookups = take(sizeof(Lookup) * c.lookups_max);
+    l.total = off;
+    return l;
+}
+
+}  // namespace
+
+ErrorCode Engine::check_config(const Config& c) {
+    bool ok = c.incarnation != 0 && c.peers_max >= 1 && c.peers_max < 0xFFFF && c.sends_max >= 1 &&
+              c.sends_max < 0xFFFF && c.requests_max >= 1 && c.requests_max < 0xFFFF &&
+              c.pool_block_bytes >= 64 && c.pool_bytes >= c.pool_block_bytes &&
+              c.window_txns >= 1 && c.window_txns <= kTxnWindowMax &&
+              c.window_bytes <= c.pool_bytes && c.eager_bytes_max <= c.window_bytes &&
+              c.message_bytes_max <= wire::kMessageBytesMax && c.mtu_max >= wire::kMtuMin &&
+              c.pull_window_bytes >= 2048 && c.rto_min_us >= 1 && c.rto_min_us <= c.rto_max_us &&
+              c.rto_initial_us >= c.rto_min_us && c.probe_interval_us >= 1 && c.probes_dead >= 1 &&
+              c.retries_max >= 1 && c.control_max >= 1 && c.lookups_max < 0xFFFF &&
+              (c.static_peers_count == 0 || c.static_peers != nullptr);
+    return ok ? ErrorCode::kOk : ErrorCode::kInvalid;
+}
+
+size_t Engine::memory_bytes(const Config& config) { return layout(config).total; }
+
+Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(config) {
+    if (check_config(config) != ErrorCode::kOk || memory == nullptr ||
+        bytes < memory_bytes(config) || (uintptr_t(memory) & (kMemoryAlign - 1)) != 0)
+        return;
+    Layout l = layout(config);
+    uint8_t* base = static_cast<uint8_t*>(memory);
+    impl_ = new (base + l.impl) Impl;
+    Impl& m = *impl_;
+    m.peers = reinterpret_cast<Peer*>(base + l.peers);
+    m.sends = reinterpret_cast<Send*>(base + l.sends);
+    m.reqs = reinterpret_cast<Req*>(base + l.reqs);
+    m.pool = base + l.pool;
+    m.pool_next = reinterpret_cast<uint32_t*>(base + l.pool_next);
+    m.events = reinterpret_cast<Event*>(base + l.events);
+    m.controls = reinterpret_cast<Control*>(base + l.controls);
+    m.names = reinterpret_cast<NameEntry*>(base + l.names);
+    m.cache = reinterpret_cast<NameEntry*>(base + l.cache);
+    m.lookups = reinterpret_cast<Lookup*>(base + l.lookups);
+    for (size_t i = 0; i < config.peers_max; i++) new (&m.peers[i]) Peer;
+    for (size_t i = 0; i < config.sends_max; i++) {
+        new (&m.sends[i]) Send;
+        m.sends[i].next_free = uint16_t(i + 2 <= config.sends_max ? i + 2 : 0);
+    }
+    m.send_free = 1;
+    for (size_t i = 0; i < config.requests_max; i++) {
+        new (&m.reqs[i]) Req;
+        m.reqs[i].next_free = uint16_t(i + 2 <= config.requests_max ? i + 2 : 0);
+    }
+    m.req_free = 1;
+    m.pool_block_count = config.pool_bytes / config.pool_block_bytes;
+    for (uint32_t i = 0; i < m.pool_block_count; i++) m.pool_next[i] = i + 2 <= m.pool_block_count ? i + 2 : 0;
+    m.pool_free_head = 1;
+    m.pool_free_count = m.pool_block_count;
+    m.events_max = events_needed(config);
+    for (size_t i = 0; i < m.events_max; i++) new (&m.events[i]) Event;
+    for (size_t i = 0; i < config.control_max; i++) new (&m.controls[i]) Control;
+    for (size_t i = 0; i < config.names_max; i++) new (&m.names[i]) NameEntry;
+    for (size_t i = 0; i < config.names_cache_max; i++) new (&m.cache[i]) NameEntry;
+    for (size_t i = 0; i < config.lookups_max; i++) new (&m.lookups[i]) Lookup;
+    m.nonce_state = uint32_t(config.incarnation ^ (config.incarnation >> 32)) | 1;
+    ok_ = true;
+    // The static peer table (SPEC.md section 2): entries that are never evicted.
+    for (size_t i = 0; i < config.static_peers_count; i++) {
+        const StaticPeer& sp = config.static_peers[i];
+        if (sp.ipv4 == config.local_ipv4 && sp.endpoint == config.local_endpoint) continue;
+        Result<PeerRef> r = peer(sp.ipv4, sp.endpoint);
+        if (!r.ok()) continue;
+        Peer& p = m.peers[(r.value.value & 0xFFFF) - 1];
+        p.is_static = true;
+        p.name_bytes = uint8_t(cstr_len(sp.name, wire::kNameBytesMax));
+        if (p.name_bytes > wire::kNameBytesMax) p.name_bytes = wire::kNameBytesMax;
+        copy_bytes(reinterpret_cast<uint8_t*>(p.name), reinterpret_cast<const uint8_t*>(sp.name),
+                   p.name_bytes);
+    }
+}
+
+// ---- The engine's internal operations, as free functions over Engine::Impl -------------------
+// (Kept out of the public header; `E` bundles what they need.)
+namespace {
+
+struct E {
+    Engine::Impl& m;
+    const Config& c;
+    Stats& st;
+
+    uint32_t make_handle(uint16_t gen, size_t index) const { return (uint32_t(gen) << 16) | uint32_t(index + 1); }
+
+    // -- events --
+    bool push_event(const Event& ev) {
+        if (m.ev_count == m.events_max) return false;  // sized so it cannot happen (see events_needed)
+        m.events[(m.ev_head + m.ev_count) % m.events_max] = ev;
+        m.ev_count++;
+        return true;
+    }
+
+    // -- pool --
+    bool pool_alloc(uint32_t bytes, uint32_t& head, uint32_t& blocks) {
+        uint32_t need = (bytes + c.pool_block_bytes - 1) / c.pool_block_bytes;
+        head = 0;
+        blocks = need;
+        if (need > m.pool_free_count) return false;
+        uint32_t prev = 0;
+        for (uint32_t i = 0; i < need; i++) {
+            uint32_t b = m.pool_free_head;
+            m.pool_free_head = m.pool_next[b - 1];
+            m.pool_next[b - 1] = 0;
+            if (prev) m.pool_next[prev - 1] = b;
+            else head = b;
+            prev = b;
+        }
+        m.pool_free_count -= need;
+        st.pool_bytes_used += uint64_t(need) * c.pool_block_bytes;
+        if (st.pool_bytes_used > st.pool_bytes_high) st.pool_bytes_high = st.pool_bytes_used;
+        return true;
+    }
+    void pool_free(uint32_t& head, uint32_t& blocks) {
+        uint32_t b = head;
+        while (b) {
+            uint32_t next = m.pool_next[b - 1];
+            m.pool_next[b - 1] = m.pool_free_head;
+            m.pool_free_head = b;
+            m.pool_free_count++;
+            st.pool_bytes_used -= c.pool_block_bytes;
+            b = next;
+        }
+        head = 0;
+        blocks = 0;
+    }
+    uint8_t* pool_at(uint32_t head, uint32_t offset, uint32_t& contiguous) {
+        uint32_t b = head;
+        while (offset >= c.pool_block_bytes) {
+            b = m.pool_next[b - 1];
+            offset -= c.pool_block_bytes;
+        }
+        contiguous = c.pool_block_bytes - offset;
+        return m.pool + size_t(b - 1) * c.pool_block_bytes + offset;
+    }
+    void pool_write(uint32_t head, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+        while (n) {
+            uint32_t run = 0;
+            uint8_t* p = pool_at(head, offset, run);
+            uint32_t take = min_u(run, n);
+            chain_read(src, src_off, p, take);
+            offset += take;
+            src_off += take;
+            n -= take;
+        }
+    }
+    void pool_read(uint32_t head, uint32_t offset, MutableChain dst, size_t dst_off, uint32_t n) {
+        while (n) {
+            uint32_t run = 0;
+            uint8_t* p = pool_at(head, offset, run);
+            uint32_t take = min_u(run, n);
+            chain_write(dst, dst_off, p, take);
+            offset += take;
+            dst_off += take;
+            n -= take;
+        }
+    }
+
+    // -- peers --
+    Peer& peer_at(uint16_t index) { return m.peers[index]; }
+    PeerRef ref_of(uint16_t index) const { return PeerRef{make_handle(m.peers[index].gen, index)}; }
+    bool peer_of_ref(PeerRef r, uint16_t& index) const {
+        uint32_t i = (r.value & 0xFFFF);
+        if (i == 0 || i > c.peers_max) return false;
+        const Peer& p = m.peers[i - 1];
+        if (p.state == PeerState::kFree || p.gen != (r.value >> 16)) return false;
+        index = uint16_t(i - 1);
+        return true;
+    }
+    int find_peer(uint32_t ipv4, uint16_t endpoint) const {
+        for (size_t i = 0; i < c.peers_max; i++) {
+            const Peer& p = m.peers[i];
+            if (p.state != PeerState::kFree && p.ipv4 == ipv4 && p.endpoint == endpoint) return int(i);
+        }
+        return -1;
+    }
+    bool busy(const Peer& p) const {
+        return p.sends_live || p.reqs_live || p.state == PeerState::kConnecting || p.is_static;
+    }
+    int add_peer(Instant now, uint32_t ipv4, uint16_t endpoint) {
+        int slot = -1;
+        for (size_t i = 0; i < c.peers_max && slot < 0; i++) {
+            if (m.peers[i].state == PeerState::kFree) slot = int(i);
+        }
+        if (slot < 0) {
+            // Evict the longest-idle peer with no business that has lingered long enough
+            // (SPEC.md 5.2: its txn state must outlive any delayed duplicate).
+            Instant oldest = kNever;
+            for (size_t i = 0; i < c.peers_max; i++) {
+                Peer& p = m.peers[i];
+                if (busy(p) || p.last_business + c.peer_linger_us > now) continue;
+                if (p.last_business < oldest) {
+                    oldest = p.last_business;
+                    slot = int(i);
+                }
+            }
+            if (slot < 0) return -1;
+            free_peer(uint16_t(slot));
+        }
+        Peer& p = m.peers[slot];
+        uint16_t gen = p.gen;
+        new (&p) Peer;
+        p.gen = gen;
+        p.state = PeerState::kDown;  // not connected yet: a HELLO goes out with the first send
+        p.ipv4 = ipv4;
+        p.endpoint = endpoint;
+        p.rto_us = c.rto_initial_us;
+        p.last_heard = now;
+        p.last_business = now;
+        st.peers_live++;
+        if (st.peers_live > st.peers_high) st.peers_high = st.peers_live;
+        return slot;
+    }
+    void free_peer(uint16_t index) {
+        Peer& p = m.peers[index];
+        p.state = PeerState::kFree;
+        p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);
+        st.peers_live--;
+    }
+    uint32_t next_nonce() {
+        // xorshift32: nonces only need to differ, not to be secret (SPEC.md section 10).
+        uint32_t x = m.nonce_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        m.nonce_state = x;
+        return x;
+    }
+    void rtt_sample(Peer& p, Instant sent, Instant now) {
+        if (now < sent) return;
+        uint32_t r = uint32_t(min_u64(now - sent, 60'000'000));
+        if (!p.rtt_init) {
+            p.srtt_us = r;
+            p.rttvar_us = r / 2;
+            p.rtt_init = true;
+        } else {
+            uint32_t diff = p.srtt_us > r ? p.srtt_us - r : r - p.srtt_us;
+            p.rttvar_us = (3 * p.rttvar_us + diff) / 4;
+            p.srtt_us = (7 * p.srtt_us + r) / 8;
+        }
+        uint64_t rto = uint64_t(p.srtt_us) + 4 * uint64_t(p.rttvar_us);
+        if (rto < c.rto_min_us) rto = c.rto_min_us;
+        if (rto > c.rto_max_us) rto = c.rto_max_us;
+        p.rto_us = uint32_t(rto);
+    }
+    uint32_t backoff(uint32_t rto) const { return rto >= c.rto_max_us / 2 ? c.rto_max_us : rto * 2; }
+    void connect(Instant now, uint16_t pi) {
+        Peer& p = peer_at(pi);
+        if (p.state == PeerState::kConnecting || p.state == PeerState::kUp) return;
+        p.state = PeerState::kConnecting;
+        p.hello_due = true;
+        p.hello_at = now;
+        p.hello_tries = 0;
+        p.hello_nonce = next_nonce();
+        p.last_heard = now;
+        p.unanswered = 0;
+    }
+    void note_business(Instant now, Peer& p) {
+        p.last_business = now;
+        if (p.probe_at == kNever) p.probe_at = now + c.probe_interval_us;
+    }
+    void queue_ack(Instant now, Peer& p, uint32_t txn, AckKind kind, uint32_t delay) {
+        for (uint8_t i = 0; i < p.nacks; i++) {
+            if (p.acks[i].txn == txn && p.acks[i].kind == kind) {
+                p.ack_due = min_t(p.ack_due, now + delay);
+                return;
+            }
+        }
+        if (p.nacks == wire::kAckEntriesMax) {
+            p.ack_due = now;  // flush first; this one is re-sent when its duplicate comes back
+            return;
+        }
+        p.acks[p.nacks++] = wire::AckEntry{txn, kind};
+        p.ack_due = min_t(p.ack_due, now + delay);
+    }
+    void drop_ack(Peer& p, uint32_t txn, AckKind kind) {
+        for (uint8_t i = 0; i < p.nacks; i++) {
+            if (p.acks[i].txn == txn && p.acks[i].kind == kind) {
+                p.acks[i] = p.acks[--p.nacks];
+                if (!p.nacks) p.ack_due = kNever;
+                return;
+            }
+        }
+    }
+    void queue_control(uint32_t ipv4, const Message& msg) {
+        if (m.ctl_count == c.control_max) {
+            st.dropped_control_full++;  // the other side repeats what it asked
+            return;
+        }
+        Control& ctl = m.controls[(m.ctl_head + m.ctl_count) % c.control_max];
+        ctl.dst_ipv4 = ipv4;
+        ctl.msg = msg;
+        m.ctl_count++;
+    }
+
+    // -- send slots --
+    Send* send_of(SendHandle h, size_t& index) {
+        uint32_t i = h.value & 0xFFFF;
+        if (i == 0 || i > c.sends_max) return nullptr;
+        Send& s = m.sends[i - 1];
+        if (s.state == SendState::kFree || s.gen != (h.value >> 16)) return nullptr;
+        index = i - 1;
+        return &s;
+    }
+    Send* find_send(uint16_t pi, uint32_t txn) {
+        for (size_t i = 0; i < c.sends_max; i++) {
+            Send& s = m.sends[i];
+            if (s.state != SendState::kFree && s.peer == pi && s.txn == txn && txn) return &s;
+        }
+        return nullptr;
+    }
+    size_t send_index(const Send& s) const { return size_t(&s - m.sends); }
+    void free_send(Send& s) {
+        Peer& p = peer_at(s.peer);
+        if (s.txn) {
+            p.out_txns--;
+            p.out_bytes -= s.eager;
+        }
+        p.sends_live--;
+        s.state = SendState::kFree;
+        s.gen = uint16_t(s.gen + 1 ? s.gen + 1 : 1);
+        s.next_free = m.send_free;
+        m.send_free = uint16_t(send_index(s) + 1);
+        st.sends_live--;
+    }
+    // Ends a send for the caller (exactly once), then either frees it or keeps it to close.
+    void finish_send(Instant now, Send& s, ErrorCode error) {
+        if (!s.is_pulse) {
+            Event ev;
+            ev.type = EventType::kSendDone;
+            ev.error = error;
+            ev.handle = make_handle(s.gen, send_index(s));
+            ev.peer = ref_of(s.peer);
+            ev.channel = s.channel;
+            ev.status = s.reply_total || error == ErrorCode::kOk ? s.reply_status : 0;
+            ev.size = s.reply_total;
+            ev.bytes = min_u(s.reply_total, s.reply_cap);
+            push_event(ev);
+            st.sends_completed++;
+        }
+        // The caller's buffers are no longer ours from here on.
+        s.msg = ConstChain{nullptr, 0};
+        s.reply = MutableChain{nullptr, 0};
+        s.out.clear();
+        s.in.active = false;
+        bool needs_close = s.txn && (error == ErrorCode::kCancelled || error == ErrorCode::kTimedOut) &&
+                           (s.state == SendState::kSent || s.state == SendState::kServed ||
+                            s.state == SendState::kReceiving);
+        if (needs_close && peer_at(s.peer).state == PeerState::kUp) {
+            s.state = SendState::kClosing;
+            s.cancel_reason = error;
+            s.tx_cancel = true;
+            s.tx_request = false;
+            s.retries = 0;
+            s.rto_us = peer_at(s.peer).rto_us;
+            s.rto_at = now + s.rto_us;
+            s.deadline = kNever;
+            return;
+        }
+        free_send(s);
+    }
+    uint32_t txn_low(uint16_t pi) {
+        const Peer& p = peer_at(pi);
+        uint32_t low = p.next_txn;
+        for (size_t i = 0; i < c.sends_max; i++) {
+            const Send& s = m.sends[i];
+            if (s.state != SendState::kFree && s.peer == pi && s.txn && s.txn < low) low = s.txn;
+        }
+        return low;
+    }
+    // Gives waiting sends to a peer their txn and credit, oldest... (slot order) first.
+    void admit(Instant now, uint16_t pi) {
+        Peer& p = peer_at(pi);
+        if (p.state != PeerState::kUp || !p.credit_known) return;
+        for (size_t i = 0; i < c.sends_max; i++) {
+            Send& s = m.sends[i];
+            if (s.state != SendState::kWaiting || s.peer != pi || s.txn) continue;
+            uint32_t eager = s.is_pulse ? 0 : min_u(min_u(s.total, c.eager_bytes_max), p.credit_bytes);
+            // The oldest outstanding txn bounds the server's window (SPEC.md 5.2).
+            uint32_t low = txn_low(pi);
+            if (p.out_txns >= p.credit_txns || p.next_txn - low >= p.credit_txns ||
+                p.out_bytes + eager > p.credit_bytes)
+                return;  // blocked at home until credit returns
+            s.txn = p.next_txn++;
+            s.eager = eager;
+            p.out_txns++;
+            p.out_bytes += eager;
+            start_tx(now, s);
+        }
+    }
+    void start_tx(Instant now, Send& s) {
+        Peer& p = peer_at(s.peer);
+        s.state = SendState::kSent;
+        s.tx_request = true;
+        s.tx_offset = 0;
+        s.retries = 0;
+        s.rto_us = p.rto_us;
+        s.rto_at = now + s.rto_us;
+        s.sent_at = now;
+        note_business(now, p);
+    }
+
+    // -- request records --
+    Req* req_of(RequestHandle h) {
+        uint32_t i = h.value & 0xFFFF;
+        if (i == 0 || i > c.requests_max) return nullptr;
+        Req& r = m.reqs[i - 1];
+        if (r.state == ReqState::kFree || r.gen != (h.value >> 16)) return nullptr;
+        return &r;
+    }
+    Req* find_req(uint16_t pi, uint32_t txn) {
+        for (size_t i = 0; i < c.requests_max; i++) {
+            Req& r = m.reqs[i];
+            if (r.state != ReqState::kFree && r.peer == pi && r.txn == txn) return &r;
+        }
+        return nullptr;
+    }
+    size_t req_index(const Req& r) const { return size_t(&r - m.reqs); }
+    Req* alloc_req() {
+        if (!m.req_free) return nullptr;
+        Req& r = m.reqs[m.req_free - 1];
+        m.req_free = r.next_free;
+        uint16_t gen = r.gen;
+        new (&r) Req;
+        r.gen = gen;
+        st.requests_live++;
+        if (st.requests_live > st.requests_high) st.requests_high = st.requests_live;
+        return &r;
+    }
+    // Frees a request record; the txn counts as executed from now on (at-most-once).
+    void free_req(Req& r) {
+        Peer& p = peer_at(r.peer);
+        mark_done(p, r.txn);
+        p.pool_bytes -= r.held;
+        r.held = 0;
+        pool_free(r.pool_head, r.pool_blocks);
+        p.reqs_live--;
+        r.state = ReqState::kFree;
+        r.gen = uint16_t(r.gen + 1 ? r.gen + 1 : 1);
+        r.next_free = m.req_free;
+        m.req_free = uint16_t(req_index(r) + 1);
+        st.requests_live--;
+    }
+    void req_event(Req& r, EventType type, ErrorCode error) {
+        Event ev;
+        ev.type = type;
+        ev.error = error;
+        ev.handle = make_handle(r.gen, req_index(r));
+        ev.peer = ref_of(r.peer);
+        ev.channel = r.channel;
+        push_event(ev);
+    }
+    // Ends a request early (cancel, deadline, peer gone), telling the application if it knew.
+    void abort_req(Req& r, ErrorCode why) {
+        if (r.state == ReqState::kDelivered) req_event(r, EventType::kRequestCancelled, why);
+        else if (r.state == ReqState::kReplying) req_event(r, EventType::kReplyDone, why);
+        free_req(r);
+    }
+    void mark_done(Peer& p, uint32_t txn) {
+        if (!p.base_set || txn < p.base) return;
+        uint32_t bit = txn - p.base;
+        if (bit >= kTxnWindowMax) return;
+        p.done |= uint64_t(1) << bit;
+        while (p.done & 1) {
+            p.done >>= 1;
+            p.base++;
+        }
+    }
+    bool is_done(const Peer& p, uint32_t txn) const {
+        if (!p.base_set) return false;
+        if (txn < p.base) return true;
+        uint32_t bit = txn - p.base;
+        return bit < kTxnWindowMax && (p.done >> bit) & 1;
+    }
+    // The client says every txn below `low` is finished: release what we kept for them.
+    void advance_low(Instant now, uint16_t pi, uint32_t low) {
+        Peer& p = peer_at(pi);
+        if (!p.base_set) {
+            p.base_set = true;
+            p.base = low;
+            p.done = 0;
+            return;
+        }
+        if (low <= p.base) return;
+        for (size_t i = 0; i < c.requests_max; i++) {
+            Req& r = m.reqs[i];
+            if (r.state == ReqState::kFree || r.peer != pi || r.txn >= low) continue;
+            if (r.state == ReqState::kReplying) {
+                req_event(r, EventType::kReplyDone, ErrorCode::kOk);
+                free_req(r);
+            }
+            // A delivered request below low cannot be: the client finishes a txn only with
+            // its reply or its CANCEL, both of which end the record first.
+        }
+        (void)now;
+        uint32_t shift = low - p.base;
+        p.done = shift >= 64 ? 0 : p.done >> shift;
+        p.base = low;
+        while (p.done & 1) {
+            p.done >>= 1;
+            p.base++;
+        }
+    }
+
+    // -- peer failure --
+    void fail_peer(Instant now, uint16_t pi, ErrorCode why) {
+        Peer& p = peer_at(pi);
+        for (size_t i = 0; i < c.sends_max; i++) {
+            Send& s = m.sends[i];
+            if (s.state == SendState::kFree || s.peer != pi) continue;
+            if (s.state == SendState::kClosing) free_send(s);
+            else {
+                s.state = SendState::kSent;  // so finish_send does not try to close
+                finish_send(now, s, why);
+                if (s.state != SendState::kFree) free_send(s);
+            }
+        }
+        for (size_t i = 0; i < c.requests_max; i++) {
+            Req& r = m.reqs[i];
+            if (r.state != ReqState::kFree && r.peer == pi) abort_req(r, why);
+        }
+        Event ev;
+        ev.type = EventType::kPeerDown;
+        ev.error = why;
+        ev.peer = ref_of(pi);
+        push_event(ev);
+        if (why == ErrorCode::kPeerRebooted) st.peers_rebooted++;
+        else st.peers_down++;
+        p.state = PeerState::kDown;
+        p.hello_due = false;
+        p.hello_at = kNever;
+        p.probe_at = kNever;
+        p.mtu_at = kNever;
+        p.nacks = 0;
+        p.ack_due = kNever;
+        p.credit_known = false;
+        p.unanswered = 0;
+    }
+    // A new incarnation at the same address and endpoint: everything with the old one ends.
+    void rebooted(Instant now, uint16_t pi, uint64_t incarnation) {
+        fail_peer(now, pi, ErrorCode::kPeerRebooted);
+        Peer& p = peer_at(pi);
+        p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);  // old PeerRefs now fail
+        p.prev_incarnation = p.incarnation;
+        p.incarnation = incarnation;
+        p.next_txn = 1;
+        p.base_set = false;
+        p.base = 0;
+        p.done = 0;
+        p.mtu = wire::kMtuMin;
+        p.mtu_done = false;
+        p.rtt_init = false;
+        p.rto_us = c.rto_initial_us;
+    }
+
+    // -- copying between chains (packet -> caller's buffers), through a small stack buffer --
+    static void chain_to_chain(ConstChain src, size_t src_off, MutableChain dst, size_t dst_off,
+                               size_t n) {
+        uint8_t buf[256];
+        while (n) {
+            size_t take = n < sizeof buf ? n : sizeof buf;
+            chain_read(src, src_off, buf, take);
+            chain_write(dst, dst_off, buf, take);
+            src_off += take;
+            dst_off += take;
+            n -= take;
+        }
+    }
+
+    // -- pulls (SPEC.md 5.3): the side that wants bytes asks, detects holes, asks again --
+    void pull_start(Instant now, Transfer& t, uint32_t lo, uint32_t hi, uint32_t requested,
+                    uint32_t rto) {
+        t.active = true;
+        t.lo = lo;
+        t.hi = hi;
+        t.requested = requested < lo ? lo : requested;
+        t.have.clear();
+        t.pending_n = 0;
+        t.nack_upto = lo;
+        t.retries = 0;
+        t.rto_us = rto;
+        t.rto_at = now + rto;
+        pull_extend(t);
+    }
+    void pull_extend(Transfer& t) {
+        uint32_t first = t.have.first_missing(t.lo);
+        uint64_t limit = min_u64(uint64_t(first) + c.pull_window_bytes, t.hi);
+        if (t.requested >= limit) return;
+        // Ask in quarter windows so a steady transfer costs one PULL per quarter window.
+        if (limit - t.requested < c.pull_window_bytes / 4 && limit < t.hi) return;
+        t.add_pending(t.requested, uint32_t(limit));
+        t.requested = uint32_t(limit);
+    }
+    // Every hole below `requested`, asked for again (timeout path).
+    void pull_holes(Transfer& t) {
+        t.pending_n = 0;
+        uint32_t a = t.have.first_missing(t.lo);
+        while (a < t.requested && t.pending_n < wire::kPullRangesMax) {
+            uint32_t b = t.requested;
+            for (int i = 0; i < t.have.n; i++) {
+                if (t.have.lo[i] > a && t.have.lo[i] < b) b = t.have.lo[i];
+            }
+            t.add_pending(a, b);
+            a = t.have.first_missing(b);
+        }
+        t.nack_upto = a;
+    }
+    // Bytes [off, off + n) arrived for t; returns true if they were new.
+    void pull_arrived(Instant now, Transfer& t, uint32_t off, uint32_t n, uint32_t rto) {
+        t.have.insert(off, off + n);
+        t.retries = 0;
+        t.rto_us = rto;
+        t.rto_at = now + rto;
+        // NACK: a hole with at least two segments' worth of later bytes is a loss, not a
+        // reordering; ask for it once at once instead of waiting for the timeout.
+        uint32_t a = t.have.first_missing(t.lo);
+        if (a < t.requested && a >= t.nack_upto) {
+            uint32_t b = t.requested;
+            for (int i = 0; i < t.have.n; i++) {
+                if (t.have.lo[i] > a && t.have.lo[i] < b) b = t.have.lo[i];
+            }
+            if (b < t.requested && uint64_t(t.have.highest()) >= uint64_t(b) + 2 * uint64_t(n)) {
+                t.add_pending(a, b);
+                t.nack_upto = b;
+                st.retransmissions++;
+            }
+        }
+        pull_extend(t);
+    }
+    void pull_timeout(Instant now, Transfer& t) {
+        pull_holes(t);
+        t.retries++;
+        t.rto_us = backoff(t.rto_us);
+        t.rto_at = now + t.rto_us;
+        st.retransmissions++;
+    }
+
+    // -- server: requests --
+    void refuse(uint16_t pi, uint32_t txn, ErrorCode why, uint8_t priority) {
+        Peer& p = peer_at(pi);
+        Message msg;
+        msg.header.type = Type::kReply;
+        msg.header.priority = priority;
+        msg.header.dst_endpoint = p.endpoint;
+        msg.header.dst_incarnation = p.incarnation;
+        msg.reply = wire::Reply{txn, why, 0, 0, 0, 0, 0};
+        queue_control(p.ipv4, msg);
+        if (why == ErrorCode::kBusy) st.busy_sent++;
+    }
+    void on_request(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
+        Peer& p = peer_at(pi);
+        const wire::Request& q = msg.request;
+        advance_low(now, pi, q.txn_low);
+#ifndef SMP_PLANT_BUG_NO_DUP_SUPPRESSION
+        if (is_done(p, q.txn)) {
+            st.duplicates++;
+            return;
+        }
+#else
+        // Planted bug (tests only): a duplicate of a finished request is run again.
+        if (q.txn < p.base && q.txn + 1 < p.base) return;
+#endif
+        Req* r = find_req(pi, q.txn);
+        if (r) {
+            if (r->state == ReqState::kAssembling) {
+                store_eager(now, *r, msg, pkt);
+                return;
+            }
+            st.duplicates++;
+            if (r->state == ReqState::kReplying && !r->reply_heard) {
+                r->tx_reply = true;  // the reply was lost: send it again now
+                r->tx_offset = 0;
+            } else if (r->state == ReqState::kDelivered) {
+                queue_ack(now, p, q.txn, AckKind::kRequestReceived, 0);
+            }
+            return;
+        }
+        if (q.txn - p.base >= c.window_txns) {
+            refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);  // outside the granted window
+            return;
+        }
+        if (q.eager_bytes > c.eager_bytes_max || p.pool_bytes + q.eager_bytes > c.window_bytes) {
+            refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);
+            return;
+        }
+        r = alloc_req();
+        if (!r) {
+            refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);
+            return;
+        }
+        r->peer = pi;
+        if (!pool_alloc(q.eager_bytes, r->pool_head, r->pool_blocks)) {
+            // Not accepted: give the record back without marking the txn done.
+            r->pool_head = 0;
+            r->pool_blocks = 0;
+            r->state = ReqState::kFree;
+            r->gen = uint16_t(r->gen + 1 ? r->gen + 1 : 1);
+            r->next_free = m.req_free;
+            m.req_free = uint16_t(req_index(*r) + 1);
+            st.requests_live--;
+            refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);
+            return;
+        }
+        r->state = ReqState::kAssembling;
+        r->txn = q.txn;
+        r->channel = q.channel;
+        r->total = q.total_bytes;
+        r->eager = q.eager_bytes;
+        r->reply_max = q.reply_bytes_max;
+        r->priority = msg.header.priority;
+        r->deadline_wire = q.deadline_us;
+        r->deadline = q.deadline_us == wire::kNoDeadline ? kNever : now + q.deadline_us;
+        r->held = q.eager_bytes;
+        p.pool_bytes += q.eager_bytes;
+        p.reqs_live++;
+        note_business(now, p);
+        if (q.total_bytes > c.message_bytes_max || q.deadline_us == 0) {
+            // Refused for good, but kept as a record so the refusal is delivered reliably.
+            r->state = ReqState::kDelivered;
+            set_reply(now, *r, q.deadline_us == 0 ? ErrorCode::kTimedOut : ErrorCode::kTooLarge, 0,
+                      ConstChain{nullptr, 0});
+            return;
+        }
+        store_eager(now, *r, msg, pkt);
+    }
+    void store_eager(Instant now, Req& r, const Message& msg, ConstChain pkt) {
+        const wire::Request& q = msg.request;
+        if (q.eager_bytes != r.eager || q.total_bytes != r.total) {
+            st.dropped_unexpected++;  // the same txn with other sizes: not ours to merge
+            return;
+        }
+        if (msg.payload.bytes) {
+            pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, msg.payload.bytes);
+            r.eager_have.insert(q.offset, q.offset + msg.payload.bytes);
+        }
+        if (!r.eager_have.covers(0, r.eager)) return;
+        r.state = ReqState::kDelivered;
+        Event ev;
+        ev.type = EventType::kRequest;
+        ev.handle = make_handle(r.gen, req_index(r));
+        ev.peer = ref_of(r.peer);
+        ev.channel = r.channel;
+        ev.size = r.total;
+        ev.eager_bytes = r.eager;
+        ev.reply_bytes_max = r.reply_max;
+        ev.priority = r.priority;
+        ev.deadline_us = r.deadline == kNever ? wire::kNoDeadline : uint32_t(r.deadline - now);
+        push_event(ev);
+        st.requests_delivered++;
+        queue_ack(now, peer_at(r.peer), r.txn, AckKind::kRequestReceived, c.ack_delay_us);
+    }
+    void set_reply(Instant now, Req& r, ErrorCode error, uint32_t status, ConstChain parts) {
+        Peer& p = peer_at(r.peer);
+        r.state = ReqState::kReplying;
+        r.reading = false;
+        r.in.active = false;
+        r.reply_error = error;
+        r.status = status;
+        r.reply_parts = parts;
+        r.reply_total = error == ErrorCode::kOk ? uint32_t(chain_size(parts)) : 0;
+        r.reply_eager = min_u(min_u(r.reply_total, c.eager_bytes_max), r.reply_max);
+        r.tx_reply = true;
+        r.tx_offset = 0;
+        r.retries = 0;
+        r.rto_us = p.rto_us;
+        r.rto_at = now + r.rto_us;
+        // The request's eager bytes are no longer needed: credit returns to the pool now.
+        p.pool_bytes -= r.held;
+        r.held = 0;
+        pool_free(r.pool_head, r.pool_blocks);
+        drop_ack(p, r.txn, AckKind::kRequestReceived);  // the reply acknowledges the request
+    }
+
+    // -- client: replies --
+    void on_reply(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
+        Peer& p = peer_at(pi);
+        const wire::Reply& y = msg.reply;
+        Send* s = find_send(pi, y.txn);
+        if (!s || s->is_pulse) {
+            // Finished here already: our acknowledgement was lost. Say it again.
+            if (y.error != ErrorCode::kBusy && y.txn < p.next_txn)
+                queue_ack(now, p, y.txn, AckKind::kReplyReceived, 0);
+            else st.dropped_unexpected++;
+            return;
+        }
+        if (s->state == SendState::kClosing) {
+            if (y.error == ErrorCode::kBusy) return;
+            queue_ack(now, p, y.txn, AckKind::kReplyReceived, 0);
+            free_send(*s);
+            return;
+        }
+        if (s->state == SendState::kWaiting) {
+            st.dropped_unexpected++;
+            return;
+        }
+        if (y.error == ErrorCode::kBusy) {
+            // Not accepted: stay blocked at home and offer it again later.
+            s->state = SendState::kSent;
+            s->tx_request = false;
+            s->rto_us = backoff(s->rto_us);
+            s->rto_at = now + s->rto_us;
+            return;
+        }
+        if (y.error != ErrorCode::kOk) {
+            s->reply_total = 0;
+            s->reply_status = y.status;
+            queue_ack(now, p, y.txn, AckKind::kReplyReceived, c.ack_delay_us);
+            finish_send(now, *s, y.error);
+            return;
+        }
+        uint32_t want = min_u(y.total_bytes, s->reply_cap);
+        if (s->state != SendState::kReceiving) {
+            if (s->state == SendState::kSent && s->retries == 0) rtt_sample(p, s->sent_at, now);
+            s->state = SendState::kReceiving;
+            s->tx_request = false;
+            s->reply_total = y.total_bytes;
+            s->reply_status = y.status;
+            pull_start(now, s->in, 0, want, min_u(y.eager_bytes, want), p.rto_us);
+        } else if (y.total_bytes != s->reply_total) {
+            st.dropped_unexpected++;
+            return;
+        }
+        uint32_t n = msg.payload.bytes;
+        if (y.offset < want && n) {
+            uint32_t take = min_u(n, want - y.offset);
+            chain_to_chain(pkt, msg.payload.offset, s->reply, y.offset, take);
+            pull_arrived(now, s->in, y.offset, take, p.rto_us);
+        }
+        if (s->in.complete()) {
+            queue_ack(now, p, y.txn, AckKind::kReplyReceived, c.ack_delay_us);
+            finish_send(now, *s, ErrorCode::kOk);
+        }
+    }
+
+    // -- pulls and data --
+    void on_pull(Instant now, uint16_t pi, const Message& msg) {
+        const wire::Pull& q = msg.pull;
+        if (q.what == DataKind::kRequest) {
+            Send* s = find_send(pi, q.txn);
+            if (!s || (s->state != SendState::kSent && s->state != SendState::kServed)) {
+                st.dropped_unexpected++;
+                return;
+            }
+            s->state = SendState::kServed;  // a pull proves the server holds the request
+            s->tx_request = false;
+            s->rto_at = kNever;
+            for (uint8_t i = 0; i < q.count; i++) {
+                uint32_t a = q.ranges[i].offset, b = a + q.ranges[i].bytes;
+                if (b > s->total) b = s->total;
+                if (a < b) s->out.insert(a, b);  // a full set drops it: the server asks again
+            }
+            return;
+        }
+        Req* r = find_req(pi, q.txn);
+        if (!r || r->state != ReqState::kReplying || r->reply_error != ErrorCode::kOk) {
+            st.dropped_unexpected++;
+            return;
+        }
+        r->reply_heard = true;
+        r->tx_reply = false;
+        r->rto_at = kNever;
+        for (uint8_t i = 0; i < q.count; i++) {
+            uint32_t a = q.ranges[i].offset, b = a + q.ranges[i].bytes;
+            if (b > r->reply_total) b = r->reply_total;
+            if (a < b) r->out.insert(a, b);
+        }
+        (void)now;
+    }
+    void on_data(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
+        const wire::Data& d = msg.data;
+        Peer& p = peer_at(pi);
+        uint32_t n = msg.payload.bytes;
+        if (d.what == DataKind::kReply) {
+            Send* s = find_send(pi, d.txn);
+            if (!s || s->state != SendState::kReceiving || !s->in.active) {
+                st.dropped_unexpected++;
+                return;
+            }
+            Transfer& t = s->in;
+            if (d.offset >= t.hi || d.offset + n <= t.lo) return;
+            uint32_t a = d.offset < t.lo ? t.lo : d.offset;
+            uint32_t b = min_u(d.offset + n, t.hi);
+            chain_to_chain(pkt, msg.payload.offset + (a - d.offset), s->reply, a, b - a);
+            pull_arrived(now, t, a, b - a, p.rto_us);
+            if (t.complete()) {
+                queue_ack(now, p, d.txn, AckKind::kReplyReceived, c.ack_delay_us);
+                finish_send(now, *s, ErrorCode::kOk);
+            }
+            return;
+        }
+        Req* r = find_req(pi, d.txn);
+        if (!r || !r->reading || !r->in.active) {
+            st.dropped_unexpected++;
+            return;
+        }
+        Transfer& t = r->in;
+        if (d.offset >= t.hi || d.offset + n <= t.lo) return;
+        uint32_t a = d.offset < t.lo ? t.lo : d.offset;
+        uint32_t b = min_u(d.offset + n, t.hi);
+        chain_to_chain(pkt, msg.payload.offset + (a - d.offset), r->read_dst, a - r->read_offset,
+                       b - a);
+        pull_arrived(now, t, a, b - a, p.rto_us);
+        if (t.complete()) read_done(*r);
+    }
+    void read_done(Req& r) {
+        r.reading = false;
+        r.in.active = false;
+        Event ev;
+        ev.type = EventType::kReadDone;
+        ev.handle = make_handle(r.gen, req_index(r));
+        ev.peer = ref_of(r.peer);
+        ev.channel = r.channel;
+        ev.size = r.read_len;
+        ev.bytes = r.read_len;
+        push_event(ev);
+        r.read_dst = MutableChain{nullptr, 0};
+    }
+
+    // -- acknowledgements, cancels, pulses --
+    void on_ack_entry(Instant now, uint16_t pi, uint32_t txn, AckKind kind) {
+        if (kind == AckKind::kReplyReceived) {
+            Req* r = find_req(pi, txn);
+            if (r && r->state == ReqState::kReplying) {
+                req_event(*r, EventType::kReplyDone, ErrorCode::kOk);
+                free_req(*r);
+            }
+            return;
+        }
+        Send* s = find_send(pi, txn);
+        if (!s) return;
+        if (kind == AckKind::kRequestReceived && s->state == SendState::kSent && !s->is_pulse) {
+            s->state = SendState::kServed;
+            s->tx_request = false;
+            s->rto_at = kNever;
+        } else if (kind == AckKind::kCancelReceived && s->state == SendState::kClosing) {
+            free_send(*s);
+        } else if (kind == AckKind::kPulseReceived && s->is_pulse) {
+            free_send(*s);
+        }
+        (void)now;
+    }
+    void on_cancel(Instant now, uint16_t pi, const Message& msg) {
+        Peer& p = peer_at(pi);
+        uint32_t txn = msg.cancel.txn;
+        Req* r = find_req(pi, txn);
+        if (r) abort_req(*r, msg.cancel.reason);
+        else if (p.base_set && txn >= p.base) mark_done(p, txn);  // never run it if it comes later
+        queue_ack(now, p, txn, AckKind::kCancelReceived, 0);
+    }
+    void on_pulse(Instant now, uint16_t pi, const Message& msg) {
+        Peer& p = peer_at(pi);
+        const wire::Pulse& q = msg.pulse;
+        advance_low(now, pi, q.txn_low);
+        if (is_done(p, q.txn)) {
+            st.duplicates++;
+            queue_ack(now, p, q.txn, AckKind::kPulseReceived, 0);
+            return;
+        }
+        if (q.txn - p.base >= c.window_txns) return;
+        if (m.pulse_events >= c.pulse_events_max) return;  // not acknowledged: it comes again
+        Event ev;
+        ev.type = EventType::kPulse;
+        ev.peer = ref_of(pi);
+        ev.channel = q.channel;
+        ev.code = q.code;
+        ev.value = q.value;
+        ev.priority = msg.header.priority;
+        if (!push_event(ev)) return;
+        m.pulse_events++;
+        mark_done(p, q.txn);
+        queue_ack(now, p, q.txn, AckKind::kPulseReceived, 0);
+    }
+
+    // -- HELLO and path MTU --
+    void on_hello(Instant now, uint16_t pi, const Message& msg) {
+        Peer& p = peer_at(pi);
+        const wire::Hello& h = msg.hello;
+        p.credit_bytes = h.window_bytes;
+        p.credit_txns = h.window_txns > kTxnWindowMax ? kTxnWindowMax : h.window_txns;
+        p.peer_mtu = h.mtu;
+        p.peer_message_max = h.message_bytes_max;
+        p.credit_known = true;
+        if (msg.header.type == Type::kHello) {
+            Message ack;
+            ack.header.type = Type::kHelloAck;
+            ack.header.dst_endpoint = p.endpoint;
+            ack.header.dst_incarnation = p.incarnation;
+            ack.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
+                                    h.nonce};
+            queue_control(p.ipv4, ack);
+        } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce &&
+                   p.hello_tries == 1) {
+            rtt_sample(p, p.hello_sent_at, now);
+        }
+        if (p.state != PeerState::kUp) {
+            p.state = PeerState::kUp;
+            p.hello_due = false;
+            p.hello_at = kNever;
+            mtu_start(now, p);
+        }
+        admit(now, pi);
+    }
+    void mtu_start(Instant now, Peer& p) {
+        p.mtu_done = false;
+        p.mtu_tries = 0;
+        p.mtu_cand = 0;
+        mtu_next_candidate(p);
+        p.mtu_at = now;
+    }
+    void mtu_next_candidate(Peer& p) {
+        uint16_t limit = c.mtu_max < p.peer_mtu ? c.mtu_max : p.peer_mtu;
+        while (p.mtu_cand < kMtuCandidateCount && kMtuCandidates[p.mtu_cand] > limit) p.mtu_cand++;
+        if (p.mtu_cand >= kMtuCandidateCount || kMtuCandidates[p.mtu_cand] <= p.mtu) {
+            p.mtu_done = true;
+            p.mtu_at = kNever;
+        }
+    }
+    void on_probe_ack(Instant now, Peer& p, const Message& msg) {
+        if (msg.probe.seq == p.probe_seq) rtt_sample(p, p.probe_sent_at, now);
+        if (!p.mtu_done && msg.probe.seq == p.mtu_seq && p.mtu_cand < kMtuCandidateCount &&
+            msg.probe.probe_bytes == kMtuCandidates[p.mtu_cand]) {
+            p.mtu = msg.probe.probe_bytes;
+            p.mtu_done = true;
+            p.mtu_at = kNever;
+        }
+    }
+};
+
+}  // namespace
+
+// ---- Inputs -----------------------------------------------------------------------------------
+void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, ConstChain packet) {
+    if (!ok_) return;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    stats_.packets_in++;
+    stats_.bytes_in += chain_size(packet);
+    Message msg;
+    wire::DecodeError err = wire::decode(packet, src_ipv4, dst_ipv4, msg);
+    if (err != wire::DecodeError::kOk) {
+        stats_.decode_errors[size_t(err)]++;
+        return;
+    }
+    const wire::Header& h = msg.header;
+    if (h.dst_endpoint != config_.local_endpoint) {
+        stats_.dropped_not_mine++;
+        return;
+    }
+    if (h.flags & wire::kFlagAuth) {
+        stats_.dropped_auth++;  // FIXME: no keys yet (SPEC 3.4)
+        return;
+    }
+    int found = e.find_peer(src_ipv4, h.src_endpoint);
+    if (h.dst_incarnation != 0 && h.dst_incarnation != config_.incarnation) {
+        // Meant for an earlier incarnation of ours: tell the sender (rate-limited), drop it.
+        stats_.dropped_unexpected++;
+        if (h.type == Type::kReset) return;
+        if (found >= 0) {
+            Peer& p = e.peer_at(uint16_t(found));
+            if (p.reset_ok_at > now) return;
+            p.reset_ok_at = now + config_.probe_interval_us;
+        }
+        Message rst;
+        rst.header.type = Type::kReset;
+        rst.header.dst_endpoint = h.src_endpoint;
+        rst.header.dst_incarnation = h.src_incarnation;
+        rst.reset = wire::Reset{h.dst_incarnation, wire::ResetReason::kUnknownIncarnation};
+        e.queue_control(src_ipv4, rst);
+        stats_.resets_sent++;
+        return;
+    }
+    // Stateless answers: a PROBE or NAME_QUERY needs no peer record.
+    if (h.type == Type::kProbe || h.type == Type::kNameQuery) {
+        Message ans;
+        ans.header.dst_endpoint = h.src_endpoint;
+        ans.header.dst_incarnation = h.src_incarnation;
+        ans.header.priority = h.priority;
+        if (h.type == Type::kProbe) {
+            ans.header.type = Type::kProbeAck;
+            ans.probe = msg.probe;
+        } else {
+            ans.header.type = Type::kNameReply;
+            ans.name = msg.name;
+            ans.name.error = ErrorCode::kNoSuchService;
+            for (size_t i = 0; i < config_.names_max; i++) {
+                const NameEntry& n = impl_->names[i];
+                if (n.used && n.bytes == msg.name.name_bytes &&
+                    equal_bytes(reinterpret_cast<const uint8_t*>(n.name),
+                                reinterpret_cast<const uint8_t*>(msg.name.name), n.bytes)) {
+                    ans.name.error = ErrorCode::kOk;
+                    ans.name.channel = n.channel;
+                }
+            }
+        }
+        e.queue_control(src_ipv4, ans);
+        if (found >= 0) {
+            Peer& p = e.peer_at(uint16_t(found));
+            if (p.incarnation == h.src_incarnation) {
+                p.last_heard = now;
+                p.unanswered = 0;
+            }
+        }
+        return;
+    }
+    if (h.dst_incarnation == 0 && h.type != Type::kHello) {
+        stats_.dropped_unexpected++;  // only HELLO, PROBE and NAME_QUERY may not know us
+        return;
+    }
+    if (found >= 0) {
+        Peer& p = e.peer_at(uint16_t(found));
+        if (p.prev_incarnation && h.src_incarnation == p.prev_incarnation) {
+            stats_.dropped_unexpected++;  // a late packet from before the peer's reboot
+            return;
+        }
+        if (h.type == Type::kReset) {
+            if (p.incarnation != 0 && msg.reset.named_incarnation == p.incarnation &&
+                h.src_incarnation != p.incarnation)
+                e.rebooted(now, uint16_t(found), h.src_incarnation);
+            return;
+        }
+        if (p.incarnation != 0 && p.incarnation != h.src_incarnation)
+            e.rebooted(now, uint16_t(found), h.src_incarnation);
+    } else {
+        if (h.type == Type::kReset) return;
+        found = e.add_peer(now, src_ipv4, h.src_endpoint);
+        if (found < 0) {
+            stats_.dropped_no_peer_slot++;
+            return;
+        }
+    }
+    uint16_t pi = uint16_t(found);
+    Peer& p = e.peer_at(pi);
+    p.incarnation = h.src_incarnation;
+    p.last_heard = now;
+    p.unanswered = 0;
+    if (h.ack) e.on_ack_entry(now, pi, h.ack, AckKind::kReplyReceived);
+    switch (h.type) {
+        case Type::kHello:
+        case Type::kHelloAck: e.on_hello(now, pi, msg); break;
+        case Type::kRequest: e.on_request(now, pi, msg, packet); break;
+        case Type::kReply: e.on_reply(now, pi, msg, packet); break;
+        case Type::kPull: e.on_pull(now, pi, msg); break;
+        case Type::kData: e.on_data(now, pi, msg, packet); break;
+        case Type::kAck:
+            for (size_t i = 0; i < msg.ack.count; i++)
+                e.on_ack_entry(now, pi, msg.ack.entries[i].txn, msg.ack.entries[i].kind);
+            break;
+        case Type::kCancel: e.on_cancel(now, pi, msg); break;
+        case Type::kPulse: e.on_pulse(now, pi, msg); break;
+        case Type::kProbeAck: e.on_probe_ack(now, p, msg); break;
+        case Type::kNameReply: on_name_reply(now, pi, msg); break;
+        case Type::kProbe:
+        case Type::kNameQuery:
+        case Type::kReset: break;  // handled above
+    }
+}
+
+void Engine::on_name_reply(Instant now, uint16_t pi, const wire::Message& msg) {
+    E e{*impl_, config_, stats_};
+    (void)now;
+    uint32_t i = msg.name.query & 0xFFFF;
+    if (i == 0 || i > config_.lookups_max) return;
+    Lookup& l = impl_->lookups[i - 1];
+    if (!l.used || l.gen != (msg.name.query >> 16) || l.bytes != msg.name.name_bytes ||
+        !equal_bytes(reinterpret_cast<const uint8_t*>(l.name),
+                     reinterpret_cast<const uint8_t*>(msg.name.name), l.bytes)) {
+        stats_.dropped_unexpected++;
+        return;
+    }
+    Event ev;
+    ev.type = EventType::kNameResolved;
+    ev.handle = msg.name.query;
+    if (msg.name.error == ErrorCode::kOk) {
+        // Remember it (the cache is bounded: the oldest entry gives way).
+        size_t slot = 0;
+        uint32_t oldest = ~uint32_t(0);
+        for (size_t k = 0; k < config_.names_cache_max; k++) {
+            NameEntry& n = impl_->cache[k];
+            if (!n.used) { slot = k; oldest = 0; break; }
+            if (n.age < oldest) { oldest = n.age; slot = k; }
+        }
+        if (config_.names_cache_max) {
+            NameEntry& n = impl_->cache[slot];
+            n.used = true;
+            n.bytes = l.bytes;
+            copy_bytes(reinterpret_cast<uint8_t*>(n.name), reinterpret_cast<const uint8_t*>(l.name), l.bytes);
+            n.channel = msg.name.channel;
+            n.peer = e.ref_of(pi);
+            n.age = ++impl_->cache_clock;
+        }
+        ev.peer = e.ref_of(pi);
+        ev.channel = msg.name.channel;
+    } else {
+        uint64_t bit = pi < 64 ? uint64_t(1) << pi : 0;
+        if (!(l.answered_mask & bit)) {
+            l.answered_mask |= bit;
+            l.negatives++;
+        }
+        if (l.negatives < l.answers_needed) return;
+        ev.error = ErrorCode::kNoSuchService;
+    }
+    e.push_event(ev);
+    l.used = false;
+    l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
+}
+
+// ---- Timers -----------------------------------------------------------------------------------
+void Engine::handle_timeout(Instant now) {
+    if (!ok_) return;
+    E e{*impl_, config_, stats_};
+    Impl& m = *impl_;
+    m.now = now;
+    m.tx_hint = true;
+    const Config& c = config_;
+    uint64_t dead_after = c.dead_after_us();
+    for (uint16_t i = 0; i < c.peers_max; i++) {
+        Peer& p = m.peers[i];
+        if (p.state == PeerState::kFree) continue;
+        bool business = p.sends_live || p.reqs_live;
+        if (p.state == PeerState::kConnecting) {
+            if (p.hello_tries >= c.probes_dead && now - p.last_heard >= dead_after) {
+                e.fail_peer(now, i, ErrorCode::kHostDown);
+                continue;
+            }
+        } else if (business) {
+            // Liveness (SPEC.md 5.5): probe a peer we have business with whenever it has been
+            // silent for a probe interval; K unanswered probes in a row and dead_after of
+            // silence declare it down.
+            if (p.probe_at == kNever) p.probe_at = p.last_heard + c.probe_interval_us;
+            if (now >= p.probe_at) {
+                if (now - p.last_heard >= c.probe_interval_us) {
+                    p.probe_due = true;
+                    p.probe_at = now + c.probe_interval_us;
+                } else {
+                    p.probe_at = p.last_heard + c.probe_interval_us;
+                }
+            }
+            if (p.unanswered >= c.probes_dead && now - p.last_heard >= dead_after) {
+                e.fail_peer(now, i, ErrorCode::kHostDown);
+                continue;
+            }
+        } else {
+            p.probe_at = kNever;
+            p.probe_due = false;
+            p.unanswered = 0;
+            if (!p.is_static && p.state == PeerState::kDown && p.nacks == 0 &&
+                now - p.last_business >= c.peer_linger_us) {
+                e.free_peer(i);  // a cache entry past its linger time
+                continue;
+            }
+        }
+        if (p.state == PeerState::kUp && !p.mtu_done && p.mtu_at <= now) {
+            if (p.mtu_tries >= kMtuProbeTries) {
+                p.mtu_cand++;
+                p.mtu_tries = 0;
+                e.mtu_next_candidate(p);
+            }
+            if (!p.mtu_done) {
+                p.mtu_due = true;
+                p.mtu_tries++;
+                uint32_t wait = p.rto_us;
+                if (p.rtt_init && 2 * p.srtt_us > wait) wait = 2 * p.srtt_us;
+                p.mtu_at = now + wait;
+            }
+        }
+    }
+    for (size_t i = 0; i < c.sends_max; i++) {
+        Send& s = m.sends[i];
+        if (s.state == SendState::kFree) continue;
+        if (s.state != SendState::kClosing && s.deadline <= now) {
+            if (s.is_pulse) e.free_send(s);
+            else e.finish_send(now, s, ErrorCode::kTimedOut);
+            continue;
+        }
+        if ((s.state == SendState::kSent || s.state == SendState::kClosing) && s.rto_at <= now) {
+            if (++s.retries > c.retries_max) {
+                if (s.state == SendState::kClosing || s.is_pulse) e.free_send(s);
+                else {
+                    s.state = SendState::kWaiting;  // no close: the peer is not answering
+                    e.finish_send(now, s, ErrorCode::kHostDown);
+                }
+                continue;
+            }
+            if (s.state == SendState::kClosing) s.tx_cancel = true;
+            else {
+                s.tx_request = true;
+                s.tx_offset = 0;
+                s.retransmission = true;
+            }
+            s.rto_us = e.backoff(s.rto_us);
+            s.rto_at = now + s.rto_us;
+            stats_.retransmissions++;
+        } else if (s.state == SendState::kReceiving && s.in.active && s.in.rto_at <= now) {
+            if (s.in.retries >= c.retries_max) {
+                e.finish_send(now, s, ErrorCode::kHostDown);
+                continue;
+            }
+            e.pull_timeout(now, s.in);
+        }
+    }
+    for (size_t i = 0; i < c.requests_max; i++) {
+        Req& r = m.reqs[i];
+        if (r.state == ReqState::kFree) continue;
+        if (r.state != ReqState::kReplying && r.deadline <= now) {
+            e.abort_req(r, ErrorCode::kTimedOut);
+            continue;
+        }
+        if (r.state == ReqState::kReplying && !r.reply_heard && r.rto_at <= now) {
+            if (++r.retries > c.retries_max) {
+                e.abort_req(r, ErrorCode::kHostDown);
+                continue;
+            }
+            r.tx_reply = true;
+            r.tx_offset = 0;
+            r.rto_us = e.backoff(r.rto_us);
+            r.rto_at = now + r.rto_us;
+            stats_.retransmissions++;
+        } else if (r.reading && r.in.active && r.in.rto_at <= now) {
+            if (r.in.retries >= c.retries_max) {
+                e.abort_req(r, ErrorCode::kHostDown);
+                continue;
+            }
+            e.pull_timeout(now, r.in);
+        }
+    }
+    for (size_t i = 0; i < c.lookups_max; i++) {
+        Lookup& l = m.lookups[i];
+        if (!l.used || l.rto_at > now) continue;
+        if (++l.retries > kLookupRetries) {
+            Event ev;
+            ev.type = EventType::kNameResolved;
+            ev.handle = e.make_handle(l.gen, i);
+            ev.error = l.negatives ? ErrorCode::kNoSuchService : ErrorCode::kHostDown;
+            e.push_event(ev);
+            l.used = false;
+            l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
+            continue;
+        }
+        l.tx_due = true;
+        l.cursor = 0;
+        l.rto_at = now + c.rto_initial_us;
+    }
+}
+
+Instant Engine::next_timeout() const {
+    if (!ok_) return kNever;
+    const Impl& m = *impl_;
+    const Config& c = config_;
+    Instant t = kNever;
+    uint64_t dead_after = c.dead_after_us();
+    for (size_t i = 0; i < c.peers_max; i++) {
+        const Peer& p = m.peers[i];
+        if (p.state == PeerState::kFree) continue;
+        bool business = p.sends_live || p.reqs_live;
+        if (p.state == PeerState::kConnecting) {
+            t = min_t(t, p.hello_at);
+            t = min_t(t, p.last_heard + dead_after);
+        } else if (business) {
+            t = min_t(t, p.probe_at == kNever ? p.last_heard + c.probe_interval_us : p.probe_at);
+            if (p.unanswered >= c.probes_dead) t = min_t(t, p.last_heard + dead_after);
+        } else if (!p.is_static && p.state == PeerState::kDown) {
+            t = min_t(t, p.last_business + c.peer_linger_us);
+        }
+        if (p.state == PeerState::kUp && !p.mtu_done) t = min_t(t, p.mtu_at);
+        if (p.nacks) t = min_t(t, p.ack_due);
+    }
+    for (size_t i = 0; i < c.sends_max; i++) {
+        const Send& s = m.sends[i];
+        if (s.state == SendState::kFree) continue;
+        if (s.state != SendState::kClosing) t = min_t(t, s.deadline);
+        if (s.state == SendState::kSent || s.state == SendState::kClosing) t = min_t(t, s.rto_at);
+        if (s.state == SendState::kReceiving && s.in.active) t = min_t(t, s.in.rto_at);
+    }
+    for (size_t i = 0; i < c.requests_max; i++) {
+        const Req& r = m.reqs[i];
+        if (r.state == ReqState::kFree) continue;
+        if (r.state != ReqState::kReplying) t = min_t(t, r.deadline);
+        if (r.state == ReqState::kReplying && !r.reply_heard) t = min_t(t, r.rto_at);
+        if (r.reading && r.in.active) t = min_t(t, r.in.rto_at);
+    }
+    for (size_t i = 0; i < c.lookups_max; i++) {
+        if (m.lookups[i].used) t = min_t(t, m.lookups[i].rto_at);
+    }
+    return t;
+}
+
+bool Engine::poll_event(Event& out) {
+    if (!ok_ || impl_->ev_count == 0) return false;
+    Impl& m = *impl_;
+    out = m.events[m.ev_head];
+    m.ev_head = (m.ev_head + 1) % m.events_max;
+    m.ev_count--;
+    if (out.type == EventType::kPulse) m.pulse_events--;
+    return true;
+}
+
+// ---- Outputs ----------------------------------------------------------------------------------
+namespace {
+
+// Fills the addressing part of the header for peer p, piggybacks one reply acknowledgement, and
+// encodes. Returns the Transmit (bytes 0 if it did not fit, which sizing rules out).
+Transmit emit(E& e, uint16_t pi, Message& msg, uint8_t* out, size_t cap, uint8_t flags,
+              uint8_t priority) {
+    Peer& p = e.peer_at(pi);
+    msg.header.flags = flags;
+    msg.header.priority = priority;
+    msg.header.dst_endpoint = p.endpoint;
+    msg.header.src_endpoint = e.c.local_endpoint;
+    msg.header.dst_incarnation = p.incarnation;
+    msg.header.src_incarnation = e.c.incarnation;
+    msg.header.ack = 0;
+    if (msg.header.type != Type::kAck && msg.header.type != Type::kHello &&
+        msg.header.type != Type::kProbe) {
+        for (uint8_t i = 0; i < p.nacks; i++) {
+            if (p.acks[i].kind == AckKind::kReplyReceived) {
+                msg.header.ack = p.acks[i].txn;
+                p.acks[i] = p.acks[--p.nacks];
+                if (!p.nacks) p.ack_due = kNever;
+                break;
+            }
+        }
+    }
+    Transmit t;
+    t.bytes = wire::encode(msg, e.c.local_ipv4, p.ipv4, out, cap);
+    t.dst_ipv4 = p.ipv4;
+    if (t.bytes) {
+        e.st.packets_out++;
+        e.st.bytes_out += t.bytes;
+    }
+    return t;
+}
+
+Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
+    Peer& p = e.peer_at(pi);
+    Message msg;
+    if (p.state == PeerState::kConnecting && p.hello_due && p.hello_at <= now) {
+        msg.header.type = Type::kHello;
+        msg.hello = wire::Hello{e.c.window_bytes, e.c.window_txns, e.c.mtu_max,
+                                e.c.message_bytes_max, p.hello_nonce};
+        p.hello_tries++;
+        p.hello_sent_at = now;
+        uint64_t wait = uint64_t(p.rto_us) << (p.hello_tries < 5 ? p.hello_tries - 1 : 4);
+        p.hello_at = now + min_u64(wait, e.c.probe_interval_us);
+        if (p.hello_tries > 1) e.st.retransmissions++;
+        return emit(e, pi, msg, out, cap, p.hello_tries > 1 ? wire::kFlagRetransmission : 0, 0);
+    }
+    if (p.probe_due) {
+        p.probe_due = false;
+        msg.header.type = Type::kProbe;
+        msg.probe = wire::Probe{++p.probe_seq, 0};
+        msg.pad_to_bytes = 0;
+        msg.probe.probe_bytes = uint16_t(wire::kIpv4HeaderBytes + wire::kHeaderBytes + wire::kProbeFixedBytes);
+        p.probe_sent_at = now;
+        p.unanswered++;
+        e.st.probes_sent++;
+        return emit(e, pi, msg, out, cap, 0, 0);
+    }
+    if (p.mtu_due) {
+        p.mtu_due = false;
+        if (p.mtu_done || p.mtu_cand >= kMtuCandidateCount) return Transmit{};
+        uint16_t size = kMtuCandidates[p.mtu_cand];
+        if (size - wire::kIpv4HeaderBytes > cap) return Transmit{};
+        msg.header.type = Type::kProbe;
+        p.mtu_seq = ++p.probe_seq;
+        msg.probe = wire::Probe{p.mtu_seq, size};
+        msg.pad_to_bytes = size;
+        return emit(e, pi, msg, out, cap, 0, 0);
+    }
+    if (p.nacks && p.ack_due <= now) {
+        msg.header.type = Type::kAck;
+        msg.ack.count = p.nacks;
+        for (uint8_t i = 0; i < p.nacks; i++) msg.ack.entries[i] = p.acks[i];
+        p.nacks = 0;
+        p.ack_due = kNever;
+        return emit(e, pi, msg, out, cap, 0, 0);
+    }
+    return Transmit{};
+}
+
+Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
+    Peer& p = e.peer_at(s.peer);
+    Message msg;
+    uint8_t rflag = s.retransmission ? wire::kFlagRetransmission : 0;
+    if (s.tx_request) {
+        if (s.is_pulse) {
+            s.tx_request = false;
+            msg.header.type = Type::kPulse;
+            msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer), s.channel, s.code, s.value};
+            return emit(e, s.peer, msg, out, cap, rflag, s.priority);
+        }
+        size_t room = wire::payload_capacity(p.mtu, wire::kRequestFixedBytes, false);
+        uint32_t n = min_u(uint32_t(room), s.eager - s.tx_offset);
+        msg.header.type = Type::kRequest;
+        uint32_t remaining = wire::kNoDeadline;
+        if (s.deadline != kNever) {
+            uint64_t left = s.deadline > now ? s.deadline - now : 0;
+            remaining = left >= wire::kNoDeadline ? wire::kNoDeadline - 1 : uint32_t(left);
+            if (remaining == 0) remaining = 1;  // 0 would mean "already expired"
+        }
+        msg.request = wire::Request{s.txn, e.txn_low(s.peer), s.channel, s.total, s.eager,
+                                    s.tx_offset, s.reply_cap, remaining};
+        msg.gather = wire::Gather{s.msg, s.tx_offset, n};
+        s.tx_offset += n;
+        if (s.tx_offset >= s.eager) s.tx_request = false;
+        if (!s.retransmission) s.sent_at = now;
+        return emit(e, s.peer, msg, out, cap, rflag, s.priority);
+    }
+    if (s.tx_cancel) {
+        s.tx_cancel = false;
+        msg.header.type = Type::kCancel;
+        msg.cancel = wire::Cancel{s.txn, s.cancel_reason};
+        return emit(e, s.peer, msg, out, cap, s.retries ? wire::kFlagRetransmission : 0, s.priority);
+    }
+    if (s.in.active && s.in.pending_n) {
+        msg.header.type = Type::kPull;
+        msg.pull.txn = s.txn;
+        msg.pull.what = DataKind::kReply;
+        msg.pull.count = s.in.pending_n;
+        for (uint8_t i = 0; i < s.in.pending_n; i++) msg.pull.ranges[i] = s.in.pending[i];
+        s.in.pending_n = 0;
+        s.in.rto_at = now + s.in.rto_us;
+        return emit(e, s.peer, msg, out, cap, 0, s.priority);
+    }
+    if (s.out.n && s.msg.parts) {
+        size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
+        uint32_t off = s.out.lo[0];
+        uint32_t n = min_u(uint32_t(room), s.out.hi[0] - off);
+        s.out.consume_front(n);
+        msg.header.type = Type::kData;
+        msg.data = wire::Data{s.txn, DataKind::kRequest, off};
+        msg.gather = wire::Gather{s.msg, off, n};
+        return emit(e, s.peer, msg, out, cap, 0, s.priority);
+    }
+    return Transmit{};
+}
+
+Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
+    Peer& p = e.peer_at(r.peer);
+    Message msg;
+    if (r.tx_reply) {
+        size_t room = wire::payload_capacity(p.mtu, wire::kReplyFixedBytes, false);
+        uint32_t n = min_u(uint32_t(room), r.reply_eager - r.tx_offset);
+        msg.header.type = Type::kReply;
+        msg.reply = wire::Reply{r.txn, r.reply_error, 0, r.status, r.reply_total, r.reply_eager,
+                                r.tx_offset};
+        msg.gather = wire::Gather{r.reply_parts, r.tx_offset, n};
+        r.tx_offset += n;
+        if (r.tx_offset >= r.reply_eager) r.tx_reply = false;
+        return emit(e, r.peer, msg, out, cap, r.retries ? wire::kFlagRetransmission : 0, r.priority);
+    }
+    if (r.reading && r.in.active && r.in.pending_n) {
+        msg.header.type = Type::kPull;
+        msg.pull.txn = r.txn;
+        msg.pull.what = DataKind::kRequest;
+        msg.pull.count = r.in.pending_n;
+        for (uint8_t i = 0; i < r.in.pending_n; i++) msg.pull.ranges[i] = r.in.pending[i];
+        r.in.pending_n = 0;
+        r.in.rto_at = now + r.in.rto_us;
+        e.drop_ack(p, r.txn, AckKind::kRequestReceived);  // a PULL acknowledges the request
+        return emit(e, r.peer, msg, out, cap, 0, r.priority);
+    }
+    if (r.out.n && r.state == ReqState::kReplying) {
+        size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
+        uint32_t off = r.out.lo[0];
+        uint32_t n = min_u(uint32_t(room), r.out.hi[0] - off);
+        r.out.consume_front(n);
+        msg.header.type = Type::kData;
+        msg.data = wire::Data{r.txn, DataKind::kReply, off};
+        msg.gather = wire::Gather{r.reply_parts, off, n};
+        return emit(e, r.peer, msg, out, cap, 0, r.priority);
+    }
+    return Transmit{};
+}
+
+Transmit poll_lookup(E& e, size_t li, Lookup& l, uint8_t* out, size_t cap) {
+    uint16_t pi = 0;
+    bool target = false;
+    if (l.where.valid()) {
+        if (l.cursor == 0 && e.peer_of_ref(l.where, pi)) target = true;
+        l.cursor = 1;
+    } else {
+        while (l.cursor < e.c.peers_max && !target) {
+            uint16_t i = l.cursor++;
+            if (e.m.peers[i].state != PeerState::kFree && e.m.peers[i].is_static) {
+                pi = i;
+                target = true;
+            }
+        }
+    }
+    if (!target) {
+        l.tx_due = false;
+        return Transmit{};
+    }
+    Message msg;
+    msg.header.type = Type::kNameQuery;
+    msg.name.query = e.make_handle(l.gen, li);
+    msg.name.error = ErrorCode::kOk;
+    msg.name.channel = 0;
+    msg.name.name_bytes = l.bytes;
+    copy_bytes(reinterpret_cast<uint8_t*>(msg.name.name), reinterpret_cast<const uint8_t*>(l.name), l.bytes);
+    return emit(e, pi, msg, out, cap, 0, 0);
+}
+
+}  // namespace
+
+Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
+    if (!ok_ || !impl_->tx_hint) return Transmit{};
+    E e{*impl_, config_, stats_};
+    Impl& m = *impl_;
+    m.now = now;
+    if (m.ctl_count) {
+        Control& ctl = m.controls[m.ctl_head];
+        m.ctl_head = (m.ctl_head + 1) % config_.control_max;
+        m.ctl_count--;
+        Message& msg = ctl.msg;
+        msg.header.src_endpoint = config_.local_endpoint;
+        msg.header.src_incarnation = config_.incarnation;
+        Transmit t;
+        t.bytes = wire::encode(msg, config_.local_ipv4, ctl.dst_ipv4, out, cap);
+        t.dst_ipv4 = ctl.dst_ipv4;
+        if (t.bytes) {
+            stats_.packets_out++;
+            stats_.bytes_out += t.bytes;
+            return t;
+        }
+    }
+    for (uint16_t i = 0; i < config_.peers_max; i++) {
+        if (m.peers[i].state == PeerState::kFree) continue;
+        Transmit t = poll_peer(e, now, i, out, cap);
+        if (t.bytes) return t;
+    }
+    for (size_t i = 0; i < config_.sends_max; i++) {
+        Send& s = m.sends[i];
+        if (s.state == SendState::kFree || s.state == SendState::kWaiting) continue;
+        Transmit t = poll_send(e, now, s, out, cap);
+        if (t.bytes) return t;
+    }
+    for (size_t i = 0; i < config_.requests_max; i++) {
+        Req& r = m.reqs[i];
+        if (r.state == ReqState::kFree) continue;
+        Transmit t = poll_req(e, now, r, out, cap);
+        if (t.bytes) return t;
+    }
+    for (size_t i = 0; i < config_.lookups_max; i++) {
+        Lookup& l = m.lookups[i];
+        if (!l.used || !l.tx_due) continue;
+        Transmit t = poll_lookup(e, i, l, out, cap);
+        if (t.bytes) return t;
+    }
+    if (m.ctl_count) return poll_transmit(now, out, cap);  // a control that did not fit was dropped
+    m.tx_hint = false;
+    return Transmit{};
+}
+
+// ---- The local side ---------------------------------------------------------------------------
+Result<PeerRef> Engine::peer(uint32_t ipv4, uint16_t endpoint) {
+    if (!ok_) return {ErrorCode::kInvalid, {}};
+    E e{*impl_, config_, stats_};
+    int i = e.find_peer(ipv4, endpoint);
+    if (i < 0) i = e.add_peer(impl_->now, ipv4, endpoint);
+    if (i < 0) return {ErrorCode::kNoResources, {}};
+    return {ErrorCode::kOk, e.ref_of(uint16_t(i))};
+}
+
+Result<PeerRef> Engine::peer_by_name(const char* node) {
+    if (!ok_ || !node) return {ErrorCode::kInvalid, {}};
+    size_t len = cstr_len(node, wire::kNameBytesMax);
+    for (size_t i = 0; i < config_.static_peers_count; i++) {
+        const StaticPeer& sp = config_.static_peers[i];
+        if (cstr_len(sp.name, wire::kNameBytesMax) == len &&
+            equal_bytes(reinterpret_cast<const uint8_t*>(sp.name), reinterpret_cast<const uint8_t*>(node), len))
+            return peer(sp.ipv4, sp.endpoint);
+    }
+    return {ErrorCode::kNoSuchService, {}};
+}
+
+PeerInfo Engine::peer_info(PeerRef ref) const {
+    PeerInfo info;
+    if (!ok_) return info;
+    E e{*impl_, const_cast<Config&>(config_), const_cast<Stats&>(stats_)};
+    uint16_t i = 0;
+    if (!e.peer_of_ref(ref, i)) return info;
+    const Peer& p = impl_->peers[i];
+    info.state = p.state;
+    info.ipv4 = p.ipv4;
+    info.endpoint = p.endpoint;
+    info.incarnation = p.incarnation;
+    info.srtt_us = p.srtt_us;
+    info.rto_us = p.rto_us;
+    info.mtu = p.mtu;
+    info.credit_bytes = p.credit_bytes;
+    info.outstanding_bytes = p.out_bytes;
+    return info;
+}
+
+ErrorCode Engine::name_attach(const char* name, uint32_t channel) {
+    if (!ok_ || !name) return ErrorCode::kInvalid;
+    size_t len = cstr_len(name, wire::kNameBytesMax);
+    if (len == 0 || len > wire::kNameBytesMax) return ErrorCode::kInvalid;
+    NameEntry* slot = nullptr;
+    for (size_t i = 0; i < config_.names_max; i++) {
+        NameEntry& n = impl_->names[i];
+        if (n.used && n.bytes == len &&
+            equal_bytes(reinterpret_cast<const uint8_t*>(n.name), reinterpret_cast<const uint8_t*>(name), len))
+            return ErrorCode::kInvalid;  // attached already
+        if (!n.used && !slot) slot = &n;
+    }
+    if (!slot) return ErrorCode::kNoResources;
+    slot->used = true;
+    slot->bytes = uint8_t(len);
+    copy_bytes(reinterpret_cast<uint8_t*>(slot->name), reinterpret_cast<const uint8_t*>(name), len);
+    slot->channel = channel;
+    return ErrorCode::kOk;
+}
+
+ErrorCode Engine::name_detach(const char* name) {
+    if (!ok_ || !name) return ErrorCode::kInvalid;
+    size_t len = cstr_len(name, wire::kNameBytesMax);
+    for (size_t i = 0; i < config_.names_max; i++) {
+        NameEntry& n = impl_->names[i];
+        if (n.used && n.bytes == len &&
+            equal_bytes(reinterpret_cast<const uint8_t*>(n.name), reinterpret_cast<const uint8_t*>(name), len)) {
+            n.used = false;
+            return ErrorCode::kOk;
+        }
+    }
+    return ErrorCode::kNoSuchService;
+}
+
+Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef where) {
+    if (!ok_ || !name) return {ErrorCode::kInvalid, {}};
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    size_t len = cstr_len(name, wire::kNameBytesMax);
+    if (len == 0 || len > wire::kNameBytesMax) return {ErrorCode::kInvalid, {}};
+    size_t li = config_.lookups_max;
+    for (size_t i = 0; i < config_.lookups_max && li == config_.lookups_max; i++) {
+        if (!impl_->lookups[i].used) li = i;
+    }
+    if (li == config_.lookups_max) return {ErrorCode::kNoResources, {}};
+    Lookup& l = impl_->lookups[li];
+    LookupHandle h{e.make_handle(l.gen, li)};
+    Event ev;
+    ev.type = EventType::kNameResolved;
+    ev.handle = h.value;
+    auto same = [&](const NameEntry& n) {
+        return n.used && n.bytes == len &&
+               equal_bytes(reinterpret_cast<const uint8_t*>(n.name), reinterpret_cast<const uint8_t*>(name), len);
+    };
+    if (!where.valid()) {
+        for (size_t i = 0; i < config_.names_max; i++) {
+            if (same(impl_->names[i])) {
+                ev.channel = impl_->names[i].channel;  // local: ev.peer stays "none"
+                e.push_event(ev);
+                l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
+                return {ErrorCode::kOk, h};
+            }
+        }
+        uint16_t pi = 0;
+        for (size_t i = 0; i < config_.names_cache_max; i++) {
+            NameEntry& n = impl_->cache[i];
+            if (!same(n)) continue;
+            if (!e.peer_of_ref(n.peer, pi)) {
+                n.used = false;  // its peer is gone or rebooted: ask again
+                continue;
+            }
+            ev.peer = n.peer;
+            ev.channel = n.channel;
+            e.push_event(ev);
+            l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
+            return {ErrorCode::kOk, h};
+        }
+    }
+    l.used = true;
+    l.bytes = uint8_t(len);
+    copy_bytes(reinterpret_cast<uint8_t*>(l.name), reinterpret_cast<const uint8_t*>(name), len);
+    l.where = where;
+    l.negatives = 0;
+    l.answered_mask = 0;
+    l.retries = 0;
+    l.cursor = 0;
+    l.tx_due = true;
+    l.rto_at = now + config_.rto_initial_us;
+    l.answers_needed = 0;
+    if (where.valid()) l.answers_needed = 1;
+    else {
+        for (size_t i = 0; i < config_.peers_max; i++) {
+            if (impl_->peers[i].state != PeerState::kFree && impl_->peers[i].is_static) l.answers_needed++;
+        }
+    }
+    if (l.answers_needed == 0) {
+        ev.error = ErrorCode::kNoSuchService;
+        e.push_event(ev);
+        l.used = false;
+        l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
+    }
+    return {ErrorCode::kOk, h};
+}
+
+Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channel,
+                                      ConstChain message, MutableChain reply, Instant deadline,
+                                      uint8_t priority) {
+    if (!ok_) return {ErrorCode::kInvalid, {}};
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    uint16_t pi = 0;
+    if (!e.peer_of_ref(peer, pi)) {
+        uint32_t i = peer.value & 0xFFFF;
+        bool reused = i && i <= config_.peers_max && impl_->peers[i - 1].state != PeerState::kFree;
+        return {reused ? ErrorCode::kPeerRebooted : ErrorCode::kInvalid, {}};
+    }
+    Peer& p = e.peer_at(pi);
+    size_t total = chain_size(message);
+    size_t reply_cap = chain_size(reply);
+    if (total > config_.message_bytes_max || (p.credit_known && total > p.peer_message_max))
+        return {ErrorCode::kTooLarge, {}};
+    if (reply_cap > wire::kMessageBytesMax) reply_cap = wire::kMessageBytesMax;
+    if (deadline <= now) return {ErrorCode::kTimedOut, {}};
+    if (!impl_->send_free) return {ErrorCode::kNoResources, {}};
+    size_t si = impl_->send_free - 1;
+    Send& s = impl_->sends[si];
+    impl_->send_free = s.next_free;
+    uint16_t gen = s.gen;
+    new (&s) Send;
+    s.gen = gen;
+    s.state = SendState::kWaiting;
+    s.peer = pi;
+    s.channel = channel;
+    s.msg = message;
+    s.total = uint32_t(total);
+    s.reply = reply;
+    s.reply_cap = uint32_t(reply_cap);
+    s.deadline = deadline;
+    s.priority = priority;
+    p.sends_live++;
+    stats_.sends_live++;
+    if (stats_.sends_live > stats_.sends_high) stats_.sends_high = stats_.sends_live;
+    e.note_business(now, p);
+    SendHandle h{e.make_handle(s.gen, si)};
+    e.connect(now, pi);
+    e.admit(now, pi);
+    return {ErrorCode::kOk, h};
+}
+
+ErrorCode Engine::cancel(Instant now, SendHandle handle) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    size_t si = 0;
+    Send* s = e.send_of(handle, si);
+    if (!s || s->state == SendState::kClosing || s->is_pulse) return ErrorCode::kInvalid;
+    e.finish_send(now, *s, ErrorCode::kCancelled);
+    return ErrorCode::kOk;
+}
+
+ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    uint16_t pi = 0;
+    if (!e.peer_of_ref(peer, pi)) return ErrorCode::kPeerRebooted;
+    for (size_t i = 0; i < config_.sends_max; i++) {
+        Send& s = impl_->sends[i];
+        if (s.state == SendState::kWaiting && s.is_pulse && s.peer == pi && s.channel == channel &&
+            s.code == code) {
+            s.value = value;  // coalesced: the newest value wins
+            return ErrorCode::kOk;
+        }
+    }
+    if (!impl_->send_free) return ErrorCode::kNoResources;
+    size_t si = impl_->send_free - 1;
+    Send& s = impl_->sends[si];
+    impl_->send_free = s.next_free;
+    uint16_t gen = s.gen;
+    new (&s) Send;
+    s.gen = gen;
+    s.state = SendState::kWaiting;
+    s.is_pulse = true;
+    s.peer = pi;
+    s.channel = channel;
+    s.code = code;
+    s.value = value;
+    Peer& p = e.peer_at(pi);
+    p.sends_live++;
+    stats_.sends_live++;
+    if (stats_.sends_live > stats_.sends_high) stats_.sends_high = stats_.sends_live;
+    e.note_business(now, p);
+    e.connect(now, pi);
+    e.admit(now, pi);
+    return ErrorCode::kOk;
+}
+
+ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, MutableChain dst) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    Req* r = e.req_of(handle);
+    if (!r || r->state != ReqState::kDelivered || r->reading) return ErrorCode::kInvalid;
+    size_t want = chain_size(dst);
+    uint32_t len = offset >= r->total ? 0 : uint32_t(min_u64(want, r->total - offset));
+    r->reading = true;
+    r->read_dst = dst;
+    r->read_offset = offset;
+    r->read_len = len;
+    // 1. What arrived eagerly is in the pool: copy it now.
+    uint32_t end = offset + len;
+    if (offset < r->eager) e.pool_read(r->pool_head, offset, dst, 0, min_u(end, r->eager) - offset);
+    // 2. The rest is pulled from the client's own buffers.
+    uint32_t lo = offset > r->eager ? offset : r->eager;
+    if (lo >= end) {
+        e.read_done(*r);
+        return ErrorCode::kOk;
+    }
+    e.pull_start(now, r->in, lo, end, lo, e.peer_at(r->peer).rto_us);
+    e.drop_ack(e.peer_at(r->peer), r->txn, AckKind::kRequestReceived);
+    return ErrorCode::kOk;
+}
+
+ErrorCode Engine::reply(Instant now, RequestHandle handle, uint32_t status, ConstChain parts) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    Req* r = e.req_of(handle);
+    if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
+    if (chain_size(parts) > wire::kMessageBytesMax) return ErrorCode::kTooLarge;
+    e.set_reply(now, *r, ErrorCode::kOk, status, parts);
+    return ErrorCode::kOk;
+}
+
+ErrorCode Engine::error(Instant now, RequestHandle handle, ErrorCode code, uint32_t app_code) {
+    if (!ok_) return ErrorCode::kInvalid;
+    if (code != ErrorCode::kAppError && code != ErrorCode::kNoSuchChannel &&
+        code != ErrorCode::kTooLarge && code != ErrorCode::kServerGone)
+        return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->tx_hint = true;
+    Req* r = e.req_of(handle);
+    if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
+    e.set_reply(now, *r, code, app_code, ConstChain{nullptr, 0});
+    return ErrorCode::kOk;
+}
+
+bool Engine::quiescent() const {
+    if (!ok_) return true;
+    const Impl& m = *impl_;
+    for (size_t i = 0; i < config_.sends_max; i++) {
+        if (m.sends[i].state != SendState::kFree) return false;
+    }
+    for (size_t i = 0; i < config_.requests_max; i++) {
+        if (m.reqs[i].state != ReqState::kFree) return false;
+    }
+    return m.pool_free_count == m.pool_block_count && stats_.pool_bytes_used == 0 &&
+           stats_.requests_live == 0 && stats_.sends_live == 0;
+}
+
+}  // namespace smp
