@@ -166,7 +166,22 @@ class Driver {
   std::unordered_map<uint32_t, smp::Event> sends_done, lookups_done, reads_done;
   std::deque<smp::Event> requests;
   std::unordered_set<uint32_t> cancelled;
-  std::unordered_map<uint32_t, std::vector<uint8_t>> replies;  // borrowed until kReplyDone
+  // A reply's bytes and its one-part array: the engine borrows both until kReplyDone. The map's
+  // elements never move (unordered_map keeps references stable), so the borrow is safe.
+  struct OutgoingReply {
+    std::vector<uint8_t> data;
+    ConstBytes part{nullptr, 0};
+  };
+  std::unordered_map<uint32_t, OutgoingReply> replies;
+
+  ErrorCode start_reply(uint32_t h, std::vector<uint8_t>&& data) {
+    OutgoingReply& r = replies[h];
+    r.data = std::move(data);
+    r.part = ConstBytes{r.data.data(), r.data.size()};
+    const ErrorCode e = engine->reply(now(), RequestHandle{h}, 0, ConstChain{&r.part, 1});
+    if (e != ErrorCode::kOk) replies.erase(h);
+    return e;
+  }
   std::unordered_map<std::string, uint32_t> attached;          // service -> channel
   uint32_t next_channel = kFirstUserChannel;
 
@@ -283,10 +298,7 @@ class Driver {
   void answer_names(const smp::Event& e) {
     std::string list;
     for (const auto& [name, channel] : attached) list += name + "\n";
-    auto& buf = replies[e.handle];
-    buf.assign(list.begin(), list.end());
-    ConstBytes part{buf.data(), buf.size()};
-    engine->reply(now(), RequestHandle{e.handle}, 0, ConstChain{&part, 1});
+    start_reply(e.handle, std::vector<uint8_t>(list.begin(), list.end()));
   }
 
   // Runs the loop until done() or the deadline; true when done() held.
@@ -597,18 +609,16 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
 }
 
 Status Endpoint::reply(Request& request, std::span<const uint8_t> data, TimeNs deadline) {
+  return reply(request, std::vector<uint8_t>(data.begin(), data.end()), deadline);
+}
+
+Status Endpoint::reply(Request& request, std::vector<uint8_t>&& data, TimeNs deadline) {
   Driver& d = *impl_;
-  (void)deadline;
-  if (d.cancelled.erase(uint32_t(request.receive_id))) return Status::kTimeout;
+  (void)deadline;  // the engine keeps the reply until the client has it or is gone
   const uint32_t h = uint32_t(request.receive_id);
-  auto& buf = d.replies[h];  // kept until kReplyDone: the engine borrows it
-  buf.assign(data.begin(), data.end());
-  ConstBytes part{buf.data(), buf.size()};
-  const ErrorCode e = d.engine->reply(d.now(), RequestHandle{h}, 0, ConstChain{&part, 1});
-  if (e != ErrorCode::kOk) {
-    d.replies.erase(h);
-    return from_wire(e);
-  }
+  if (d.cancelled.erase(h)) return Status::kCancelled;
+  const ErrorCode e = d.start_reply(h, std::move(data));
+  if (e != ErrorCode::kOk) return e == ErrorCode::kInvalid ? Status::kCancelled : from_wire(e);
   d.pump([] { return true; }, monotonic_ns());  // let the first packets leave now
   return Status::kOk;
 }
@@ -617,7 +627,7 @@ Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
   Driver& d = *impl_;
   (void)deadline;
   const uint32_t h = uint32_t(request.receive_id);
-  if (d.cancelled.erase(h)) return Status::kTimeout;
+  if (d.cancelled.erase(h)) return Status::kCancelled;
   const ErrorCode code = why == Status::kTooLarge ? ErrorCode::kTooLarge : ErrorCode::kAppError;
   d.replies[h];  // an error also ends with kReplyDone
   const ErrorCode e = d.engine->error(d.now(), RequestHandle{h}, code, uint32_t(why));

@@ -106,6 +106,8 @@ class Endpoint {
   // Bytes [offset, offset + bytes) of a received request (pulled from the client as needed).
   Status read(Request& request, size_t offset, uint8_t* dst, size_t bytes, TimeNs deadline);
   Status reply(Request& request, std::span<const uint8_t> data, TimeNs deadline);
+  // The same without a copy: the bytes are kept until the client has acknowledged them.
+  Status reply(Request& request, std::vector<uint8_t>&& data, TimeNs deadline);
   Status error(Request& request, Status why, TimeNs deadline);
   // Runs the loop until every reply given is acknowledged by its client (or the deadline).
   Status flush(TimeNs deadline);

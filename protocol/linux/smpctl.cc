@@ -432,11 +432,11 @@ int cmd_serve(const Options& o) {
     }
     const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
     if (command.empty()) {
-      s = ep->reply(req, req.data, reply_deadline);
+      s = ep->reply(req, std::move(req.data), reply_deadline);
     } else {
       sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax);
       if (r.ok) {
-        s = ep->reply(req, r.output, reply_deadline);
+        s = ep->reply(req, std::move(r.output), reply_deadline);
       } else {
         std::fprintf(stderr, "smpctl: %s: %s\n", command.c_str(), r.error.c_str());
         s = ep->error(req, sl::Status::kRemoteError, reply_deadline);
