@@ -461,7 +461,10 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uin
     d.detail = "server error code " + std::to_string(e.status);
     return Status::kRemoteError;
   }
-  if (e.error != ErrorCode::kOk) return from_wire(e.error);
+  if (e.error != ErrorCode::kOk) {
+    d.detail = std::string("protocol error ") + wire::error_code_name(e.error);
+    return from_wire(e.error);
+  }
   *reply_size = e.bytes;
   return e.size > reply_capacity ? Status::kTooLarge : Status::kOk;
 }

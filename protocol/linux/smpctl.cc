@@ -182,7 +182,7 @@ sl::TimeNs deadline_of(const Options& o) { return sl::monotonic_ns() + o.timeout
 
 [[noreturn]] void fail_call(sl::Status s, const std::string& what, const sl::Endpoint& ep) {
   std::string line = what + ": " + sl::status_text(s);
-  if (s == sl::Status::kSystem && !ep.detail().empty()) line += " (" + ep.detail() + ")";
+  if ((s == sl::Status::kSystem || s == sl::Status::kRemoteError) && !ep.detail().empty()) line += " (" + ep.detail() + ")";
   fail(s, line);
 }
 
@@ -418,7 +418,14 @@ int cmd_serve(const Options& o) {
   while (!g_stop && (count == 0 || served < count)) {
     sl::Request req;
     // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
-    s = ep->receive(&req, sl::monotonic_ns() + 200'000'000);
+    // Wait briefly for the next request (so SIGTERM is seen), taking none of its bytes yet...
+    s = ep->receive(&req, sl::monotonic_ns() + 200'000'000, 0);
+    if (s == sl::Status::kOk) {
+      // ...then read all of it with the full deadline: a 16 MiB message takes a while.
+      req.data.resize(req.size_bytes);
+      s = ep->read(req, 0, req.data.data(), req.size_bytes, sl::monotonic_ns() + o.timeout_ms * 1'000'000);
+      if (s == sl::Status::kTimeout) s = sl::Status::kCancelled;  // not "no request": report it
+    }
     if (s == sl::Status::kTimeout) {
       if (stats_due != 0) stats_file.write(*ep, served);  // quiet now: bring the record up to date
       stats_due = 0;
