@@ -199,7 +199,7 @@ size_t e1000_receive(Nic* nic, RxSink sink, void* ctx, size_t budget) {
     return handled;
 }
 
-bool e1000_transmit(Nic* nic, const void* frame, size_t length) {
+bool e1000_transmit(Nic* nic, size_t length, TxFill fill, void* ctx) {
     E1000State& e = nic->e1000;
     while (e.tx_clean != e.tx_tail && (tx_ring(e)[e.tx_clean].status & kTxStatusDd)) {
         e.tx_clean = (e.tx_clean + 1) % kTxRingSlots;
@@ -210,7 +210,7 @@ bool e1000_transmit(Nic* nic, const void* frame, size_t length) {
         return false;
     }
     uint8_t* buf = e.tx_buffers + e.tx_tail * kBufferBytes;
-    copy_bytes(buf, frame, length);
+    fill(ctx, buf, length);
     volatile TxDesc& d = tx_ring(e)[e.tx_tail];
     d.addr = x86::virt_to_phys(buf);
     d.length = static_cast<uint16_t>(length);

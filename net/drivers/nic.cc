@@ -65,13 +65,18 @@ size_t nic_receive(Nic* nic, RxSink sink, void* ctx, size_t budget) {
                                          : e1000_receive(nic, sink, ctx, budget);
 }
 
-bool nic_transmit(Nic* nic, const void* frame, size_t length) {
+bool nic_transmit_with(Nic* nic, size_t length, TxFill fill, void* ctx) {
     if (length > kFrameBytesMax) {
         ++nic->counters.tx_drops;
         return false;
     }
-    return nic->kind == NicKind::kVirtio ? virtio_net_transmit(nic, frame, length)
-                                         : e1000_transmit(nic, frame, length);
+    return nic->kind == NicKind::kVirtio ? virtio_net_transmit(nic, length, fill, ctx)
+                                         : e1000_transmit(nic, length, fill, ctx);
+}
+
+bool nic_transmit(Nic* nic, const void* frame, size_t length) {
+    auto copy = [](void* src, uint8_t* dst, size_t n) { copy_bytes(dst, src, n); };
+    return nic_transmit_with(nic, length, copy, const_cast<void*>(frame));
 }
 
 void nic_update_counters(Nic* nic) {

@@ -80,6 +80,10 @@ size_t nic_receive(Nic* nic, RxSink sink, void* ctx, size_t budget);
 // Net thread only. Copies the frame into a TX slot. false (and tx_drops counted) when the frame
 // is too large or every slot is still owned by the device.
 bool nic_transmit(Nic* nic, const void* frame, size_t length);
+// The same, but fill writes the length bytes of the frame straight into the slot's DMA buffer
+// (lwIP's pbuf chain is copied once, from the chain into the device's buffer).
+using TxFill = void (*)(void* ctx, uint8_t* dst, size_t length);
+bool nic_transmit_with(Nic* nic, size_t length, TxFill fill, void* ctx);
 // Refreshes counters the device keeps itself (e1000's missed-packet count).
 void nic_update_counters(Nic* nic);
 
@@ -92,11 +96,11 @@ inline void copy_bytes(void* dst, const void* src, size_t n) {
 bool virtio_net_start(Nic* nic, const uint8_t* mac);
 void virtio_net_irq(void* nic);
 size_t virtio_net_receive(Nic* nic, RxSink sink, void* ctx, size_t budget);
-bool virtio_net_transmit(Nic* nic, const void* frame, size_t length);
+bool virtio_net_transmit(Nic* nic, size_t length, TxFill fill, void* ctx);
 bool e1000_start(Nic* nic, const uint8_t* mac);
 void e1000_irq(void* nic);
 size_t e1000_receive(Nic* nic, RxSink sink, void* ctx, size_t budget);
-bool e1000_transmit(Nic* nic, const void* frame, size_t length);
+bool e1000_transmit(Nic* nic, size_t length, TxFill fill, void* ctx);
 void e1000_update_counters(Nic* nic);
 
 }  // namespace net

@@ -199,7 +199,7 @@ size_t virtio_net_receive(Nic* nic, RxSink sink, void* ctx, size_t budget) {
     return handled;
 }
 
-bool virtio_net_transmit(Nic* nic, const void* frame, size_t length) {
+bool virtio_net_transmit(Nic* nic, size_t length, TxFill fill, void* ctx) {
     VirtioState& v = nic->virtio;
     reclaim_tx(v);
     if (v.tx_free_count == 0) {
@@ -209,7 +209,7 @@ bool virtio_net_transmit(Nic* nic, const void* frame, size_t length) {
     uint16_t slot = v.tx_free[--v.tx_free_count];
     uint8_t* buf = v.tx_buffers + slot * kBufferBytes;
     for (size_t i = 0; i < kNetHeaderBytes; ++i) buf[i] = 0;
-    copy_bytes(buf + kNetHeaderBytes, frame, length);
+    fill(ctx, buf + kNetHeaderBytes, length);
     VringDesc& d = desc(v.tx_ring)[slot];
     d.addr = x86::virt_to_phys(buf);
     d.len = static_cast<uint32_t>(kNetHeaderBytes + length);

@@ -16,24 +16,14 @@
 
 #define IFNAME0 'e'
 #define IFNAME1 'n'
-/* Largest frame we hand a driver: Ethernet header + 1500-byte MTU (no VLAN tag, no FCS). */
-#define ETHERNETIF_FRAME_MAX 1514
-
 static void *netif_driver;
 static u8_t netif_mac[ETH_HWADDR_LEN];
 
 static err_t low_level_output(struct netif *netif, struct pbuf *p)
 {
-  /* Drivers take one contiguous frame; gather the chain on the stack (net thread's stack). */
-  u8_t frame[ETHERNETIF_FRAME_MAX];
+  /* The driver copies the chain once, straight into its TX slot. */
   LWIP_UNUSED_ARG(netif);
-  if (p->tot_len > sizeof(frame)) {
-    return ERR_BUF;
-  }
-  if (pbuf_copy_partial(p, frame, p->tot_len, 0) != p->tot_len) {
-    return ERR_BUF;
-  }
-  if (net_port_transmit(netif_driver, frame, p->tot_len) != 0) {
+  if (net_port_transmit(netif_driver, p, p->tot_len) != 0) {
     return ERR_MEM;
   }
   return ERR_OK;

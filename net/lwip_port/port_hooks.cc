@@ -6,6 +6,8 @@
 #include "drivers/nic.h"
 #include "panic.h"
 
+#include "lwip/pbuf.h"
+
 extern "C" {
 
 uint64_t net_port_now_ns(void) { return arch::now_ns(); }
@@ -17,8 +19,11 @@ void net_port_fatal(const char* what, const char* message, const char* file, int
     kernel::panic(what);
 }
 
-int net_port_transmit(void* driver, const void* frame, size_t length) {
-    return net::nic_transmit(static_cast<net::Nic*>(driver), frame, length) ? 0 : -1;
+int net_port_transmit(void* driver, struct pbuf* p, size_t length) {
+    auto fill = [](void* chain, uint8_t* dst, size_t n) {
+        pbuf_copy_partial(static_cast<struct pbuf*>(chain), dst, static_cast<u16_t>(n), 0);
+    };
+    return net::nic_transmit_with(static_cast<net::Nic*>(driver), length, fill, p) ? 0 : -1;
 }
 
 }  // extern "C"

@@ -18,9 +18,11 @@ struct netif;
 uint64_t net_port_now_ns(void);
 void net_port_console(const char *text);
 void net_port_fatal(const char *what, const char *message, const char *file, int line);
-/* Hands one Ethernet frame, gathered into a contiguous buffer, to the NIC driver.
- * Returns 0 when queued, -1 when the TX ring is full (the frame is dropped and counted). */
-int net_port_transmit(void *driver, const void *frame, size_t length);
+struct pbuf;
+/* Hands one Ethernet frame (a pbuf chain of length bytes) to the NIC driver, which copies it
+ * once into a TX slot. Returns 0 when queued, -1 when the frame is too large or the TX ring is
+ * full (the frame is dropped and counted). */
+int net_port_transmit(void *driver, struct pbuf *p, size_t length);
 
 /* Implemented in C (sys_arch.c, ethernetif.c). */
 void lwip_port_seed(uint64_t seed);
