@@ -503,6 +503,17 @@ def console_interactive(node):
                 else:
                     line = sys.stdin.readline()
                     if not line:
+                        # End of input (e.g. commands piped in): let the last replies arrive.
+                        s.settimeout(1.0)
+                        try:
+                            while True:
+                                data = s.recv(65536)
+                                if not data:
+                                    break
+                                sys.stdout.write(data.decode(errors="replace"))
+                        except socket.timeout:
+                            pass
+                        sys.stdout.flush()
                         return
                     s.sendall(line.encode())
     except KeyboardInterrupt:
