@@ -601,6 +601,9 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
     out->receive_id = e.handle;
     out->size_bytes = e.size;
     out->source_be = htonl(d.engine->peer_info(e.peer).ipv4);
+    out->client_deadline_ns = e.deadline_us == wire::kNoDeadline
+                                  ? kNoDeadline
+                                  : monotonic_ns() + TimeNs(e.deadline_us) * 1000;
     out->data.resize(std::min<size_t>(e.size, read_max));
     const Status s = read(*out, 0, out->data.data(), out->data.size(), deadline);
     if (s == Status::kCancelled) {

@@ -71,6 +71,8 @@ struct Request {
   uint64_t receive_id = 0;    // the engine's handle for reply/read
   size_t size_bytes = 0;      // the full message size
   uint32_t source_be = 0;     // the sender's address
+  TimeNs client_deadline_ns = kNoDeadline;  // when the client gives up (from the wire's
+                                            // time remaining; the engine cancels then)
   std::vector<uint8_t> data;  // what receive() read (all of it unless read_max said less)
 };
 

@@ -51,6 +51,7 @@ constexpr int64_t kDefaultTimeoutMs = 5000;
 constexpr int kPingCountMax = 100000;
 constexpr int64_t kPingIntervalNs = 200'000'000;
 constexpr int64_t kStatsPeriodNs = 100'000'000;
+constexpr int64_t kReadGraceNs = 1'000'000'000;  // past the client's deadline: its cancel is on the way
 
 struct Options {
   sl::Config config;
@@ -421,9 +422,13 @@ int cmd_serve(const Options& o) {
     // Wait briefly for the next request (so SIGTERM is seen), taking none of its bytes yet...
     s = ep->receive(&req, sl::monotonic_ns() + 200'000'000, 0);
     if (s == sl::Status::kOk) {
-      // ...then read all of it with the full deadline: a 16 MiB message takes a while.
+      // ...then read all of it for as long as the client waits (the engine ends the read with a
+      // cancellation when the client gives up or dies); a 16 MiB message takes a while.
       req.data.resize(req.size_bytes);
-      s = ep->read(req, 0, req.data.data(), req.size_bytes, sl::monotonic_ns() + o.timeout_ms * 1'000'000);
+      const sl::TimeNs read_deadline = req.client_deadline_ns == sl::kNoDeadline
+                                           ? sl::kNoDeadline
+                                           : req.client_deadline_ns + kReadGraceNs;
+      s = ep->read(req, 0, req.data.data(), req.size_bytes, read_deadline);
       if (s == sl::Status::kTimeout) s = sl::Status::kCancelled;  // not "no request": report it
     }
     if (s == sl::Status::kTimeout) {
