@@ -674,7 +674,7 @@ struct E {
             ev.handle = make_handle(s.gen, send_index(s));
             ev.peer = ref_of(s.peer);
             ev.channel = s.channel;
-            ev.status = s.reply_total || error == ErrorCode::kOk ? s.reply_status : 0;
+            ev.status = s.reply_status;
             ev.size = s.reply_total;
             ev.bytes = min_u(s.reply_total, s.reply_cap);
             push_event(ev);
@@ -995,7 +995,10 @@ struct E {
         advance_low(now, pi, q.txn_low);
 #ifndef SMP_PLANT_BUG_NO_DUP_SUPPRESSION
         if (is_done(p, q.txn)) {
+            // Finished here. A client that still waits (we ended the request when we thought it
+            // was gone) learns it from this; a late network duplicate gets an answer it ignores.
             st.duplicates++;
+            refuse(pi, q.txn, ErrorCode::kStale, msg.header.priority);
             return;
         }
 #else
@@ -1185,7 +1188,7 @@ struct E {
             }
             s->state = SendState::kServed;  // a pull proves the server holds the request
             s->tx_request = false;
-            s->rto_at = kNever;
+            s->rto_at = now + c.dead_after_us();
             for (uint8_t i = 0; i < q.count; i++) {
                 uint32_t a = q.ranges[i].offset, b = a + q.ranges[i].bytes;
                 if (b > s->total) b = s->total;
@@ -1198,9 +1201,13 @@ struct E {
             st.dropped_unexpected++;
             return;
         }
+        // The client is pulling: no need to repeat the eager part while it does, but the reply
+        // stays timed until its acknowledgement (which may be lost after the last DATA).
         r->reply_heard = true;
         r->tx_reply = false;
-        r->rto_at = kNever;
+        r->retries = 0;
+        r->rto_us = peer_at(pi).rto_us;
+        r->rto_at = now + r->rto_us * 4;
         for (uint8_t i = 0; i < q.count; i++) {
             uint32_t a = q.ranges[i].offset, b = a + q.ranges[i].bytes;
             if (b > r->reply_total) b = r->reply_total;
@@ -1273,7 +1280,7 @@ struct E {
         if (kind == AckKind::kRequestReceived && s->state == SendState::kSent && !s->is_pulse) {
             s->state = SendState::kServed;
             s->tx_request = false;
-            s->rto_at = kNever;
+            s->rto_at = now + c.dead_after_us();
         } else if (kind == AckKind::kCancelReceived && s->state == SendState::kClosing) {
             free_send(*s);
         } else if (kind == AckKind::kPulseReceived && s->is_pulse) {
@@ -1633,6 +1640,13 @@ void Engine::handle_timeout(Instant now) {
             s.rto_us = e.backoff(s.rto_us);
             s.rto_at = now + s.rto_us;
             stats_.retransmissions++;
+        } else if (s.state == SendState::kServed && s.rto_at <= now) {
+            // Still being served? Offer the first segment again: the server re-acknowledges it,
+            // or answers "stale" if it ended the request (SPEC.md 5.1).
+            s.tx_request = true;
+            s.tx_offset = 0;
+            s.retransmission = true;
+            s.rto_at = now + c.dead_after_us();
         } else if (s.state == SendState::kReceiving && s.in.active && s.in.rto_at <= now) {
             if (s.in.retries >= c.retries_max) {
                 e.finish_send(now, s, ErrorCode::kHostDown);
@@ -1648,7 +1662,7 @@ void Engine::handle_timeout(Instant now) {
             e.abort_req(r, ErrorCode::kTimedOut);
             continue;
         }
-        if (r.state == ReqState::kReplying && !r.reply_heard && r.rto_at <= now) {
+        if (r.state == ReqState::kReplying && r.rto_at <= now) {
             if (++r.retries > c.retries_max) {
                 e.abort_req(r, ErrorCode::kHostDown);
                 continue;
@@ -1711,14 +1725,15 @@ Instant Engine::next_timeout() const {
         const Send& s = m.sends[i];
         if (s.state == SendState::kFree) continue;
         if (s.state != SendState::kClosing) t = min_t(t, s.deadline);
-        if (s.state == SendState::kSent || s.state == SendState::kClosing) t = min_t(t, s.rto_at);
+        if (s.state == SendState::kSent || s.state == SendState::kClosing || s.state == SendState::kServed)
+            t = min_t(t, s.rto_at);
         if (s.state == SendState::kReceiving && s.in.active) t = min_t(t, s.in.rto_at);
     }
     for (size_t i = 0; i < c.requests_max; i++) {
         const Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         if (r.state != ReqState::kReplying) t = min_t(t, r.deadline);
-        if (r.state == ReqState::kReplying && !r.reply_heard) t = min_t(t, r.rto_at);
+        if (r.state == ReqState::kReplying) t = min_t(t, r.rto_at);
         if (r.reading && r.in.active) t = min_t(t, r.in.rto_at);
     }
     for (size_t i = 0; i < c.lookups_max; i++) {

@@ -434,7 +434,8 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             if ((e = fixed(kProbeAckBytes)) != DecodeError::kOk) return e;
             m.probe.seq = load32(b);
             m.probe.probe_bytes = load16(b + 4);
-            if (m.probe.probe_bytes < kMtuMin) return DecodeError::kBadField;
+            if (m.probe.probe_bytes < kIpv4HeaderBytes + kHeaderBytes + kProbeFixedBytes)
+                return DecodeError::kBadField;
             return DecodeError::kOk;
         case Type::kReset:
             if ((e = fixed(kResetBytes)) != DecodeError::kOk) return e;

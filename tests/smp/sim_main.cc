@@ -1,0 +1,115 @@
+// `./smp sim`: replays one seed of the simulation (or a range, or the scenario) and says what
+// happened. Exit status 0 when every invariant held, 1 when one broke, 2 for a bad argument.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <string>
+
+#include "tests/smp/sim.h"
+
+namespace {
+
+[[noreturn]] void usage(const char* why) {
+    fprintf(stderr, "smp_sim: %s\nusage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] "
+                    "[--dup P] [--jitter-us U] [--mtu M] [--mode plain|partition|crash] [--sends N] "
+                    "[--size-max B] [--peers N] [--pcap FILE] [--scenario] [--verbose]\n", why);
+    exit(2);
+}
+
+bool number(const char* s, double& out) {
+    char* end = nullptr;
+    out = strtod(s, &end);
+    return end && *end == 0 && end != s;
+}
+
+void print(const smp::sim::Result& r, bool verbose) {
+    if (!r.ok) printf("FAIL %s\n", r.failure.c_str());
+    if (verbose || !r.ok) {
+        printf("  %s\n  sends=%llu replies=%llu errors=%llu (host-down=%llu rebooted=%llu timed-out=%llu "
+               "cancelled=%llu)\n  packets=%llu lost=%llu duplicated=%llu too-big=%llu retransmissions=%llu "
+               "duplicates-suppressed=%llu probes=%llu sim-time=%.3fs detection-max=%.3fs\n",
+               r.summary.c_str(), (unsigned long long)r.sends, (unsigned long long)r.replies,
+               (unsigned long long)r.errors, (unsigned long long)r.host_down, (unsigned long long)r.rebooted,
+               (unsigned long long)r.timed_out, (unsigned long long)r.cancelled, (unsigned long long)r.packets,
+               (unsigned long long)r.lost, (unsigned long long)r.duplicated, (unsigned long long)r.too_big,
+               (unsigned long long)r.retransmissions, (unsigned long long)r.duplicates_suppressed,
+               (unsigned long long)r.probes, r.sim_time_us / 1e6, r.detection_max_us / 1e6);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    smp::sim::Options o;
+    uint64_t first = 1, count = 1;
+    bool scenario = false;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+            return argv[++i];
+        };
+        double d = 0;
+        if (a == "--seed") {
+            if (!number(value(), d) || d < 0) usage("bad --seed");
+            first = uint64_t(d);
+            count = 1;
+        } else if (a == "--seeds") {
+            const char* v = value();
+            if (sscanf(v, "%llu:%llu", (unsigned long long*)&first, (unsigned long long*)&count) != 2)
+                usage("bad --seeds (FIRST:COUNT)");
+        } else if (a == "--nodes") {
+            if (!number(value(), d) || d < 2 || d > 5000) usage("bad --nodes (2..5000)");
+            o.nodes = int(d);
+        } else if (a == "--loss") {
+            if (!number(value(), d) || d < 0 || d > 0.9) usage("bad --loss (0..0.9)");
+            o.loss = d;
+        } else if (a == "--dup") {
+            if (!number(value(), d) || d < 0 || d > 0.9) usage("bad --dup (0..0.9)");
+            o.duplicate = d;
+        } else if (a == "--jitter-us") {
+            if (!number(value(), d) || d < 0) usage("bad --jitter-us");
+            o.jitter_us = int64_t(d);
+        } else if (a == "--mtu") {
+            if (!number(value(), d) || d < 576 || d > 9000) usage("bad --mtu (576..9000)");
+            o.mtu = int(d);
+        } else if (a == "--mode") {
+            std::string m = value();
+            o.mode = m == "plain" ? 0 : m == "partition" ? 1 : m == "crash" ? 2 : -2;
+            if (o.mode == -2) usage("bad --mode");
+        } else if (a == "--sends") {
+            if (!number(value(), d) || d < 1) usage("bad --sends");
+            o.sends_per_node = int(d);
+        } else if (a == "--size-max") {
+            if (!number(value(), d) || d < 16 || d > 16 * 1024 * 1024) usage("bad --size-max (16..16Mi)");
+            o.size_max = uint32_t(d);
+        } else if (a == "--peers") {
+            if (!number(value(), d) || d < 1) usage("bad --peers");
+            o.peers_per_node = int(d);
+        } else if (a == "--pcap") {
+            o.pcap = value();
+        } else if (a == "--scenario") {
+            scenario = true;
+        } else if (a == "--verbose") {
+            o.verbose = true;
+        } else {
+            usage(("unknown argument " + a).c_str());
+        }
+    }
+    if (scenario) {
+        smp::sim::Result r = smp::sim::run_scenario(o.pcap);
+        print(r, true);
+        if (!o.pcap.empty()) printf("capture: %s\n", o.pcap.c_str());
+        return r.ok ? 0 : 1;
+    }
+    uint64_t failed = 0;
+    for (uint64_t s = first; s < first + count; s++) {
+        o.seed = s;
+        smp::sim::Result r = smp::sim::run(o);
+        if (!r.ok) failed++;
+        print(r, o.verbose || count == 1);
+    }
+    printf("%llu seeds, %llu failed\n", (unsigned long long)count, (unsigned long long)failed);
+    return failed ? 1 : 0;
+}
