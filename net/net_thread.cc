@@ -342,10 +342,10 @@ void net_thread_main(void*) {
         if (g_clients[i].start) g_clients[i].start(g_clients[i].ctx);
     }
     for (;;) {
-        // Drain received frames, a bounded batch at a time so timers are not starved by a flood.
-        size_t passes = 0;
-        while (nic_receive(g_nic, rx_sink, nullptr, kRxBudgetPerPass) == kRxBudgetPerPass &&
-               ++passes < kRxRingSlots / kRxBudgetPerPass) {
+        // Drain received frames, at most one ring's worth, so timers are not starved by a flood.
+        bool more = true;
+        for (size_t pass = 0; more && pass < kRxRingSlots / kRxBudgetPerPass; ++pass) {
+            more = nic_receive(g_nic, rx_sink, nullptr, kRxBudgetPerPass) == kRxBudgetPerPass;
         }
         if (!g_active && g_request) {
             Request* r = g_request;
@@ -359,7 +359,7 @@ void net_thread_main(void*) {
                                 ? kernel::kNoDeadline
                                 : arch::now_ns() + uint64_t(sleep_ms) * 1000000u;
         if (client_deadline < deadline) deadline = client_deadline;
-        if (passes + 1 >= kRxRingSlots / kRxBudgetPerPass) deadline = 0;  // more may be waiting
+        if (more) deadline = 0;  // frames may still be waiting: poll the event, do not sleep
         g_wake.wait(deadline);
     }
 }
