@@ -20,7 +20,8 @@ BENCHES = {"net": net_bench.bench_net}
 
 
 def cmd_up(args):
-    common.setup(["net"]) if common.is_root() else None
+    if common.is_root():
+        common.setup(["build", "net"])  # a fresh machine: packages, lwIP, then the build
     net_cluster.cluster_up(args.n, args.nic, args.memory, args.kernel, wait=not args.no_wait)
     print(f"cluster up: {args.n} node(s), NIC {args.nic}; ./smp status, ./smp console NODE, "
           f"./smp capture FILE, ./smp down")
