@@ -167,7 +167,8 @@ def cmd_smpctl(args):
 # ---- ./smp bench linux ----------------------------------------------------------------------
 
 kBenchSizes = [64, 65536]
-kBenchCount = {64: 5000, 65536: 1000}   # round trips per measurement, after a warm-up
+kBenchCount = {64: 2000, 65536: 400}    # round trips per measurement, after a warm-up
+kBenchRounds = 3                         # measurements per system and size, interleaved
 
 
 def _bench_build():
@@ -245,12 +246,20 @@ def bench_linux(args):
             for p in servers:
                 if p.poll() is not None:
                     common.die(f"a bench server exited early; see {logdir}/servers.log")
-            # Sizes outside, systems inside: each size's figures are taken minutes apart at most.
+            # The machine is shared: interleave the systems over kBenchRounds rounds and keep
+            # each system's median round (of its per-round medians), so that a burst of load
+            # from elsewhere hits every column alike instead of one.
             for size in kBenchSizes:
-                for name, (_, client, ok) in systems.items():
-                    if ok:
-                        rows[size][name] = _client(pair, [*client, str(size),
-                                                          str(kBenchCount[size])])
+                per_round = {name: [] for name in systems}
+                for _ in range(kBenchRounds):
+                    for name, (_, client, ok) in systems.items():
+                        if ok:
+                            per_round[name].append(_client(pair, [*client, str(size),
+                                                                  str(kBenchCount[size])]))
+                for name, results in per_round.items():
+                    if results:
+                        results.sort(key=lambda r: r["median_us"])
+                        rows[size][name] = results[len(results) // 2]
     finally:
         for p in servers:
             _stop(p)
@@ -259,8 +268,10 @@ def bench_linux(args):
 
 
 def _print_table(rows):
-    print("Request/reply round trip between two network namespaces over veth (echo: SIZE bytes each")
-    print("way); median of N round trips after a warm-up, microseconds, all measured in this run")
+    print("Request/reply round trip between two network namespaces over veth, MTU 1500 (echo: SIZE")
+    print(f"bytes each way); median of N round trips after a warm-up, median of {kBenchRounds} "
+          "interleaved rounds,")
+    print("microseconds, all measured in this run")
     print(f"{'size':>7} {'N':>5} {'SMP':>8} {'TCP':>8} {'ZeroMQ':>8} {'gRPC':>8} {'SMP/TCP':>8} "
           f"{'SMP/gRPC':>9}")
 
