@@ -26,6 +26,7 @@
 #include <epan/reassemble.h>
 #include <epan/unit_strings.h>
 #include <epan/crc32-tvb.h>
+#include <epan/dissectors/packet-ip.h>
 #include <epan/proto_data.h>
 #include <wsutil/str_util.h>
 #include <wsutil/utf8_entities.h>
@@ -295,6 +296,7 @@ typedef struct {
     guint32 client_addr;     /* IPv4, network order as in the packet; 0 if not IPv4 */
     guint32 server_addr;
     guint64 client_incarnation;
+    guint64 server_incarnation;  /* transactions only: numbering restarts with a new server */
     guint32 id;              /* txn, probe sequence, HELLO nonce or query id */
     guint16 client_ep;
     guint16 server_ep;
@@ -327,12 +329,15 @@ typedef struct {
     guint8 pad[2];
 } smp_segkey_t;
 
-/* Exact repeats: (source, destination, length, CRC-32 of the whole SMP packet). */
+/* Exact repeats: (source, destination, IP identification, length, CRC-32 of the SMP packet).
+ * A copy made by the network keeps the IP identification; a sender's retransmission is a new IP
+ * packet, so identical SMP bytes with a new identification count as a retransmission. */
 typedef struct {
     guint32 src_addr;
     guint32 dst_addr;
     guint32 crc;
     guint32 length;
+    guint32 ip_id;           /* 0x10000 + id when known, 0 when not IPv4 */
 } smp_dupkey_t;
 
 /* The window a server granted a client (HELLO/HELLO_ACK), and what the client said is finished. */
@@ -399,6 +404,7 @@ typedef struct {
     guint8  what;
     guint32 hello_window_txns;
     gboolean from_client;         /* for txn-carrying types: sent by the transaction's client */
+    guint32 ip_id;                /* 0x10000 + IPv4 identification, or 0 if unknown */
     int verdict;                  /* SMP_V_* */
 } smp_packet_t;
 
@@ -572,7 +578,9 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
     case SMP_PROBE_ACK:
         if ((e = smp_fixed(have, SMP_PROBE_ACK_BYTES)) != SMP_V_OK) return e;
         p->id = tvb_get_ntohl(tvb, b);
-        if (tvb_get_ntohs(tvb, b + 4) < SMP_MTU_MIN) return SMP_V_BAD_FIELD;
+        /* echoes the PROBE's size: at least the smallest PROBE (IPv4 + header + fixed body) */
+        if (tvb_get_ntohs(tvb, b + 4) < SMP_IPV4_HEADER_BYTES + SMP_HEADER_BYTES + SMP_PROBE_FIXED_BYTES)
+            return SMP_V_BAD_FIELD;
         return SMP_V_OK;
     case SMP_RESET:
         if ((e = smp_fixed(have, SMP_RESET_BYTES)) != SMP_V_OK) return e;
@@ -650,13 +658,19 @@ smp_make_xkey(smp_xkey_t *k, const smp_packet_t *p, guint8 kind, guint32 id, gbo
         k->client_ep = p->src_ep;
         k->server_ep = p->dst_ep;
         k->client_incarnation = p->src_inc;
+        k->server_incarnation = p->dst_inc;
     } else {
         k->client_addr = p->dst_addr;
         k->server_addr = p->src_addr;
         k->client_ep = p->dst_ep;
         k->server_ep = p->src_ep;
         k->client_incarnation = p->dst_inc;
+        k->server_incarnation = p->src_inc;
     }
+    /* Only a transaction names both incarnations in every packet; a PROBE, HELLO or NAME_QUERY
+     * may name the server as 0 while its answer names it. */
+    if (kind != SMP_X_TXN)
+        k->server_incarnation = 0;
 }
 
 static smp_exchange_t *
@@ -776,6 +790,8 @@ smp_check_window(smp_conv_t *c, const smp_packet_t *p, gboolean repeat)
     if (p->type == SMP_REPLY && p->error == SMP_ERR_STALE) return TRUE;
     if (p->type != SMP_REQUEST && p->type != SMP_PULSE) return FALSE;
     smp_make_xkey(&k, p, 0, 0, TRUE);
+    k.client_incarnation = 0;
+    k.server_incarnation = 0;
     w = (smp_window_t *)wmem_map_lookup(c->windows, &k);
     if (!w) {
         smp_xkey_t *key = wmem_new(wmem_file_scope(), smp_xkey_t);
@@ -800,6 +816,7 @@ smp_note_window(smp_conv_t *c, const smp_packet_t *p)
     if (p->type != SMP_HELLO && p->type != SMP_HELLO_ACK) return;
     smp_make_xkey(&k, p, 0, 0, FALSE);  /* the receiver is the client of later requests */
     k.client_incarnation = 0;           /* HELLO may name incarnation 0: key without it */
+    k.server_incarnation = 0;
     w = (smp_window_t *)wmem_map_lookup(c->windows, &k);
     if (!w) {
         smp_xkey_t *key = wmem_new(wmem_file_scope(), smp_xkey_t);
@@ -830,6 +847,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
     dk.src_addr = p->src_addr;
     dk.dst_addr = p->dst_addr;
     dk.length = tvb_captured_length(tvb);
+    dk.ip_id = p->ip_id;
     dk.crc = crc32_ccitt_tvb(tvb, dk.length);
     f->duplicate_of = smp_first_frame(c->repeats, &dk, sizeof(dk), pinfo->num);
 
@@ -838,9 +856,6 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
                           p->type == SMP_PROBE || p->type == SMP_HELLO ||
                           p->type == SMP_NAME_QUERY);
         smp_make_xkey(&k, p, kind, id, from_client);
-        /* A HELLO's answer names the incarnation it just learnt; the HELLO may have named 0. */
-        if (kind == SMP_X_HELLO || kind == SMP_X_PROBE || kind == SMP_X_NAME)
-            k.client_incarnation = 0;
         x = smp_lookup_exchange(c, &k, TRUE);
         (void)opens;
 
@@ -1273,7 +1288,7 @@ smp_report_verdict(packet_info *pinfo, proto_item *ti, proto_item *vi, int verdi
 }
 
 static int
-dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data _U_)
+dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
     static int * const flag_fields[] = {
         &hf_smp_flag_retrans, &hf_smp_flag_ignorable, &hf_smp_flag_critical, &hf_smp_flag_auth,
@@ -1298,6 +1313,9 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     p.ipv4 = TRUE;
     p.src_addr = smp_ipv4_of(&pinfo->src, &p.ipv4);
     p.dst_addr = smp_ipv4_of(&pinfo->dst, &p.ipv4);
+    /* The IPv4 dissector hands its header over (ws_ip4); IPv6 hands something else. */
+    if (p.ipv4 && data != NULL && ((const ws_ip4 *)data)->ip_ver == 4)
+        p.ip_id = 0x10000u + ((const ws_ip4 *)data)->ip_id;
 
     if (size < SMP_HEADER_BYTES || captured < SMP_HEADER_BYTES) {
         col_set_str(pinfo->cinfo, COL_INFO, "Too short for an SMP header");

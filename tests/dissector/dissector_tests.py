@@ -217,7 +217,285 @@ def test_fuzz(opts):
     fuzz_capture(opts, pcap, "random")
 
 
+# ---- golden decode of a run of the engine ------------------------------------------------------
+
+TYPE_NAMES = {1: "HELLO", 2: "HELLO_ACK", 3: "REQUEST", 4: "REPLY", 5: "PULL", 6: "DATA", 7: "ACK",
+              8: "CANCEL", 9: "PULSE", 10: "PROBE", 11: "PROBE_ACK", 12: "RESET",
+              13: "NAME_QUERY", 14: "NAME_REPLY"}
+ERROR_BUSY = 3
+
+
+def ip_of(row, which):
+    return row.get(f"ip.{which}", "")
+
+
+TXN_TYPES = (3, 4, 5, 6, 8, 9)
+
+
+def expected_links(frames, rows):
+    """What the tracking must show, worked out here from the engine's decode of each frame (its
+    fields) and the capture's addresses and times, independently of the dissector's code.
+
+    frames: [{"frame": n, "fields": {...}, "wire": id}] (engine decode); rows: tshark rows with
+    ip.src/ip.dst and frame.time_epoch. Returns {frame: {field: value}}, the derived fields that
+    are fully worked out for each frame, and a summary of what was covered."""
+    exp = {f["frame"]: {} for f in frames}
+    modeled = {f["frame"]: {"simplemsg.duplicate_of", "simplemsg.acked_frame",
+                            "simplemsg.reassembled.length", "simplemsg.reassembled_in",
+                            "simplemsg.message"} for f in frames}
+    first_request, first_response, first_cancel = {}, {}, {}
+    parts, totals, seen_part, first_copy = {}, {}, {}, {}
+    covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0}
+    time_of = {int(r["frame.number"]): float(r["frame.time_epoch"]) for r in rows}
+    row_of = {int(r["frame.number"]): r for r in rows}
+
+    def key_of(v, row, from_client, txn):
+        c, s = ("src", "dst") if from_client else ("dst", "src")
+        return (ip_of(row, c), v[f"simplemsg.{c}_endpoint"], int(v[f"simplemsg.{c}_incarnation"]),
+                ip_of(row, s), v[f"simplemsg.{s}_endpoint"], int(v[f"simplemsg.{s}_incarnation"]),
+                int(txn))
+
+    txn_frames = []  # (frame, type, key)
+    for f in frames:
+        v, n = f["fields"], f["frame"]
+        if "wire" in f:
+            if f["wire"] in first_copy:
+                exp[n]["simplemsg.duplicate_of"] = str(first_copy[f["wire"]])
+                covered["duplicates"] += 1
+            else:
+                first_copy[f["wire"]] = n
+        if v.get("simplemsg.verdict") != "0":
+            continue
+        t = int(v["simplemsg.type"])
+        if t not in TXN_TYPES:
+            continue
+        modeled[n] |= {"simplemsg.request_in", "simplemsg.response_in", "simplemsg.time",
+                       "simplemsg.retransmission_of"}
+        what = int(v.get("simplemsg.what", "0"))
+        from_client = t in (3, 8, 9) or (t == 6 and what == 1) or (t == 5 and what == 2)
+        k = key_of(v, row_of[n], from_client, v["simplemsg.txn"])
+        txn_frames.append((n, t, k))
+        offset = int(v.get("simplemsg.offset", v.get("simplemsg.range.offset", "0").split(",")[0]))
+        part_key = (k, t, what, offset)
+        dup = "simplemsg.duplicate_of" in exp[n]
+        if part_key in seen_part and not dup:
+            exp[n]["simplemsg.retransmission_of"] = str(seen_part[part_key])
+            covered["retransmissions"] += 1
+        repeat = part_key in seen_part or dup
+        seen_part.setdefault(part_key, n)
+        if t in (3, 9):
+            first_request.setdefault(k, n)
+        elif t == 4 and int(v["simplemsg.error"]) != ERROR_BUSY:
+            first_response.setdefault(k, n)
+        elif t == 8:
+            first_cancel.setdefault(k, n)
+        # A message in one packet is shown whole in that packet (every copy of it).
+        if t in (3, 4) and "simplemsg.payload" in v and v["simplemsg.offset"] == "0" and \
+                int(v["simplemsg.payload_bytes"]) == int(v["simplemsg.total_bytes"]):
+            exp[n]["simplemsg.message"] = v["simplemsg.payload"]
+            continue
+        # Message parts: REQUEST/REPLY eager bytes and DATA pulled bytes, first copies only.
+        if t in (3, 4, 6) and "simplemsg.payload" in v and not repeat:
+            side = "request" if t == 3 or (t == 6 and what == 1) else "reply"
+            if t in (3, 4):
+                totals[(k, side)] = int(v["simplemsg.total_bytes"])
+            total = totals.get((k, side))
+            lst = parts.setdefault((k, side), [])
+            if total is None or (lst and lst[-1] == "done"):
+                continue
+            lst.append((n, int(v["simplemsg.offset"]), v["simplemsg.payload"]))
+            have, got = bytearray(total), bytearray(total)
+            for (_, off, hexdata) in lst:
+                data = bytes.fromhex(hexdata)[:max(0, total - off)]
+                have[off:off + len(data)] = data
+                got[off:off + len(data)] = b"\x01" * len(data)
+            if len(lst) > 1 and all(got):
+                exp[n]["simplemsg.reassembled.length"] = str(total)
+                exp[n]["simplemsg.message"] = have.hex()
+                for (m, _, _) in lst:
+                    if m != n:
+                        exp[m]["simplemsg.reassembled_in"] = str(n)
+                lst.append("done")
+                covered["reassembled"] += 1
+    # Links, once every first frame is known (tshark's second pass links forward too).
+    for n, t, k in txn_frames:
+        req, rsp = first_request.get(k), first_response.get(k)
+        if t in (3, 9):
+            if rsp:
+                exp[n]["simplemsg.response_in"] = str(rsp)
+            if req != n:
+                exp[n]["simplemsg.request_in"] = str(req)
+            continue
+        if req:
+            exp[n]["simplemsg.request_in"] = str(req)
+        if t == 4:
+            if rsp and rsp != n:
+                exp[n]["simplemsg.response_in"] = str(rsp)
+            if req and req < n:
+                exp[n]["simplemsg.time"] = time_of[n] - time_of[req]
+                covered["linked"] += rsp == n
+    # Acknowledgements: ACK entries, then the header's ack (in the order the dissector adds them);
+    # a link only to a frame before this one (the tracking is built in capture order).
+    for f in frames:
+        v, n = f["fields"], f["frame"]
+        if v.get("simplemsg.verdict") != "0":
+            continue
+        row, links = row_of[n], []
+        if v["simplemsg.type"] == "7":
+            for txn, kind in zip(v["simplemsg.ack_entry.txn"].split(","),
+                                 v["simplemsg.ack_entry.kind"].split(",")):
+                k = key_of(v, row, kind == "2", txn)
+                table = {"1": first_request, "2": first_response, "3": first_cancel,
+                         "4": first_request}[kind]
+                if table.get(k, n) < n:
+                    links.append(str(table[k]))
+        if v["simplemsg.ack"] != "0":
+            k = key_of(v, row, True, v["simplemsg.ack"])
+            if first_response.get(k, n) < n:
+                links.append(str(first_response[k]))
+        if links:
+            exp[n]["simplemsg.acked_frame"] = ",".join(links)
+            covered["acks"] += 1
+    return exp, modeled, covered
+
+
+def check_golden(opts, pcap, frames, what):
+    """Field-by-field: the engine's decode of every frame, the links worked out from it, the
+    duplicates the run made, and a readable Info column; no malformed frame."""
+    decoded_names = sorted({n for f in frames for n in f["fields"]})
+    derived_names = ["simplemsg.request_in", "simplemsg.response_in", "simplemsg.time",
+                     "simplemsg.retransmission_of", "simplemsg.duplicate_of",
+                     "simplemsg.reassembled.length", "simplemsg.reassembled_in",
+                     "simplemsg.message", "simplemsg.acked_frame"]
+    extra = ["ip.src", "ip.dst", "frame.time_epoch", "_ws.col.Info", "_ws.malformed",
+             "_ws.expert.message"]
+    rows = tshark_fields(opts, pcap, decoded_names + derived_names + extra)
+    compare_frames(frames, rows, f"{what}: engine decode")
+    links, modeled, covered = expected_links(frames, rows)
+    problems = []
+    for f in frames:
+        n = f["frame"]
+        row = rows[n - 1]
+        want = links.get(n, {})
+        # The run's own record of the copies it made must agree with the capture's identities.
+        for name, value in f.get("derived", {}).items():
+            if want.get(name) != value:
+                problems.append(f"frame {n}: the run says {name}={value}, the capture {want.get(name)}")
+        for name in derived_names:
+            shown = row.get(name, "")
+            if name not in want:
+                # Worked out here and not expected: the dissector must not show it either.
+                if shown and name in modeled[n]:
+                    problems.append(f"frame {n}: {name} shows {shown[:40]!r}, expected none")
+                continue
+            value = want[name]
+            if name == "simplemsg.time":
+                ok = shown != "" and abs(float(shown) - value) < 2e-6
+            else:
+                ok = same_value(value, shown)
+            if not ok:
+                problems.append(f"frame {n}: {name} expected {str(value)[:60]!r}, tshark {shown[:60]!r}")
+        if row.get("_ws.malformed") and f["fields"].get("simplemsg.verdict") == "0":
+            problems.append(f"frame {n}: malformed, but the engine accepts it")
+        t = f["fields"].get("simplemsg.type")
+        info = row.get("_ws.col.Info", "")
+        if t and not info.replace("[Duplicate] ", "").replace("[Retransmission] ", "").startswith(
+                TYPE_NAMES[int(t)] + " "):
+            problems.append(f"frame {n}: Info {info[:60]!r} does not start with {TYPE_NAMES[int(t)]}")
+        if t in ("3", "4", "5", "6", "8", "9") and "txn=" not in info:
+            problems.append(f"frame {n}: Info {info[:60]!r} has no txn")
+    dup_count = covered["duplicates"]
+    print(f"{what}: {covered['linked']} request/reply links, {covered['reassembled']} reassembled "
+          f"messages, {covered['retransmissions']} retransmissions, {dup_count} duplicates, "
+          f"{covered['acks']} acknowledging frames checked; {len(problems)} problems")
+    check(not problems, f"{what}: " + "; ".join(problems[:12]))
+    return covered, dup_count
+
+
+def test_scenario(opts):
+    """Golden decode of a deterministic run of the real engine (tests/dissector/scenario.cc)."""
+    check(opts.scenario and opts.wire_sample, "--scenario and --wire-sample are needed")
+    pcap = os.path.join(opts.work_dir, "scenario.pcap")
+    truth = os.path.join(opts.work_dir, "scenario-wire.jsonl")
+    decoded = os.path.join(opts.work_dir, "scenario-engine.jsonl")
+    subprocess.run([opts.scenario, "20261124", pcap, truth], check=True)
+    os.chmod(pcap, 0o644)
+    subprocess.run([opts.wire_sample, "decode", pcap, decoded], check=True)
+    frames = read_jsonl(decoded)
+    for f, w in zip(frames, read_jsonl(truth)):
+        f["derived"] = w["derived"]
+    types = {f["fields"].get("simplemsg.type") for f in frames} - {None}
+    missing = sorted(set(TYPE_NAMES) - {int(t) for t in types})
+    check(not missing, f"the run has no {[TYPE_NAMES[m] for m in missing]}: scenario regressed")
+    covered, dups = check_golden(opts, pcap, frames, "scenario")
+    check(covered["linked"] >= 10 and covered["reassembled"] >= 4 and
+          covered["retransmissions"] >= 1 and dups >= 1 and covered["acks"] >= 1,
+          f"the run covers too little: {covered}, {dups} duplicates")
+
+
+def test_sim(opts):
+    """Golden decode of the protocol's deterministic simulation (tests/smp, `smp_sim --pcap`):
+    its scripted scenario, and seeded runs with random loss and duplication at two MTUs."""
+    check(opts.sim and opts.wire_sample, "--sim and --wire-sample are needed")
+    runs = [("sim-scenario", ["--scenario"]),
+            ("sim-seed7-mtu1500", ["--seed", "7", "--loss", "0.1", "--dup", "0.1"]),
+            ("sim-seed11-mtu1280", ["--seed", "11", "--loss", "0.1", "--dup", "0.1", "--mtu", "1280"])]
+    seen_types = set()
+    total = {"linked": 0, "reassembled": 0, "retransmissions": 0, "acks": 0}
+    for name, args in runs:
+        pcap = os.path.join(opts.work_dir, name + ".pcap")
+        decoded = os.path.join(opts.work_dir, name + "-engine.jsonl")
+        r = subprocess.run([opts.sim, *args, "--pcap", pcap], capture_output=True, text=True)
+        check(r.returncode == 0, f"smp_sim {' '.join(args)} failed: {r.stdout[-500:]}")
+        os.chmod(pcap, 0o644)
+        subprocess.run([opts.wire_sample, "decode", pcap, decoded], check=True, capture_output=True)
+        frames = read_jsonl(decoded)
+        seen_types |= {int(f["fields"]["simplemsg.type"]) for f in frames
+                       if "simplemsg.type" in f["fields"]}
+        covered, _ = check_golden(opts, pcap, frames, name)
+        for k in total:
+            total[k] += covered[k]
+    missing = sorted(set(TYPE_NAMES) - seen_types)
+    print(f"simulation captures: types {sorted(seen_types)}; not produced by the sim: "
+          f"{[TYPE_NAMES[m] for m in missing]} (the engine scenario test covers those)")
+    check(len(seen_types) >= 10, f"the simulation's captures hold only types {sorted(seen_types)}")
+    check(total["linked"] >= 5 and total["reassembled"] >= 2 and total["retransmissions"] >= 1,
+          f"the simulation's captures cover too little: {total}")
+
+
+def test_linux(opts):
+    """Golden decode of real traffic between Linux peers (smpctl between two namespaces, saved
+    by the linux.capture test): field by field against the engine's decoder, requests linked to
+    replies with response times, and the 200 kB call reassembled."""
+    if not opts.capture or not os.path.exists(opts.capture):
+        print(f"SKIP: no capture of Linux peers at {opts.capture} (the linux.capture test makes it; "
+              "it needs root)")
+        sys.exit(77)
+    check(opts.wire_sample, "--wire-sample is needed")
+    pcap = os.path.join(opts.work_dir, "linux-peers.pcap")
+    with open(opts.capture, "rb") as src, open(pcap, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(pcap, 0o644)
+    decoded = os.path.join(opts.work_dir, "linux-peers-engine.jsonl")
+    subprocess.run([opts.wire_sample, "decode", pcap, decoded], check=True, capture_output=True)
+    frames = read_jsonl(decoded)
+    smp_frames = [f for f in frames if f["fields"]]
+    check(len(smp_frames) >= 20, f"the capture holds only {len(smp_frames)} SMP packets")
+    covered, dups = check_golden(opts, pcap, frames, "linux peers")
+    check(covered["linked"] >= 3, f"only {covered['linked']} requests linked to their replies")
+    rows = tshark_fields(opts, pcap, ["simplemsg.reassembled.length", "simplemsg.time"])
+    sizes = [int(x) for r in rows for x in r["simplemsg.reassembled.length"].split(",") if x]
+    check(200000 in sizes, f"no reassembled 200000-byte message (reassembled: {sorted(set(sizes))})")
+    times = [r["simplemsg.time"] for r in rows if r["simplemsg.time"]]
+    check(times, "no response time shown")
+    print(f"linux peers: {len(smp_frames)} SMP packets, reassembled sizes {sorted(set(sizes))}, "
+          f"{len(times)} response times, {dups} network duplicates")
+
+
 TESTS = {
+    "linux": test_linux,
+    "sim": test_sim,
+    "scenario": test_scenario,
     "loaded": test_loaded,
     "agreement": test_agreement,
     "fuzz": test_fuzz,
@@ -229,6 +507,9 @@ def main():
     ap.add_argument("--plugin-dir", required=True)
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--wire-sample", help="the wire_sample program (tests/dissector/wire_sample.cc)")
+    ap.add_argument("--scenario", help="the scenario program (tests/dissector/scenario.cc)")
+    ap.add_argument("--sim", help="the protocol's simulation driver (tests/smp, smp_sim)")
+    ap.add_argument("--capture", help="a capture of Linux peers (linux test)")
     ap.add_argument("test", choices=sorted(TESTS))
     opts = ap.parse_args()
     os.makedirs(opts.work_dir, exist_ok=True)
