@@ -31,6 +31,14 @@ from smpcli import common  # noqa: E402
 from smpcli.commands import linux as lx  # noqa: E402
 
 kSkip = 77
+kPrSetPdeathsig = 1
+
+
+def die_with_parent():
+    """Runs in each child before exec: if this script is killed (a ctest timeout sends SIGKILL,
+    so no `finally` runs), the kernel ends the child too instead of leaving it in a namespace."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(kPrSetPdeathsig, signal.SIGKILL, 0, 0, 0)
 kCallGuardS = 120        # only a guard against a hang, never a speed check
 kUnprivilegedUid = 65534
 
@@ -70,7 +78,8 @@ class Harness:
     def start(self, side, args, log_name):
         log = open(os.path.join(self.tmp.name, log_name), "w")
         p = subprocess.Popen(self.exec_argv(side, self.base(side) + args), stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=die_with_parent)
         p.log_path = log.name
         self.procs.append(p)
         return p
@@ -196,9 +205,11 @@ def case_concurrent(h):
         "print('done')\n")
     clients = []
     for k in range(2):
-        argv = h.exec_argv("A", ["python3", "-c", script, *h.base("A"), "20"])
+        argv = h.exec_argv("A", [sys.executable, "-c", script, *h.base("A"), "20"])
         clients.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True))
+                                        text=True, start_new_session=True,
+                                        preexec_fn=die_with_parent))
+        h.procs.append(clients[-1])
     # And a client on the servers' own host, so endpoints sharing 10.78.5.2 must sort packets out.
     local = h.run("B", ["call", "b/echo1", "same-host"])
     check(local.stdout == "same-host", "a client on the servers' host reaches echo1")
@@ -314,7 +325,7 @@ def case_capture(h, build):
     dump = subprocess.Popen(h.exec_argv("B", ["tcpdump", "-q", "-U", "-i", h.pair.dev["B"], "-w",
                                               tmp_path, "ip proto 121"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent)
     h.procs.append(dump)
     time.sleep(1.0)  # tcpdump needs a moment before it sees packets
     server = h.start("B", ["serve", "echo"], "serve-echo.log")
