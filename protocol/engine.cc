@@ -1292,8 +1292,15 @@ struct E {
         Peer& p = peer_at(pi);
         uint32_t txn = msg.cancel.txn;
         Req* r = find_req(pi, txn);
-        if (r) abort_req(*r, msg.cancel.reason);
-        else if (p.base_set && txn >= p.base) mark_done(p, txn);  // never run it if it comes later
+        if (r) {
+            abort_req(*r, msg.cancel.reason);
+        } else if (p.base_set && txn - p.base < kTxnWindowMax) {
+            mark_done(p, txn);  // never run it if it comes later
+        } else if (!p.base_set || txn >= p.base) {
+            // Ahead of the request and of any window we know: no acknowledgement, so the
+            // client repeats the CANCEL, which then finds the request (SPEC.md 5.6).
+            return;
+        }
         queue_ack(now, p, txn, AckKind::kCancelReceived, 0);
     }
     void on_pulse(Instant now, uint16_t pi, const Message& msg) {

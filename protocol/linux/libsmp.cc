@@ -38,6 +38,7 @@ constexpr uint16_t kEphemeralEndpointMin = 0x8000;
 constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
 constexpr uint32_t kFirstUserChannel = 1;
 constexpr uint32_t kPingSeqBase = 0x80000000u;   // apart from the engine's own probe numbers
+constexpr int kLingerAckDelays = 3;              // how long close() lets delayed ACKs leave
 
 Instant to_instant(TimeNs ns) { return ns <= 0 ? 0 : Instant(ns) / 1000; }
 
@@ -161,6 +162,7 @@ class Driver {
   bool wait_writable = false;
   TimeNs retry_at_ns = 0;  // ENOBUFS back-off
   std::string detail;
+  bool closed = false;
 
   // Completions, by handle, until the call waiting for them takes them.
   std::unordered_map<uint32_t, smp::Event> sends_done, lookups_done, reads_done;
@@ -327,7 +329,20 @@ class Driver {
 
 // ---- Endpoint --------------------------------------------------------------------------------
 
-Endpoint::~Endpoint() = default;
+// The last reply received is acknowledged by a delayed ACK (SPEC: ack_delay_us); leaving at once
+// would make its server resend the reply until it declares us down. So an endpoint lingers for a
+// few ACK delays, answering what comes, unless it was closed already.
+Endpoint::~Endpoint() {
+  if (impl_ && impl_->engine) close();
+}
+
+void Endpoint::close() {
+  Driver& d = *impl_;
+  if (d.closed) return;
+  d.closed = true;
+  const TimeNs linger_ns = TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
+  d.pump([] { return false; }, monotonic_ns() + linger_ns);
+}
 const std::string& Endpoint::detail() const { return impl_->detail; }
 
 Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail) {

@@ -84,7 +84,10 @@ class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
 class Endpoint {
  public:
-  ~Endpoint();
+  ~Endpoint();  // close()s if not done yet
+  // Lets the last acknowledgements leave (a few ACK delays, some milliseconds); the endpoint is
+  // not to be used after it.
+  void close();
   // One line in `detail` on failure (for kSystem: the call and errno).
   static Status open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail);
 

@@ -89,6 +89,7 @@ struct Node {
     std::map<uint32_t, std::unique_ptr<ServerWork>> work;   // by RequestHandle value
     std::vector<PlannedSend> plan;
     uint64_t version = 0;
+    uint64_t epoch = 0;
     uint64_t probes_before = 0;
     uint64_t probes_total = 0, retrans_total = 0, dups_total = 0;
     std::vector<int> targets;
@@ -112,6 +113,7 @@ struct AppTimer {
     AppKind kind;
     int node;
     uint64_t key;
+    uint64_t epoch;  // the node's life it belongs to: timers of a crashed life are void
     bool operator>(const AppTimer& o) const { return std::tie(at, seq) > std::tie(o.at, o.seq); }
 };
 
@@ -151,6 +153,7 @@ public:
     FILE* pcap_ = nullptr;
     uint16_t ip_id_ = 0;
     bool stop_ = false;
+    uint64_t spins_ = 0;
 
     void fail(const std::string& why) {
         if (!res_.ok) return;
@@ -177,9 +180,18 @@ public:
     }
     void mark(int i) { dirty_.push_back(i); }
     void schedule(uint64_t at, AppKind kind, int node, uint64_t key) {
-        app_.push(AppTimer{at, seq_++, kind, node, key});
+        app_.push(AppTimer{at, seq_++, kind, node, key, node >= 0 ? nodes_[node].epoch : 0});
     }
     bool finished() const;
+    void pump_dirty() {
+        while (!dirty_.empty() && !stop_) {
+            std::vector<int> d;
+            d.swap(dirty_);
+            std::sort(d.begin(), d.end());
+            d.erase(std::unique(d.begin(), d.end()), d.end());
+            for (int i : d) pump(i);
+        }
+    }
     void finish_checks();
 };
 
@@ -248,6 +260,12 @@ void Sim::draw() {
              mode_ == Mode::kPlain ? "plain" : mode_ == Mode::kPartition ? "partition" : "crash", per_node,
              size_max_);
     res_.summary = buf;
+    if (mode_ == Mode::kCrash)
+        res_.summary += " crash=" + std::to_string(crash_node_) + "@" + std::to_string(crash_at_) +
+                        " restart@" + std::to_string(restart_at_);
+    if (mode_ == Mode::kPartition)
+        res_.summary += " partition=" + std::to_string(pa_) + "|" + std::to_string(pb_) + "@" +
+                        std::to_string(p_from_) + ".." + std::to_string(p_to_);
 }
 
 void Sim::build_node(int i) {
@@ -411,13 +429,19 @@ void Sim::start_send(Node& n, const PlannedSend& ps) {
     uint32_t hv = h.value.value;
     if (n.sends.count(hv)) fail("send handle reused while in use");
     if (ps.cancel) schedule(now_ + rng_.below(5000), AppKind::kCancel, n.index, hv);
-    if (mode_ == Mode::kCrash && crashed_ && ps.target == crash_node_ && now_ < restart_at_)
+    // Started while its target is down, and it stays down past the bound: it must end in time.
+    // (If the target comes back sooner, the send may reach the new incarnation and go on.)
+    if (mode_ == Mode::kCrash && crashed_ && ps.target == crash_node_ &&
+        restart_at_ > now_ + n.config.dead_after_us() + jitter_ + kSlackUs)
         must_end_by_[{n.index, hv}] = now_ + n.config.dead_after_us() + jitter_ + kSlackUs;
     n.sends[hv] = std::move(cs);
 }
 
 void Sim::on_event(Node& n, const Event& ev) {
     Engine& e = *n.engine;
+    if (o_.verbose)
+        printf("%10llu node %d event %d handle %08x error %s size %u\n", (unsigned long long)now_, n.index,
+               int(ev.type), ev.handle, wire::error_code_name(ev.error), ev.size);
     switch (ev.type) {
         case EventType::kRequest: {
             auto w = std::make_unique<ServerWork>();
@@ -544,7 +568,7 @@ void Sim::app_timer(const AppTimer& t) {
             break;
         }
         case AppKind::kCancel: {
-            if (!n.alive) return;
+            if (!n.alive || t.epoch != n.epoch) return;
             auto it = n.sends.find(uint32_t(t.key));
             if (it == n.sends.end()) return;  // ended already
             it->second->cancelled = true;
@@ -552,7 +576,7 @@ void Sim::app_timer(const AppTimer& t) {
             break;
         }
         case AppKind::kReply: {
-            if (!n.alive) return;
+            if (!n.alive || t.epoch != n.epoch) return;
             auto it = n.work.find(uint32_t(t.key));
             if (it == n.work.end()) return;  // cancelled meanwhile
             ServerWork& w = *it->second;
@@ -569,7 +593,9 @@ void Sim::app_timer(const AppTimer& t) {
                 er = n.engine->reply(now_, RequestHandle{uint32_t(t.key)}, reply_status(w.id),
                                      ConstChain{&w.reply_part, 1});
             }
-            if (er != ErrorCode::kOk) fail(std::string("reply refused: ") + wire::error_code_name(er));
+            if (er != ErrorCode::kOk)
+                fail(std::string("reply refused: ") + wire::error_code_name(er) + " on node " + std::to_string(t.node) +
+                     " from node " + std::to_string(int(w.id >> 40)));
             break;
         }
         case AppKind::kCrash: crash(t.node); return;
@@ -584,12 +610,16 @@ void Sim::crash(int i) {
     // Every send to it that is in progress elsewhere must end within the detection bound.
     for (Node& other : nodes_) {
         if (other.index == i || !other.alive) continue;
+        smp::Result<PeerRef> ref = other.engine->peer(n.config.local_ipv4, n.config.local_endpoint);
+        bool known = ref.ok() && other.engine->peer_info(ref.value).incarnation != 0;
+        bool late = restart_at_ > now_ + other.config.dead_after_us() + jitter_ + kSlackUs;
         for (auto& [h, cs] : other.sends) {
-            if (cs->target == i)
+            if (cs->target == i && (known || late))
                 must_end_by_[{other.index, h}] = now_ + other.config.dead_after_us() + jitter_ + kSlackUs;
         }
     }
     n.alive = false;
+    n.epoch++;
     n.engine.reset();
     res_.sends -= 0;
     n.sends.clear();  // abandoned with the machine
@@ -642,6 +672,15 @@ Result Sim::run() {
             break;
         }
         if (t == kNever) break;
+        if (t < now_) t = now_;  // a timer already due fires now: time never runs backwards
+        if (t == now_) {
+            if (++spins_ > 100'000) {
+                fail("timer spin: the same instant keeps coming back");
+                break;
+            }
+        } else {
+            spins_ = 0;
+        }
         if (t > o_.time_limit_us) {
             fail("hang: still busy at the simulated time limit");
             break;
@@ -657,6 +696,7 @@ Result Sim::run() {
             }
             delete p;
         }
+        pump_dirty();  // the applications see what arrived before their timers run
         while (!app_.empty() && app_.top().at == now_) {
             AppTimer a = app_.top();
             app_.pop();
@@ -673,20 +713,14 @@ Result Sim::run() {
         }
         while (!timers_.empty()) {
             auto [at, node, version] = timers_.top();
-            if (at > now_) break;
+            if (at > now_ && at != kNever) break;
             timers_.pop();
             Node& n = nodes_[node];
             if (version != n.version || !n.alive) continue;
             n.engine->handle_timeout(now_);
             mark(node);
         }
-        while (!dirty_.empty() && !stop_) {
-            std::vector<int> d;
-            d.swap(dirty_);
-            std::sort(d.begin(), d.end());
-            d.erase(std::unique(d.begin(), d.end()), d.end());
-            for (int i : d) pump(i);
-        }
+        pump_dirty();
         for (auto& [key, bound] : must_end_by_) {
             if (now_ > bound) {
                 fail("fault not detected within the bound (node " + std::to_string(key.first) + ")");
