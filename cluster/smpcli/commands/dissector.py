@@ -95,23 +95,30 @@ def _with_two_pass(args):
     return args
 
 
-def _net_names(modules):
-    netns, bridge = DEFAULT_NETNS, DEFAULT_BRIDGE
-    for m in modules or []:
-        netns = getattr(m, "NETNS", netns)
-        bridge = getattr(m, "BRIDGE", bridge)
-    return netns, bridge
-
-
 def _live_source(args):
-    """dumpcap on the cluster's bridge, writing pcapng to stdout (runs with our privilege)."""
-    netns, bridge = _net_names(args.modules)
-    netns = args.netns or netns
-    bridge = args.iface or bridge
-    if os.getuid() == 0 and os.path.exists(f"/run/netns/{netns}"):
-        return ["ip", "netns", "exec", netns, "dumpcap", "-q", "-i", bridge, "-w", "-"]
-    # The unprivileged cluster (unshare -rn) is reachable only through ./smp exec.
-    return [os.path.join(common.ROOT, "smp"), "exec", "dumpcap", "-q", "-i", bridge, "-w", "-"]
+    """dumpcap on the running cluster's wire, writing pcapng to stdout (with our privilege), and
+    the reader options it needs. Root clusters have a bridge in their namespace; unprivileged
+    ones carry each Ethernet frame in a UDP multicast datagram on that namespace's loopback,
+    which Wireshark decodes with "Decode As" (udp.port -> eth_withoutfcs)."""
+    try:
+        from .. import net_cluster
+    except ImportError:
+        net_cluster = None
+    state = net_cluster.load_state() if net_cluster else None
+    if state is None and not (args.netns or args.iface):
+        common.die("no cluster is up (./smp up), and no --netns/--iface given")
+    if state is None:
+        netns = args.netns or DEFAULT_NETNS
+        if not os.path.exists(f"/run/netns/{netns}"):
+            common.die(f"no network namespace {netns}")
+        return ["ip", "netns", "exec", netns, "dumpcap", "-q", "-i", args.iface or DEFAULT_BRIDGE,
+                "-w", "-"], []
+    prefix = net_cluster.ns_prefix(state)
+    if state["mode"] == "root":
+        return prefix + ["dumpcap", "-q", "-i", args.iface or net_cluster.BRIDGE, "-w", "-"], []
+    port = net_cluster.MCAST_PORT
+    return (prefix + ["dumpcap", "-q", "-i", "lo", "-f", f"udp and dst port {port}", "-w", "-"],
+            ["-d", f"udp.port=={port},eth_withoutfcs"])
 
 
 def _run_reader(program, reader_args, args):
@@ -123,11 +130,18 @@ def _run_reader(program, reader_args, args):
         common.die(f"{program} is not installed (apt-get install --no-install-recommends {pkg})")
     if not args.live:
         return subprocess.run(cmd, env=env).returncode
-    source_cmd = _live_source(args)
+    source_cmd, decode_as = _live_source(args)
+    cmd[len(cmd) - len(reader_args):len(cmd) - len(reader_args)] = decode_as
     common.info("live capture: " + " ".join(source_cmd) + " | " + program + " ...")
-    source = subprocess.Popen(source_cmd, stdout=subprocess.PIPE)
+    os.makedirs(common.RUN_DIR, exist_ok=True)
+    log_path = os.path.join(common.RUN_DIR, "dissector-live.log")
+    # dumpcap's own chatter (and its broken-pipe complaint when the reader quits) goes to a log.
+    with open(log_path, "w") as log:
+        source = subprocess.Popen(source_cmd, stdout=subprocess.PIPE, stderr=log)
     try:
         reader = subprocess.run(cmd, env=env, stdin=source.stdout)
+        if reader.returncode != 0 or (source.poll() not in (None, 0) and reader.returncode != 0):
+            common.info(f"the capture's messages are in {log_path}")
     finally:
         source.stdout.close()
         if source.poll() is None:
