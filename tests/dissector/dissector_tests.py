@@ -208,13 +208,19 @@ def test_agreement(opts):
 
 
 def test_fuzz(opts):
-    """Wireshark's own method: editcap -E on many seeds, no crash, abort or hang."""
+    """Wireshark's own method: editcap -E on many seeds, no crash, abort or hang; on random
+    packets of every type and on a run of the engine (retransmissions, reassembly, tracking)."""
     check(opts.wire_sample, "--wire-sample not given")
     pcap = os.path.join(opts.work_dir, "fuzz-input-valid.pcap")
     subprocess.run([opts.wire_sample, "valid", "300", "99", pcap, pcap + ".jsonl"], check=True,
                    capture_output=True)
     os.chmod(pcap, 0o644)
     fuzz_capture(opts, pcap, "random")
+    if opts.scenario:
+        pcap = os.path.join(opts.work_dir, "fuzz-input-scenario.pcap")
+        subprocess.run([opts.scenario, "5", pcap, pcap + ".jsonl"], check=True, capture_output=True)
+        os.chmod(pcap, 0o644)
+        fuzz_capture(opts, pcap, "scenario")
 
 
 # ---- golden decode of a run of the engine ------------------------------------------------------
@@ -492,7 +498,55 @@ def test_linux(opts):
           f"{len(times)} response times, {dups} network duplicates")
 
 
+VERDICT_EXPERT = {
+    "2": "Unknown version", "3": "Length field differs", "4": "Bad checksum",
+    "5": "Unknown critical flag", "6": "Unknown message type", "7": "truncated",
+    "8": "Extra bytes", "9": "impossible value",
+}
+
+
+def test_experts(opts):
+    """Expert info: every reason the engine drops a packet has its own expert message (and only
+    then); out-of-window transactions are flagged, a network copy of an early packet is not."""
+    check(opts.wire_sample, "--wire-sample is needed")
+    pcap = os.path.join(opts.work_dir, "experts-window.pcap")
+    subprocess.run([opts.wire_sample, "window", pcap], check=True)
+    os.chmod(pcap, 0o644)
+    rows = tshark_fields(opts, pcap, ["simplemsg.out_of_window", "simplemsg.duplicate_of",
+                                      "_ws.expert.message"])
+    out = [int(r["frame.number"]) for r in rows if r["simplemsg.out_of_window"]]
+    check(out == [3, 5, 6], f"out-of-window frames {out}, expected [3, 5, 6]")
+    check(all("outside the server's window" in rows[n - 1]["_ws.expert.message"] for n in out),
+          "an out-of-window frame has no expert info")
+    check(rows[6]["simplemsg.duplicate_of"] == "2", "frame 7 is not marked as a copy of frame 2")
+
+    pcap = os.path.join(opts.work_dir, "experts-mutated.pcap")
+    fields = pcap + ".jsonl"
+    subprocess.run([opts.wire_sample, "mutated", "1000", "31", pcap, fields], check=True,
+                   capture_output=True)
+    os.chmod(pcap, 0o644)
+    expected = read_jsonl(fields)
+    rows = tshark_fields(opts, pcap, ["simplemsg.verdict", "simplemsg.checksum.status",
+                                      "_ws.expert.message"])
+    problems, per_verdict = [], {}
+    for e, r in zip(expected, rows):
+        v = e["fields"]["simplemsg.verdict"]
+        per_verdict[v] = per_verdict.get(v, 0) + 1
+        messages = r["_ws.expert.message"]
+        for other, text in VERDICT_EXPERT.items():
+            if (other == v) != (text in messages):
+                problems.append(f"frame {e['frame']}: verdict {v}, expert messages {messages[:100]!r}")
+        if v == "4" and r["simplemsg.checksum.status"] != "0":
+            problems.append(f"frame {e['frame']}: bad checksum but status {r['simplemsg.checksum.status']!r}")
+        if v == "0" and r["simplemsg.checksum.status"] != "1":
+            problems.append(f"frame {e['frame']}: good packet, checksum status {r['simplemsg.checksum.status']!r}")
+    print(f"expert info: {len(rows)} damaged packets by verdict {per_verdict}, {len(problems)} problems")
+    check(not problems, "; ".join(problems[:10]))
+    check(len(per_verdict) >= 9, f"not every verdict covered: {per_verdict}")
+
+
 TESTS = {
+    "experts": test_experts,
     "linux": test_linux,
     "sim": test_sim,
     "scenario": test_scenario,

@@ -4,6 +4,7 @@
 //   wire_sample valid N SEED OUT.pcap OUT.jsonl     N random valid packets of every type
 //   wire_sample mutated N SEED OUT.pcap OUT.jsonl   N damaged packets and the engine's verdict
 //   wire_sample decode IN.pcap OUT.jsonl            what the engine decodes in a capture
+//   wire_sample window OUT.pcap                     a short exchange outside the txn window
 //
 // Each line of OUT.jsonl is one frame: {"frame": n, "fields": {"simplemsg.x": "value", ...}}
 // holding every field the engine decoded (or, for damaged packets, its verdict), named as the
@@ -93,7 +94,8 @@ public:
     }
     ~PcapWriter() { fclose(f_); }
     // One Ethernet + IPv4 frame around an SMP packet; stamps one millisecond apart.
-    void write(const uint8_t* smp, size_t bytes, uint32_t frame) {
+    void write(const uint8_t* smp, size_t bytes, uint32_t frame, uint32_t src_ip = kSrcIpv4,
+               uint32_t dst_ip = kDstIpv4, uint16_t ip_id = 0) {
         uint8_t buf[kFrameBytesMax + 64];
         static const uint8_t kEth[14] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0};
         memcpy(buf, kEth, 14);
@@ -101,12 +103,13 @@ public:
         size_t total = 20 + bytes;
         ip[0] = 0x45; ip[1] = 0;
         ip[2] = uint8_t(total >> 8); ip[3] = uint8_t(total);
-        ip[4] = uint8_t(frame >> 8); ip[5] = uint8_t(frame);  // identification
+        if (ip_id == 0) ip_id = uint16_t(frame);
+        ip[4] = uint8_t(ip_id >> 8); ip[5] = uint8_t(ip_id);  // identification
         ip[6] = 0x40; ip[7] = 0;                                // DF
         ip[8] = 64; ip[9] = kIpProtocol; ip[10] = ip[11] = 0;
         for (int i = 0; i < 4; i++) {
-            ip[12 + i] = uint8_t(kSrcIpv4 >> (24 - 8 * i));
-            ip[16 + i] = uint8_t(kDstIpv4 >> (24 - 8 * i));
+            ip[12 + i] = uint8_t(src_ip >> (24 - 8 * i));
+            ip[16 + i] = uint8_t(dst_ip >> (24 - 8 * i));
         }
         uint16_t c = ipv4_header_checksum(ip, 20);
         ip[10] = uint8_t(c >> 8); ip[11] = uint8_t(c);
@@ -398,6 +401,53 @@ size_t mutate(Rng& r, uint8_t* pkt, size_t n, size_t cap) {
     }
 }
 
+// A short exchange that steps outside the transaction window (SPEC 4.1, 4.2): the server grants
+// 4 transactions, the client sends txn 5 with txn_low 1 (too far ahead), then, having declared
+// everything below 4 finished, a new txn 2 (behind); the server answers it "stale". A network copy
+// of an early packet is not out of window. Out-of-window frames: 3, 5 and 6.
+int window_capture(const char* path) {
+    PcapWriter pcap(path);
+    constexpr uint64_t kIncA = 0xA1A1A1A1A1A1A1A1ull, kIncB = 0xB2B2B2B2B2B2B2B2ull;
+    uint8_t pkt[kPacketBytesMax];
+    uint32_t frame = 0;
+    uint16_t ip_id = 100;
+    auto header = [&](Message& m, Type t, bool from_a) {
+        m = Message{};
+        m.header.type = t;
+        m.header.src_endpoint = from_a ? 1 : 0;
+        m.header.dst_endpoint = from_a ? 0 : 1;
+        m.header.src_incarnation = from_a ? kIncA : kIncB;
+        m.header.dst_incarnation = from_a ? kIncB : kIncA;
+    };
+    auto emit = [&](Message& m, bool from_a, uint16_t id) {
+        uint32_t src = from_a ? kSrcIpv4 : kDstIpv4, dst = from_a ? kDstIpv4 : kSrcIpv4;
+        size_t n = encode(m, src, dst, pkt, sizeof pkt);
+        if (n == 0) { fprintf(stderr, "wire_sample: window: encode failed\n"); exit(1); }
+        pcap.write(pkt, n, frame++, src, dst, id);
+        return n;
+    };
+    Message m;
+    header(m, Type::kHello, false);                       // 1: B grants A 4 transactions
+    m.hello = Hello{32768, 4, 1500, kMessageBytesMax, 77};
+    emit(m, false, ip_id++);
+    auto request = [&](uint32_t txn, uint32_t low) {
+        header(m, Type::kRequest, true);
+        m.request = Request{txn, low, 5, 0, 0, 0, 64, kNoDeadline};
+        return emit(m, true, ip_id++);
+    };
+    request(1, 1);                                         // 2: in the window
+    request(5, 1);                                         // 3: 5 >= 1 + 4: ahead of the window
+    request(4, 4);                                         // 4: in the window; 1..3 finished
+    request(2, 2);                                         // 5: a new txn below txn_low 4
+    header(m, Type::kReply, false);                        // 6: the server says so
+    m.reply = Reply{2, ErrorCode::kStale, 0, 0, 0, 0, 0};
+    emit(m, false, ip_id++);
+    header(m, Type::kRequest, true);                       // 7: a network copy of frame 2
+    m.request = Request{1, 1, 5, 0, 0, 0, 64, kNoDeadline};
+    emit(m, true, 101);
+    return 0;
+}
+
 int usage() {
     fprintf(stderr, "usage: wire_sample valid|mutated N SEED OUT.pcap OUT.jsonl\n"
                     "       wire_sample decode IN.pcap OUT.jsonl\n");
@@ -485,6 +535,7 @@ int decode_capture(const char* in_path, const char* out_path) {
 
 int main(int argc, char** argv) {
     if (argc == 4 && strcmp(argv[1], "decode") == 0) return decode_capture(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "window") == 0) return window_capture(argv[2]);
     if (argc != 6) return usage();
     bool mutated = strcmp(argv[1], "mutated") == 0;
     if (!mutated && strcmp(argv[1], "valid") != 0) return usage();
