@@ -26,7 +26,6 @@ struct HostedState {
     uint64_t now_ns;
     uint64_t timer_deadline_ns;
     bool irq_enabled;
-    bool in_timer;                 // inside kernel::on_timer (no nested delivery)
     int exit_status;
     bool echo;
     std::string* console;
@@ -39,17 +38,18 @@ HostedState g;
 
 // Like a timer interrupt arriving: runs kernel::on_timer with interrupts "disabled".
 void deliver_timer() {
-    g.in_timer = true;
+    // No nesting: on_timer runs with interrupts disabled, and delivery needs them enabled. (The
+    // flag belongs to whichever thread runs: on_timer may switch, and the thread resumed restores
+    // its own state, as arch.h says.)
     bool was = g.irq_enabled;
     g.irq_enabled = false;
     g.timer_deadline_ns = arch::kNoDeadline;  // on_timer programs the next one
     kernel::on_timer(g.now_ns);
     g.irq_enabled = was;
-    g.in_timer = false;
 }
 
 void deliver_if_due() {
-    if (g.irq_enabled && !g.in_timer && g.now_ns >= g.timer_deadline_ns) deliver_timer();
+    if (g.irq_enabled && g.now_ns >= g.timer_deadline_ns) deliver_timer();
 }
 
 void switch_to(arch::Context* from, arch::Context* to) {
@@ -101,7 +101,7 @@ void irq_restore(uint64_t state) {
 }
 
 uint64_t now_ns() {
-    if (g.irq_enabled && !g.in_timer) {
+    if (g.irq_enabled) {
         g.now_ns += hosted::kClockReadCostNs;
         deliver_if_due();
     }

@@ -1,0 +1,126 @@
+// The bridge's hook for remote senders (issue 8): a record of kind kRemote, filled and enqueued
+// the way the network bridge will, waits in the same queue as local threads and is reached only
+// through RemoteSenderOps. Here the "remote" data lives in this test's buffer.
+#include "helpers.h"
+
+using namespace kt;
+
+namespace {
+struct RemoteSender {
+    SenderRecord record;  // first member: the ops get back to RemoteSender from the record
+    char data[32];
+    size_t eager_bytes;   // how much of data "arrived" with the request
+    int completions = 0;
+    Status completed_status = Status::kWouldBlock;
+    int32_t completed_code = 0;
+    char reply[16] = {};
+    size_t reply_size = 0;
+};
+
+RemoteSender* self_of(SenderRecord* r) { return reinterpret_cast<RemoteSender*>(r); }
+
+size_t remote_copy_out(SenderRecord* r, size_t offset, MutParts dst) {
+    RemoteSender* s = self_of(r);
+    if (offset >= s->eager_bytes) return 0;
+    Part src{s->data + offset, s->eager_bytes - offset};
+    return copy_parts(dst, one(src), 0);
+}
+
+Result<size_t> remote_read(SenderRecord* r, size_t offset, MutParts dst, uint64_t) {
+    RemoteSender* s = self_of(r);
+    if (offset >= sizeof(s->data)) return Result<size_t>::ok(0);
+    Part src{s->data, sizeof(s->data)};
+    return Result<size_t>::ok(copy_parts(dst, one(src), offset));
+}
+
+void remote_complete(SenderRecord* r, Status status, int32_t code, Parts reply) {
+    RemoteSender* s = self_of(r);
+    ++s->completions;
+    s->completed_status = status;
+    s->completed_code = code;
+    s->reply_size = parts_size(reply);
+    MutPart dst{s->reply, sizeof(s->reply)};
+    copy_parts(one(dst), reply, 0);
+}
+
+const RemoteSenderOps kOps = {remote_copy_out, remote_read, remote_complete};
+
+void init_remote(RemoteSender* s, uint8_t priority) {
+    s->record.kind = SenderKind::kRemote;
+    s->record.priority = priority;
+    s->record.send_size = sizeof(s->data);
+    s->record.reply_capacity = sizeof(s->reply);
+    s->record.sender = SenderId{7, 99};
+    for (size_t i = 0; i < sizeof(s->data); ++i) s->data[i] = static_cast<char>('a' + i % 26);
+    s->eager_bytes = 8;
+}
+}  // namespace
+
+KTEST(ipc_remote_sender_record_uses_bridge_ops) {
+    set_remote_sender_ops(&kOps);
+    auto ch = channel_create();
+    KREQUIRE(ch.is_ok());
+    auto conn = connect(ch.value);
+    KREQUIRE(conn.is_ok());
+    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    KREQUIRE(s);
+    init_remote(s, kPriorityDefault + 3);
+    KCHECK_STATUS(enqueue_remote(ch.value, &s->record), Status::kInvalidArgument);  // unregistered
+    KREQUIRE(record_register(&s->record) == Status::kOk);
+    // A local sender at a lower priority queues behind the remote one.
+    SendJob local{conn.value, 5};
+    Thread* lt = start_sender(&local, kPriorityDefault + 1);
+    KREQUIRE(lt);
+    KCHECK_OK(enqueue_remote(ch.value, &s->record));
+    KCHECK_EQ(channel_stats(ch.value).queued, 2u);
+    char buf[20] = {};
+    MutPart in{buf, sizeof(buf)};
+    ReceiveInfo info{};
+    KCHECK_OK(receive(ch.value, one(in), 0, &info));
+    KCHECK_EQ(info.sender.node, 7u);
+    KCHECK_EQ(info.size, 32u);
+    KCHECK_EQ(info.copied, 8u);  // only the eager part is here
+    KCHECK_EQ(buf[7], 'h');
+    auto more = read(info.id, 8, one(in), kNoDeadline);
+    KCHECK_OK(more.status);
+    KCHECK_EQ(more.value, 20u);
+    KCHECK_EQ(buf[0], 'i');
+    const char* answer = "pong";
+    Part out{answer, 4};
+    KCHECK_OK(reply(info.id, 3, one(out)));
+    KCHECK_EQ(s->completions, 1);
+    KCHECK_OK(s->completed_status);
+    KCHECK_EQ(s->completed_code, 3);
+    KCHECK_EQ(s->reply_size, 4u);
+    KCHECK_EQ(s->reply[3], 'g');
+    KCHECK(s->record.state == RecordState::kIdle);
+    // The remote sender gives up after receive: the server gets the unblock pulse.
+    KCHECK_OK(enqueue_remote(ch.value, &s->record));
+    uint64_t local_got = 0;
+    MutPart lin{&local_got, sizeof(local_got)};
+    KCHECK_OK(receive(ch.value, one(in), 0, &info));
+    KCHECK_EQ(info.sender.node, 7u);  // outranks the local sender still queued
+    cancel_remote(&s->record);
+    ReceiveInfo p{};
+    KCHECK_OK(receive(ch.value, one(lin), 0, &p));
+    KCHECK(p.kind == ReceiveKind::kPulse);
+    KCHECK_EQ(p.pulse_code, kPulseCodeUnblock);
+    KCHECK_STATUS(reply(info.id, 0, one(out)), Status::kSenderUnblocked);
+    KCHECK_EQ(s->completions, 1);
+    // Channel destroy completes a queued remote record with an error through the ops.
+    KCHECK_OK(enqueue_remote(ch.value, &s->record));
+    KCHECK_OK(receive(ch.value, one(lin), 0, &p));  // the local sender (lower priority) is behind
+    KCHECK(p.sender.node == 7u);
+    KCHECK_OK(error(p.id, Status::kHostDown));
+    KCHECK_STATUS(s->completed_status, Status::kHostDown);
+    KCHECK_OK(enqueue_remote(ch.value, &s->record));
+    KCHECK_OK(channel_destroy(ch.value));
+    KCHECK_STATUS(s->completed_status, Status::kChannelDestroyed);
+    KCHECK_EQ(s->completions, 3);
+    KCHECK_OK(thread_join(lt).status);
+    KCHECK_STATUS(local.result.status, Status::kChannelDestroyed);
+    record_unregister(&s->record);
+    set_remote_sender_ops(nullptr);
+    heap::release(s);
+    KCHECK_OK(disconnect(conn.value));
+}
