@@ -16,8 +16,6 @@ from .. import common
 PACKAGES = {
     "dissector": ["tshark", "wireshark-common", "wireshark-dev", "libwireshark-dev",
                   "libglib2.0-dev", "util-linux"],
-    # Only for `./smp wireshark`: the GUI (with a display). Not needed by any test.
-    "wireshark-gui": ["wireshark"],
 }
 TEST_GROUPS = ["dissector"]
 
@@ -122,12 +120,13 @@ def _live_source(args):
 
 
 def _run_reader(program, reader_args, args):
+    if not shutil.which(program):
+        # The GUI is not in any set-up group: no test needs it, and it brings Qt along.
+        pkg = "tshark" if program == "tshark" else "wireshark"
+        common.die(f"{program} is not installed (apt-get install --no-install-recommends {pkg})")
     ensure_plugin()
     env = wireshark_env()
     cmd = [*unprivileged_prefix(), program, *reader_args]
-    if not shutil.which(program):
-        pkg = "tshark" if program == "tshark" else "wireshark"
-        common.die(f"{program} is not installed (apt-get install --no-install-recommends {pkg})")
     if not args.live:
         return subprocess.run(cmd, env=env).returncode
     source_cmd, decode_as = _live_source(args)
