@@ -44,7 +44,10 @@ void pci_config_write32(uint8_t bus, uint8_t dev, uint8_t fn, uint8_t offset, ui
 // the interrupt controller BEFORE calling the handlers (so a handler may wake a thread and the
 // kernel may switch threads on the way out); a level-triggered PCI line that the handler does not
 // quieten will therefore fire again as soon as interrupts are enabled. Shared lines allowed
-// (several handlers per line, all called on every interrupt of that line). Unmasks the line.
+// (several handlers per line, all called on every interrupt of that line, in registration order;
+// if one wakes a higher-priority thread and the kernel switches to it at once, the line's later
+// handlers run when the interrupted thread resumes, and a level-triggered line still asserted
+// re-fires meanwhile, so no device is left unserved). Unmasks the line.
 // Returns false if the table is full (kIrqHandlersMax) or the line is out of range, or is line 0
 // (the port's timer) or 2 (the PIC cascade).
 constexpr size_t kIrqHandlersMax = 16;
