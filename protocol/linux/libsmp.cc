@@ -39,6 +39,9 @@ constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
 constexpr uint32_t kFirstUserChannel = 1;
 constexpr uint32_t kPingSeqBase = 0x80000000u;   // apart from the engine's own probe numbers
 constexpr int kLingerAckDelays = 3;              // how long close() lets delayed ACKs leave
+constexpr uint32_t kLinuxPoolBytes = 4u << 20;    // eager bytes held for others, all peers
+constexpr uint32_t kLinuxWindowBytes = 256u << 10; // ... for one peer
+constexpr uint32_t kLinuxEagerBytes = 64u << 10;  // larger messages: the rest is pulled
 
 Instant to_instant(TimeNs ns) { return ns <= 0 ? 0 : Instant(ns) / 1000; }
 
@@ -366,6 +369,13 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   if (local_be == 0) local_be = htonl(INADDR_LOOPBACK);
   c.local_ipv4 = ntohl(local_be);
   c.mtu_max = uint16_t(std::clamp(mtu, int(wire::kMtuMin), 65535));
+  // A Linux host has memory to spare, unlike a small kernel node: hold more eager bytes for
+  // others (pool, per-peer window) and send more eagerly, so that messages up to
+  // kLinuxEagerBytes travel without the extra round trip of a pull. What a peer may send us is
+  // still bounded by the pool (SPEC.md section 6); what we send a node is bounded by its grant.
+  c.pool_bytes = config.pool_bytes ? config.pool_bytes : kLinuxPoolBytes;
+  c.window_bytes = config.window_bytes ? config.window_bytes : kLinuxWindowBytes;
+  c.eager_bytes_max = config.eager_bytes_max ? config.eager_bytes_max : kLinuxEagerBytes;
   c.static_peers = d.static_peers.data();
   c.static_peers_count = uint16_t(d.static_peers.size());
   if (smp::Engine::check_config(c) != ErrorCode::kOk) {

@@ -57,6 +57,10 @@ struct Config {
   std::vector<Peer> peers;       // the static peer table
   int endpoint = -1;             // this endpoint's number; -1: an ephemeral one (0x8000..0xFFFF)
   uint32_t local_address_be = 0; // 0: the address the route to the first peer uses
+  // Credit and eager sizes (SPEC.md section 6); 0 takes libsmp's Linux defaults (libsmp.cc).
+  uint32_t pool_bytes = 0;
+  uint32_t window_bytes = 0;
+  uint32_t eager_bytes_max = 0;
 };
 
 // Parses "NAME=A.B.C.D[:ENDPOINT]" (command line) or "NAME A.B.C.D[:ENDPOINT]" (config file).
