@@ -41,7 +41,8 @@ def ensure_plugin():
     """Builds the plugin if it is missing or older than its sources; returns its path."""
     path = plugin_path()
     src = os.path.join(common.ROOT, "dissector")
-    newest = max((os.path.getmtime(os.path.join(src, f)) for f in os.listdir(src)), default=0)
+    newest = max((os.path.getmtime(os.path.join(src, f)) for f in os.listdir(src)
+                  if f.endswith((".c", ".h", ".txt"))), default=0)
     if not os.path.exists(path) or os.path.getmtime(path) < newest:
         common.cmake_build([PLUGIN_TARGET])
     if not os.path.exists(path):
@@ -97,7 +98,7 @@ def _live_source(args):
     """dumpcap on the running cluster's wire, writing pcapng to stdout (with our privilege), and
     the reader options it needs. Root clusters have a bridge in their namespace; unprivileged
     ones carry each Ethernet frame in a UDP multicast datagram on that namespace's loopback,
-    which Wireshark decodes with "Decode As" (udp.port -> eth_withoutfcs)."""
+    which Wireshark decodes with "Decode As" (udp.port -> eth)."""
     try:
         from .. import net_cluster
     except ImportError:
@@ -116,7 +117,7 @@ def _live_source(args):
         return prefix + ["dumpcap", "-q", "-i", args.iface or net_cluster.BRIDGE, "-w", "-"], []
     port = net_cluster.MCAST_PORT
     return (prefix + ["dumpcap", "-q", "-i", "lo", "-f", f"udp and dst port {port}", "-w", "-"],
-            ["-d", f"udp.port=={port},eth_withoutfcs"])
+            ["-d", f"udp.port=={port},eth"])
 
 
 def _run_reader(program, reader_args, args):
