@@ -270,7 +270,17 @@ size_t parts_size(MutParts p) {
     return total;
 }
 
+// FIXME: becomes a fault-safe user copy when threads get their own address spaces.
+static inline void copy_bytes(void* dst, const void* src, size_t n) { __builtin_memcpy(dst, src, n); }
+
 size_t copy_parts(MutParts dst, Parts src, size_t src_offset) {
+    if (src.count == 1 && dst.count == 1) {  // the common case: one buffer each side
+        if (src_offset >= src.parts[0].size) return 0;
+        size_t n = src.parts[0].size - src_offset;
+        if (n > dst.parts[0].size) n = dst.parts[0].size;
+        if (n) copy_bytes(dst.parts[0].data, static_cast<const char*>(src.parts[0].data) + src_offset, n);
+        return n;
+    }
     size_t copied = 0;
     size_t si = 0;
     while (si < src.count && src_offset >= src.parts[si].size) src_offset -= src.parts[si++].size;
@@ -281,9 +291,8 @@ size_t copy_parts(MutParts dst, Parts src, size_t src_offset) {
         size_t d_left = dst.parts[di].size - doff;
         size_t n = s_left < d_left ? s_left : d_left;
         if (n) {
-            // FIXME: becomes a fault-safe user copy when threads get their own address spaces.
-            __builtin_memcpy(static_cast<char*>(dst.parts[di].data) + doff,
-                             static_cast<const char*>(src.parts[si].data) + src_offset, n);
+            copy_bytes(static_cast<char*>(dst.parts[di].data) + doff,
+                       static_cast<const char*>(src.parts[si].data) + src_offset, n);
         }
         copied += n;
         src_offset += n;
@@ -454,16 +463,22 @@ Status error(ReceiveId id, Status status) {
 
 Result<size_t> read(ReceiveId id, size_t offset, MutParts parts, uint64_t deadline_ns) {
     if (!parts_valid(parts.parts, parts.count)) return Result<size_t>::error(Status::kInvalidArgument);
-    IrqGuard guard;
-    bool abandoned;
-    SenderRecord* r = lookup(id, &abandoned);
-    if (!r) return Result<size_t>::error(abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId);
-    if (r->kind == SenderKind::kRemote) {
-        if (!g.sender_ops) return Result<size_t>::error(Status::kNotSupported);
-        return g.sender_ops->read(r, offset, parts, deadline_ns);
+    SenderRecord* remote = nullptr;
+    {
+        IrqGuard guard;
+        bool abandoned;
+        SenderRecord* r = lookup(id, &abandoned);
+        if (!r) return Result<size_t>::error(abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId);
+        if (r->kind == SenderKind::kLocalThread) {
+            if (offset >= r->send_size) return Result<size_t>::ok(0);
+            return Result<size_t>::ok(copy_parts(parts, r->send, offset));
+        }
+        remote = r;
     }
-    if (offset >= r->send_size) return Result<size_t>::ok(0);
-    return Result<size_t>::ok(copy_parts(parts, r->send, offset));
+    // A remote read may block while the bridge pulls data: called with interrupts enabled. The
+    // bridge re-checks the record (its sender may give up meanwhile: cancel_remote).
+    if (!g.sender_ops) return Result<size_t>::error(Status::kNotSupported);
+    return g.sender_ops->read(remote, offset, parts, deadline_ns);
 }
 
 Status pulse(Connection* c, int32_t code, int64_t value) {

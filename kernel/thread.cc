@@ -54,16 +54,15 @@ void program_timer() {
     }
 }
 
-// Arms the slice when the running thread has a peer of its priority waiting, disarms it otherwise.
+// Arms the time slice when the running thread has a peer of its priority ready. Disarming is
+// lazy: a slice that expires with no peer is simply dropped, and a thread switched in keeps the
+// slice already running (it lasts at most kTimeSliceNs either way). So threads that hand the CPU
+// to each other by blocking (the IPC ping-pong) do not reprogram the timer on every switch.
 void update_slice() {
-    bool peers = g.current && !g.ready[g.current->priority].empty() && g.current != g.idle;
-    if (peers && g.slice_end_ns == kNoDeadline) {
-        g.slice_end_ns = deadline_after(kTimeSliceNs);
-        program_timer();
-    } else if (!peers && g.slice_end_ns != kNoDeadline) {
-        g.slice_end_ns = kNoDeadline;
-        program_timer();
-    }
+    if (g.slice_end_ns != kNoDeadline || !g.current || g.current == g.idle) return;
+    if (g.ready[g.current->priority].empty()) return;
+    g.slice_end_ns = deadline_after(kTimeSliceNs);
+    program_timer();
 }
 
 // Leaves the current thread (already re-queued, blocked or exited) for the best ready one.
@@ -76,7 +75,6 @@ void switch_away() {
     next->state = ThreadState::kRunning;
     if (next == prev) return;
     g.current = next;
-    g.slice_end_ns = kNoDeadline;  // a new thread starts a fresh slice
     update_slice();
     ++g.stats.context_switches;
     arch::context_switch(&prev->context, &next->context);
