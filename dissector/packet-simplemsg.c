@@ -243,7 +243,6 @@ static gint ett_smp_range = -1;
 static gint ett_smp_ack_entry = -1;
 static gint ett_smp_fragment = -1;
 static gint ett_smp_fragments = -1;
-static gint ett_smp_message = -1;
 
 static expert_field ei_smp_bad_checksum = EI_INIT;
 static expert_field ei_smp_too_short = EI_INIT;
@@ -472,7 +471,7 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         if (tvb_get_ntohs(tvb, b + 6) < SMP_MTU_MIN) return SMP_V_BAD_FIELD;
         return SMP_V_OK;
     case SMP_REQUEST: {
-        guint32 reply_max, deadline_unused;
+        guint32 reply_max;
         if (have < SMP_REQUEST_FIXED_BYTES) return SMP_V_BODY_TOO_SHORT;
         p->txn = tvb_get_ntohl(tvb, b);
         p->txn_low = tvb_get_ntohl(tvb, b + 4);
@@ -481,8 +480,6 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         p->eager = tvb_get_ntohl(tvb, b + 16);
         p->offset = tvb_get_ntohl(tvb, b + 20);
         reply_max = tvb_get_ntohl(tvb, b + 24);
-        deadline_unused = tvb_get_ntohl(tvb, b + 28);
-        (void)deadline_unused;
         data = have - SMP_REQUEST_FIXED_BYTES;
         p->payload_offset = b + SMP_REQUEST_FIXED_BYTES;
         p->payload_bytes = (guint32)data;
@@ -852,12 +849,8 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
     f->duplicate_of = smp_first_frame(c->repeats, &dk, sizeof(dk), pinfo->num);
 
     if (smp_exchange_of(p, &kind, &id, &from_client)) {
-        gboolean opens = (p->type == SMP_REQUEST || p->type == SMP_PULSE ||
-                          p->type == SMP_PROBE || p->type == SMP_HELLO ||
-                          p->type == SMP_NAME_QUERY);
         smp_make_xkey(&k, p, kind, id, from_client);
         x = smp_lookup_exchange(c, &k, TRUE);
-        (void)opens;
 
         /* The same part again: (exchange, type, what, offset). */
         memset(&sk, 0, sizeof(sk));
@@ -953,7 +946,9 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
     gboolean req;
     guint32 total, id;
 
-    if (p->payload_bytes == 0 || (guint)p->payload_offset >= tvb_captured_length(tvb) + 1)
+    /* Payload sizes come from the body checks, which ran on a fully captured packet only. */
+    if (p->payload_bytes == 0 ||
+        tvb_captured_length_remaining(tvb, p->payload_offset) < (gint)p->payload_bytes)
         return;
     proto_tree_add_item(tree, hf_smp_payload, tvb, p->payload_offset, p->payload_bytes, ENC_NA);
     it = proto_tree_add_uint(tree, hf_smp_payload_bytes, tvb, p->payload_offset, p->payload_bytes,
@@ -966,8 +961,7 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
         if (p->offset == 0 && p->payload_bytes == p->total)
             msg_tvb = tvb_new_subset_length(tvb, p->payload_offset, p->payload_bytes);
     }
-    if (!msg_tvb && f && f->reassemble && smp_reassemble && f->x &&
-        tvb_captured_length_remaining(tvb, p->payload_offset) >= (gint)p->payload_bytes) {
+    if (!msg_tvb && f && f->reassemble && smp_reassemble && f->x) {
         gboolean save_fragmented = pinfo->fragmented;
         fragment_head *fh;
         total = req ? f->x->request_total : f->x->reply_total;
@@ -985,10 +979,7 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
                             req ? "request" : "reply", tvb_reported_length(msg_tvb));
     }
     if (msg_tvb) {
-        proto_tree *mt;
         it = proto_tree_add_item(tree, hf_smp_message, msg_tvb, 0, -1, ENC_NA);
-        mt = proto_item_add_subtree(it, ett_smp_message);
-        (void)mt;
         proto_item_append_text(it, " (%s, %u bytes)", req ? "request" : "reply",
                                tvb_reported_length(msg_tvb));
     }
@@ -1618,7 +1609,6 @@ proto_register_simplemsg(void)
         &ett_smp_ack_entry,
         &ett_smp_fragment,
         &ett_smp_fragments,
-        &ett_smp_message,
     };
 
     static ei_register_info ei[] = {
