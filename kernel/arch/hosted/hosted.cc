@@ -57,7 +57,9 @@ void switch_to(arch::Context* from, arch::Context* to) {
     __sanitizer_start_switch_fiber(from ? &from->fake_stack : nullptr, to->stack_bottom,
                                    to->stack_bytes);
 #endif
-    void* dead_sp;
+    // A context that never resumes (from == nullptr) saves its stack pointer in a static: with
+    // nullptr, ASan frees the fiber's fake stack at once, so a local could already be gone.
+    static void* dead_sp;
     hosted_switch(from ? &from->sp : &dead_sp, to->sp);
 #ifdef KERNEL_ASAN
     // Back in `from`: tell ASan, and learn the bounds of the stack we came from (only needed
