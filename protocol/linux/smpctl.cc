@@ -28,8 +28,9 @@ constexpr const char* kUsage =
     "  ping NODE [-c COUNT] [-s BYTES]   protocol-level probes (PROBE/PROBE_ACK), with round-trip\n"
     "                                    times; -s pads each to an IP packet of BYTES (576..65535)\n"
     "  names [NODE]                      services attached on NODE (default: every node)\n"
-    "  call NODE/SERVICE DATA|@FILE [--out=FILE]\n"
-    "                                    send DATA (or FILE's bytes), print the reply\n"
+    "  call [NODE/]SERVICE DATA|@FILE [--out=FILE]\n"
+    "                                    send DATA (or FILE's bytes), print the reply; a bare\n"
+    "                                    SERVICE is looked up on every node of the peer table\n"
     "  serve SERVICE [--exec CMD] [--count N]\n"
     "                                    serve SERVICE: echo, or run CMD per request (request on\n"
     "                                    its stdin, reply from its stdout); stop after N requests\n"
@@ -338,23 +339,26 @@ int cmd_call(const Options& o) {
       usage_error("call takes NODE/SERVICE and one DATA or @FILE");
     }
   }
+  // NODE/SERVICE asks that node; a bare SERVICE asks every node of the peer table.
   const size_t slash = target.find('/');
-  if (target.empty() || !have_data || slash == std::string::npos || slash == 0 || slash + 1 == target.size()) {
-    usage_error("call needs NODE/SERVICE and DATA or @FILE");
+  if (target.empty() || !have_data || slash == 0 || (slash != std::string::npos && slash + 1 == target.size())) {
+    usage_error("call needs [NODE/]SERVICE and DATA or @FILE");
   }
+  const std::string service_name = slash == std::string::npos ? target : target.substr(slash + 1);
+  const std::string where = slash == std::string::npos ? std::string("any node") : node_of(target);
   const std::vector<uint8_t> request = read_input(data_arg);
   auto ep = open_endpoint(o);
   const sl::TimeNs deadline = deadline_of(o);
   sl::Connection c;
   sl::Status s = ep->connect(target, &c, deadline);
   if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
-  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + target.substr(slash + 1) + "' on " + node_of(target));
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
   if (s != sl::Status::kOk) fail_call(s, "connect " + target, *ep);
   std::vector<uint8_t> reply;
   const sl::TimeNs t0 = sl::monotonic_ns();
   s = ep->send(c, request, &reply, deadline);
   const sl::TimeNs rtt = sl::monotonic_ns() - t0;
-  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + target.substr(slash + 1) + "' on " + node_of(target));
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
   if (s != sl::Status::kOk) fail_call(s, "call " + target, *ep);
   if (!out_path.empty()) {
     const int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -163,6 +163,8 @@ def case_basic(h):
     h.wait_serving(upper, "upper", node="b1")
     r = h.run("A", ["call", "b1/upper", "shout"])
     check(r.stdout == "SHOUT", "serve --exec runs a command per request (tr a-z A-Z)")
+    r = h.run("A", ["call", "upper", "anywhere"])
+    check(r.stdout == "ANYWHERE", "a bare service name is found on whichever node has it")
     r = h.run("A", ["--json", "call", "b/echo", "x"])
     check(json.loads(r.stdout)["reply_size"] == 1, "call --json reports the reply size")
     r = h.run("B", ["--json", "stats"])
