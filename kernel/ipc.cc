@@ -254,6 +254,22 @@ uint8_t inherited_priority(const Thread* t) {
     return p;
 }
 
+void priority_changed(Thread* t) {
+    SenderRecord* r = &t->sender;
+    if (r->state == RecordState::kIdle || r->priority == t->priority) return;
+    r->priority = t->priority;
+    if (r->state == RecordState::kQueued) {
+        Channel* ch = r->channel;
+        dequeue_sender(ch, r);
+        enqueue_sender(ch, r);  // last among its new priority
+    } else {
+        // Held by a server: recompute it. Chains of "held by" are acyclic (a thread blocked in
+        // send cannot receive), so this recursion ends; its depth is the chain's length.
+        Thread* server = r->server;
+        sched::set_effective_priority(server, inherited_priority(server));
+    }
+}
+
 }  // namespace ipc
 
 // ---- Copy ----------------------------------------------------------------------------------

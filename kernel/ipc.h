@@ -15,10 +15,13 @@
 // when threads get their own address spaces. Nothing on these paths allocates.
 //
 // ---- Semantics ---------------------------------------------------------------------------
-// - Queue order: by the sender's priority at send time, FIFO within one priority. Pulses are
-//   delivered before messages, FIFO.
+// - Queue order: by the sender's effective priority, FIFO within one priority (a sender whose
+//   priority changes while queued moves to the end of its new priority). Pulses are delivered
+//   before messages, FIFO.
 // - Priority inheritance: a thread that received a message runs at least at the sender's
-//   priority until it replies (or errors) it.
+//   priority until it replies (or errors) it; transitively, if that server is itself blocked
+//   sending to another server, and when the sender's priority changes meanwhile.
+//   FIXME: senders still queued (not yet received) do not raise the server's priority.
 // - Truncation is not an error: receive copies min(size, capacity) and reports the full size;
 //   read() fetches the rest; the sender's send returns the reply's full size even when its reply
 //   buffers took less.

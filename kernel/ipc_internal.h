@@ -18,6 +18,9 @@ Status thread_init(Thread* thread);      // registers the thread's embedded reco
 void thread_fini(Thread* thread);        // before the thread's memory is freed
 void thread_exiting(Thread* thread);     // fails messages it holds (kServerExited)
 uint8_t inherited_priority(const Thread* thread);
+// A blocked thread's effective priority changed: updates its send record (queue position, or
+// the priority of the server holding it).
+void priority_changed(Thread* thread);
 }  // namespace ipc
 
 }  // namespace kernel

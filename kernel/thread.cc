@@ -220,9 +220,10 @@ void set_effective_priority(Thread* t, uint8_t priority) {
         t->priority = priority;
         enqueue_ready(t, false);
     } else {
-        // FIXME: a sender blocked in a channel queue keeps its queue position when its priority
-        // changes (no transitive inheritance through a chain of servers yet).
         t->priority = priority;
+        // A blocked sender's record moves in its queue, or passes the change on to the server
+        // holding it (and so on down a chain of servers: transitive inheritance).
+        if (t->state == ThreadState::kBlocked) ipc::priority_changed(t);
     }
     if (t == g.current || t->state == ThreadState::kReady) update_slice();
 }
