@@ -85,3 +85,79 @@ KTEST(errors_thread_calls) {
     KCHECK_STATUS(thread_join(thread_current()).status, Status::kInvalidArgument);
     KCHECK_STATUS(thread_set_priority(thread_current(), 0), Status::kInvalidArgument);
 }
+
+KTEST(errors_thread_limit_is_reported) {
+    // Create minimal threads until the table is full: the next create says kLimitReached.
+    Thread** threads = static_cast<Thread**>(heap::allocate(kThreadsMax * sizeof(Thread*)));
+    KREQUIRE(threads);
+    size_t n = 0;
+    Status last = Status::kOk;
+    while (n < kThreadsMax) {
+        auto t = thread_create("filler", [](void*) {}, nullptr, kPriorityMin, kStackBytesMin);
+        if (!t.is_ok()) {
+            last = t.status;
+            break;
+        }
+        threads[n++] = t.value;
+    }
+    KCHECK_STATUS(last, Status::kLimitReached);
+    KCHECK_EQ(thread_count(), kThreadsMax);
+    for (size_t i = 0; i < n; ++i) (void)thread_join(threads[i]);
+    heap::release(threads);
+    auto again = thread_create("after", [](void*) {}, nullptr, kPriorityDefault);
+    KCHECK_OK(again.status);
+    if (again.is_ok()) KCHECK_OK(thread_join(again.value).status);
+}
+
+namespace {
+struct FakeBridge {
+    int sends = 0;
+    int pulses = 0;
+    int closes = 0;
+    uint8_t priority = 0;
+    int32_t last_code = 0;
+};
+
+Result<size_t> bridge_send(void* handle, Parts message, MutParts reply, uint64_t, uint8_t priority,
+                           int32_t* reply_code) {
+    auto* b = static_cast<FakeBridge*>(handle);
+    ++b->sends;
+    b->priority = priority;
+    if (parts_size(message) == 0) return Result<size_t>::error(Status::kHostDown);
+    copy_parts(reply, message, 0);  // echo
+    if (reply_code) *reply_code = 5;
+    return Result<size_t>::ok(parts_size(message));
+}
+Status bridge_pulse(void* handle, int32_t code, int64_t, uint8_t) {
+    auto* b = static_cast<FakeBridge*>(handle);
+    ++b->pulses;
+    b->last_code = code;
+    return Status::kOk;
+}
+void bridge_close(void* handle) { ++static_cast<FakeBridge*>(handle)->closes; }
+const RemoteConnectionOps kBridgeOps = {bridge_send, bridge_pulse, bridge_close};
+}  // namespace
+
+KTEST(ipc_remote_connection_calls_the_bridge) {
+    FakeBridge bridge;
+    set_remote_connection_ops(&kBridgeOps);
+    auto conn = connect_remote(&bridge);
+    KREQUIRE(conn.is_ok());
+    uint64_t v = 42, r = 0;
+    Part out{&v, sizeof(v)};
+    MutPart in{&r, sizeof(r)};
+    int32_t code = 0;
+    auto res = send(conn.value, one(out), one(in), kNoDeadline, &code);
+    KCHECK_OK(res.status);
+    KCHECK_EQ(res.value, 8u);
+    KCHECK_EQ(r, 42u);
+    KCHECK_EQ(code, 5);
+    KCHECK_EQ(bridge.priority, kPriorityDefault);
+    KCHECK_STATUS(send(conn.value, none(), one(in), kNoDeadline).status, Status::kHostDown);
+    KCHECK_OK(pulse(conn.value, 9, 1));
+    KCHECK_EQ(bridge.last_code, 9);
+    KCHECK_OK(disconnect(conn.value));
+    KCHECK_EQ(bridge.sends, 2);
+    KCHECK_EQ(bridge.closes, 1);
+    set_remote_connection_ops(nullptr);
+}
