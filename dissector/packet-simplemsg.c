@@ -339,6 +339,17 @@ typedef struct {
     guint32 ip_id;           /* 0x10000 + id when known, 0 when not IPv4 */
 } smp_dupkey_t;
 
+/* The copy a later identical packet is compared with. */
+typedef struct {
+    guint32 frame;
+    nstime_t time;
+} smp_copy_t;
+
+/* Linux sends DF packets with IP identification 0, so an identical resend cannot be told from a
+ * network copy by the identification; then only a copy that follows within this time counts as
+ * a duplicate (a resend waits at least the engine's minimum retransmission timeout, 2 ms). */
+#define SMP_DUPLICATE_WINDOW_NS 1000000
+
 /* The window a server granted a client (HELLO/HELLO_ACK), and what the client said is finished. */
 typedef struct {
     guint32 window_txns;     /* 0 = not seen */
@@ -348,7 +359,7 @@ typedef struct {
 typedef struct {
     wmem_map_t *exchanges;   /* smp_xkey_t -> smp_exchange_t */
     wmem_map_t *segments;    /* smp_segkey_t -> first frame (GUINT_TO_POINTER) */
-    wmem_map_t *repeats;     /* smp_dupkey_t -> first frame */
+    wmem_map_t *repeats;     /* smp_dupkey_t -> smp_copy_t */
     wmem_map_t *windows;     /* smp_xkey_t (kind 0, id 0) -> smp_window_t */
 } smp_conv_t;
 
@@ -697,6 +708,30 @@ smp_first_frame(wmem_map_t *map, const void *key, size_t key_len, guint32 frame)
     return 0;
 }
 
+/* Returns the frame this packet is a network copy of (0 if none) and remembers this one. */
+static guint32
+smp_note_copy(wmem_map_t *map, const smp_dupkey_t *key, packet_info *pinfo)
+{
+    smp_copy_t *prev = (smp_copy_t *)wmem_map_lookup(map, key);
+    gboolean id_known = (key->ip_id & 0xFFFF) != 0;
+    nstime_t gap;
+
+    if (prev) {
+        nstime_delta(&gap, &pinfo->abs_ts, &prev->time);
+        if (id_known || (gap.secs == 0 && gap.nsecs >= 0 && gap.nsecs < SMP_DUPLICATE_WINDOW_NS))
+            return prev->frame;
+        /* a resend: later copies of it are compared with it */
+        prev->frame = pinfo->num;
+        prev->time = pinfo->abs_ts;
+        return 0;
+    }
+    prev = wmem_new(wmem_file_scope(), smp_copy_t);
+    prev->frame = pinfo->num;
+    prev->time = pinfo->abs_ts;
+    wmem_map_insert(map, wmem_memdup(wmem_file_scope(), key, sizeof(*key)), prev);
+    return 0;
+}
+
 static void
 smp_set_once(guint32 *slot, guint32 frame)
 {
@@ -846,7 +881,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
     dk.length = tvb_captured_length(tvb);
     dk.ip_id = p->ip_id;
     dk.crc = crc32_ccitt_tvb(tvb, dk.length);
-    f->duplicate_of = smp_first_frame(c->repeats, &dk, sizeof(dk), pinfo->num);
+    f->duplicate_of = smp_note_copy(c->repeats, &dk, pinfo);
 
     if (smp_exchange_of(p, &kind, &id, &from_client)) {
         smp_make_xkey(&k, p, kind, id, from_client);
@@ -1215,7 +1250,13 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
             nstime_delta(&delta, &pinfo->abs_ts, &x->request_time);
             it = proto_tree_add_time(tree, hf_smp_response_time, tvb, 0, 0, &delta);
             proto_item_set_generated(it);
+            /* As ICMP echo does: the pair is visible in the packet list itself. */
+            if (x->response_frame == pinfo->num)
+                col_append_fstr(pinfo->cinfo, COL_INFO, " (request in %u, %.3f ms)",
+                                x->request_frame, nstime_to_msec(&delta));
         }
+        if (x->request_frame == pinfo->num && x->response_frame != 0)
+            col_append_fstr(pinfo->cinfo, COL_INFO, " (response in %u)", x->response_frame);
         if (p->type == SMP_REPLY)
             smp_add_link(tree, hf_smp_reply_acked_in, tvb, x->reply_acked_frame);
     }

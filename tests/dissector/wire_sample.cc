@@ -519,8 +519,9 @@ int decode_capture(const char* in_path, const char* out_path) {
             mix(ip + 4, 2);    // identification
             mix(ip + 12, 8);   // addresses
             mix(ip + 20, incl - l2 - 20);
-            char buf[40];
-            snprintf(buf, sizeof buf, ", \"wire\": \"%016llx\"}\n", (unsigned long long)h);
+            char buf[64];
+            snprintf(buf, sizeof buf, ", \"wire\": \"%016llx\", \"ip_id\": %u}\n",
+                     (unsigned long long)h, unsigned(ip[4] << 8 | ip[5]));
             line = line.substr(0, line.size() - 2) + buf;
         }
         fputs(line.c_str(), out);
