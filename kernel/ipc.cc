@@ -533,6 +533,7 @@ Status record_register(SenderRecord* r) {
 void record_unregister(SenderRecord* r) {
     IrqGuard guard;
     if (g.records[r->index] != r) return;
+    if (r->state != RecordState::kIdle) abandon_record(r);  // never leave a dangling queue entry
     g.records[r->index] = nullptr;
     g.free_indices[g.free_count++] = r->index;
 }

@@ -42,9 +42,14 @@
 // reaches its data and delivers its outcome only through RemoteSenderOps (set_remote_sender_ops):
 //   copy_out  - bytes already on this node (the eager part), non-blocking, called from receive
 //               (possibly in the bridge's own thread when a receiver was already waiting);
+//               interrupts are disabled during the call;
 //   read      - may block up to a deadline while the bridge pulls data from the sender's node;
-//   complete  - the reply or error (reply parts valid only during the call; must not block).
-//               After complete() the record is idle and the bridge may reuse it.
+//               called in the reading thread with interrupts enabled (the record may be
+//               cancelled meanwhile: the bridge re-checks it);
+//   complete  - the reply or error (reply parts valid only during the call; must not block;
+//               interrupts disabled). After complete() the record is idle and reusable.
+// Errors reach a remote record through complete() too: kChannelDestroyed, kServerExited, or
+// the status a server gave error().
 // If the remote sender gives up (deadline, host down), the bridge calls cancel_remote(): a
 // queued record leaves the queue; a received one is abandoned (unblock pulse, kSenderUnblocked
 // for the server) exactly as for a local timeout.
