@@ -51,7 +51,7 @@ void EventLoop::arm(int64_t when_ns) {
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
-Wakeup EventLoop::wait(bool want_writable) {
+Wakeup EventLoop::wait(bool want_writable, int timeout_ms) {
   if (want_writable != watching_writable_) {
     epoll_event ev{};
     ev.events = EPOLLIN | (want_writable ? EPOLLOUT : 0u);
@@ -61,7 +61,7 @@ Wakeup EventLoop::wait(bool want_writable) {
   }
   Wakeup w;
   epoll_event events[kEventsMax];
-  int n = epoll_wait(epoll_fd_, events, kEventsMax, -1);
+  int n = epoll_wait(epoll_fd_, events, kEventsMax, timeout_ms);
   if (n < 0) return w;  // EINTR: the caller looks at the clock and its flags again
   for (int i = 0; i < n; ++i) {
     if (events[i].data.u64 == kTimerTag) {

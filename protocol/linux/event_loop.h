@@ -24,8 +24,11 @@ class EventLoop {
   int open(int socket_fd);
   // Arms the timer at `when_ns` (CLOCK_MONOTONIC); a time already past fires at once.
   void arm(int64_t when_ns);
-  // Blocks until something happens; asks for writability only while `want_writable`.
-  Wakeup wait(bool want_writable);
+  // Blocks until something happens (or timeout_ms; 0 only looks); asks for writability only
+  // while `want_writable`.
+  Wakeup wait(bool want_writable, int timeout_ms = -1);
+  // Readable whenever wait() would return at once: lets another loop (poll) watch this one.
+  int fd() const { return epoll_fd_; }
 
  private:
   int epoll_fd_ = -1;

@@ -25,7 +25,7 @@ void close_fd(int* fd) {
 // Writes stdin and reads stdout in one poll loop: a command that answers before it has read all
 // its input (or reads more than a pipe holds before answering) must not deadlock us.
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
-                       size_t output_bytes_max) {
+                       size_t output_bytes_max, int wake_fd, const std::function<void()>& on_wake) {
   ExecResult r;
   int in_pipe[2], out_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
@@ -61,8 +61,10 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   bool too_long = false;
   uint8_t chunk[kReadChunkBytes];
   while (from_child >= 0) {
-    pollfd fds[2] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}};
-    if (poll(fds, to_child >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) break;
+    // Slot 1 is stdin while it is open; a negative fd makes poll skip a slot.
+    pollfd fds[3] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}, {wake_fd, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0 && errno != EINTR) break;
+    if (wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) on_wake();
     if (to_child >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
       const ssize_t n = write(to_child, input + written, input_bytes - written);
       if (n > 0) written += static_cast<size_t>(n);

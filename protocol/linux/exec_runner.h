@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,10 @@ struct ExecResult {
   std::vector<uint8_t> output;
 };
 
+// While the command runs, `on_wake` is called whenever `wake_fd` (if >= 0) is readable: the
+// caller's event loop keeps running (an SMP endpoint must go on answering its peers).
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
-                       size_t output_bytes_max);
+                       size_t output_bytes_max, int wake_fd = -1,
+                       const std::function<void()>& on_wake = {});
 
 }  // namespace smp::linux_peer

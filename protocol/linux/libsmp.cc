@@ -678,6 +678,21 @@ Status Endpoint::poll(TimeNs deadline) {
   return Status::kOk;
 }
 
+int Endpoint::wake_fd() const { return impl_->loop.fd(); }
+
+void Endpoint::step() {
+  Driver& d = *impl_;
+  const Wakeup w = d.loop.wait(d.wait_writable, 0);  // never blocks; consumes a fired timer
+  if (w.writable) d.wait_writable = false;
+  if (w.readable) d.receive();
+  d.pump([] { return true; }, kNoDeadline);  // timers, events, transmissions: one pass
+  TimeNs wake = kNoDeadline;
+  const Instant nt = d.engine->next_timeout();
+  if (nt != kNever) wake = TimeNs(nt) * 1000;
+  if (d.retry_at_ns > 0) wake = std::min(wake, d.retry_at_ns);
+  d.loop.arm(wake);
+}
+
 std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
   const Driver& d = *impl_;
   const smp::Stats& s = d.engine->stats();

@@ -122,6 +122,11 @@ class Endpoint {
   Status flush(TimeNs deadline);
   // Runs the loop until the deadline (answers `names` and keeps peers alive meanwhile).
   Status poll(TimeNs deadline);
+  // For a caller with its own poll() loop (smpctl serve --exec while its command runs): the
+  // endpoint needs step() whenever wake_fd() is readable, so that it keeps answering probes
+  // and the peer does not declare it down. step() never blocks.
+  int wake_fd() const;
+  void step();
 
   // Counters as name/value pairs, for `smpctl stats` and --json.
   std::vector<std::pair<std::string, uint64_t>> stats() const;

@@ -450,7 +450,9 @@ int cmd_serve(const Options& o) {
     if (command.empty()) {
       s = ep->reply(req, std::move(req.data), reply_deadline);
     } else {
-      sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax);
+      // The endpoint keeps answering probes and other packets while the command runs.
+      sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax,
+                                         ep->wake_fd(), [&] { ep->step(); });
       if (r.ok) {
         s = ep->reply(req, std::move(r.output), reply_deadline);
       } else {

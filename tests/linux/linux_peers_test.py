@@ -298,6 +298,12 @@ def case_bad_input(h):
     check(r.returncode in (7, 8) and ("host down" in err or "timed out" in err),
           f"a node with nobody behind its address: status {r.returncode}, '{err}'")
     expect_error(h, ["call", "b2/echo", "x"], ["b2"], "an endpoint nobody serves on a live host")
+    # A deadline that passes while the server works: a timeout, and the server is not stuck.
+    slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
+    h.wait_serving(slow, "slow", node="b1")
+    expect_error(h, ["--timeout=500", "call", "b1/slow", "x"], ["timed out"], "a call past its deadline")
+    r = h.run("A", ["--timeout=10000", "call", "b1/slow", "late"])
+    check(r.stdout == "late", "the slow server serves the next call after the abandoned one")
     # Nothing left blocked: the server still answers, and no smpctl of ours is still running.
     r = h.run("A", ["call", "b/echo", "still-here"])
     check(r.stdout == "still-here", "the server still answers after the bad calls")
