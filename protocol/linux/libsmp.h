@@ -7,7 +7,9 @@
 //   attach("service") + receive/read/reply   serve a channel
 //
 // Single-threaded: each blocking call runs the event loop until its own completion, and keeps
-// whatever else happens meanwhile (requests for a served channel) in bounded queues.
+// whatever else happens meanwhile (requests for a served channel) in bounded queues. Between
+// calls nothing runs: an application that stays away longer than the liveness bound (1 s by
+// default) while it serves or waits for peers must call poll(), or watch wake_fd() and step().
 #pragma once
 
 #include <cstddef>
