@@ -132,7 +132,9 @@ def _run_reader(program, reader_args, args):
         return subprocess.run(cmd, env=env).returncode
     source_cmd, decode_as = _live_source(args)
     cmd[len(cmd) - len(reader_args):len(cmd) - len(reader_args)] = decode_as
-    common.info("live capture: " + " ".join(source_cmd) + " | " + program + " ...")
+    # stderr: stdout is tshark's, which scripts read.
+    print("smp: live capture: " + " ".join(source_cmd) + " | " + program + " ...", file=sys.stderr,
+          flush=True)
     os.makedirs(common.RUN_DIR, exist_ok=True)
     log_path = os.path.join(common.RUN_DIR, "dissector-live.log")
     # dumpcap's own chatter (and its broken-pipe complaint when the reader quits) goes to a log.
@@ -141,7 +143,7 @@ def _run_reader(program, reader_args, args):
     try:
         reader = subprocess.run(cmd, env=env, stdin=source.stdout)
         if reader.returncode != 0 or (source.poll() not in (None, 0) and reader.returncode != 0):
-            common.info(f"the capture's messages are in {log_path}")
+            print(f"smp: the capture's messages are in {log_path}", file=sys.stderr)
     finally:
         source.stdout.close()
         if source.poll() is None:
