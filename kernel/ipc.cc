@@ -38,6 +38,7 @@ struct IpcState {
     uint64_t next_serial;
     const RemoteSenderOps* sender_ops;
     const RemoteConnectionOps* connection_ops;
+    IpcStats stats;
 };
 
 IpcState g;
@@ -182,6 +183,7 @@ void drop_held(Thread* server, SenderRecord* r) {
 //     pulses coalesce (value = the newest id, count = 2).
 void abandon_record(SenderRecord* r) {
     Channel* ch = r->channel;
+    if (r->state == RecordState::kReceived) ++g.stats.unblock_pulses;
     if (r->state == RecordState::kQueued) {
         dequeue_sender(ch, r);
     } else if (r->state == RecordState::kReceived) {
@@ -199,7 +201,10 @@ void abandon_record(SenderRecord* r) {
     }
 }
 
-void send_cancel(Thread* t) { abandon_record(&t->sender); }
+void send_cancel(Thread* t) {
+    ++g.stats.send_timeouts;
+    abandon_record(&t->sender);
+}
 
 void receive_cancel(Thread* t) { List::remove(&t->run_link); }
 
@@ -409,6 +414,7 @@ Result<size_t> send(Connection* c, Parts message, MutParts reply, uint64_t deadl
     if (!ch) return Result<size_t>::error(Status::kChannelDestroyed);
     Thread* self = sched::current();
     SenderRecord* r = &self->sender;
+    ++g.stats.sends;
     r->serial = g.next_serial++;
     r->channel = ch;
     r->priority = self->priority;
@@ -460,6 +466,7 @@ Status reply(ReceiveId id, int32_t code, Parts reply_parts) {
     SenderRecord* r = lookup(id, &abandoned);
     if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
     drop_held(r->server, r);
+    ++g.stats.replies;
     record_complete(r, Status::kOk, code, reply_parts);
     sched::reschedule();
     return Status::kOk;
@@ -472,6 +479,7 @@ Status error(ReceiveId id, Status status) {
     SenderRecord* r = lookup(id, &abandoned);
     if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
     drop_held(r->server, r);
+    ++g.stats.replies;
     record_complete(r, status, 0, Parts{nullptr, 0});
     sched::reschedule();
     return Status::kOk;
@@ -507,6 +515,7 @@ Status pulse(Connection* c, int32_t code, int64_t value) {
     Channel* ch = c->channel;
     if (!ch) return Status::kChannelDestroyed;
     Thread* self = sched::current();
+    ++g.stats.pulses;
     c->pulse.code = code;
     c->pulse.value = value;
     c->pulse.priority = self->priority;
@@ -559,6 +568,11 @@ void cancel_remote(SenderRecord* r) {
     IrqGuard guard;
     abandon_record(r);
     r->state = RecordState::kIdle;
+}
+
+IpcStats ipc_stats() {
+    IrqGuard guard;
+    return g.stats;
 }
 
 ChannelStats channel_stats(const Channel* ch) {

@@ -225,4 +225,14 @@ struct ChannelStats {
 };
 ChannelStats channel_stats(const Channel* channel);
 
+// Node-wide counters (since boot) for the console's `stats` command.
+struct IpcStats {
+    uint64_t sends;           // local sends started
+    uint64_t replies;         // reply() and error() that completed a send
+    uint64_t pulses;          // pulse() calls on local connections (coalesced ones included)
+    uint64_t send_timeouts;   // sends ended by their deadline (queued or after receive)
+    uint64_t unblock_pulses;  // of those, ones a server had received (the unblock race)
+};
+IpcStats ipc_stats();
+
 }  // namespace kernel

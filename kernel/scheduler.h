@@ -11,6 +11,7 @@
 namespace kernel {
 
 enum class ThreadState : uint8_t { kReady, kRunning, kBlocked, kExited };
+static_assert(static_cast<int>(ThreadState::kExited) == static_cast<int>(ThreadRunState::kExited));
 
 struct Thread {
     arch::Context context;

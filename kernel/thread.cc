@@ -353,6 +353,31 @@ void busy_until(uint64_t deadline_ns) {
     }
 }
 
+size_t thread_snapshot(ThreadInfo* out, size_t capacity) {
+    IrqGuard guard;
+    size_t i = 0;
+    for (ListNode* n = g.all.front(); n; n = g.all.next(n), ++i) {
+        if (i >= capacity) continue;
+        Thread* t = KERNEL_CONTAINER_OF(n, Thread, all_link);
+        out[i].id = t->id;
+        out[i].base_priority = t->base_priority;
+        out[i].priority = t->priority;
+        out[i].state = static_cast<ThreadRunState>(t->state);
+        copy_name(out[i].name, t->name);
+    }
+    return i;
+}
+
+const char* thread_state_name(ThreadRunState state) {
+    switch (state) {
+    case ThreadRunState::kReady: return "ready";
+    case ThreadRunState::kRunning: return "running";
+    case ThreadRunState::kBlocked: return "blocked";
+    case ThreadRunState::kExited: return "exited";
+    }
+    return "?";
+}
+
 SchedulerStats scheduler_stats() {
     IrqGuard guard;
     return g.stats;

@@ -64,6 +64,19 @@ uint64_t deadline_after(uint64_t duration_ns);
 // Spins (does work, does not block) until now_ns() >= deadline_ns: lets tests model busy threads.
 void busy_until(uint64_t deadline_ns);
 
+// A snapshot of every live thread, for the console's `threads` command.
+enum class ThreadRunState : uint8_t { kReady, kRunning, kBlocked, kExited };
+struct ThreadInfo {
+    uint32_t id;
+    uint8_t base_priority;
+    uint8_t priority;        // effective (inheritance included)
+    ThreadRunState state;
+    char name[kThreadNameBytes];
+};
+// Fills up to `capacity` entries (in creation order) and returns how many threads are live.
+size_t thread_snapshot(ThreadInfo* out, size_t capacity);
+const char* thread_state_name(ThreadRunState state);
+
 // Counters for tests and the console.
 struct SchedulerStats {
     uint64_t context_switches;

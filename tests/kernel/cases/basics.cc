@@ -144,3 +144,31 @@ KTEST(planted_failure_runs_only_when_asked) {
 KTEST_PLANTED(planted_failure) {
     KCHECK_EQ(1 + 1, 3);  // deliberately false: shows a failing case fails the run
 }
+
+KTEST(thread_snapshot_lists_live_threads) {
+    ThreadInfo infos[8];
+    size_t before = thread_snapshot(infos, 8);
+    KCHECK_EQ(before, thread_count());
+    auto t = thread_create("snapshotted", [](void*) {}, nullptr, kPriorityDefault - 2);
+    KREQUIRE(t.is_ok());
+    ThreadInfo* all = static_cast<ThreadInfo*>(heap::allocate(kThreadsMax * sizeof(ThreadInfo)));
+    KREQUIRE(all);
+    size_t n = thread_snapshot(all, kThreadsMax);
+    KCHECK_EQ(n, before + 1);
+    bool found = false, me = false;
+    for (size_t i = 0; i < n && i < kThreadsMax; ++i) {
+        if (string_equal(all[i].name, "snapshotted")) {
+            found = true;
+            KCHECK(all[i].state == ThreadRunState::kReady);
+            KCHECK_EQ(all[i].priority, kPriorityDefault - 2);
+        }
+        if (all[i].id == thread_id(thread_current())) {
+            me = true;
+            KCHECK(string_equal(thread_state_name(all[i].state), "running"));
+        }
+    }
+    KCHECK(found && me);
+    KCHECK_EQ(thread_snapshot(all, 1), n);  // reports the total even when the buffer is short
+    heap::release(all);
+    KCHECK_OK(thread_join(t.value).status);
+}

@@ -120,3 +120,23 @@ KTEST(ipc_abandoned_id_is_not_confused_with_next_message) {
     KCHECK_OK(disconnect(conn.value));
     KCHECK_OK(channel_destroy(ch.value));
 }
+
+KTEST(ipc_stats_count_sends_replies_and_timeouts) {
+    IpcStats before = ipc_stats();
+    auto ch = channel_create();
+    KREQUIRE(ch.is_ok());
+    auto conn = connect(ch.value);
+    KREQUIRE(conn.is_ok());
+    uint64_t v = 0;
+    Part out{&v, sizeof(v)};
+    KCHECK_STATUS(send(conn.value, one(out), none_mut(), deadline_after(kMs)).status, Status::kTimedOut);
+    KCHECK_OK(pulse(conn.value, 1, 1));
+    IpcStats after = ipc_stats();
+    KCHECK_EQ(after.sends, before.sends + 1);
+    KCHECK_EQ(after.send_timeouts, before.send_timeouts + 1);
+    KCHECK_EQ(after.unblock_pulses, before.unblock_pulses);
+    KCHECK_EQ(after.pulses, before.pulses + 1);
+    KCHECK_EQ(after.replies, before.replies);
+    KCHECK_OK(disconnect(conn.value));
+    KCHECK_OK(channel_destroy(ch.value));
+}
