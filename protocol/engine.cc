@@ -664,6 +664,7 @@ struct E {
         s.next_free = m.send_free;
         m.send_free = uint16_t(send_index(s) + 1);
         st.sends_live--;
+        admit(m.now, s.peer);  // the credit it held may let a waiting sender go
     }
     // Ends a send for the caller (exactly once), then either frees it or keeps it to close.
     void finish_send(Instant now, Send& s, ErrorCode error) {
@@ -1001,10 +1002,7 @@ struct E {
             refuse(pi, q.txn, ErrorCode::kStale, msg.header.priority);
             return;
         }
-#else
-        // Planted bug (tests only): a duplicate of a finished request is run again.
-        if (q.txn < p.base && q.txn + 1 < p.base) return;
-#endif
+#endif  // the planted bug (tests only) runs a duplicate of a finished request again
         Req* r = find_req(pi, q.txn);
         if (r) {
             if (r->state == ReqState::kAssembling) {
@@ -1361,7 +1359,10 @@ struct E {
         p.mtu_tries = 0;
         p.mtu_cand = 0;
         mtu_next_candidate(p);
-        p.mtu_at = now;
+        if (p.mtu_done) return;
+        p.mtu_due = true;  // the first probe goes with the packets that follow the HELLO
+        p.mtu_tries = 1;
+        p.mtu_at = now + p.rto_us;
     }
     void mtu_next_candidate(Peer& p) {
         uint16_t limit = c.mtu_max < p.peer_mtu ? c.mtu_max : p.peer_mtu;

@@ -22,6 +22,7 @@ namespace {
 constexpr uint32_t kBaseIpv4 = 0x0A4D0001;  // 10.77.0.1 + node index
 constexpr uint64_t kLatencyUs = 50;
 constexpr uint64_t kSlackUs = 1000;         // scheduling slack on top of the jitter
+constexpr uint64_t kLateDupUs = 50'000;     // a late duplicate arrives at most this much later
 constexpr uint32_t kIdBytes = 16;           // id (8) + reply size (4) + flags (4)
 constexpr uint32_t kFlagAppError = 1, kFlagSlow = 2;
 
@@ -107,7 +108,7 @@ struct PacketLater {
     }
 };
 
-enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart };
+enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup };
 struct AppTimer {
     uint64_t at, seq;
     AppKind kind;
@@ -353,6 +354,8 @@ void Sim::send_packet(int from, const Transmit& t, const uint8_t* bytes) {
     for (int k = 0; k < copies; k++) {
         Packet* p = new Packet(probe_pkt);
         p->at = now_ + kLatencyUs + (jitter_ ? rng_.below(jitter_) : 0);
+        // Some duplicates come late (another path, a slow queue): well after the original.
+        if (k == 1 && rng_.chance(0.3)) p->at += rng_.below(kLateDupUs);
         p->seq = seq_++;
         net_.push(p);
     }
@@ -432,8 +435,8 @@ void Sim::start_send(Node& n, const PlannedSend& ps) {
     // Started while its target is down, and it stays down past the bound: it must end in time.
     // (If the target comes back sooner, the send may reach the new incarnation and go on.)
     if (mode_ == Mode::kCrash && crashed_ && ps.target == crash_node_ &&
-        restart_at_ > now_ + n.config.dead_after_us() + jitter_ + kSlackUs)
-        must_end_by_[{n.index, hv}] = now_ + n.config.dead_after_us() + jitter_ + kSlackUs;
+        restart_at_ > now_ + n.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs)
+        must_end_by_[{n.index, hv}] = now_ + n.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs;
     n.sends[hv] = std::move(cs);
 }
 
@@ -552,7 +555,11 @@ void Sim::on_event(Node& n, const Event& ev) {
             break;
         }
         case EventType::kPulse:
-        case EventType::kNameResolved: break;
+            res_.pulses++;
+            break;
+        case EventType::kNameResolved:
+            res_.names_resolved++;
+            break;
     }
 }
 
@@ -598,6 +605,23 @@ void Sim::app_timer(const AppTimer& t) {
                      " from node " + std::to_string(int(w.id >> 40)));
             break;
         }
+        case AppKind::kPulse:
+        case AppKind::kLookup: {
+            if (!n.alive) return;
+            const Node& to = nodes_[t.key];
+            smp::Result<PeerRef> pr = n.engine->peer(to.config.local_ipv4, to.config.local_endpoint);
+            if (!pr.ok()) return;
+            if (t.kind == AppKind::kPulse) {
+                // Two pulses with the same code before the first leaves: they coalesce.
+                n.engine->pulse(now_, pr.value, 7, 1, 10);
+                n.engine->pulse(now_, pr.value, 7, 1, 11);
+            } else {
+                nodes_[t.key].engine->name_attach("echo", 7);
+                n.engine->name_lookup(now_, "echo", pr.value);
+                n.engine->name_lookup(now_, "nothing", pr.value);
+            }
+            break;
+        }
         case AppKind::kCrash: crash(t.node); return;
         case AppKind::kRestart: restart(t.node); return;
     }
@@ -612,10 +636,10 @@ void Sim::crash(int i) {
         if (other.index == i || !other.alive) continue;
         smp::Result<PeerRef> ref = other.engine->peer(n.config.local_ipv4, n.config.local_endpoint);
         bool known = ref.ok() && other.engine->peer_info(ref.value).incarnation != 0;
-        bool late = restart_at_ > now_ + other.config.dead_after_us() + jitter_ + kSlackUs;
+        bool late = restart_at_ > now_ + other.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs;
         for (auto& [h, cs] : other.sends) {
             if (cs->target == i && (known || late))
-                must_end_by_[{other.index, h}] = now_ + other.config.dead_after_us() + jitter_ + kSlackUs;
+                must_end_by_[{other.index, h}] = now_ + other.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs;
         }
     }
     n.alive = false;
@@ -703,8 +727,8 @@ Result Sim::run() {
             if (a.node < 0) {  // partition starts: record what it must end
                 for (Node& n : nodes_) {
                     for (auto& [h, cs] : n.sends) {
-                        if (faulty_pair(n.index, cs->target) && p_to_ - p_from_ > n.config.dead_after_us() + 2 * kSlackUs + jitter_)
-                            must_end_by_[{n.index, h}] = now_ + n.config.dead_after_us() + jitter_ + kSlackUs;
+                        if (faulty_pair(n.index, cs->target) && p_to_ - p_from_ > n.config.dead_after_us() + 2 * kSlackUs + kLateDupUs + jitter_)
+                            must_end_by_[{n.index, h}] = now_ + n.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs;
                     }
                 }
                 continue;
@@ -803,6 +827,8 @@ Result run_scenario(const std::string& pcap) {
         s.schedule(s.crash_at_, AppKind::kCrash, 2, 0);
         s.schedule(s.restart_at_, AppKind::kRestart, 2, 0);
         plan(0, 905'000, 2, 64, 64, kFlagSlow, false);      // to the crashed node: RESET after restart
+        s.schedule(20'000, AppKind::kPulse, 2, 0);           // PULSE + ACK (coalesced while connecting)
+        s.schedule(30'000, AppKind::kLookup, 0, 1);          // NAME_QUERY / NAME_REPLY
         int nth = 0;
         // Lose the 6th packet (a retransmission follows) and duplicate the 8th.
         s.drop_hook = [nth](const Packet&) mutable { return ++nth == 6; };

@@ -13,7 +13,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
     fprintf(stderr, "smp_sim: %s\nusage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] "
                     "[--dup P] [--jitter-us U] [--mtu M] [--mode plain|partition|crash] [--sends N] "
-                    "[--size-max B] [--peers N] [--pcap FILE] [--scenario] [--verbose]\n", why);
+                    "[--size-max B] [--peers N] [--pcap FILE] [--scenario] [--expect-failure] [--verbose]\n", why);
     exit(2);
 }
 
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     smp::sim::Options o;
     uint64_t first = 1, count = 1;
     bool scenario = false;
+    bool expect_failure = false;  // for the planted-bug check: succeed iff some seed fails
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         auto value = [&]() -> const char* {
@@ -91,6 +92,8 @@ int main(int argc, char** argv) {
             o.pcap = value();
         } else if (a == "--scenario") {
             scenario = true;
+        } else if (a == "--expect-failure") {
+            expect_failure = true;
         } else if (a == "--verbose") {
             o.verbose = true;
         } else {
@@ -109,6 +112,14 @@ int main(int argc, char** argv) {
         smp::sim::Result r = smp::sim::run(o);
         if (!r.ok) failed++;
         print(r, o.verbose || count == 1);
+        if (!r.ok && expect_failure) {
+            printf("caught: first failing seed %llu\n", (unsigned long long)s);
+            return 0;
+        }
+    }
+    if (expect_failure) {
+        printf("NOT caught in %llu seeds\n", (unsigned long long)count);
+        return 1;
     }
     printf("%llu seeds, %llu failed\n", (unsigned long long)count, (unsigned long long)failed);
     return failed ? 1 : 0;

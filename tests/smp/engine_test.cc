@@ -1,0 +1,390 @@
+// Two engines joined by a perfect in-memory wire: the exact packet counts and the local API's
+// contracts (16 MiB messages, truncation, pulses coalescing, names, cancel, credit, reboot).
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "protocol/engine.h"
+
+namespace smp {
+namespace {
+
+struct Box {
+    Config config;
+    std::vector<uint8_t> raw;
+    std::unique_ptr<Engine> engine;
+    std::deque<Event> events;
+
+    Box(uint32_t ip, uint64_t incarnation, const StaticPeer* peers = nullptr, uint16_t npeers = 0) {
+        config.local_ipv4 = ip;
+        config.incarnation = incarnation;
+        config.static_peers = peers;
+        config.static_peers_count = npeers;
+        start();
+    }
+    void start() {
+        raw.assign(Engine::memory_bytes(config) + Engine::kMemoryAlign, 0);
+        void* p = reinterpret_cast<void*>((uintptr_t(raw.data()) + 15) & ~uintptr_t(15));
+        engine.reset(new Engine(config, p, Engine::memory_bytes(config)));
+    }
+};
+
+struct Wire {
+    Box& a;
+    Box& b;
+    Instant now = 1000;
+    uint64_t packets = 0;
+    bool b_dead = false;  // b's machine stopped: nothing reaches it, nothing leaves it
+    std::vector<wire::Type> types;
+
+    // Moves packets and time until nothing is left to do or `until` says stop.
+    void run(const std::function<bool()>& until, Instant limit = 60'000'000) {
+        uint8_t buf[2048];
+        int idle = 0;
+        for (int guard = 0; guard < 10'000'000; guard++) {
+            bool any = false;
+            for (Box* from : {&a, &b}) {
+                Box* to = from == &a ? &b : &a;
+                if (from == &b && b_dead) continue;
+                Event ev;
+                while (from->engine->poll_event(ev)) from->events.push_back(ev);
+                Transmit t = from->engine->poll_transmit(now, buf, sizeof buf);
+                if (t.bytes) {
+                    any = true;
+                    packets++;
+                    wire::Message m;
+                    wire::decode(buf, t.bytes, from->config.local_ipv4, t.dst_ipv4, m);
+                    types.push_back(m.header.type);
+                    if (getenv("SMP_TRACE"))
+                        printf("%llu %s txn=%u flags=%x ack=%u\n", (unsigned long long)now, wire::type_name(m.header.type),
+                               m.request.txn, m.header.flags, m.header.ack), printf("  probe seq %u bytes %u len %u\n", m.probe.seq, m.probe.probe_bytes, m.header.length);
+                    if (!(to == &b && b_dead)) to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
+                }
+                while (from->engine->poll_event(ev)) from->events.push_back(ev);
+            }
+            if (until && until()) return;
+            // The caller's step may have given the engines work: only two idle passes in a row
+            // let time move on.
+            if (any) {
+                idle = 0;
+                continue;
+            }
+            if (++idle < 2) continue;
+            idle = 0;
+            Instant next = b_dead ? a.engine->next_timeout()
+                                  : std::min(a.engine->next_timeout(), b.engine->next_timeout());
+            if (next == kNever || next > limit) return;
+            if (next > now) now = next;
+            a.engine->handle_timeout(now);
+            if (!b_dead) b.engine->handle_timeout(now);
+        }
+    }
+};
+
+bool take(Box& box, EventType type, Event& out) {
+    for (auto it = box.events.begin(); it != box.events.end(); ++it) {
+        if (it->type == type) {
+            out = *it;
+            box.events.erase(it);
+            return true;
+        }
+    }
+    return false;
+}
+
+// Serves every request on b by echoing it (read all, reply with the same bytes).
+struct Echo {
+    Box& b;
+    std::deque<std::vector<uint8_t>> bufs;  // deques: the engine borrows these in place
+    std::deque<ConstBytes> parts;
+    std::deque<MutableBytes> mparts;
+    void step(Wire& w) {
+        Event ev;
+        while (take(b, EventType::kRequest, ev)) {
+            bufs.emplace_back(ev.size);
+            mparts.push_back(MutableBytes{bufs.back().data(), bufs.back().size()});
+            ASSERT_EQ(b.engine->read(w.now, RequestHandle{ev.handle}, 0, MutableChain{&mparts.back(), 1}),
+                      ErrorCode::kOk);
+        }
+        while (take(b, EventType::kReadDone, ev)) {
+            std::vector<uint8_t>* buf = nullptr;
+            for (auto& x : bufs) {  // NOTE: echo buffers never move (std::deque below)
+                if (x.size() == ev.bytes) buf = &x;
+            }
+            ASSERT_NE(buf, nullptr);
+            parts.push_back(ConstBytes{buf->data(), buf->size()});
+            ASSERT_EQ(b.engine->reply(w.now, RequestHandle{ev.handle}, 42, ConstChain{&parts.back(), 1}),
+                      ErrorCode::kOk);
+        }
+    }
+};
+
+TEST(Engine, ConfigChecked) {
+    Config c;
+    EXPECT_EQ(Engine::check_config(c), ErrorCode::kInvalid);  // incarnation 0
+    c.incarnation = 5;
+    EXPECT_EQ(Engine::check_config(c), ErrorCode::kOk);
+    c.window_txns = 65;
+    EXPECT_EQ(Engine::check_config(c), ErrorCode::kInvalid);
+    c = Config{};
+    c.incarnation = 5;
+    std::vector<uint8_t> small(100);
+    Engine e(c, small.data(), small.size());
+    EXPECT_FALSE(e.ok());
+}
+
+TEST(Engine, SmallRequestReplyIsTwoPacketsOnceConnected) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    Event done;
+    for (int round = 0; round < 5; round++) {
+        uint64_t before = w.packets;
+        auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 3);
+        ASSERT_TRUE(h.ok());
+        w.run([&] {
+            echo.step(w);
+            return take(a, EventType::kSendDone, done);
+        });
+        ASSERT_EQ(done.error, ErrorCode::kOk);
+        EXPECT_EQ(done.status, 42u);
+        EXPECT_EQ(rep, msg);
+        // The first exchange also says HELLO and probes the MTU; later ones are exactly a REQUEST
+        // and a REPLY (the reply's acknowledgement rides on the next request).
+        std::string seen;
+        for (size_t k = before; k < w.types.size(); k++) seen += std::string(wire::type_name(w.types[k])) + " ";
+        if (round >= 2) EXPECT_EQ(w.packets - before, 2u) << "round " << round << ": " << seen;
+    }
+    EXPECT_EQ(a.engine->peer_info(peer).mtu, 1500);
+    w.run(nullptr);  // the last acknowledgement goes alone after ack_delay
+    EXPECT_TRUE(a.engine->quiescent());
+    EXPECT_TRUE(b.engine->quiescent());
+}
+
+TEST(Engine, SixteenMiBBothWaysIsPulled) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(wire::kMessageBytesMax), rep(wire::kMessageBytesMax);
+    for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t(i * 2654435761u >> 24);
+    ConstBytes mp[2] = {{msg.data(), 1000}, {msg.data() + 1000, msg.size() - 1000}};  // two parts
+    MutableBytes rp{rep.data(), rep.size()};
+    auto h = a.engine->start_send(w.now, peer, 1, ConstChain{mp, 2}, MutableChain{&rp, 1}, kNever, 0);
+    ASSERT_TRUE(h.ok());
+    Event done;
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, done);
+    });
+    ASSERT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(done.size, wire::kMessageBytesMax);
+    EXPECT_TRUE(rep == msg);
+    // The receiving engine never held more than its pool for others.
+    EXPECT_LE(b.engine->stats().pool_bytes_high, b.config.pool_bytes);
+    EXPECT_LE(b.engine->stats().pool_bytes_high, b.config.eager_bytes_max + b.config.pool_block_bytes);
+    auto big = a.engine->start_send(w.now, peer, 1, ConstChain{mp, 2}, MutableChain{&rp, 1}, kNever, 0);
+    EXPECT_TRUE(big.ok());
+    std::vector<uint8_t> huge(wire::kMessageBytesMax + 1);
+    ConstBytes hp{huge.data(), huge.size()};
+    EXPECT_EQ(a.engine->start_send(w.now, peer, 1, ConstChain{&hp, 1}, MutableChain{&rp, 1}, kNever, 0).error,
+              ErrorCode::kTooLarge);
+}
+
+TEST(Engine, ReplyTruncatedToTheBuffer) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(50000, 3), rep(100);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event done;
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, done);
+    });
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(done.size, 50000u);
+    EXPECT_EQ(done.bytes, 100u);
+    EXPECT_EQ(rep, std::vector<uint8_t>(100, 3));
+}
+
+TEST(Engine, PulsesCoalesceAndArriveOnce) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    // Before the peer answers HELLO, pulses wait at home and coalesce by (channel, code).
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 100), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 101), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 2, 200), ErrorCode::kOk);
+    w.run(nullptr);
+    std::vector<Event> got;
+    Event ev;
+    while (take(b, EventType::kPulse, ev)) got.push_back(ev);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].value + got[1].value, 301u);
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
+TEST(Engine, CancelTellsTheServer) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+    Event req;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    ASSERT_EQ(a.engine->cancel(w.now, h.value), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->cancel(w.now, h.value), ErrorCode::kInvalid);  // ended already
+    Event done, unblock;
+    ASSERT_TRUE(take(a, EventType::kSendDone, done) || (w.run([&] { return take(a, EventType::kSendDone, done); }), true));
+    EXPECT_EQ(done.error, ErrorCode::kCancelled);
+    w.run([&] { return take(b, EventType::kRequestCancelled, unblock); });
+    EXPECT_EQ(unblock.error, ErrorCode::kCancelled);
+    ConstBytes none{nullptr, 0};
+    EXPECT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&none, 0}), ErrorCode::kInvalid);
+    w.run(nullptr);
+    EXPECT_TRUE(a.engine->quiescent());
+    EXPECT_TRUE(b.engine->quiescent());
+}
+
+TEST(Engine, DeadlineEndsTheSendAndTheServerIsTold) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    Instant deadline = w.now + 50'000;
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, deadline, 0).ok());
+    Event req, done, unblock;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    EXPECT_GT(req.deadline_us, 0u);
+    EXPECT_LE(req.deadline_us, 50'000u);
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kTimedOut);
+    EXPECT_EQ(w.now, deadline);  // exactly at the deadline, not later
+    w.run([&] { return take(b, EventType::kRequestCancelled, unblock); });
+    EXPECT_TRUE(unblock.error == ErrorCode::kTimedOut);
+}
+
+TEST(Engine, NamesResolveThroughTheStaticTable) {
+    StaticPeer table[2] = {{"n1", 0x0A000001, 0}, {"n2", 0x0A000002, 0}};
+    Box a(0x0A000001, 11, table, 2), b(0x0A000002, 22, table, 2);
+    Wire w{a, b};
+    EXPECT_EQ(b.engine->name_attach("echo", 9), ErrorCode::kOk);
+    EXPECT_EQ(b.engine->name_attach("echo", 9), ErrorCode::kInvalid);
+    auto l = a.engine->name_lookup(w.now, "echo");
+    ASSERT_TRUE(l.ok());
+    Event ev;
+    w.run([&] { return take(a, EventType::kNameResolved, ev); });
+    EXPECT_EQ(ev.error, ErrorCode::kOk);
+    EXPECT_EQ(ev.channel, 9u);
+    EXPECT_EQ(a.engine->peer_info(ev.peer).ipv4, 0x0A000002u);
+    EXPECT_EQ(ev.peer.value, a.engine->peer_by_name("n2").value.value);
+    // The second lookup is answered from the cache, with no packet.
+    uint64_t before = w.packets;
+    ASSERT_TRUE(a.engine->name_lookup(w.now, "echo").ok());
+    w.run([&] { return take(a, EventType::kNameResolved, ev); });
+    EXPECT_EQ(w.packets, before);
+    ASSERT_TRUE(a.engine->name_lookup(w.now, "nothing").ok());
+    w.run([&] { return take(a, EventType::kNameResolved, ev); });
+    EXPECT_EQ(ev.error, ErrorCode::kNoSuchService);
+    EXPECT_EQ(a.engine->peer_by_name("n9").error, ErrorCode::kNoSuchService);
+}
+
+TEST(Engine, CreditKeepsSendersAtHome) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    b.config.window_txns = 2;
+    b.config.window_bytes = 16 * 1024;
+    b.start();
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(100, 1);
+    std::vector<std::vector<uint8_t>> reps(6, std::vector<uint8_t>(100));
+    ConstBytes mp{msg.data(), msg.size()};
+    std::vector<MutableBytes> rps;
+    for (auto& r : reps) rps.push_back(MutableBytes{r.data(), r.size()});
+    for (auto& rp : rps) ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    std::vector<Event> reqs;
+    Event ev;
+    w.run(nullptr, w.now + 100'000);
+    while (take(b, EventType::kRequest, ev)) reqs.push_back(ev);
+    EXPECT_EQ(reqs.size(), 2u);  // the window: the other four wait at home
+    EXPECT_LE(b.engine->stats().requests_high, 2u);
+    Echo echo{b};
+    for (auto& r : reqs) b.events.push_back(r);
+    int done = 0;
+    w.run([&] {
+        echo.step(w);
+        while (take(a, EventType::kSendDone, ev)) done += ev.error == ErrorCode::kOk;
+        return done == 6;
+    });
+    EXPECT_EQ(done, 6);
+}
+
+TEST(Engine, RebootEndsOldTransactionsAndOldPeerRefs) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req, done;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    b.config.incarnation = 33;  // b restarts: a new engine, a new incarnation
+    b.start();
+    b.events.clear();
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kPeerRebooted);
+    EXPECT_LE(w.now - 1000, a.config.dead_after_us() + a.config.probe_interval_us);
+    EXPECT_EQ(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).error,
+              ErrorCode::kPeerRebooted);
+    PeerRef fresh = a.engine->peer(b.config.local_ipv4, 0).value;
+    EXPECT_EQ(a.engine->peer_info(fresh).incarnation, 33u);
+}
+
+TEST(Engine, DeadPeerIsHostDownWithinTheBound) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req, done;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    Instant died = w.now;
+    w.b_dead = true;
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kHostDown);
+    EXPECT_LE(w.now - died, a.config.dead_after_us());
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
+TEST(Engine, GarbageIsCountedNotTrusted) {
+    Box a(0x0A000001, 11);
+    uint8_t junk[100];
+    for (int i = 0; i < 100; i++) junk[i] = uint8_t(i * 37);
+    for (size_t n = 0; n <= sizeof junk; n++) a.engine->handle_datagram(5, 0x0A000002, 0x0A000001, junk, n);
+    uint64_t errors = 0;
+    for (uint64_t e : a.engine->stats().decode_errors) errors += e;
+    EXPECT_EQ(errors, 101u);
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
+}  // namespace
+}  // namespace smp

@@ -1,0 +1,202 @@
+// The wire format: every message type round-trips, every malformed packet is rejected with its
+// reason, the checksum is the same over any split of a chain.
+#include <gtest/gtest.h>
+
+#include <string.h>
+
+#include <functional>
+#include <vector>
+
+#include "protocol/wire.h"
+
+namespace smp::wire {
+namespace {
+
+constexpr uint32_t kSrc = 0x0A000001, kDst = 0x0A000002;
+
+Message base(Type t) {
+    Message m;
+    m.header.type = t;
+    m.header.priority = 9;
+    m.header.dst_endpoint = 3;
+    m.header.src_endpoint = 4;
+    m.header.ack = 77;
+    m.header.dst_incarnation = 0x1122334455667788ull;
+    m.header.src_incarnation = 0x99AABBCCDDEEFF01ull;
+    return m;
+}
+
+std::vector<Message> every_type(const std::vector<uint8_t>& payload, ConstBytes& part) {
+    part = ConstBytes{payload.data(), payload.size()};
+    std::vector<Message> all;
+    Message m = base(Type::kHello);
+    m.hello = Hello{1000, 16, 1500, 1 << 20, 42};
+    all.push_back(m);
+    m = base(Type::kHelloAck);
+    m.hello = Hello{2000, 8, 1280, 1 << 24, 42};
+    all.push_back(m);
+    m = base(Type::kRequest);
+    m.request = Request{5, 3, 7, 5000, 100, 0, 64, 123456};
+    m.gather = Gather{ConstChain{&part, 1}, 0, 100};
+    all.push_back(m);
+    m = base(Type::kReply);
+    m.reply = Reply{5, ErrorCode::kOk, 0, 99, 300, 100, 0};
+    m.gather = Gather{ConstChain{&part, 1}, 0, 100};
+    all.push_back(m);
+    m = base(Type::kReply);
+    m.reply = Reply{6, ErrorCode::kAppError, 0, 1234, 0, 0, 0};
+    all.push_back(m);
+    m = base(Type::kPull);
+    m.pull.txn = 5;
+    m.pull.what = DataKind::kRequest;
+    m.pull.count = 2;
+    m.pull.ranges[0] = Range{100, 1000};
+    m.pull.ranges[1] = Range{4000, 1000};
+    all.push_back(m);
+    m = base(Type::kData);
+    m.data = Data{5, DataKind::kReply, 100};
+    m.gather = Gather{ConstChain{&part, 1}, 10, 90};
+    all.push_back(m);
+    m = base(Type::kAck);
+    m.ack.count = 3;
+    m.ack.entries[0] = AckEntry{5, AckKind::kRequestReceived};
+    m.ack.entries[1] = AckEntry{6, AckKind::kReplyReceived};
+    m.ack.entries[2] = AckEntry{7, AckKind::kPulseReceived};
+    all.push_back(m);
+    m = base(Type::kCancel);
+    m.cancel = Cancel{5, ErrorCode::kTimedOut};
+    all.push_back(m);
+    m = base(Type::kPulse);
+    m.pulse = Pulse{8, 8, 7, -3, 0xDEADBEEF};
+    all.push_back(m);
+    m = base(Type::kProbe);
+    m.probe = Probe{1, 1280};
+    m.pad_to_bytes = 1280;
+    all.push_back(m);
+    m = base(Type::kProbeAck);
+    m.probe = Probe{1, 1280};
+    all.push_back(m);
+    m = base(Type::kReset);
+    m.reset = Reset{0x1234, ResetReason::kUnknownIncarnation};
+    all.push_back(m);
+    for (Type t : {Type::kNameQuery, Type::kNameReply}) {
+        m = base(t);
+        m.name.query = 0x00010002;
+        m.name.error = t == Type::kNameReply ? ErrorCode::kNoSuchService : ErrorCode::kOk;
+        m.name.channel = t == Type::kNameReply ? 9 : 0;
+        m.name.name_bytes = 4;
+        memcpy(m.name.name, "echo", 4);
+        all.push_back(m);
+    }
+    return all;
+}
+
+TEST(Wire, EveryTypeRoundTrips) {
+    std::vector<uint8_t> payload(200);
+    for (size_t i = 0; i < payload.size(); i++) payload[i] = uint8_t(i * 7);
+    ConstBytes part;
+    for (Message m : every_type(payload, part)) {
+        uint8_t buf[2048];
+        size_t n = encode(m, kSrc, kDst, buf, sizeof buf);
+        ASSERT_GT(n, kHeaderBytes) << type_name(m.header.type);
+        Message d;
+        ASSERT_EQ(decode(buf, n, kSrc, kDst, d), DecodeError::kOk) << type_name(m.header.type);
+        EXPECT_EQ(d.header.type, m.header.type);
+        EXPECT_EQ(d.header.priority, 9);
+        EXPECT_EQ(d.header.ack, 77u);
+        EXPECT_EQ(d.header.dst_endpoint, 3);
+        EXPECT_EQ(d.header.src_incarnation, m.header.src_incarnation);
+        EXPECT_EQ(d.header.length, n);
+        switch (m.header.type) {
+            case Type::kRequest:
+                EXPECT_EQ(d.request.deadline_us, 123456u);
+                EXPECT_EQ(d.payload.bytes, 100u);
+                EXPECT_EQ(0, memcmp(buf + d.payload.offset, payload.data(), 100));
+                break;
+            case Type::kData:
+                EXPECT_EQ(d.payload.bytes, 90u);
+                EXPECT_EQ(0, memcmp(buf + d.payload.offset, payload.data() + 10, 90));
+                break;
+            case Type::kPull: EXPECT_EQ(d.pull.ranges[1].offset, 4000u); break;
+            case Type::kAck: EXPECT_EQ(d.ack.entries[2].kind, AckKind::kPulseReceived); break;
+            case Type::kPulse:
+                EXPECT_EQ(d.pulse.code, -3);
+                EXPECT_EQ(d.pulse.value, 0xDEADBEEFu);
+                break;
+            case Type::kProbe: EXPECT_EQ(n + kIpv4HeaderBytes, 1280u); break;
+            case Type::kNameReply:
+                EXPECT_EQ(d.name.error, ErrorCode::kNoSuchService);
+                EXPECT_EQ(0, memcmp(d.name.name, "echo", 4));
+                break;
+            default: break;
+        }
+        // A wrong pseudo-header (another destination) fails the checksum.
+        EXPECT_EQ(decode(buf, n, kSrc, kDst + 1, d), DecodeError::kBadChecksum);
+    }
+}
+
+TEST(Wire, ChecksumSameOverAnySplit) {
+    std::vector<uint8_t> payload(333, 0x5A);
+    ConstBytes part{payload.data(), payload.size()};
+    Message m = base(Type::kRequest);
+    m.request = Request{1, 1, 1, 333, 333, 0, 0, kNoDeadline};
+    m.gather = Gather{ConstChain{&part, 1}, 0, 333};
+    uint8_t buf[1024];
+    size_t n = encode(m, kSrc, kDst, buf, sizeof buf);
+    for (size_t a = 1; a < n; a += 7) {
+        for (size_t b = a + 1; b < n; b += 13) {
+            ConstBytes parts[3] = {{buf, a}, {buf + a, b - a}, {buf + b, n - b}};
+            Message d;
+            ASSERT_EQ(decode(ConstChain{parts, 3}, kSrc, kDst, d), DecodeError::kOk) << a << " " << b;
+        }
+    }
+}
+
+// Re-encodes after a mutation so only the intended fault remains (the checksum is fixed up).
+DecodeError mutate(Message m, const std::function<void(uint8_t*, size_t&)>& f, bool fix_checksum = true) {
+    uint8_t buf[2048];
+    size_t n = encode(m, kSrc, kDst, buf, sizeof buf);
+    f(buf, n);
+    if (fix_checksum && n >= kHeaderBytes) {
+        ConstBytes one{buf, n};
+        store16(buf + 4, checksum(ConstChain{&one, 1}, kSrc, kDst));
+    }
+    Message d;
+    return decode(buf, n, kSrc, kDst, d);
+}
+
+TEST(Wire, EveryMalformedPacketHasItsReason) {
+    std::vector<uint8_t> payload(200, 1);
+    ConstBytes part;
+    auto all = every_type(payload, part);
+    Message req = all[2], cancel = all[8], ack = all[7];
+    EXPECT_EQ(mutate(req, [](uint8_t*, size_t& n) { n = 10; }, false), DecodeError::kTooShort);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[0] = 2; }), DecodeError::kBadVersion);
+    EXPECT_EQ(mutate(req, [](uint8_t*, size_t& n) { n -= 1; }), DecodeError::kBadLength);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[40] ^= 1; }, false), DecodeError::kBadChecksum);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[2] |= 0x20; }), DecodeError::kCriticalFlag);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[2] |= 0x04; }), DecodeError::kOk);  // ignorable
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[1] = 99; }), DecodeError::kUnknownType);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { b[1] = 0; }), DecodeError::kUnknownType);
+    EXPECT_EQ(mutate(cancel, [](uint8_t* b, size_t& n) { n -= 2; store16(b + 6, uint16_t(n)); }),
+              DecodeError::kBodyTooShort);
+    EXPECT_EQ(mutate(cancel, [](uint8_t* b, size_t& n) { b[n] = 0; n += 1; store16(b + 6, uint16_t(n)); }),
+              DecodeError::kTrailingBytes);
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store32(b + 32, 0); }), DecodeError::kBadField);  // txn 0
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store32(b + 48, 6000); }), DecodeError::kBadField);  // eager > total
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store32(b + 44, 0x7FFFFFFF); }), DecodeError::kBadField);
+    EXPECT_EQ(mutate(ack, [](uint8_t* b, size_t&) { b[32 + 4 + 4] = 9; }), DecodeError::kBadField);  // kind
+    EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store64(b + 24, 0); }), DecodeError::kBadField);  // src inc 0
+    // AUTH without room for the MAC.
+    Message small = all[8];
+    EXPECT_EQ(mutate(small, [](uint8_t* b, size_t&) { b[2] |= kFlagAuth; }), DecodeError::kBodyTooShort);
+}
+
+TEST(Wire, PayloadCapacityMatchesMtu) {
+    EXPECT_EQ(payload_capacity(1500, kRequestFixedBytes, false), 1500u - 20 - 32 - 32);
+    EXPECT_EQ(payload_capacity(1280, kDataFixedBytes, true), 1280u - 20 - 32 - 12 - 16);
+    EXPECT_EQ(payload_capacity(40, kDataFixedBytes, false), 0u);
+}
+
+}  // namespace
+}  // namespace smp::wire
