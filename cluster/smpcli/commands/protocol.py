@@ -1,0 +1,182 @@
+"""The protocol (issue 4): `./smp sim`, `./smp soak` and `./smp bench engine`.
+
+    ./smp sim --seed S [--nodes N --loss P --mode crash ...]   replay one seed of the simulation
+    ./smp sim --seeds FIRST:COUNT                               run a range of seeds
+    ./smp sim --scenario --pcap FILE                            the capture with every message type
+    ./smp soak [--seconds N] [--target decode|engine]           open-ended fuzzing (Ctrl-C stops)
+    ./smp bench engine                                          the engine's cost, with baselines
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from .. import common
+
+PACKAGES = {
+    "protocol": ["g++", "cmake", "libgtest-dev"],
+    "fuzz": ["clang", "libclang-rt-14-dev", "llvm"],
+    "bench-engine": ["valgrind"],
+}
+TEST_GROUPS = ["protocol", "fuzz"]
+
+
+def _binary(name, target):
+    """Builds `target` and returns the path of executable `name` in the build tree."""
+    bdir = common.cmake_build([target])
+    for sub in ("tests/smp", "tests_smp"):
+        path = os.path.join(bdir, sub, name)
+        if os.path.exists(path):
+            return path
+    common.die(f"built {target} but cannot find {name} under {bdir}")
+
+
+def cmd_sim(args):
+    cmd = []
+    for flag in ("seed", "seeds", "nodes", "loss", "dup", "jitter_us", "mtu", "mode", "sends",
+                 "size_max", "peers", "pcap"):
+        value = getattr(args, flag)
+        if value is not None:
+            cmd += ["--" + flag.replace("_", "-"), str(value)]
+    if args.scenario:
+        cmd.append("--scenario")
+    if args.verbose:
+        cmd.append("--verbose")
+    sim = _binary("smp_sim", "smp_sim_driver")
+    return subprocess.run([sim, *cmd]).returncode
+
+
+def cmd_soak(args):
+    common.setup(["fuzz"])
+    targets = [args.target] if args.target else ["decode", "engine"]
+    work_root = os.path.join(common.RUN_DIR, "soak")
+    corpus_root = os.path.join(common.ROOT, "tests", "smp", "corpus")
+    per_target = args.seconds // len(targets) if args.seconds else 0
+    for t in targets:
+        binary = _binary(f"smp_fuzz_{t}", f"smp_fuzz_{t}_bin")
+        work = os.path.join(work_root, t)
+        crashes = os.path.join(work_root, "crashes") + os.sep
+        os.makedirs(work, exist_ok=True)
+        os.makedirs(crashes, exist_ok=True)
+        cmd = [binary, f"-artifact_prefix={crashes}", "-max_len=4096", "-print_final_stats=1", work,
+               os.path.join(corpus_root, t)]
+        if per_target:
+            cmd.insert(1, f"-max_total_time={per_target}")
+        common.info(f"fuzzing {t}" + (f" for {per_target} s" if per_target else " until Ctrl-C") +
+                    f"; new inputs in {work}, crashes in {crashes}")
+        result = subprocess.run(cmd)
+        if result.returncode != 0:
+            common.die(f"fuzz target {t} found a failure: see {crashes} and replay with {binary} FILE")
+    return 0
+
+
+def _kv(binary, *argv):
+    out = subprocess.run([binary, *argv], capture_output=True, text=True)
+    if out.returncode != 0:
+        common.die(f"{os.path.basename(binary)} {' '.join(argv)} failed: {out.stderr.strip()[:200]}")
+    values = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        values[key] = value
+    return values
+
+
+def _callgrind_ir(binary, calls):
+    if not shutil.which("valgrind"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
+                            "calls", str(calls)], capture_output=True, text=True)
+        if r.returncode != 0 or not os.path.exists(out):
+            return None
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"(summary|totals):\s+(\d+)", line)
+                if m:
+                    return int(m.group(2))
+    return None
+
+
+def bench_engine(args):
+    common.setup(["bench-engine"])
+    binary = _binary("smp_bench_engine", "smp_bench_engine")
+    rtt = _kv(binary, "rtt")
+    bulk = _kv(binary, "bulk")
+    scale = _kv(binary, "scale")
+    # Instructions per round trip: the difference between N and 0 round trips, so set-up,
+    # connection and the valgrind start-up cancel out. Deterministic, so repeatable.
+    n = 2000
+    ir_n, ir_0 = _callgrind_ir(binary, n), _callgrind_ir(binary, 0)
+    f = float
+    rows = [("64 B round trips through two engines (in memory)",
+             f"{f(rtt['rtt_engine_per_s']):,.0f}/s ({f(rtt['rtt_engine_ns']):.0f} ns)")]
+    if "rtt_udp_loopback_per_s" in rtt:
+        rows.append(("  baseline: UDP ping-pong on loopback, same run",
+                     f"{f(rtt['rtt_udp_loopback_per_s']):,.0f}/s ({f(rtt['rtt_udp_loopback_ns']):.0f} ns)"))
+        rows.append(("  ratio engine / UDP loopback (round trips per second)",
+                     f"{f(rtt['rtt_engine_per_s']) / f(rtt['rtt_udp_loopback_per_s']):.1f}x"))
+    rows.append(("  packets per round trip (acks piggybacked)", rtt["rtt_packets_per_call"]))
+    rows.append(("1 MiB requests through two engines",
+                 f"{f(bulk['bulk_engine_bytes_per_s']) / 2**20:,.0f} MiB/s"))
+    rows.append(("  baseline: memcpy of the same 1 MiB, same run",
+                 f"{f(bulk['bulk_memcpy_bytes_per_s']) / 2**20:,.0f} MiB/s"))
+    rows.append(("  ratio engine / memcpy",
+                 f"{f(bulk['bulk_engine_bytes_per_s']) / f(bulk['bulk_memcpy_bytes_per_s']):.3f}"))
+    rows.append(("  packets per MiB (1500-byte path)", bulk["bulk_packets_per_mib"]))
+    if ir_n is not None and ir_0 is not None:
+        rows.append(("instructions per 64 B round trip (callgrind, both engines)",
+                     f"{(ir_n - ir_0) / n:,.0f}"))
+    else:
+        rows.append(("instructions per round trip (callgrind)", "valgrind not available"))
+    for nodes in (10, 100, 1000):
+        k = f"scale_{nodes}_"
+        if scale.get(k + "ok") != "1":
+            rows.append((f"{nodes} nodes", "FAILED: " + scale.get(k + "failure", "?")))
+            continue
+        rows.append((f"{nodes} nodes, 3 peers each: engine memory per node",
+                     f"{int(scale[k + 'memory_bytes']):,} B (fixed by Config)"))
+        rows.append(("  peers known per node (max)", scale[k + "peers_high"]))
+        rows.append(("  liveness probes per node per second",
+                     f"{f(scale[k + 'probes_per_node_s']):.1f} ({f(scale[k + 'liveness_bytes_per_node_s']):.0f} B/s)"))
+        rows.append(("  dead node: longest time to host-down (bound 1000 ms)",
+                     f"{f(scale[k + 'detection_max_ms']):.1f} ms (simulated time)"))
+    width = max(len(r[0]) for r in rows)
+    print("| measure".ljust(width + 2) + " | value |")
+    print("|" + "-" * (width + 2) + "|-------|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+    print("Single address space, in memory: no network, no kernel; the wire is a function call.")
+
+
+BENCHES = {"engine": bench_engine}
+
+
+def register(sub, modules):
+    p = sub.add_parser("sim", help="replay the protocol simulation: ./smp sim --seed S [...]",
+                       description="Runs the deterministic simulation (tests/smp/sim.cc); anything "
+                       "not given is drawn from the seed. A failing run prints its seed.")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, help="one seed (default 1)")
+    g.add_argument("--seeds", metavar="FIRST:COUNT", help="a range of seeds")
+    g.add_argument("--scenario", action="store_true",
+                   help="the fixed scenario with every message type (use with --pcap)")
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--loss", type=float, help="probability a packet is lost (0..0.9)")
+    p.add_argument("--dup", type=float, help="probability a packet is duplicated")
+    p.add_argument("--jitter-us", type=int, help="delay jitter (reorders packets)")
+    p.add_argument("--mtu", type=int, help="path MTU of the simulated network (576..9000)")
+    p.add_argument("--mode", choices=["plain", "partition", "crash"])
+    p.add_argument("--sends", type=int, help="sends per node")
+    p.add_argument("--size-max", type=int, help="largest request or reply in bytes")
+    p.add_argument("--peers", type=int, help="peers each node talks to")
+    p.add_argument("--pcap", help="write what crossed the network (raw IPv4 linktype)")
+    p.add_argument("--verbose", action="store_true", help="print every packet and event")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("soak", help="open-ended fuzzing of the decoder and the engine")
+    p.add_argument("--seconds", type=int, default=0, help="stop after this long (default: never)")
+    p.add_argument("--target", choices=["decode", "engine"], help="only this target")
+    p.set_defaults(func=cmd_soak)
