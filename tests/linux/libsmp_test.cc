@@ -1,0 +1,145 @@
+// libsmp's API with the real engine, on loopback: a server endpoint in one thread, a client
+// endpoint in another (each Endpoint is independent), exercising what smpctl does not: partial
+// receive then read() at offsets, error(), a client deadline that passes while the server holds
+// the request. Needs CAP_NET_RAW (skipped otherwise).
+#include "protocol/linux/libsmp.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <numeric>
+#include <thread>
+
+namespace sl = smp::linux_peer;
+
+namespace {
+
+// Endpoint numbers of their own, so that nothing else on the host's loopback can answer.
+constexpr uint16_t kServerEndpoint = 0x7A51;
+constexpr int64_t kSecondNs = 1'000'000'000;
+
+sl::Config config(int endpoint) {
+  sl::Config c;
+  c.node_name = endpoint == kServerEndpoint ? "srv" : "cli";
+  c.endpoint = endpoint;
+  c.peers.push_back(sl::Peer{"srv", htonl(INADDR_LOOPBACK), kServerEndpoint});
+  return c;
+}
+
+std::unique_ptr<sl::Endpoint> open_or_die(int endpoint) {
+  std::unique_ptr<sl::Endpoint> ep;
+  std::string detail;
+  EXPECT_EQ(sl::Endpoint::open(config(endpoint), &ep, &detail), sl::Status::kOk) << detail;
+  return ep;
+}
+
+sl::TimeNs in(int64_t ns) { return sl::monotonic_ns() + ns; }
+
+class LibsmpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_RAW) for raw sockets";
+    server_ = open_or_die(kServerEndpoint);
+    client_ = open_or_die(-1);
+    ASSERT_TRUE(server_ && client_);
+  }
+  // Runs `serve` on the server endpoint in a thread while the test body is the client.
+  void serve(std::function<void(sl::Endpoint&)> body) {
+    thread_ = std::thread([this, body] {
+      body(*server_);
+      server_->flush(in(2 * kSecondNs));
+    });
+  }
+  void TearDown() override {
+    client_done = true;  // also when an ASSERT ended the test body early
+    if (client_) client_->close();  // the last reply's ACK leaves, so the server's flush ends
+    if (thread_.joinable()) thread_.join();
+  }
+  std::unique_ptr<sl::Endpoint> server_, client_;
+  std::thread thread_;
+  std::atomic<bool> client_done{false};
+};
+
+TEST_F(LibsmpTest, PartialReceiveThenReadAtOffsets) {
+  ASSERT_EQ(server_->attach("sum"), sl::Status::kOk);
+  constexpr size_t kSize = 300'000;  // past the eager size: the rest is pulled by read()
+  serve([&](sl::Endpoint& s) {
+    sl::Request r;
+    ASSERT_EQ(s.receive(&r, in(10 * kSecondNs), 100), sl::Status::kOk);
+    ASSERT_EQ(r.size_bytes, kSize);
+    ASSERT_EQ(r.data.size(), 100u);
+    std::vector<uint8_t> all(r.data);
+    all.resize(kSize);
+    // The rest in three uneven pieces, the last one first.
+    ASSERT_EQ(s.read(r, 200'000, all.data() + 200'000, kSize - 200'000, in(10 * kSecondNs)), sl::Status::kOk);
+    ASSERT_EQ(s.read(r, 100, all.data() + 100, 99'900, in(10 * kSecondNs)), sl::Status::kOk);
+    ASSERT_EQ(s.read(r, 100'000, all.data() + 100'000, 100'000, in(10 * kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.read(r, kSize - 1, all.data(), 2, in(kSecondNs)), sl::Status::kBadArgument);
+    uint64_t sum = std::accumulate(all.begin(), all.end(), uint64_t{0});
+    std::vector<uint8_t> reply(8);
+    for (int i = 0; i < 8; ++i) reply[size_t(i)] = uint8_t(sum >> (8 * i));
+    EXPECT_EQ(s.reply(r, std::move(reply), in(kSecondNs)), sl::Status::kOk);
+  });
+  std::vector<uint8_t> msg(kSize);
+  for (size_t i = 0; i < kSize; ++i) msg[i] = uint8_t(i * 7 + i / 251);
+  const uint64_t want = std::accumulate(msg.begin(), msg.end(), uint64_t{0});
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/sum", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> reply;
+  ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
+  ASSERT_EQ(reply.size(), 8u);
+  uint64_t got = 0;
+  for (int i = 0; i < 8; ++i) got |= uint64_t(reply[size_t(i)]) << (8 * i);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
+  ASSERT_EQ(server_->attach("refuse"), sl::Status::kOk);
+  serve([&](sl::Endpoint& s) {
+    sl::Request r;
+    ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.error(r, sl::Status::kRemoteError, in(kSecondNs)), sl::Status::kOk);
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/refuse", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> reply;
+  const uint8_t one = 1;
+  EXPECT_EQ(client_->send(c, {&one, 1}, &reply, in(5 * kSecondNs)), sl::Status::kRemoteError);
+}
+
+TEST_F(LibsmpTest, ClientDeadlinePassesWhileTheServerHoldsTheRequest) {
+  ASSERT_EQ(server_->attach("slow"), sl::Status::kOk);
+  serve([&](sl::Endpoint& s) {
+    sl::Request r;
+    ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+    while (!client_done) s.poll(in(10'000'000));  // hold it, keep the endpoint running
+    s.poll(in(200'000'000));                      // the cancellation arrives
+    const uint8_t late = 2;
+    EXPECT_EQ(s.reply(r, std::span<const uint8_t>(&late, 1), in(kSecondNs)), sl::Status::kCancelled);
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/slow", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> reply;
+  const uint8_t one = 1;
+  EXPECT_EQ(client_->send(c, {&one, 1}, &reply, in(300'000'000)), sl::Status::kTimeout);
+  client_done = true;
+}
+
+TEST_F(LibsmpTest, UnknownNodeAndUnknownService) {
+  EXPECT_EQ(server_->attach("_reserved"), sl::Status::kBadArgument);
+  EXPECT_EQ(server_->attach(std::string(33, 'n')), sl::Status::kBadArgument);
+  ASSERT_EQ(server_->attach("twice"), sl::Status::kOk);
+  EXPECT_EQ(server_->attach("twice"), sl::Status::kBusy);
+  serve([&](sl::Endpoint& s) {
+    while (!client_done) s.poll(in(10'000'000));  // answers the name queries
+  });
+  sl::Connection c;
+  EXPECT_EQ(client_->connect("nowhere/x", &c, in(kSecondNs)), sl::Status::kUnknownNode);
+  EXPECT_EQ(client_->connect("srv/none", &c, in(5 * kSecondNs)), sl::Status::kUnknownService);
+  EXPECT_EQ(client_->connect("srv/twice", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  client_done = true;
+}
+
+}  // namespace
