@@ -31,13 +31,11 @@ struct MutableChain {
     size_t count;
 };
 
-inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = src[i];
-}
+// The compiler's builtins: GCC and clang require memcpy/memset even freestanding (the kernel
+// provides them), and inline small constant sizes.
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) { __builtin_memcpy(dst, src, n); }
 
-inline void zero_bytes(uint8_t* dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = 0;
-}
+inline void zero_bytes(uint8_t* dst, size_t n) { __builtin_memset(dst, 0, n); }
 
 inline bool equal_bytes(const uint8_t* a, const uint8_t* b, size_t n) {
     for (size_t i = 0; i < n; i++) {
