@@ -168,7 +168,7 @@ def cmd_smpctl(args):
 
 kBenchSizes = [64, 65536]
 kBenchCount = {64: 2000, 65536: 400}    # round trips per measurement, after a warm-up
-kBenchRounds = 3                         # measurements per system and size, interleaved
+kBenchRounds = 5                         # measurements per system and size, interleaved
 
 
 def _bench_build():
@@ -259,7 +259,9 @@ def bench_linux(args):
                 for name, results in per_round.items():
                     if results:
                         results.sort(key=lambda r: r["median_us"])
-                        rows[size][name] = results[len(results) // 2]
+                        rows[size][name] = dict(results[len(results) // 2],
+                                                spread=(results[0]["median_us"],
+                                                        results[-1]["median_us"]))
     finally:
         for p in servers:
             _stop(p)
@@ -286,6 +288,10 @@ def _print_table(rows):
         print(f"{size:>7} {kBenchCount[size]:>5} {fmt(m['SMP'])} {fmt(m['TCP'])} {fmt(m['ZeroMQ'])} "
               f"{fmt(m['gRPC'])} {ratio(m['SMP'], m['TCP'], 8)} {ratio(m['SMP'], m['gRPC'], 9)}")
     print("targets: SMP/TCP <= 0.80x, SMP/gRPC <= 0.50x")
+    print("spread of the round medians (min..max, us), a measure of the machine's noise:")
+    for size, r in rows.items():
+        print(f"{size:>7}  " + "  ".join(f"{k} {v['spread'][0]:.1f}..{v['spread'][1]:.1f}"
+                                         for k, v in r.items()))
 
 
 BENCHES = {"linux": bench_linux}
