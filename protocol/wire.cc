@@ -369,7 +369,7 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             m.payload = Payload{uint32_t(body_offset + kReplyFixedBytes), uint32_t(data)};
             if (r.txn == 0 || r.total_bytes > kMessageBytesMax || r.eager_bytes > r.total_bytes ||
                 uint64_t(r.offset) + data > r.eager_bytes ||
-                (data == 0 && r.eager_bytes != 0) || uint16_t(r.error) >= 64 ||
+                (data == 0 && r.eager_bytes != 0) || uint16_t(r.error) > uint16_t(ErrorCode::kServerGone) ||
                 (r.error != ErrorCode::kOk && r.total_bytes != 0))
                 return DecodeError::kBadField;
             return DecodeError::kOk;
