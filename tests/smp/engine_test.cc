@@ -375,6 +375,27 @@ TEST(Engine, DeadPeerIsHostDownWithinTheBound) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
+    Box a(0x0A000001, 11);
+    wire::Message m;
+    m.header.type = wire::Type::kHello;
+    m.header.flags = wire::kFlagAuth;
+    m.header.src_incarnation = 99;
+    m.hello = wire::Hello{1000, 4, 1500, 1000, 1};
+    uint8_t buf[256];
+    size_t n = wire::encode(m, 0x0A000002, 0x0A000001, buf, sizeof buf);
+    ASSERT_EQ(n, wire::kHeaderBytes + wire::kHelloBytes + wire::kMacBytes);
+    a.engine->handle_datagram(5, 0x0A000002, 0x0A000001, buf, n);
+    EXPECT_EQ(a.engine->stats().dropped_auth, 1u);
+    EXPECT_EQ(a.engine->stats().peers_live, 0u);
+    // Another endpoint's packet is not ours either.
+    m.header.flags = 0;
+    m.header.dst_endpoint = 9;
+    n = wire::encode(m, 0x0A000002, 0x0A000001, buf, sizeof buf);
+    a.engine->handle_datagram(5, 0x0A000002, 0x0A000001, buf, n);
+    EXPECT_EQ(a.engine->stats().dropped_not_mine, 1u);
+}
+
 TEST(Engine, GarbageIsCountedNotTrusted) {
     Box a(0x0A000001, 11);
     uint8_t junk[100];

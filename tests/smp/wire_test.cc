@@ -187,6 +187,10 @@ TEST(Wire, EveryMalformedPacketHasItsReason) {
     EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store32(b + 44, 0x7FFFFFFF); }), DecodeError::kBadField);
     EXPECT_EQ(mutate(ack, [](uint8_t* b, size_t&) { b[32 + 4 + 4] = 9; }), DecodeError::kBadField);  // kind
     EXPECT_EQ(mutate(req, [](uint8_t* b, size_t&) { store64(b + 24, 0); }), DecodeError::kBadField);  // src inc 0
+    Message err = all[4];  // REPLY with error app-error
+    EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 10); }), DecodeError::kBadField);
+    EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 64); }), DecodeError::kBadField);
+    EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 9); }), DecodeError::kOk);
     // AUTH without room for the MAC.
     Message small = all[8];
     EXPECT_EQ(mutate(small, [](uint8_t* b, size_t&) { b[2] |= kFlagAuth; }), DecodeError::kBodyTooShort);
