@@ -16,8 +16,9 @@ namespace sl = smp::linux_peer;
 
 namespace {
 
-// Endpoint numbers of their own, so that nothing else on the host's loopback can answer.
-constexpr uint16_t kServerEndpoint = 0x7A51;
+// An endpoint number of its own per process (ctest runs the cases as parallel processes, and
+// they share the host's loopback); the cases also hold a ctest resource lock.
+const uint16_t kServerEndpoint = uint16_t(0x4000 | (getpid() & 0x3FFF));
 constexpr int64_t kSecondNs = 1'000'000'000;
 
 sl::Config config(int endpoint) {
