@@ -1153,7 +1153,7 @@ struct E {
         }
         uint32_t want = min_u(y.total_bytes, s->reply_cap);
         if (s->state != SendState::kReceiving) {
-            if (s->state == SendState::kSent && s->retries == 0) rtt_sample(p, s->sent_at, now);
+            // No RTT sample here: the time includes the server application's own work.
             s->state = SendState::kReceiving;
             s->tx_request = false;
             s->reply_total = y.total_bytes;
