@@ -360,11 +360,23 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   c.incarnation = random64();
   c.local_endpoint = config.endpoint >= 0 ? uint16_t(config.endpoint)
                                           : uint16_t(kEphemeralEndpointMin | (random64() & 0x7FFF));
+  // The source address and MTU of the route toward the first peer that is another host (a
+  // peer at one of our own addresses is reached over lo, whose 64 KiB MTU says nothing about
+  // the wire); with only local peers, the first one's.
   uint32_t local_be = config.local_address_be;
   int mtu = 1500;
-  if (!d.table.empty()) {
-    uint32_t auto_be = 0;
-    if (route_to(d.table.front().address_be, &auto_be, &mtu) && local_be == 0) local_be = auto_be;
+  bool found = false;
+  for (const Peer& p : d.table) {
+    uint32_t src_be = 0;
+    int route_mtu = 1500;
+    if (!route_to(p.address_be, &src_be, &route_mtu)) continue;
+    const bool remote = src_be != p.address_be;
+    if (!found || remote) {
+      if (config.local_address_be == 0) local_be = src_be;
+      mtu = route_mtu;
+      found = true;
+    }
+    if (remote) break;
   }
   if (local_be == 0) local_be = htonl(INADDR_LOOPBACK);
   c.local_ipv4 = ntohl(local_be);
