@@ -165,6 +165,12 @@ def case_basic(h):
     check(r.stdout == "SHOUT", "serve --exec runs a command per request (tr a-z A-Z)")
     r = h.run("A", ["call", "upper", "anywhere"])
     check(r.stdout == "ANYWHERE", "a bare service name is found on whichever node has it")
+    conf = os.path.join(h.tmp.name, "peers.conf")
+    with open(conf, "w") as f:
+        f.write(f"# the peer table as a file\nb {h.addr['B']}:0\n")
+    r = subprocess.run(h.exec_argv("A", [h.smpctl, f"--config={conf}", "call", "b/echo", "conf"]),
+                       capture_output=True, text=True, timeout=kCallGuardS)
+    check(r.returncode == 0 and r.stdout == "conf", "the peer table from a --config file")
     r = h.run("A", ["--json", "call", "b/echo", "x"])
     check(json.loads(r.stdout)["reply_size"] == 1, "call --json reports the reply size")
     r = h.run("B", ["--json", "stats"])
