@@ -168,7 +168,7 @@ def cmd_smpctl(args):
 
 kBenchSizes = [64, 65536]
 kBenchCount = {64: 2000, 65536: 400}    # round trips per measurement, after a warm-up
-kBenchRounds = 5                         # measurements per system and size, interleaved
+kBenchRounds = 3                         # measurements per system and size, interleaved
 
 
 def _bench_build():
@@ -212,36 +212,26 @@ def _client(pair, argv):
     common.die(f"no result from {' '.join(argv)}: {out.stdout[-300:]} {out.stderr[-300:]}")
 
 
-def bench_linux(args):
-    _need_root("bench linux")
-    bdir, built = _bench_build()
-    tools = os.path.join(bdir, "tests", "linux", "bench")
-    smpctl = os.path.join(bdir, "protocol", "linux", "smpctl")
-    pair = Pair("smpbn", "10.78.9")
-    pair_down(pair)
-    pair_up(pair)
-    logdir = os.path.join(bdir, "bench-linux-logs")
-    os.makedirs(logdir, exist_ok=True)
-    b = pair.addr["B"]
-    # name: (server argv in B, client argv in A without SIZE COUNT), each only if built
-    systems = {
-        "SMP": ([smpctl, "--name=b", f"--peer=a={pair.addr['A']}", "serve", "echo"],
-                [os.path.join(tools, "smp_bench_client"), f"--peer=b={b}", "b/echo"],
-                built["smpctl"] and built["smp_bench_client"]),
-        "TCP": ([os.path.join(tools, "tcp_rr"), "server", "7001"],
-                [os.path.join(tools, "tcp_rr"), "client", b, "7001"], built["tcp_rr"]),
-        "ZeroMQ": ([os.path.join(tools, "zmq_rr"), "server", "7002"],
-                   [os.path.join(tools, "zmq_rr"), "client", b, "7002"], built["zmq_rr"]),
-        "gRPC": ([os.path.join(tools, "grpc_rr"), "server", "7003"],
-                 [os.path.join(tools, "grpc_rr"), "client", b, "7003"], built["grpc_rr"]),
-    }
+def _placements():
+    """CPU placements to measure. Unpinned, a round trip's cost depends mostly on whether the
+    scheduler happens to put client and server on one core (a cheap wake-up) or on two (an IPI
+    and an idle-state exit): 15 us against 45 us for the same TCP run here. So every system is
+    measured pinned, both ways, and the ratios compare like with like."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return [("one core", str(cpus[0]), str(cpus[0]))]
+    return [("client and server on one core", str(cpus[1]), str(cpus[1])),
+            ("client and server on two cores", str(cpus[0]), str(cpus[1]))]
+
+
+def _measure(pair, systems, logdir, client_cpu, server_cpu):
     servers = []
     rows = {size: {} for size in kBenchSizes}
     try:
-        with open(os.path.join(logdir, "servers.log"), "w") as log:
+        with open(os.path.join(logdir, "servers.log"), "a") as log:
             for name, (server, _, ok) in systems.items():
                 if ok:
-                    servers.append(_start(pair, "B", server, log))
+                    servers.append(_start(pair, "B", ["taskset", "-c", server_cpu, *server], log))
             time.sleep(1.0)
             for p in servers:
                 if p.poll() is not None:
@@ -254,8 +244,9 @@ def bench_linux(args):
                 for _ in range(kBenchRounds):
                     for name, (_, client, ok) in systems.items():
                         if ok:
-                            per_round[name].append(_client(pair, [*client, str(size),
-                                                                  str(kBenchCount[size])]))
+                            argv = ["taskset", "-c", client_cpu, *client, str(size),
+                                    str(kBenchCount[size])]
+                            per_round[name].append(_client(pair, argv))
                 for name, results in per_round.items():
                     if results:
                         results.sort(key=lambda r: r["median_us"])
@@ -265,15 +256,51 @@ def bench_linux(args):
     finally:
         for p in servers:
             _stop(p)
+    return rows
+
+
+def bench_linux(args):
+    _need_root("bench linux")
+    bdir, built = _bench_build()
+    tools = os.path.join(bdir, "tests", "linux", "bench")
+    smpctl = os.path.join(bdir, "protocol", "linux", "smpctl")
+    pair = Pair("smpbn", "10.78.9")
+    pair_down(pair)
+    pair_up(pair)
+    logdir = os.path.join(bdir, "bench-linux-logs")
+    os.makedirs(logdir, exist_ok=True)
+    b = pair.addr["B"]
+    # name: (server argv in B, client argv in A without SIZE COUNT, built?)
+    systems = {
+        "SMP": ([smpctl, "--name=b", f"--peer=a={pair.addr['A']}", "serve", "echo"],
+                [os.path.join(tools, "smp_bench_client"), f"--peer=b={b}", "b/echo"],
+                built["smpctl"] and built["smp_bench_client"]),
+        "TCP": ([os.path.join(tools, "tcp_rr"), "server", "7001"],
+                [os.path.join(tools, "tcp_rr"), "client", b, "7001"], built["tcp_rr"]),
+        "ZeroMQ": ([os.path.join(tools, "zmq_rr"), "server", "7002"],
+                   [os.path.join(tools, "zmq_rr"), "client", b, "7002"], built["zmq_rr"]),
+        "gRPC": ([os.path.join(tools, "grpc_rr"), "server", "7003"],
+                 [os.path.join(tools, "grpc_rr"), "client", b, "7003"], built["grpc_rr"]),
+    }
+    open(os.path.join(logdir, "servers.log"), "w").close()
+    results = []
+    try:
+        for label, client_cpu, server_cpu in _placements():
+            results.append((label, client_cpu, server_cpu,
+                            _measure(pair, systems, logdir, client_cpu, server_cpu)))
+    finally:
         pair_down(pair)
-    _print_table(rows)
-
-
-def _print_table(rows):
     print("Request/reply round trip between two network namespaces over veth, MTU 1500 (echo: SIZE")
     print(f"bytes each way); median of N round trips after a warm-up, median of {kBenchRounds} "
           "interleaved rounds,")
-    print("microseconds, all measured in this run")
+    print("microseconds, all measured in this run; every process pinned with taskset")
+    for label, client_cpu, server_cpu, rows in results:
+        print(f"-- {label} (client CPU {client_cpu}, server CPU {server_cpu})")
+        _print_table(rows)
+    print("targets: SMP/TCP <= 0.80x, SMP/gRPC <= 0.50x")
+
+
+def _print_table(rows):
     print(f"{'size':>7} {'N':>5} {'SMP':>8} {'TCP':>8} {'ZeroMQ':>8} {'gRPC':>8} {'SMP/TCP':>8} "
           f"{'SMP/gRPC':>9}")
 
@@ -287,11 +314,9 @@ def _print_table(rows):
         m = {k: r[k]["median_us"] if k in r else None for k in ("SMP", "TCP", "ZeroMQ", "gRPC")}
         print(f"{size:>7} {kBenchCount[size]:>5} {fmt(m['SMP'])} {fmt(m['TCP'])} {fmt(m['ZeroMQ'])} "
               f"{fmt(m['gRPC'])} {ratio(m['SMP'], m['TCP'], 8)} {ratio(m['SMP'], m['gRPC'], 9)}")
-    print("targets: SMP/TCP <= 0.80x, SMP/gRPC <= 0.50x")
-    print("spread of the round medians (min..max, us), a measure of the machine's noise:")
     for size, r in rows.items():
-        print(f"{size:>7}  " + "  ".join(f"{k} {v['spread'][0]:.1f}..{v['spread'][1]:.1f}"
-                                         for k, v in r.items()))
+        print(f"{'':>7} spread of round medians at {size} B: " +
+              ", ".join(f"{k} {v['spread'][0]:.1f}..{v['spread'][1]:.1f}" for k, v in r.items()))
 
 
 BENCHES = {"linux": bench_linux}
