@@ -185,6 +185,7 @@ struct Req {
     uint32_t txn = 0, channel = 0, total = 0, eager = 0, reply_max = 0, deadline_wire = 0;
     uint8_t priority = 0;
     Instant deadline = kNever;
+    Instant heard = 0;         // last REQUEST packet: an assembly silent for 4 x dead_after is abandoned
     uint32_t pool_head = 0, pool_blocks = 0;  // eager bytes: a chain of pool blocks
     uint32_t held = 0;         // eager bytes counted against the peer's window
     RangeSet eager_have;
@@ -831,9 +832,11 @@ struct E {
             if (r.state == ReqState::kReplying) {
                 req_event(r, EventType::kReplyDone, ErrorCode::kOk);
                 free_req(r);
+            } else {
+                // The client finished it without us: it gave up on us (it declared us down
+                // while we still heard it). Tell the application, as for a CANCEL.
+                abort_req(r, ErrorCode::kCancelled);
             }
-            // A delivered request below low cannot be: the client finishes a txn only with
-            // its reply or its CANCEL, both of which end the record first.
         }
         (void)now;
         uint32_t shift = low - p.base;
@@ -1045,6 +1048,7 @@ struct E {
             return;
         }
         r->state = ReqState::kAssembling;
+        r->heard = now;
         r->txn = q.txn;
         r->channel = q.channel;
         r->total = q.total_bytes;
@@ -1068,6 +1072,7 @@ struct E {
     }
     void store_eager(Instant now, Req& r, const Message& msg, ConstChain pkt) {
         const wire::Request& q = msg.request;
+        r.heard = now;
         if (q.eager_bytes != r.eager || q.total_bytes != r.total) {
             st.dropped_unexpected++;  // the same txn with other sizes: not ours to merge
             return;
@@ -1670,6 +1675,14 @@ void Engine::handle_timeout(Instant now) {
             e.abort_req(r, ErrorCode::kTimedOut);
             continue;
         }
+        if (r.state == ReqState::kAssembling && now - r.heard >= 4 * c.dead_after_us()) {
+            // A live client repeats its eager segments at least every rto_max (200 ms): 20
+            // rounds all lost at 30% loss is 3.5e-11. So this silence means the client gave up
+            // on the request (it declared us down while we still heard it). Nobody was told of
+            // it: just end it (marked finished, so a straggler gets `stale`).
+            e.free_req(r);
+            continue;
+        }
         if (r.state == ReqState::kReplying && r.rto_at <= now) {
             if (++r.retries > c.retries_max) {
                 e.abort_req(r, ErrorCode::kHostDown);
@@ -1741,6 +1754,7 @@ Instant Engine::next_timeout() const {
         const Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         if (r.state != ReqState::kReplying) t = min_t(t, r.deadline);
+        if (r.state == ReqState::kAssembling) t = min_t(t, r.heard + 4 * c.dead_after_us());
         if (r.state == ReqState::kReplying) t = min_t(t, r.rto_at);
         if (r.reading && r.in.active) t = min_t(t, r.in.rto_at);
     }

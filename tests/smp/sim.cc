@@ -248,6 +248,17 @@ void Sim::draw() {
         pb_ = int((pa_ + 1 + r.below(uint64_t(n - 1))) % n);
         p_from_ = 200'000 + r.below(1'500'000);
         p_to_ = p_from_ + (r.chance(0.5) ? 300'000 : 2'500'000);
+        // Calls across the cut after it heals must get through: plan some between its sides.
+        for (int side : {pa_, pb_}) {
+            Node& node = nodes_[side];
+            PlannedSend ps{};
+            ps.at = p_to_ + kLateDupUs + 10'000 + r.below(500'000);
+            ps.target = side == pa_ ? pb_ : pa_;
+            ps.size = uint32_t(kIdBytes + r.below(4000));
+            ps.reply_size = uint32_t(r.below(4000));
+            node.plan.push_back(ps);
+            schedule(ps.at, AppKind::kStartSend, side, node.plan.size() - 1);
+        }
     } else if (mode_ == Mode::kCrash) {
         crash_node_ = int(r.below(uint64_t(n)));
         crash_at_ = 100'000 + r.below(1'800'000);
@@ -501,7 +512,9 @@ void Sim::on_event(Node& n, const Event& ev) {
             }
             ClientSend& cs = *it->second;
             if (cs.deadline != kNever && now_ > cs.deadline + kSlackUs) fail("send completed long after its deadline");
-            bool faulty = faulty_pair(n.index, cs.target);
+            // After a partition heals, new calls between its two sides must get through again.
+            bool faulty = faulty_pair(n.index, cs.target) &&
+                          !(mode_ == Mode::kPartition && cs.started >= p_to_ + kLateDupUs);
             if (ev.error == ErrorCode::kOk) {
                 res_.replies++;
                 if (cs.flags & kFlagAppError) fail("reply to a request that must fail");
@@ -719,7 +732,15 @@ Result Sim::run() {
             spins_ = 0;
         }
         if (t > o_.time_limit_us) {
-            fail("hang: still busy at the simulated time limit");
+            std::string busy;
+            for (Node& n : nodes_) {
+                if (!n.alive) continue;
+                if (!n.sends.empty() || !n.work.empty() || !n.engine->quiescent())
+                    busy += " node" + std::to_string(n.index) + "(sends=" + std::to_string(n.sends.size()) +
+                            " work=" + std::to_string(n.work.size()) +
+                            " engine=" + (n.engine->quiescent() ? "idle" : "busy") + ")";
+            }
+            fail("hang: still busy at the simulated time limit:" + busy);
             break;
         }
         now_ = t;
