@@ -152,6 +152,7 @@ public:
     std::map<std::pair<int, uint32_t>, std::pair<uint64_t, uint64_t>> must_end_by_;  // -> {bound, since}
     std::vector<int> dirty_;
     std::set<int> busy_at_crash_;
+    std::map<std::pair<int, uint32_t>, uint64_t> server_must_end_by_;  // held requests of a dead client
     FILE* pcap_ = nullptr;
     uint16_t ip_id_ = 0;
     bool stop_ = false;
@@ -185,6 +186,12 @@ public:
         app_.push(AppTimer{at, seq_++, kind, node, key, node >= 0 ? nodes_[node].epoch : 0});
     }
     bool finished() const;
+    void server_ended(int node, uint32_t handle) {
+        auto it = server_must_end_by_.find({node, handle});
+        if (it == server_must_end_by_.end()) return;
+        if (now_ > it->second) fail("server told of its dead client after the bound");
+        server_must_end_by_.erase(it);
+    }
     void pump_dirty() {
         while (!dirty_.empty() && !stop_) {
             std::vector<int> d;
@@ -462,6 +469,7 @@ void Sim::on_event(Node& n, const Event& ev) {
             auto w = std::make_unique<ServerWork>();
             w->buf.resize(ev.size);
             w->part = MutableBytes{w->buf.data(), w->buf.size()};
+            w->from = int(e.peer_info(ev.peer).ipv4 - kBaseIpv4);
             ServerWork* wp = w.get();
             n.work[ev.handle] = std::move(w);
             if (ev.deadline_us == 0) fail("request delivered with no time left");
@@ -497,11 +505,13 @@ void Sim::on_event(Node& n, const Event& ev) {
         }
         case EventType::kRequestCancelled:
             n.work.erase(ev.handle);
+            server_ended(n.index, ev.handle);
             break;
         case EventType::kReplyDone: {
             auto it = n.work.find(ev.handle);
             if (it == n.work.end() || !it->second->replied) fail("reply done for a request never replied");
             n.work.erase(ev.handle);
+            server_ended(n.index, ev.handle);
             break;
         }
         case EventType::kSendDone: {
@@ -668,6 +678,15 @@ void Sim::crash(int i) {
             }
         }
     }
+    // Requests it sent that servers hold must end there within the bound too.
+    for (Node& other : nodes_) {
+        if (other.index == i || !other.alive) continue;
+        for (auto& [h, w] : other.work) {
+            if (w->from == i)
+                server_must_end_by_[{other.index, h}] =
+                    now_ + other.config.dead_after_us() + jitter_ + kLateDupUs + kSlackUs;
+        }
+    }
     n.alive = false;
     n.epoch++;
     n.engine.reset();
@@ -779,6 +798,13 @@ Result Sim::run() {
             mark(node);
         }
         pump_dirty();
+        for (auto& [key, bound] : server_must_end_by_) {
+            if (now_ > bound) {
+                fail("server still holds a dead client's request past the bound (node " +
+                     std::to_string(key.first) + ")");
+                break;
+            }
+        }
         for (auto& [key, bound] : must_end_by_) {
             if (now_ > bound.first) {
                 fail("fault not detected within the bound (node " + std::to_string(key.first) + ")");
