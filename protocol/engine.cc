@@ -839,6 +839,8 @@ struct E {
             }
         }
         (void)now;
+        // Freeing records above marked them done, which may have moved base already.
+        if (low <= p.base) return;
         uint32_t shift = low - p.base;
         p.done = shift >= 64 ? 0 : p.done >> shift;
         p.base = low;
@@ -1082,6 +1084,10 @@ struct E {
             r.eager_have.insert(q.offset, q.offset + msg.payload.bytes);
         }
         if (!r.eager_have.covers(0, r.eager)) return;
+        if (r.deadline <= now) {
+            free_req(r);  // complete only after its sender gave up: never delivered (5.6)
+            return;
+        }
         r.state = ReqState::kDelivered;
         Event ev;
         ev.type = EventType::kRequest;

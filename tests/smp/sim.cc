@@ -25,6 +25,7 @@ constexpr uint64_t kSlackUs = 1000;         // scheduling slack on top of the ji
 constexpr uint64_t kLateDupUs = 50'000;     // a late duplicate arrives at most this much later
 constexpr uint32_t kIdBytes = 16;           // id (8) + reply size (4) + flags (4)
 constexpr uint32_t kFlagAppError = 1, kFlagSlow = 2;
+constexpr uint32_t kPulseValueBase = 1000;  // random runs' pulse values (unique) start here
 
 struct Rng {
     uint64_t s;
@@ -108,7 +109,7 @@ struct PacketLater {
     }
 };
 
-enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup };
+enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup, kRandomPulse };
 struct AppTimer {
     uint64_t at, seq;
     AppKind kind;
@@ -152,6 +153,9 @@ public:
     std::map<std::pair<int, uint32_t>, std::pair<uint64_t, uint64_t>> must_end_by_;  // -> {bound, since}
     std::vector<int> dirty_;
     std::set<int> busy_at_crash_;
+    std::set<uint32_t> pulse_sent_, pulse_seen_;
+    std::map<std::tuple<int, int, int>, uint32_t> pulse_last_;  // (from, to, code) -> last value
+    uint32_t next_pulse_ = kPulseValueBase;
     std::map<std::pair<int, uint32_t>, uint64_t> server_must_end_by_;  // held requests of a dead client
     FILE* pcap_ = nullptr;
     uint16_t ip_id_ = 0;
@@ -249,6 +253,14 @@ void Sim::draw() {
             node.plan.push_back(ps);
         }
         for (size_t k = 0; k < node.plan.size(); k++) schedule(node.plan[k].at, AppKind::kStartSend, i, k);
+        // Pulses: bursts to one target with two codes, so some coalesce while waiting at home.
+        int pulses = int(r.below(4));
+        for (int k = 0; k < pulses; k++) {
+            uint64_t at = r.below(2'000'000);
+            int target = node.targets[r.below(node.targets.size())];
+            for (int b = 0; b < 3; b++)
+                schedule(at, AppKind::kRandomPulse, i, uint64_t(target) | (uint64_t(b % 2) << 16));
+        }
     }
     if (mode_ == Mode::kPartition) {
         pa_ = int(r.below(uint64_t(n)));
@@ -588,9 +600,13 @@ void Sim::on_event(Node& n, const Event& ev) {
             }
             break;
         }
-        case EventType::kPulse:
+        case EventType::kPulse: {
             res_.pulses++;
+            if (ev.value < kPulseValueBase) break;  // the scenario's own pulses
+            if (!pulse_sent_.count(ev.value)) fail("a pulse that was never sent arrived");
+            if (!pulse_seen_.insert(ev.value).second) fail("a pulse arrived twice");
             break;
+        }
         case EventType::kNameResolved:
             res_.names_resolved++;
             break;
@@ -654,6 +670,19 @@ void Sim::app_timer(const AppTimer& t) {
                 n.engine->name_lookup(now_, "echo", pr.value);
                 n.engine->name_lookup(now_, "nothing", pr.value);
             }
+            break;
+        }
+        case AppKind::kRandomPulse: {
+            if (!n.alive) return;
+            int target = int(t.key & 0xFFFF);
+            int8_t code = int8_t(t.key >> 16);
+            const Node& to = nodes_[target];
+            smp::Result<PeerRef> pr = n.engine->peer(to.config.local_ipv4, to.config.local_endpoint);
+            if (!pr.ok()) return;
+            uint32_t value = next_pulse_++;
+            if (n.engine->pulse(now_, pr.value, 9, code, value) != ErrorCode::kOk) return;
+            pulse_sent_.insert(value);
+            pulse_last_[{n.index, target, code}] = value;
             break;
         }
         case AppKind::kCrash: crash(t.node); return;
@@ -844,6 +873,13 @@ void Sim::finish_checks() {
     res_.probes_per_node_second = double(probes) / double(nodes_.size()) / secs;
     res_.liveness_bytes_per_node_second = double(liveness_bytes) / double(nodes_.size()) / secs;
     if (!stop_ && !must_end_by_.empty()) fail("a send to a failed peer never ended");
+    if (!stop_ && mode_ == Mode::kPlain) {
+        for (auto& [key, value] : pulse_last_) {
+            if (!pulse_seen_.count(value))
+                fail("the last pulse of a burst never arrived (node " + std::to_string(std::get<0>(key)) +
+                     " -> " + std::to_string(std::get<1>(key)) + ")");
+        }
+    }
 }
 
 }  // namespace
