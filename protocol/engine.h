@@ -14,6 +14,8 @@
 //   reply(request, parts)       -> kReplyDone       (parts and its part array)
 // Only eager request bytes (at most Config::eager_bytes_max per request, within each peer's
 // credit) are copied, into the node-wide pool of Config::pool_bytes.
+// Freestanding: the engine needs only memcpy and memset from its environment (GCC and clang
+// require those of any freestanding target; protocol/bytes.h calls them through builtins).
 #pragma once
 
 #include <stddef.h>
@@ -113,8 +115,11 @@ struct Config {
 enum class EventType : uint8_t {
     kRequest = 1,        // a request arrived: handle, peer, channel, size, eager_bytes,
                          // reply_bytes_max, priority, deadline_us (remaining, or wire::kNoDeadline)
-    kRequestCancelled,   // the client cancelled, timed out, died or rebooted: error says which.
+    kRequestCancelled,   // the client cancelled, timed out, died or rebooted, or finished the
+                         // transaction without us (it had declared us down): error says which.
                          // The request handle is dead; a read/reply/error on it returns kInvalid.
+                         // (An application may still call reply() before it polls this event:
+                         // kInvalid then too; it must not treat that as a bug.)
     kReadDone,           // read() finished: error, size = bytes placed
     kReplyDone,          // the client has the reply (error kOk) or never will: reply parts free
     kSendDone,           // a send ended: error, status (server's), size (reply's full size),
