@@ -25,7 +25,6 @@ namespace {
 constexpr uint16_t kMtuCandidates[] = {9000, 1500, 1280, 1024, wire::kMtuMin};
 constexpr size_t kMtuCandidateCount = sizeof kMtuCandidates / sizeof kMtuCandidates[0];
 constexpr uint8_t kMtuProbeTries = 3;
-constexpr uint16_t kLookupRetries = 8;
 constexpr uint32_t kTxnWindowMax = 64;  // the server's done-bitmap is 64 bits
 
 Instant min_t(Instant a, Instant b) { return a < b ? a : b; }
@@ -1710,7 +1709,9 @@ void Engine::handle_timeout(Instant now) {
     for (size_t i = 0; i < c.lookups_max; i++) {
         Lookup& l = m.lookups[i];
         if (!l.used || l.rto_at > now) continue;
-        if (++l.retries > kLookupRetries) {
+        // Asked like a liveness probe (5.8): every probe interval, K times, so a live peer's
+        // silence at 30% loss is as unlikely as a false "host down".
+        if (++l.retries >= c.probes_dead) {
             Event ev;
             ev.type = EventType::kNameResolved;
             ev.handle = e.make_handle(l.gen, i);
@@ -1722,7 +1723,7 @@ void Engine::handle_timeout(Instant now) {
         }
         l.tx_due = true;
         l.cursor = 0;
-        l.rto_at = now + c.rto_initial_us;
+        l.rto_at = now + c.probe_interval_us;
     }
 }
 
@@ -2167,7 +2168,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
     l.retries = 0;
     l.cursor = 0;
     l.tx_due = true;
-    l.rto_at = now + config_.rto_initial_us;
+    l.rto_at = now + config_.probe_interval_us;
     l.answers_needed = 0;
     if (where.valid()) l.answers_needed = 1;
     else {
@@ -2341,6 +2342,9 @@ bool Engine::quiescent() const {
     }
     for (size_t i = 0; i < config_.requests_max; i++) {
         if (m.reqs[i].state != ReqState::kFree) return false;
+    }
+    for (size_t i = 0; i < config_.lookups_max; i++) {
+        if (m.lookups[i].used) return false;
     }
     return m.pool_free_count == m.pool_block_count && stats_.pool_bytes_used == 0 &&
            stats_.requests_live == 0 && stats_.sends_live == 0;

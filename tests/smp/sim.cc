@@ -109,7 +109,7 @@ struct PacketLater {
     }
 };
 
-enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup, kRandomPulse };
+enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup, kRandomPulse, kRandomLookup };
 struct AppTimer {
     uint64_t at, seq;
     AppKind kind;
@@ -154,6 +154,7 @@ public:
     std::vector<int> dirty_;
     std::set<int> busy_at_crash_;
     std::set<uint32_t> pulse_sent_, pulse_seen_;
+    std::map<std::pair<int, uint32_t>, int> lookups_;  // (node, lookup handle) -> target
     std::map<std::tuple<int, int, int>, uint32_t> pulse_last_;  // (from, to, code) -> last value
     uint32_t next_pulse_ = kPulseValueBase;
     std::map<std::pair<int, uint32_t>, uint64_t> server_must_end_by_;  // held requests of a dead client
@@ -253,6 +254,9 @@ void Sim::draw() {
             node.plan.push_back(ps);
         }
         for (size_t k = 0; k < node.plan.size(); k++) schedule(node.plan[k].at, AppKind::kStartSend, i, k);
+        // Name lookups at a chosen peer (even nodes have "svc<i>" attached).
+        for (int k = int(r.below(3)); k > 0; k--)
+            schedule(r.below(2'000'000), AppKind::kRandomLookup, i, uint64_t(node.targets[r.below(node.targets.size())]));
         // Pulses: bursts to one target with two codes, so some coalesce while waiting at home.
         int pulses = int(r.below(4));
         for (int k = 0; k < pulses; k++) {
@@ -327,6 +331,10 @@ void Sim::start_engine(Node& n) {
     memset(n.arena, 0xA5, n.arena_bytes);  // the engine must not rely on zeroed memory
     n.engine.reset(new Engine(n.config, n.arena, n.arena_bytes));
     if (!n.engine->ok()) fail("engine did not start");
+    if (n.index % 2 == 0) {
+        std::string name = "svc" + std::to_string(n.index);
+        n.engine->name_attach(name.c_str(), 100u + uint32_t(n.index));
+    }
     n.version++;
     timers_.emplace(n.engine->next_timeout(), n.index, n.version);
 }
@@ -607,9 +615,23 @@ void Sim::on_event(Node& n, const Event& ev) {
             if (!pulse_seen_.insert(ev.value).second) fail("a pulse arrived twice");
             break;
         }
-        case EventType::kNameResolved:
+        case EventType::kNameResolved: {
             res_.names_resolved++;
+            auto it = lookups_.find({n.index, ev.handle});
+            if (it == lookups_.end()) break;  // the scenario's own lookups
+            int target = it->second;
+            lookups_.erase(it);
+            bool attached = target % 2 == 0;  // even nodes attach "svc<i>" (see start_engine)
+            bool faulty = faulty_pair(n.index, target);
+            if (ev.error == ErrorCode::kOk) {
+                if (!attached || ev.channel != 100u + uint32_t(target)) fail("lookup found a name that is not there");
+            } else if (ev.error == ErrorCode::kNoSuchService) {
+                if (attached && !(faulty && mode_ == Mode::kCrash)) fail("lookup missed an attached name");
+            } else if (!(faulty && ev.error == ErrorCode::kHostDown)) {
+                fail(std::string("lookup failed: ") + wire::error_code_name(ev.error));
+            }
             break;
+        }
     }
 }
 
@@ -685,6 +707,19 @@ void Sim::app_timer(const AppTimer& t) {
             pulse_last_[{n.index, target, code}] = value;
             break;
         }
+        case AppKind::kRandomLookup: {
+            if (!n.alive) return;
+            int target = int(t.key);
+            const Node& to = nodes_[target];
+            smp::Result<PeerRef> pr = n.engine->peer(to.config.local_ipv4, to.config.local_endpoint);
+            if (!pr.ok()) return;
+            std::string name = "svc" + std::to_string(target);
+            smp::Result<LookupHandle> h = n.engine->name_lookup(now_, name.c_str(), pr.value);
+            if (!h.ok()) return;  // table full: the caller is told at once
+            if (lookups_.count({n.index, h.value.value})) fail("lookup handle reused while in use");
+            lookups_[{n.index, h.value.value}] = target;
+            break;
+        }
         case AppKind::kCrash: crash(t.node); return;
         case AppKind::kRestart: restart(t.node); return;
     }
@@ -721,6 +756,7 @@ void Sim::crash(int i) {
     n.engine.reset();
     res_.sends -= 0;
     n.sends.clear();  // abandoned with the machine
+    for (auto it = lookups_.begin(); it != lookups_.end();) it = it->first.first == i ? lookups_.erase(it) : std::next(it);
     n.work.clear();
 }
 
@@ -873,6 +909,10 @@ void Sim::finish_checks() {
     res_.probes_per_node_second = double(probes) / double(nodes_.size()) / secs;
     res_.liveness_bytes_per_node_second = double(liveness_bytes) / double(nodes_.size()) / secs;
     if (!stop_ && !must_end_by_.empty()) fail("a send to a failed peer never ended");
+    for (auto& [key, target] : lookups_) {
+        if (stop_) break;
+        if (nodes_[key.first].alive) fail("a name lookup never ended on node " + std::to_string(key.first));
+    }
     if (!stop_ && mode_ == Mode::kPlain) {
         for (auto& [key, value] : pulse_last_) {
             if (!pulse_seen_.count(value))
