@@ -191,7 +191,7 @@ void bench_scale() {
         o.sends_per_node = 6;
         o.mode = 2;                   // one node crashes and stays down 3 s: callers see host-down
         o.crash_down_us = 3'000'000;
-        o.slow_fraction = 0.5;        // so that calls are in progress when it dies
+        o.crash_callers = true;       // its callers have calls in progress when it dies
         o.loss = 0.05;
         o.duplicate = 0.01;
         double t0 = seconds();

@@ -27,6 +27,7 @@ struct Options {
     int peers_per_node = 0;        // 0: every other node (small clusters)
     double slow_fraction = 0.05;   // requests the server takes 300 ms to answer
     uint64_t crash_down_us = 0;    // crash mode: how long the node stays down; 0: from the seed
+    bool crash_callers = false;    // crash mode: its callers have slow calls in progress when it dies
     uint64_t time_limit_us = 600'000'000;  // simulated; passing it is a "hang" failure
     std::string pcap;              // write every packet sent to this file (raw IPv4 linktype)
     bool verbose = false;
@@ -43,7 +44,7 @@ struct Result {
     uint64_t pulses = 0, names_resolved = 0;
     uint64_t sim_time_us = 0;
     uint64_t detection_max_us = 0;     // crash/partition to the last outstanding send's end
-    uint64_t detections = 0;           // peers that declared the crashed node down
+    uint64_t detections = 0;           // sends waiting on the crashed node that were told
     uint64_t engine_memory_bytes = 0;  // per node (same config everywhere)
     uint64_t pool_high_bytes = 0, requests_high = 0, peers_high = 0;
     double probes_per_node_second = 0;
