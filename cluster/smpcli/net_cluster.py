@@ -223,9 +223,12 @@ def read_pidfile(path):
 def qemu_command(state, node, image, nic, memory_mb):
     d = run_dir()
     name = node["name"]
+    append = f"name={name} ip={node['ip']}/{PREFIX_LEN} mac={node['mac']}"
+    if state.get("extra_append"):
+        append += " " + state["extra_append"]  # e.g. services=echo,kv (./smp up --append)
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
            "-display", "none", "-m", str(memory_mb), "-kernel", image,
-           "-append", f"name={name} ip={node['ip']}/{PREFIX_LEN} mac={node['mac']}",
+           "-append", append,
            "-chardev", f"socket,id=con,path={os.path.join(d, name + '.sock')},server=on,wait=off,"
                        f"logfile={os.path.join(d, name + '.log')}",
            "-serial", "chardev:con",
@@ -273,7 +276,7 @@ def start_capture(state):
 
 # ---- up -----------------------------------------------------------------------------------------
 
-def cluster_up(n, nic, memory_mb, image_arg=None, wait=True):
+def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append=""):
     if n < 1 or n > NODES_MAX:
         common.die(f"-n must be in 1..{NODES_MAX}", 2)
     if nic not in ("virtio", "e1000"):
@@ -290,7 +293,8 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True):
             os.unlink(os.path.join(run_dir(), f))
     mode = "root" if common.is_root() else "user"
     state = {"mode": mode, "nic": nic, "memory_mb": memory_mb, "image": image,
-             "created": time.time(), "nodes": [], "tool_pid": os.getpid()}
+             "created": time.time(), "nodes": [], "tool_pid": os.getpid(),
+             "extra_append": extra_append}
     save_state(state)
     if mode == "root":
         common.info(f"mode: root (network namespace {NETNS}, bridge {BRIDGE}, taps; "

@@ -22,7 +22,8 @@ BENCHES = {"net": net_bench.bench_net}
 def cmd_up(args):
     if common.is_root():
         common.setup(["build", "net"])  # a fresh machine: packages, lwIP, then the build
-    net_cluster.cluster_up(args.n, args.nic, args.memory, args.kernel, wait=not args.no_wait)
+    net_cluster.cluster_up(args.n, args.nic, args.memory, args.kernel, wait=not args.no_wait,
+                           extra_append=args.append)
     print(f"cluster up: {args.n} node(s), NIC {args.nic}; ./smp status, ./smp console NODE, "
           f"./smp capture FILE, ./smp down")
 
@@ -89,6 +90,9 @@ def register(sub, modules):
                    help=f"MiB per node (default {net_cluster.NODE_MEMORY_MB})")
     p.add_argument("--kernel", help="kernel image (default: the build's kernel/kernel.elf)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the nodes to be ready")
+    p.add_argument("--append", default="",
+                   help="more key=value words for every node's kernel command line "
+                        "(e.g. services=echo,kv)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop every node, remove the namespace, bridge and taps")
