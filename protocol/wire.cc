@@ -81,30 +81,69 @@ const char* error_code_name(ErrorCode e) {
 // ---- Checksum ---------------------------------------------------------------------------------
 namespace {
 
-uint32_t load_be32(const uint8_t* p) {
-    uint32_t w;
-    __builtin_memcpy(&w, p, 4);  // one unaligned load
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    w = __builtin_bswap32(w);
-#endif
-    return w;
+// Ones'-complement sum of the native-order 16-bit words of p[0..n), n a multiple of 8, folded to
+// 16 bits. 64-bit words with end-around carry: four independent accumulators so the adds overlap.
+// The sum is byte-order independent (RFC 1071 2(B)): the caller swaps the folded result once.
+uint16_t native_sum64(const uint8_t* p, size_t n) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w0, w1, w2, w3;
+        __builtin_memcpy(&w0, p + i, 8);  // unaligned loads: any start address is fine
+        __builtin_memcpy(&w1, p + i + 8, 8);
+        __builtin_memcpy(&w2, p + i + 16, 8);
+        __builtin_memcpy(&w3, p + i + 24, 8);
+        a += w0;
+        a += a < w0;  // end-around carry
+        b += w1;
+        b += b < w1;
+        c += w2;
+        c += c < w2;
+        d += w3;
+        d += d < w3;
+    }
+    for (; i < n; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, p + i, 8);
+        a += w;
+        a += a < w;
+    }
+    // Fold the four accumulators and then 64 -> 16 bits, each step keeping the carry.
+    a += b;
+    a += a < b;
+    c += d;
+    c += c < d;
+    a += c;
+    a += a < c;
+    uint64_t s = (a & 0xFFFFFFFFu) + (a >> 32);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    return uint16_t(s);
 }
 
 // Ones'-complement accumulator that survives odd-length runs split across a chain.
 struct Sum {
-    uint64_t sum = 0;
+    uint64_t sum = 0;  // big-endian 16-bit words; a few adds per run, it cannot overflow
     bool odd = false;  // the next byte is the low half of a 16-bit word
 
     void add(const uint8_t* p, size_t n) {
-        size_t i = 0;
         if (odd && n) {
             sum += p[0];
             odd = false;
-            i = 1;
+            p++;
+            n--;
         }
-        // Big-endian 32-bit words: the ones'-complement sum of 32-bit words folds to the same
-        // 16-bit sum (RFC 1071); a 64-bit accumulator cannot overflow below 2^34 bytes.
-        for (; i + 3 < n; i += 4) sum += load_be32(p + i);
+        // From here the run starts on a word boundary of the packet: the bulk as 64-bit words.
+        size_t bulk = n & ~size_t(7);
+        if (bulk) {
+            uint16_t s = native_sum64(p, bulk);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            s = __builtin_bswap16(s);
+#endif
+            sum += s;
+        }
+        size_t i = bulk;
         for (; i + 1 < n; i += 2) sum += (uint32_t(p[i]) << 8) | p[i + 1];
         if (i < n) {
             sum += uint32_t(p[i]) << 8;
