@@ -1,0 +1,395 @@
+"""Remote IPC across nodes (issue 8): `./smp demo`, `./smp bench smp`, and the helpers the
+cross-node tests (tests/cross/) share with them.
+
+Everything here drives the nodes through their serial shell (the bridge's contract, see
+protocol/kernel/): `call NODE/SERVICE TEXT`, `calltest TARGET SIZE COUNT [SENDERS]`,
+`servicestat SERVICE`, `peers`, `names`, `stats`, and the net shell's `ping` and `tcpsend`.
+A node boots its services from the kernel command line word `services=echo,kv`.
+"""
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from .. import common
+from .. import net_cluster as nc
+
+PACKAGES = {}
+BENCHES = {}          # filled at the end of the file: {"smp": bench_smp}
+
+kServices = "services=echo,kv"
+kNodeCount = 3
+kCallGuardS = 120.0   # only a guard against a hang in a console reply, never a speed check
+
+# A reply line of each command, anchored so that the shell's echo of the command never matches.
+CALL_DONE = r"^(reply \d+ bytes.*|error: .*|\S+: error: .*)$"
+CALLTEST_DONE = r"^(calltest ok=.*|calltest: error: .*|error: .*|shell: error: .*)$"
+SERVICESTAT_DONE = r"^(service \S+ .*|servicestat: error: .*|error: .*|shell: error: .*)$"
+PING_DONE = r"^ping: .*$"
+TCPSEND_DONE = r"^tcpsend: .*$"
+
+
+class RemoteError(Exception):
+    pass
+
+
+def node_command(state, node, command, until, timeout_s=kCallGuardS):
+    """One shell command on node's console; the reply text up to the first line matching until."""
+    out, ok = nc.console_command(nc.find_node(state, node), command, until, timeout_s)
+    if not ok:
+        raise RemoteError(f"{node}: no reply to '{command}' within {timeout_s:.0f} s "
+                          f"(got: {out.strip()[-300:]!r})")
+    return out
+
+
+def last_match(text, regex):
+    found = [m for m in re.finditer(regex, text, re.M)]
+    return found[-1].group(0) if found else ""
+
+
+def fields(line):
+    """key=value words of a reply line, as a dict of strings."""
+    return dict(re.findall(r"(\w+)=(\S*)", line))
+
+
+def call(state, node, target, text, timeout_s=kCallGuardS):
+    """`call TARGET TEXT` on node: {"ok", "bytes", "rtt_us", "text"} or {"ok": False, "error"}."""
+    out = node_command(state, node, f"call {target} {text}", CALL_DONE, timeout_s)
+    line = last_match(out, CALL_DONE)
+    m = re.match(r"reply (\d+) bytes rtt_us=(\d+): ?(.*)$", line)
+    if m:
+        return {"ok": True, "bytes": int(m.group(1)), "rtt_us": int(m.group(2)),
+                "text": m.group(3), "line": line}
+    return {"ok": False, "error": re.sub(r"^(\S+: )?error: ", "", line), "line": line}
+
+
+def parse_calltest(line):
+    """The one calltest line as numbers; errors as {status: count}."""
+    m = re.match(r"calltest (.*?)errors=(.*?) (bytes=.*)$", line)
+    if not m:
+        raise RemoteError(f"unexpected calltest reply: {line!r}")
+    r = {k: int(v) for k, v in fields(m.group(1) + " " + m.group(3)).items() if v.isdigit()}
+    errors = {}
+    text = m.group(2).strip()
+    if text and text not in ("-", "none"):
+        for part in text.split(","):
+            name, _, count = part.rpartition(":")
+            errors[name] = int(count) if count.isdigit() else count
+    r["errors"] = errors
+    r["line"] = line
+    return r
+
+
+def calltest(state, node, target, size, count, senders=None, timeout_s=600.0):
+    cmd = f"calltest {target} {size} {count}" + (f" {senders}" if senders else "")
+    out = node_command(state, node, cmd, CALLTEST_DONE, timeout_s)
+    line = last_match(out, CALLTEST_DONE)
+    if not line.startswith("calltest ok="):
+        raise RemoteError(f"{node}: '{cmd}' failed: {line}")
+    return parse_calltest(line)
+
+
+def servicestat(state, node, service):
+    out = node_command(state, node, f"servicestat {service}", SERVICESTAT_DONE, 30)
+    line = last_match(out, SERVICESTAT_DONE)
+    if not line.startswith("service "):
+        raise RemoteError(f"{node}: servicestat {service}: {line}")
+    r = {k: int(v) for k, v in fields(line).items() if v.isdigit()}
+    r["line"] = line
+    return r
+
+
+def shell_text(state, node, command, timeout_s=30):
+    """Everything a command prints up to the next prompt (peers, names, stats, threads)."""
+    out = node_command(state, node, command, r"^\S+> ", timeout_s)
+    lines = out.splitlines()
+    # Drop the echoed command line and the closing prompt.
+    body = [l for l in lines if l.strip() != command and not re.match(r"^\S+> ?$", l)]
+    return "\n".join(body).strip()
+
+
+def stats_numbers(state, node):
+    """All key=value numbers in `stats` (sent, received, retransmitted, hwm_* ...)."""
+    text = shell_text(state, node, "stats")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)\b", text)}, text
+
+
+def node_ping(state, node, ip, count=100, interval_ms=10):
+    out = node_command(state, node, f"ping {ip} {count} {interval_ms}", PING_DONE, 120)
+    f = fields(last_match(out, PING_DONE))
+    if f.get("status") != "ok":
+        raise RemoteError(f"{node}: ping {ip}: {last_match(out, PING_DONE)}")
+    return {k: int(v) for k, v in f.items() if v.isdigit()}
+
+
+def node_tcpsend(state, node, ip, nbytes):
+    out = node_command(state, node, f"tcpsend {ip} {nbytes}", TCPSEND_DONE, 300)
+    f = fields(last_match(out, TCPSEND_DONE))
+    if f.get("status") != "ok":
+        raise RemoteError(f"{node}: tcpsend {ip}: {last_match(out, TCPSEND_DONE)}")
+    return {k: int(v) for k, v in f.items() if v.isdigit()}
+
+
+# ---- nodes going away and coming back -------------------------------------------------------------
+
+def kill_node(state, name):
+    """SIGKILL to the node's QEMU (its PID from the cluster state): a crash, not a shutdown."""
+    node = nc.find_node(state, name)
+    pid = nc.node_pid(node)
+    if not pid or not nc.pid_alive(pid) or not nc.pid_is_ours(pid, nc.run_dir()):
+        raise RemoteError(f"{name}: no running QEMU of ours to kill (pid {pid})")
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(500):
+        if not nc.pid_alive(pid):
+            return pid
+        time.sleep(0.01)
+    raise RemoteError(f"{name}: QEMU {pid} still running after SIGKILL")
+
+
+def restart_node(state, name, timeout_s=nc.BOOT_TIMEOUT_S):
+    """Boots a stopped node again with the same command line (its tap stays in the namespace)."""
+    node = nc.find_node(state, name)
+    pid = nc.node_pid(node)
+    if pid and nc.pid_alive(pid):
+        raise RemoteError(f"{name} is still running (pid {pid})")
+    try:
+        os.unlink(os.path.join(nc.run_dir(), name + ".pid"))
+    except FileNotFoundError:
+        pass
+    cmd = nc.ns_prefix(state) + nc.qemu_command(state, node, state["image"], state["nic"],
+                                                state["memory_mb"])
+    with open(node["qemu_log"], "w") as qlog:
+        p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    node["launcher_pid"] = p.pid
+    node["started"] = time.time()
+    nc.save_state(state)
+    one = dict(state, nodes=[node])
+    nc.wait_ready(one, timeout_s)
+    return p.pid
+
+
+# ---- Linux peers in the cluster's namespace -------------------------------------------------------
+
+def smpctl_path():
+    path = os.path.join(common.build_dir(), "protocol", "linux", "smpctl")
+    return path if os.path.exists(path) else None
+
+
+def write_peer_config(state, path):
+    """The cluster's nodes as smpctl's peer table ('NAME ADDRESS:ENDPOINT'; nodes use endpoint 0)."""
+    with open(path, "w") as f:
+        f.write("# the cluster's nodes (written by ./smp; see cluster/smpcli/net_cluster.py)\n")
+        for nd in state["nodes"]:
+            f.write(f"{nd['name']} {nd['ip']}:0\n")
+    return path
+
+
+# ---- ./smp demo -----------------------------------------------------------------------------------
+
+def _step(text):
+    print(f"demo: {text}", flush=True)
+
+
+def _ensure_built():
+    common.setup(["build", "net"] + (["dissector"] if "dissector" in common.all_groups() else []))
+    targets = ["kernel_image"]
+    for t, path in (("smp_dissector", "dissector"),):
+        if os.path.isdir(os.path.join(common.ROOT, path)):
+            targets.append(t)
+    try:
+        common.cmake_build(targets)
+    except common.CliError:
+        common.cmake_build(["kernel_image"])  # the dissector target may be named otherwise
+
+
+def _decode_check(pcap):
+    """tshark (with the plugin) over the capture: protocol-121 frames, simplemsg frames, malformed."""
+    from . import dissector
+    try:
+        cmd, env = dissector.tshark_command(["-2", "-r", pcap, "-Y", "ip.proto == 121", "-T",
+                                             "fields", "-e", "frame.number", "-e", "_ws.col.Protocol",
+                                             "-e", "_ws.malformed", "-e", "_ws.expert.severity"])
+        dissector.ensure_plugin()
+    except common.CliError as e:
+        return None, f"tshark check skipped: {e}"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return None, f"tshark failed: {r.stderr.strip()[-300:]}"
+    rows = [l.split("\t") for l in r.stdout.splitlines() if l.strip()]
+    total = len(rows)
+    simplemsg = sum(1 for row in rows if len(row) > 1 and row[1].lower() == "simplemsg")
+    malformed = sum(1 for row in rows if len(row) > 2 and row[2].strip())
+    return {"proto121": total, "simplemsg": simplemsg, "malformed": malformed}, ""
+
+
+def cmd_demo(args):
+    if not common.is_root():
+        common.die("demo needs root (a network namespace with a bridge and taps); run: sudo ./smp demo")
+    if nc.load_state() is not None:
+        common.die("a cluster is up: ./smp down first (the demo boots its own)")
+    _step("set-up and build (what is missing)")
+    _ensure_built()
+    t0 = time.monotonic()
+    interrupted = False
+    summary = []
+    capture_path = os.path.abspath(args.capture)
+    try:
+        _step(f"booting {kNodeCount} nodes with '{kServices}'")
+        state = nc.cluster_up(kNodeCount, args.nic, nc.NODE_MEMORY_MB, None,
+                              extra_append=kServices)
+        _step("names seen from node2:")
+        print("  " + shell_text(state, "node2", "names").replace("\n", "\n  "), flush=True)
+        calls = []
+        # Echo from node2 and node3 to node1's echo service: single calls, then hash-checked sizes.
+        for client in ("node2", "node3"):
+            r = call(state, client, "node1/echo", f"hello-from-{client}")
+            _step(f"{client}: call node1/echo -> {r['line']}")
+            if not r["ok"] or r["text"] != f"hello-from-{client}":
+                raise RemoteError(f"{client}: echo returned {r['line']!r}")
+            calls.append(("echo", client, r["bytes"], r["rtt_us"]))
+        sizes = [64, 1400, 64 * 1024, 1 << 20, 4 << 20]
+        table = []
+        for size in sizes:
+            count = 20 if size <= 65536 else 4
+            r = calltest(state, "node2", "node1/echo", size, count)
+            _step(f"node2: calltest node1/echo {size} B x {count}: ok={r['ok']} failed={r['failed']} "
+                  f"median {r['us_per_call']} us")
+            table.append((size, count, r))
+            if r["failed"]:
+                raise RemoteError(f"calltest of {size} B: {r['line']}")
+        # A small key-value store served by node1, used from node2 and node3.
+        kv = []
+        for client, key, value in (("node2", "colour", "blue"), ("node3", "shape", "circle")):
+            r = call(state, client, "node1/kv", f"put {key} {value}")
+            _step(f"{client}: call node1/kv 'put {key} {value}' -> {r['line']}")
+            kv.append(r)
+        for client, key in (("node3", "colour"), ("node2", "shape")):
+            r = call(state, client, "node1/kv", f"get {key}")
+            _step(f"{client}: call node1/kv 'get {key}' -> {r['line']}")
+            kv.append(r)
+        st = servicestat(state, "node1", "echo")
+        stats = {n: stats_numbers(state, n)[0] for n in ("node1", "node2", "node3")}
+        elapsed = time.monotonic() - t0
+        total_calls = len(calls) + sum(c for _, c, _ in table) + len(kv)
+        summary.append(f"summary: {total_calls} calls in {elapsed:.0f} s "
+                       f"(node1 echo served {st.get('requests', '?')} requests, "
+                       f"queue high-water mark {st.get('hwm_queue', '?')})")
+        summary.append(f"  {'size':>9} {'calls':>5} {'ok':>4} {'failed':>6} {'median us/call':>14}")
+        for size, count, r in table:
+            summary.append(f"  {size:>9} {count:>5} {r['ok']:>4} {r['failed']:>6} {r['us_per_call']:>14}")
+        for client, _, nbytes, rtt in calls:
+            summary.append(f"  single call {client} -> node1/echo: {nbytes} B, rtt {rtt} us")
+        kv_ok = sum(1 for r in kv if r["ok"])
+        summary.append(f"  kv: {kv_ok}/{len(kv)} calls answered; get colour from node3 -> "
+                       f"{kv[2].get('text', kv[2].get('error'))!r}, get shape from node2 -> "
+                       f"{kv[3].get('text', kv[3].get('error'))!r}")
+        for n, s in stats.items():
+            keys = [k for k in s if "retrans" in k or k in ("sent", "received", "duplicates")]
+            summary.append(f"  {n} stats: " + (" ".join(f"{k}={s[k]}" for k in keys) or
+                                               "(no counters found in 'stats')"))
+    except KeyboardInterrupt:
+        interrupted = True
+        print("demo: interrupted; shutting the cluster down", flush=True)
+    except (RemoteError, common.CliError) as e:
+        print(f"demo: error: {e}", flush=True)
+        interrupted = True
+    finally:
+        try:
+            if nc.load_state() is not None:
+                try:
+                    nc.save_capture(capture_path)
+                except common.CliError as e:
+                    print(f"demo: no capture saved: {e}", flush=True)
+                nc.cluster_down()
+        except KeyboardInterrupt:
+            nc.cluster_down()
+    for line in summary:
+        print(line)
+    if os.path.exists(capture_path):
+        print(f"capture: {capture_path}  (open it: ./smp tshark -r {capture_path} -Y simplemsg, "
+              f"or ./smp wireshark {capture_path})")
+        counts, why = _decode_check(capture_path)
+        if counts is None:
+            print(f"decode check: {why}")
+        else:
+            verdict = "ok" if counts["malformed"] == 0 and counts["simplemsg"] == counts["proto121"] \
+                else "PROBLEM"
+            print(f"decode check ({verdict}): {counts['proto121']} protocol-121 frames, "
+                  f"{counts['simplemsg']} decoded as simplemsg, {counts['malformed']} malformed")
+            if verdict != "ok":
+                interrupted = True
+    left = nc.load_state()
+    print("cluster: down, nothing left running" if left is None else "cluster: state left behind!")
+    return 1 if interrupted else 0
+
+
+# ---- ./smp bench smp ------------------------------------------------------------------------------
+
+kBenchRounds = 200
+
+
+def bench_smp(args):
+    if not common.is_root():
+        common.die("bench smp needs root (taps and a bridge in a namespace)")
+    if nc.load_state() is not None:
+        common.die("a cluster is up: ./smp down first (the bench boots its own)")
+    image = nc.kernel_image(None)
+    state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append=kServices)
+    try:
+        target_ip = nc.node_ip(2)
+        node_ping(state, "node1", target_ip, 20, 10)           # warm ARP
+        calltest(state, "node1", "node2/echo", 64, 20)          # warm the peer (HELLO, RTT)
+        icmp = []
+        smp = []
+        for _ in range(3):   # interleaved, so load changes touch both sides alike
+            icmp.append(node_ping(state, "node1", target_ip, kBenchRounds, 10)["rtt_avg_us"])
+            smp.append(calltest(state, "node1", "node2/echo", 64, kBenchRounds)["us_per_call"])
+        rows = []
+        icmp_us, smp_us = statistics.median(icmp), statistics.median(smp)
+        rows.append(("round trip 64 B (us): SMP calltest median vs ICMP ping avg",
+                     smp_us, icmp_us, smp_us / icmp_us, "<= 1.10", smp_us / icmp_us <= 1.10))
+        for size, count in ((64 * 1024, 200), (1 << 20, 16)):
+            total = size * count
+            tcp = node_tcpsend(state, "node1", target_ip, total)
+            r = calltest(state, "node1", "node2/echo", size, count)
+            if r["failed"]:
+                raise RemoteError(f"calltest {size}: {r['line']}")
+            # One-way payload: the request's bytes over the median call time. The echo's reply
+            # carries as many bytes back, so this understates what the wire carried (conservative).
+            t_us = r["us_per_call"]
+            smp_mbit = (size * 8) / t_us if t_us else 0.0
+            tcp_mbit = tcp["kbit_per_s"] / 1000.0
+            rows.append((f"throughput {size // 1024} KiB messages (Mbit/s): SMP echo vs lwIP TCP",
+                         smp_mbit, tcp_mbit, smp_mbit / tcp_mbit if tcp_mbit else 0, ">= 0.9",
+                         bool(tcp_mbit) and smp_mbit / tcp_mbit >= 0.9))
+        print(f"smp bench: node1 -> node2, QEMU TCG virtio, {nc.NODE_MEMORY_MB} MiB nodes; "
+              f"RTT: {kBenchRounds} rounds x 3 interleaved, medians")
+        print("SMP throughput: request bytes of one echo call over its median time (the reply's "
+              "bytes not counted); TCP: bytes to the node's discard service over their time")
+        print(f"| {'metric':62} | {'SMP':>9} | {'baseline':>9} | {'ratio':>6} | {'target':>7} | met |")
+        print(f"|{'-' * 64}|{'-' * 11}|{'-' * 11}|{'-' * 8}|{'-' * 9}|-----|")
+        for label, a, b, ratio, target, met in rows:
+            print(f"| {label:62} | {a:>9.1f} | {b:>9.1f} | {ratio:>6.2f} | {target:>7} | "
+                  f"{'yes' if met else 'no':>3} |")
+        print(f"raw: icmp avg us {icmp}, smp median us {smp}")
+    except RemoteError as e:
+        common.die(f"bench smp: {e}")
+    finally:
+        nc.cluster_down(quiet=True)
+
+
+BENCHES["smp"] = bench_smp
+
+
+def register(sub, modules):
+    p = sub.add_parser("demo", help="boot 3 nodes with echo and kv services, call them across "
+                                    "nodes, print a summary, keep a capture, shut down")
+    p.add_argument("--nic", choices=["virtio", "e1000"], default="virtio")
+    p.add_argument("--capture", default=os.path.join(common.RUN_DIR, "demo.pcap"),
+                   help="where to keep the capture (default .run/demo.pcap)")
+    p.set_defaults(func=cmd_demo)
