@@ -45,7 +45,7 @@
 #define SMP_NO_DEADLINE             0xFFFFFFFFu
 #define SMP_MTU_MIN                 576
 #define SMP_IPV4_HEADER_BYTES       20
-#define SMP_ERROR_WIRE_LIMIT        64      /* codes >= 64 are local only, never on the wire */
+#define SMP_ERROR_WIRE_MAX          9       /* SPEC 7: 10-63 unassigned, >= 64 local only: malformed */
 
 #define SMP_FLAG_RETRANSMISSION     0x01
 #define SMP_FLAGS_IGNORABLE         0x0E
@@ -514,7 +514,7 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         p->from_client = FALSE;
         if (p->txn == 0 || p->total > SMP_MESSAGE_BYTES_MAX || p->eager > p->total ||
             (guint64)p->offset + data > p->eager || (data == 0 && p->eager != 0) ||
-            p->error >= SMP_ERROR_WIRE_LIMIT || (p->error != SMP_ERR_OK && p->total != 0))
+            p->error > SMP_ERROR_WIRE_MAX || (p->error != SMP_ERR_OK && p->total != 0))
             return SMP_V_BAD_FIELD;
         return SMP_V_OK;
     case SMP_PULL:
