@@ -35,7 +35,7 @@ kSkip = 77
 kNodes = 3
 kNetns = "smpcross"
 kGuardS = 300            # only against a hang, never a speed check
-kLinuxName = "linux"     # the namespace's name in the nodes' peer table (see peer_name_of_namespace)
+kLinuxName = "linux"     # smpctl's own --name (the nodes know the namespace by their peer table)
 
 
 class Failure(Exception):
@@ -110,7 +110,8 @@ def case_concurrent(args, nc, rm):
 
     def run(node):
         try:
-            results[node] = rm.calltest(state, node, "node1/echo", size, per_node, per_node,
+            # COUNT is per sender: 32 sender threads, one 1 MiB call each.
+            results[node] = rm.calltest(state, node, "node1/echo", size, 1, per_node,
                                         timeout_s=kGuardS)
         except Exception as e:  # reported below, the other thread still joins
             errors[node] = e
@@ -125,13 +126,16 @@ def case_concurrent(args, nc, rm):
     ok = sum(r["ok"] for r in results.values())
     failed = sum(r["failed"] for r in results.values())
     check(ok == 2 * per_node and failed == 0, f"64 senders x 1 MiB: ok={ok} failed={failed}")
+    # calltest reports the target's (node1's) high-water marks, fetched after its calls ended.
     for node, r in results.items():
-        check(r["hwm_proto_bytes"] <= r["bound_proto_bytes"],
-              f"{node}: protocol memory high-water {r['hwm_proto_bytes']} B <= its bound "
-              f"{r['bound_proto_bytes']} B")
+        check(0 < r["hwm_proto_bytes"] <= r["bound_proto_bytes"],
+              f"node1 (seen from {node}): protocol memory high-water {r['hwm_proto_bytes']} B "
+              f"<= its bound {r['bound_proto_bytes']} B")
         check(r["bound_proto_bytes"] < 2 * per_node * size,
-              f"{node}: the bound ({r['bound_proto_bytes']} B) could not hold all 64 messages "
+              f"node1's bound ({r['bound_proto_bytes']} B) could not hold all 64 messages "
               f"({2 * per_node * size} B): the pull path carried them")
+        check(r["hwm_queue"] <= 2 * per_node,
+              f"node1's echo queue high-water {r['hwm_queue']} <= 64 senders")
     after = rm.servicestat(state, "node1", "echo")
     print(after["line"])
     check(after["requests"] - before["requests"] >= 2 * per_node,
@@ -252,7 +256,7 @@ def case_kill(args, nc, rm):
 
     def run():
         try:
-            result["r"] = rm.calltest(state, "node1", "node3/echo", 1 << 20, 40, 4,
+            result["r"] = rm.calltest(state, "node1", "node3/echo", 1 << 20, 10, 4,
                                       timeout_s=kGuardS)
         except Exception as e:
             err["e"] = e
@@ -316,17 +320,23 @@ def case_linux(args, nc, rm):
                        capture_output=True, text=True, timeout=kGuardS)
     check(r.returncode == 0 and open(big, "rb").read() == open(big + ".reply", "rb").read(),
           f"smpctl -> node2/echo 1 MiB comes back intact ({r.stderr.strip()})")
+    # The nodes' static peer table (peers= on their command line, from ./smp up) names the
+    # namespace's address; nodes call the Linux server by that name.
+    table = rm.shell_text(state, "node1", "peers")
+    m = re.search(rf"^\s*(\S+)\s+{re.escape(nc.NS_ADDRESS)}\s", table, re.M)
+    check(m, f"node1's peer table has an entry for the namespace {nc.NS_ADDRESS}: {table!r}")
+    ns_name = m.group(1)
     log = open(os.path.join(tmp, "serve.log"), "w")
     server = subprocess.Popen(ns + base + ["serve", "lecho"], stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        time.sleep(0.5)
+        time.sleep(1.0)   # its raw socket is open well before; nothing to poll from outside
         check(server.poll() is None, "smpctl serve lecho runs in the cluster namespace")
         for nd in state["nodes"]:
             text = f"from-{nd['name']}-to-linux"
-            r = rm.call(state, nd["name"], f"{kLinuxName}/lecho", text)
+            r = rm.call(state, nd["name"], f"{ns_name}/lecho", text)
             check(r["ok"] and r["text"] == text,
-                  f"{nd['name']} calls {kLinuxName}/lecho served by smpctl: {r['line']}")
+                  f"{nd['name']} calls {ns_name}/lecho served by smpctl: {r['line']}")
     finally:
         server.terminate()
         try:
