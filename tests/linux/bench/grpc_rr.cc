@@ -13,7 +13,7 @@
 
 namespace {
 
-constexpr long kSizeMax = 16L << 20;
+using rr::kSizeMax;
 
 class EchoService final : public smpbench::Echo::Service {
   grpc::Status Call(grpc::ServerContext*, const smpbench::Blob* req, smpbench::Blob* rep) override {
@@ -56,12 +56,5 @@ int client(const char* addr, int port, size_t size, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long port = 0, size = 0, count = 0;
-  if (argc == 3 && std::strcmp(argv[1], "server") == 0 && rr::parse_count(argv[2], 1, 65535, &port))
-    return server(static_cast<int>(port));
-  if (argc == 6 && std::strcmp(argv[1], "client") == 0 && rr::parse_count(argv[3], 1, 65535, &port) &&
-      rr::parse_count(argv[4], 0, kSizeMax, &size) && rr::parse_count(argv[5], 1, 10'000'000, &count))
-    return client(argv[2], static_cast<int>(port), static_cast<size_t>(size), static_cast<int>(count));
-  std::fprintf(stderr, "usage: grpc_rr server PORT | grpc_rr client ADDRESS PORT SIZE COUNT\n");
-  return 2;
+  return rr::main_of("grpc_rr", argc, argv, server, client);
 }

@@ -59,4 +59,21 @@ inline bool parse_count(const char* s, long lo, long hi, long* out) {
   return true;
 }
 
+constexpr long kSizeMax = 16L << 20;  // largest message a baseline is asked to carry
+
+// The command line every baseline shares: `NAME server PORT` or `NAME client ADDRESS PORT SIZE
+// COUNT`; a bad one gets the usage line and status 2.
+template <typename Server, typename Client>
+int main_of(const char* name, int argc, char** argv, Server&& server, Client&& client) {
+  long port = 0, size = 0, count = 0;
+  if (argc == 3 && std::string(argv[1]) == "server" && parse_count(argv[2], 1, 65535, &port))
+    return server(static_cast<int>(port));
+  if (argc == 6 && std::string(argv[1]) == "client" && parse_count(argv[3], 1, 65535, &port) &&
+      parse_count(argv[4], 0, kSizeMax, &size) && parse_count(argv[5], 1, 10'000'000, &count))
+    return client(argv[2], static_cast<int>(port), static_cast<size_t>(size),
+                  static_cast<int>(count));
+  std::fprintf(stderr, "usage: %s server PORT | %s client ADDRESS PORT SIZE COUNT\n", name, name);
+  return 2;
+}
+
 }  // namespace rr

@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr long kSizeMax = 16L << 20;
+using rr::kSizeMax;
 
 bool io_all(int fd, void* buf, size_t n, bool write_side) {
   auto* p = static_cast<char*>(buf);
@@ -94,12 +94,5 @@ int client(const char* addr, int port, size_t size, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long port = 0, size = 0, count = 0;
-  if (argc == 3 && std::strcmp(argv[1], "server") == 0 && rr::parse_count(argv[2], 1, 65535, &port))
-    return server(static_cast<int>(port));
-  if (argc == 6 && std::strcmp(argv[1], "client") == 0 && rr::parse_count(argv[3], 1, 65535, &port) &&
-      rr::parse_count(argv[4], 0, kSizeMax, &size) && rr::parse_count(argv[5], 1, 10'000'000, &count))
-    return client(argv[2], static_cast<int>(port), static_cast<size_t>(size), static_cast<int>(count));
-  std::fprintf(stderr, "usage: tcp_rr server PORT | tcp_rr client ADDRESS PORT SIZE COUNT\n");
-  return 2;
+  return rr::main_of("tcp_rr", argc, argv, server, client);
 }

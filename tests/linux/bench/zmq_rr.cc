@@ -11,7 +11,7 @@
 
 namespace {
 
-constexpr long kSizeMax = 16L << 20;
+using rr::kSizeMax;
 
 int server(int port) {
   void* ctx = zmq_ctx_new();
@@ -53,12 +53,5 @@ int client(const char* addr, int port, size_t size, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long port = 0, size = 0, count = 0;
-  if (argc == 3 && std::strcmp(argv[1], "server") == 0 && rr::parse_count(argv[2], 1, 65535, &port))
-    return server(static_cast<int>(port));
-  if (argc == 6 && std::strcmp(argv[1], "client") == 0 && rr::parse_count(argv[3], 1, 65535, &port) &&
-      rr::parse_count(argv[4], 0, kSizeMax, &size) && rr::parse_count(argv[5], 1, 10'000'000, &count))
-    return client(argv[2], static_cast<int>(port), static_cast<size_t>(size), static_cast<int>(count));
-  std::fprintf(stderr, "usage: zmq_rr server PORT | zmq_rr client ADDRESS PORT SIZE COUNT\n");
-  return 2;
+  return rr::main_of("zmq_rr", argc, argv, server, client);
 }
