@@ -145,10 +145,11 @@ def case_concurrent(args, nc, rm):
           f"node1's echo queue high-water mark {after['hwm_queue']} within 1..{2 * per_node}")
     stats, text = rm.stats_numbers(state, "node1")
     print(text)
-    for key in [k for k in stats if k.startswith("hwm_proto")]:
-        bound = stats.get(key.replace("hwm_", "bound_"))
-        if bound is not None:
-            check(stats[key] <= bound, f"node1 stats {key}={stats[key]} <= {bound}")
+    for key, bound_key in (("hwm_proto_bytes", "bound_proto_bytes"),
+                           ("requests_high", "bound_requests")):
+        check(key in stats and bound_key in stats, f"node1's stats report {key} and {bound_key}")
+        check(stats[key] <= stats[bound_key],
+              f"node1 stats {key}={stats[key]} <= {bound_key}={stats[bound_key]}")
 
 
 FAULT_TABLE = "smpcross_fault"

@@ -294,7 +294,8 @@ def cmd_demo(args):
                        f"{kv[2].get('text', kv[2].get('error'))!r}, get shape from node2 -> "
                        f"{kv[3].get('text', kv[3].get('error'))!r}")
         for n, s in stats.items():
-            keys = [k for k in s if "retrans" in k or k in ("sent", "received", "duplicates")]
+            keys = [k for k in ("packets_out", "packets_in", "retransmitted", "duplicates",
+                                "peers_down", "hwm_proto_bytes", "bound_proto_bytes") if k in s]
             summary.append(f"  {n} stats: " + (" ".join(f"{k}={s[k]}" for k in keys) or
                                                "(no counters found in 'stats')"))
     except KeyboardInterrupt:
