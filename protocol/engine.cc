@@ -466,35 +466,44 @@ struct E {
         head = 0;
         blocks = 0;
     }
-    uint8_t* pool_at(uint32_t head, uint32_t offset, uint32_t& contiguous) {
+    // The block holding byte `offset` of a chain, and where in it: one walk from the head.
+    uint8_t* pool_seek(uint32_t head, uint32_t& offset, uint32_t& block) {
         uint32_t b = head;
         while (offset >= c.pool_block_bytes) {
             b = m.pool_next[b - 1];
             offset -= c.pool_block_bytes;
         }
-        contiguous = c.pool_block_bytes - offset;
+        block = b;
         return m.pool + size_t(b - 1) * c.pool_block_bytes + offset;
     }
+    // Both copy block by block, following the chain from the block reached, so that a message of
+    // B blocks costs B steps, not the B*B/2 of a walk from the head for every block.
     void pool_write(uint32_t head, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+        uint32_t b = 0;
+        uint8_t* p = pool_seek(head, offset, b);
         while (n) {
-            uint32_t run = 0;
-            uint8_t* p = pool_at(head, offset, run);
-            uint32_t take = min_u(run, n);
+            uint32_t take = min_u(c.pool_block_bytes - offset, n);
             chain_read(src, src_off, p, take);
-            offset += take;
             src_off += take;
             n -= take;
+            if (!n) break;
+            b = m.pool_next[b - 1];
+            offset = 0;
+            p = m.pool + size_t(b - 1) * c.pool_block_bytes;
         }
     }
     void pool_read(uint32_t head, uint32_t offset, MutableChain dst, size_t dst_off, uint32_t n) {
+        uint32_t b = 0;
+        uint8_t* p = pool_seek(head, offset, b);
         while (n) {
-            uint32_t run = 0;
-            uint8_t* p = pool_at(head, offset, run);
-            uint32_t take = min_u(run, n);
+            uint32_t take = min_u(c.pool_block_bytes - offset, n);
             chain_write(dst, dst_off, p, take);
-            offset += take;
             dst_off += take;
             n -= take;
+            if (!n) break;
+            b = m.pool_next[b - 1];
+            offset = 0;
+            p = m.pool + size_t(b - 1) * c.pool_block_bytes;
         }
     }
 
