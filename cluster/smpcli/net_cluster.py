@@ -224,6 +224,11 @@ def qemu_command(state, node, image, nic, memory_mb):
     d = run_dir()
     name = node["name"]
     append = f"name={name} ip={node['ip']}/{PREFIX_LEN} mac={node['mac']}"
+    if state.get("count"):
+        # The remote bridge's static peer table (protocol/kernel/): every node, and the
+        # namespace's own address as "host" (Linux peers there: smpctl).
+        append += " peers=" + ",".join([f"node{i}@{node_ip(i)}" for i in range(1, state["count"] + 1)]
+                                       + [f"host@{NS_ADDRESS}"])
     if state.get("extra_append"):
         append += " " + state["extra_append"]  # e.g. services=echo,kv (./smp up --append)
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
@@ -294,7 +299,7 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append=""):
     mode = "root" if common.is_root() else "user"
     state = {"mode": mode, "nic": nic, "memory_mb": memory_mb, "image": image,
              "created": time.time(), "nodes": [], "tool_pid": os.getpid(),
-             "extra_append": extra_append}
+             "extra_append": extra_append, "count": n}
     save_state(state)
     if mode == "root":
         common.info(f"mode: root (network namespace {NETNS}, bridge {BRIDGE}, taps; "

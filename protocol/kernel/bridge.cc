@@ -1,0 +1,974 @@
+// The remote bridge: see bridge.h. Everything touching the engine or lwIP runs in the net thread
+// (the net client's run()); other threads only link Ops under arch::irq_save and signal.
+#include "bridge.h"
+
+#include "arch/arch.h"
+#include "command_line.h"
+#include "event.h"
+#include "heap.h"
+#include "list.h"
+#include "net_thread.h"
+#include "node_config.h"
+#include "panic.h"
+#include "start.h"
+#include "thread.h"
+
+#include "protocol/engine.h"
+#include "protocol/wire.h"
+
+extern "C" {
+#include "lwip/ip.h"
+#include "lwip/ip4.h"
+#include "lwip/pbuf.h"
+#include "lwip/prot/ip4.h"
+#include "lwip/raw.h"
+}
+
+namespace bridge {
+namespace {
+
+using kernel::Status;
+
+constexpr size_t kStaticPeersMax = 32;      // peers= entries
+constexpr size_t kRxChainMax = 64;          // pbufs of one received datagram
+constexpr size_t kTxBurstMax = 256;         // packets sent per run before others get a turn
+constexpr uint8_t kSmpProtocol = smp::wire::kIpProtocol;
+
+uint64_t now_us() { return arch::now_ns() / 1000; }
+
+struct IrqLock {
+    uint64_t s = arch::irq_save();
+    ~IrqLock() { arch::irq_restore(s); }
+};
+
+struct RemoteConn {
+    uint32_t peer;     // smp::PeerRef value
+    uint32_t channel;
+};
+
+enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kSnapshot };
+
+struct RemoteRec;
+
+// A request from a kernel thread to the net thread; lives on the caller's stack until done.
+struct Op {
+    kernel::ListNode link;
+    OpKind kind;
+    kernel::Event done;
+    Status status = Status::kOk;
+    // kSend / kPulse
+    RemoteConn* conn = nullptr;
+    smp::ConstBytes send_parts[kernel::kPartsMax];
+    smp::MutableBytes reply_parts[kernel::kPartsMax];
+    size_t send_count = 0, reply_count = 0;
+    smp::Instant deadline = smp::kNever;
+    uint8_t priority = 0;
+    uint32_t handle = 0;
+    size_t size = 0;
+    int32_t code = 0;
+    int64_t value = 0;
+    // kRead
+    RemoteRec* rec = nullptr;
+    uint32_t offset = 0;
+    // kLookup / kAttach
+    const char* node = nullptr;
+    const char* name = nullptr;
+    kernel::Channel* channel = nullptr;
+    uint32_t peer = 0;
+    uint32_t channel_number = 0;
+    // kSnapshot
+    void (*fn)(void* ctx) = nullptr;
+    void* ctx = nullptr;
+};
+
+enum class Phase : uint8_t { kFree, kInKernel, kCompleting, kReplying };
+
+// A remote sender here: one kernel record + the eager bytes that arrived with it.
+struct RemoteRec {
+    kernel::SenderRecord record;
+    kernel::ListNode link;       // g_free or g_completions
+    Phase phase = Phase::kFree;
+    uint32_t handle = 0;         // smp::RequestHandle value
+    uint8_t* eager = nullptr;    // Config::eager_bytes_max bytes
+    uint32_t eager_len = 0;
+    bool eager_read_pending = false;
+    Op* read_op = nullptr;
+    size_t attached_index = 0;
+    // Completion (filled in complete(), interrupts disabled)
+    Status status = Status::kOk;
+    int32_t code = 0;
+    uint8_t* reply_buf = nullptr;
+    smp::ConstBytes reply_part{nullptr, 0};
+};
+
+struct Attached {
+    char name[kServiceNameBytes];
+    kernel::Channel* channel;  // nullptr: free slot
+    uint64_t requests;
+};
+
+struct Bridge {
+    smp::Config config;
+    smp::StaticPeer static_peers[kStaticPeersMax];
+    char static_names[kStaticPeersMax][kServiceNameBytes];
+    size_t static_count = 0;
+    smp::Engine* engine = nullptr;
+    struct raw_pcb* pcb = nullptr;
+    uint8_t* tx_buffer = nullptr;
+    RemoteRec* recs = nullptr;
+    size_t rec_count = 0;
+    bool running = false;
+    // Shared with other threads (interrupts disabled around every touch).
+    kernel::List ops;
+    kernel::List completions;
+    // Net thread only.
+    kernel::List free_recs;
+    kernel::List inflight;   // kSend ops started in the engine
+    kernel::List lookups;    // kLookup ops started in the engine
+    Attached attached[kAttachedMax];
+    // Counters of the bridge itself.
+    uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, no_channel = 0,
+             pulses_in = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0;
+};
+Bridge g;
+
+Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
+RemoteRec* rec_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, RemoteRec, link); }
+
+void finish(Op* op, Status s) {
+    op->status = s;
+    op->done.signal();
+}
+
+// Hands an op to the net thread and waits for it to end.
+Status submit(Op* op) {
+    if (!g.running) return Status::kNotSupported;
+    {
+        IrqLock lock;
+        g.ops.push_back(&op->link);
+    }
+    net::net_wake();
+    op->done.wait(kernel::kNoDeadline);
+    return op->status;
+}
+
+Status from_wire(smp::ErrorCode e, uint32_t app) {
+    using smp::ErrorCode;
+    switch (e) {
+    case ErrorCode::kOk: return Status::kOk;
+    case ErrorCode::kNoSuchChannel:
+    case ErrorCode::kNoSuchService: return Status::kNoSuchService;
+    case ErrorCode::kTooLarge: return Status::kMessageTooLarge;
+    case ErrorCode::kCancelled:
+    case ErrorCode::kTimedOut: return Status::kTimedOut;
+    case ErrorCode::kAppError: return app ? static_cast<Status>(app) : Status::kMessageError;
+    case ErrorCode::kServerGone: return Status::kServerExited;
+    case ErrorCode::kHostDown: return Status::kHostDown;
+    case ErrorCode::kPeerRebooted:
+    case ErrorCode::kStale: return Status::kPeerRebooted;
+    case ErrorCode::kNoResources:
+    case ErrorCode::kBusy: return Status::kLimitReached;
+    default: return Status::kInvalidArgument;
+    }
+}
+
+size_t str_len(const char* s) {
+    size_t n = 0;
+    while (s[n]) ++n;
+    return n;
+}
+void str_copy(char* dst, const char* src, size_t cap) {
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; ++i) dst[i] = src[i];
+    dst[i] = '\0';
+}
+
+// ---- lwIP side ---------------------------------------------------------------------------------
+
+u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
+    // A raw PCB's pbuf starts at the IP header.
+    const struct ip_hdr* ip = static_cast<const struct ip_hdr*>(p->payload);
+    const u16_t hlen = IPH_HL_BYTES(ip);
+    const uint32_t src = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(addr)));
+    const uint32_t dst = lwip_ntohl(ip4_addr_get_u32(ip4_current_dest_addr()));
+    if (pbuf_remove_header(p, hlen) != 0) {
+        pbuf_free(p);
+        return 1;
+    }
+    smp::ConstBytes parts[kRxChainMax];
+    size_t n = 0;
+    for (struct pbuf* q = p; q && n < kRxChainMax; q = q->next) {
+        if (q->len) parts[n++] = smp::ConstBytes{static_cast<const uint8_t*>(q->payload), q->len};
+        if (q->tot_len == q->len) break;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) total += parts[i].size;
+    if (total != p->tot_len) {
+        ++g.rx_chain_too_long;  // FIXME: a datagram in more than kRxChainMax pbufs is dropped
+    } else {
+        g.engine->handle_datagram(now_us(), src, dst, smp::ConstChain{parts, n});
+    }
+    pbuf_free(p);
+    return 1;
+}
+
+// Sends what the engine has; false when the burst limit stopped it (more may be waiting).
+bool transmit() {
+    for (size_t i = 0; i < kTxBurstMax; ++i) {
+        smp::Transmit t = g.engine->poll_transmit(now_us(), g.tx_buffer, g.config.mtu_max);
+        if (t.bytes == 0) return true;
+        struct pbuf* p = pbuf_alloc(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM);
+        if (!p) {
+            ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
+            continue;
+        }
+        pbuf_take(p, g.tx_buffer, static_cast<u16_t>(t.bytes));
+        ip_addr_t to;
+        ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
+        if (raw_sendto(g.pcb, p, &to) != ERR_OK) ++g.tx_errors;
+        pbuf_free(p);
+    }
+    return false;
+}
+
+// ---- Records -----------------------------------------------------------------------------------
+
+RemoteRec* find_rec(uint32_t handle) {
+    for (size_t i = 0; i < g.rec_count; ++i) {
+        if (g.recs[i].phase != Phase::kFree && g.recs[i].handle == handle) return &g.recs[i];
+    }
+    return nullptr;
+}
+
+void free_rec(RemoteRec* r) {
+    if (r->reply_buf) kernel::heap::release(r->reply_buf);
+    r->reply_buf = nullptr;
+    r->phase = Phase::kFree;
+    r->handle = 0;
+    r->read_op = nullptr;
+    r->eager_read_pending = false;
+    g.free_recs.push_back(&r->link);
+}
+
+// Kernel hooks (RemoteSenderOps).
+size_t rec_copy_out(kernel::SenderRecord* record, size_t offset, kernel::MutParts dst) {
+    RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
+    if (offset >= r->eager_len) return 0;
+    kernel::Part part{r->eager + offset, r->eager_len - offset};
+    return kernel::copy_parts(dst, kernel::Parts{&part, 1}, 0);
+}
+
+kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
+                                kernel::MutParts dst, uint64_t) {
+    using R = kernel::Result<size_t>;
+    RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
+    if (offset >= record->send_size) return R::ok(0);
+    const size_t want = kernel::parts_size(dst);
+    if (offset + want <= r->eager_len || record->send_size <= r->eager_len)
+        return R::ok(rec_copy_out(record, offset, dst));
+    // FIXME: the read's deadline is not applied here; the engine ends a pull by itself when the
+    // client dies, cancels or times out (kRequestCancelled), which is what bounds the wait.
+    Op op;
+    op.kind = OpKind::kRead;
+    op.rec = r;
+    op.offset = static_cast<uint32_t>(offset);
+    for (size_t i = 0; i < dst.count; ++i)
+        op.reply_parts[i] = smp::MutableBytes{static_cast<uint8_t*>(dst.parts[i].data), dst.parts[i].size};
+    op.reply_count = dst.count;
+    Status s = submit(&op);
+    if (s != Status::kOk) return R::error(s);
+    return R::ok(op.size);
+}
+
+void rec_complete(kernel::SenderRecord* record, Status status, int32_t code, kernel::Parts reply) {
+    // Interrupts are disabled: copy the reply (its parts are valid only now) and hand the record
+    // to the net thread. FIXME: the reply is copied once more than a local one (into reply_buf);
+    // a zero-copy reply needs the server to stay blocked until the engine has sent it.
+    RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
+    r->status = status;
+    r->code = code;
+    r->reply_part = smp::ConstBytes{nullptr, 0};
+    if (status == Status::kOk) {
+        const size_t n = kernel::parts_size(reply);
+        if (n) {
+            r->reply_buf = static_cast<uint8_t*>(kernel::heap::allocate(n));
+            if (!r->reply_buf) {
+                ++g.reply_alloc_failed;
+                r->status = Status::kNoMemory;
+            } else {
+                kernel::MutPart mp{r->reply_buf, n};
+                kernel::copy_parts(kernel::MutParts{&mp, 1}, reply, 0);
+                r->reply_part = smp::ConstBytes{r->reply_buf, n};
+            }
+        }
+    }
+    r->phase = Phase::kCompleting;
+    g.completions.push_back(&r->link);
+    net::net_wake();
+}
+
+const kernel::RemoteSenderOps kSenderOps = {rec_copy_out, rec_read, rec_complete};
+
+// ---- Remote connections (RemoteConnectionOps), in the caller's thread --------------------------
+
+kernel::Result<size_t> conn_send(void* handle, kernel::Parts message, kernel::MutParts reply,
+                                 uint64_t deadline_ns, uint8_t priority, int32_t* reply_code) {
+    using R = kernel::Result<size_t>;
+    if (message.count > kernel::kPartsMax || reply.count > kernel::kPartsMax)
+        return R::error(Status::kInvalidArgument);
+    if (kernel::parts_size(message) > smp::wire::kMessageBytesMax)
+        return R::error(Status::kMessageTooLarge);
+    Op op;
+    op.kind = OpKind::kSend;
+    op.conn = static_cast<RemoteConn*>(handle);
+    for (size_t i = 0; i < message.count; ++i)
+        op.send_parts[i] = smp::ConstBytes{static_cast<const uint8_t*>(message.parts[i].data),
+                                           message.parts[i].size};
+    for (size_t i = 0; i < reply.count; ++i)
+        op.reply_parts[i] = smp::MutableBytes{static_cast<uint8_t*>(reply.parts[i].data),
+                                              reply.parts[i].size};
+    op.send_count = message.count;
+    op.reply_count = reply.count;
+    op.deadline = deadline_ns == kernel::kNoDeadline ? smp::kNever : deadline_ns / 1000;
+    op.priority = priority;
+    Status s = submit(&op);
+    if (reply_code) *reply_code = op.code;
+    if (s != Status::kOk) return R::error(s);
+    return R::ok(op.size);
+}
+
+Status conn_pulse(void* handle, int32_t code, int64_t value, uint8_t priority) {
+    if (code > 127) return Status::kInvalidArgument;  // the wire carries an 8-bit code
+    Op op;
+    op.kind = OpKind::kPulse;
+    op.conn = static_cast<RemoteConn*>(handle);
+    op.code = code;
+    op.value = value;
+    op.priority = priority;
+    return submit(&op);
+}
+
+void conn_close(void* handle) { kernel::heap::release(handle); }
+
+const kernel::RemoteConnectionOps kConnectionOps = {conn_send, conn_pulse, conn_close};
+
+// ---- The net thread ----------------------------------------------------------------------------
+
+Attached* attached_at(uint32_t channel) {
+    if (channel == 0 || channel > kAttachedMax) return nullptr;
+    Attached* a = &g.attached[channel - 1];
+    return a->channel ? a : nullptr;
+}
+
+// Reserved channels are answered here, in the net thread, from a static buffer.
+char g_answer[512];
+smp::ConstBytes g_answer_part;
+uint8_t g_question[64];
+
+void answer_reserved(const smp::Event& e) {
+    size_t n = 0;
+    if (e.channel == kNamesChannel) {
+        for (const Attached& a : g.attached) {
+            if (!a.channel) continue;
+            size_t l = str_len(a.name);
+            if (n + l + 1 >= sizeof g_answer) break;
+            for (size_t i = 0; i < l; ++i) g_answer[n++] = a.name[i];
+            g_answer[n++] = '\n';
+        }
+    } else {
+        // The question (a service name) arrived eagerly: read it now.
+        uint32_t q = e.size < sizeof g_question - 1 ? e.size : sizeof g_question - 1;
+        smp::MutableBytes mb{g_question, q};
+        g.engine->read(now_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1});
+        g_question[q] = 0;
+        n = format_stats_line(reinterpret_cast<const char*>(g_question), g_answer, sizeof g_answer);
+    }
+    // FIXME: one static answer buffer: a second reserved request before kReplyDone of the first
+    // overwrites it (only the shell's single `calltest` and `smpctl names` use these).
+    g_answer_part = smp::ConstBytes{reinterpret_cast<const uint8_t*>(g_answer), n};
+    g.engine->reply(now_us(), smp::RequestHandle{e.handle}, 0, smp::ConstChain{&g_answer_part, 1});
+}
+
+void on_request(const smp::Event& e) {
+    ++g.requests_in;
+    if (e.channel == kNamesChannel || e.channel == kStatsChannel) {
+        answer_reserved(e);
+        return;
+    }
+    Attached* a = attached_at(e.channel);
+    if (!a) {
+        ++g.no_channel;
+        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kNoSuchChannel);
+        return;
+    }
+    kernel::ListNode* n = g.free_recs.pop_front();
+    if (!n) {  // cannot happen: the pool has requests_max records
+        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
+        return;
+    }
+    RemoteRec* r = rec_of(n);
+    r->handle = e.handle;
+    r->phase = Phase::kInKernel;
+    r->attached_index = a - g.attached;
+    ++a->requests;
+    kernel::SenderRecord& k = r->record;
+    k.priority = e.priority < kernel::kPriorityMin ? kernel::kPriorityMin
+               : e.priority > kernel::kPriorityMax ? kernel::kPriorityMax : e.priority;
+    k.send_size = e.size;
+    k.reply_capacity = e.reply_bytes_max;
+    k.sender = kernel::SenderId{e.peer.value, 0};
+    r->eager_len = e.eager_bytes < g.config.eager_bytes_max ? e.eager_bytes : g.config.eager_bytes_max;
+    if (r->eager_len > e.size) r->eager_len = e.size;
+    if (r->eager_len) {
+        // The eager bytes are in the engine's pool: this read ends at once (kReadDone queued).
+        smp::MutableBytes mb{r->eager, r->eager_len};
+        if (g.engine->read(now_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1}) ==
+            smp::ErrorCode::kOk)
+            r->eager_read_pending = true;
+        else
+            r->eager_len = 0;
+    }
+    if (kernel::enqueue_remote(a->channel, &k) != Status::kOk) {
+        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
+        free_rec(r);
+    }
+}
+
+void on_request_cancelled(const smp::Event& e) {
+    RemoteRec* r = find_rec(e.handle);
+    if (!r) return;
+    if (r->phase == Phase::kInKernel) {
+        if (r->read_op) finish(r->read_op, Status::kSenderUnblocked);
+        r->read_op = nullptr;
+        kernel::cancel_remote(&r->record);  // queued: leaves; received: unblock pulse to server
+        free_rec(r);
+    } else if (r->phase == Phase::kReplying) {
+        free_rec(r);  // the handle is dead: the engine no longer borrows the reply
+    }
+    // kCompleting: the reply/error below gets kInvalid and frees it.
+}
+
+void on_event(const smp::Event& e) {
+    switch (e.type) {
+    case smp::EventType::kRequest: on_request(e); break;
+    case smp::EventType::kRequestCancelled: on_request_cancelled(e); break;
+    case smp::EventType::kReadDone: {
+        RemoteRec* r = find_rec(e.handle);
+        if (!r) break;
+        if (r->eager_read_pending) {
+            r->eager_read_pending = false;
+        } else if (r->read_op) {
+            Op* op = r->read_op;
+            r->read_op = nullptr;
+            op->size = e.bytes;
+            finish(op, from_wire(e.error, 0));
+        }
+        break;
+    }
+    case smp::EventType::kReplyDone: {
+        RemoteRec* r = find_rec(e.handle);
+        if (r && r->phase == Phase::kReplying) free_rec(r);
+        break;
+    }
+    case smp::EventType::kSendDone:
+        for (kernel::ListNode* n = g.inflight.front(); n; n = g.inflight.next(n)) {
+            Op* op = op_of(n);
+            if (op->handle != e.handle) continue;
+            kernel::List::remove(n);
+            op->size = e.size;
+            op->code = static_cast<int32_t>(e.status);
+            finish(op, from_wire(e.error, e.status));
+            break;
+        }
+        break;
+    case smp::EventType::kNameResolved:
+        for (kernel::ListNode* n = g.lookups.front(); n; n = g.lookups.next(n)) {
+            Op* op = op_of(n);
+            if (op->handle != e.handle) continue;
+            kernel::List::remove(n);
+            op->peer = e.peer.value;
+            op->channel_number = e.channel;
+            finish(op, from_wire(e.error, 0));
+            break;
+        }
+        break;
+    case smp::EventType::kPulse:
+        // FIXME: the kernel has no hook yet to queue a remote pulse on a channel (it would need
+        // a bounded pool of PulseSlots, as records); remote pulses are counted and dropped.
+        ++g.pulses_in;
+        break;
+    case smp::EventType::kPeerDown:
+        ++g.peer_down_events;  // its sends and requests end with their own events
+        break;
+    }
+}
+
+void start_op(Op* op) {
+    const smp::Instant now = now_us();
+    switch (op->kind) {
+    case OpKind::kSend: {
+        auto r = g.engine->start_send(now, smp::PeerRef{op->conn->peer}, op->conn->channel,
+                                      smp::ConstChain{op->send_parts, op->send_count},
+                                      smp::MutableChain{op->reply_parts, op->reply_count},
+                                      op->deadline, op->priority);
+        if (!r.ok()) {
+            finish(op, from_wire(r.error, 0));
+            return;
+        }
+        op->handle = r.value.value;
+        g.inflight.push_back(&op->link);
+        return;
+    }
+    case OpKind::kPulse: {
+        smp::ErrorCode e = g.engine->pulse(now, smp::PeerRef{op->conn->peer}, op->conn->channel,
+                                           static_cast<int8_t>(op->code),
+                                           static_cast<uint32_t>(op->value));
+        finish(op, from_wire(e, 0));
+        return;
+    }
+    case OpKind::kRead: {
+        RemoteRec* r = op->rec;
+        if (r->phase != Phase::kInKernel || r->record.state != kernel::RecordState::kReceived) {
+            finish(op, Status::kSenderUnblocked);
+            return;
+        }
+        smp::ErrorCode e = g.engine->read(now, smp::RequestHandle{r->handle}, op->offset,
+                                          smp::MutableChain{op->reply_parts, op->reply_count});
+        if (e != smp::ErrorCode::kOk) {
+            finish(op, Status::kSenderUnblocked);
+            return;
+        }
+        r->read_op = op;
+        return;
+    }
+    case OpKind::kLookup: {
+        smp::PeerRef where{};
+        if (op->node) {
+            auto p = g.engine->peer_by_name(op->node);
+            if (!p.ok()) {
+                finish(op, Status::kNoSuchService);
+                return;
+            }
+            where = p.value;
+        }
+        auto l = g.engine->name_lookup(now, op->name, where);
+        if (!l.ok()) {
+            finish(op, from_wire(l.error, 0));
+            return;
+        }
+        op->handle = l.value.value;
+        g.lookups.push_back(&op->link);
+        return;
+    }
+    case OpKind::kAttach: {
+        size_t free_slot = kAttachedMax;
+        for (size_t i = 0; i < kAttachedMax; ++i) {
+            if (!g.attached[i].channel && free_slot == kAttachedMax) free_slot = i;
+            if (g.attached[i].channel && kernel::string_equal(g.attached[i].name, op->name)) {
+                finish(op, Status::kInvalidArgument);
+                return;
+            }
+        }
+        if (free_slot == kAttachedMax) {
+            finish(op, Status::kLimitReached);
+            return;
+        }
+        smp::ErrorCode e = g.engine->name_attach(op->name, static_cast<uint32_t>(free_slot + 1));
+        if (e == smp::ErrorCode::kOk) {
+            Attached& a = g.attached[free_slot];
+            str_copy(a.name, op->name, sizeof a.name);
+            a.channel = op->channel;
+            a.requests = 0;
+        }
+        finish(op, from_wire(e, 0));
+        return;
+    }
+    case OpKind::kSnapshot:
+        op->fn(op->ctx);
+        finish(op, Status::kOk);
+        return;
+    }
+}
+
+void complete_rec(RemoteRec* r) {
+    const smp::Instant now = now_us();
+    smp::ErrorCode e;
+    if (r->status == Status::kOk) {
+        e = g.engine->reply(now, smp::RequestHandle{r->handle}, static_cast<uint32_t>(r->code),
+                            smp::ConstChain{&r->reply_part, r->reply_part.size ? 1u : 0u});
+    } else {
+        e = g.engine->error(now, smp::RequestHandle{r->handle}, smp::ErrorCode::kAppError,
+                            static_cast<uint32_t>(r->status));
+    }
+    if (e != smp::ErrorCode::kOk) {
+        free_rec(r);  // cancelled meanwhile (kInvalid): nobody to answer
+        return;
+    }
+    r->phase = Phase::kReplying;
+}
+
+void net_start_client(void*) {
+    g.pcb = raw_new(kSmpProtocol);
+    if (!g.pcb) {
+        kernel::print("bridge: error: raw_new(%u) failed: remote IPC is off\n", kSmpProtocol);
+        return;
+    }
+    raw_recv(g.pcb, raw_input, nullptr);
+    g.running = true;
+}
+
+uint64_t net_run(void*, uint64_t now_ns) {
+    if (!g.running) return kernel::kNoDeadline;
+    const smp::Instant now = now_ns / 1000;
+    if (g.engine->next_timeout() <= now) g.engine->handle_timeout(now);
+    bool idle = false;
+    for (int round = 0; round < 8 && !idle; ++round) {
+        kernel::List ops, completions;
+        ops.init();
+        completions.init();
+        {
+            IrqLock lock;
+            while (kernel::ListNode* n = g.ops.pop_front()) ops.push_back(n);
+            while (kernel::ListNode* n = g.completions.pop_front()) completions.push_back(n);
+        }
+        idle = ops.empty() && completions.empty();
+        while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
+        while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
+        smp::Event e;
+        while (g.engine->poll_event(e)) {
+            on_event(e);
+            idle = false;
+        }
+        if (!transmit()) idle = false;
+    }
+    const smp::Instant t = g.engine->next_timeout();
+    if (!idle) return 0;  // more to do: run again at once
+    return t == smp::kNever ? kernel::kNoDeadline : t * 1000;
+}
+
+bool parse_peers(const char* text) {
+    // node1@10.77.0.11,node2@10.77.0.12,...
+    const char* p = text;
+    while (*p) {
+        if (g.static_count == kStaticPeersMax) return false;
+        char name[kServiceNameBytes];
+        size_t n = 0;
+        while (*p && *p != '@' && n + 1 < sizeof name) name[n++] = *p++;
+        name[n] = 0;
+        if (*p != '@' || n == 0) return false;
+        ++p;
+        char addr[16];
+        size_t m = 0;
+        while (*p && *p != ',' && m + 1 < sizeof addr) addr[m++] = *p++;
+        addr[m] = 0;
+        uint32_t ip;
+        if (!net::parse_ipv4(addr, &ip)) return false;
+        if (*p == ',') ++p;
+        str_copy(g.static_names[g.static_count], name, kServiceNameBytes);
+        g.static_peers[g.static_count] = smp::StaticPeer{g.static_names[g.static_count], ip, 0};
+        ++g.static_count;
+    }
+    return true;
+}
+
+void print_wire_error(const char* what) { kernel::print("bridge: error: %s\n", what); }
+
+}  // namespace
+
+// ---- Public ------------------------------------------------------------------------------------
+
+bool running() { return g.running; }
+
+void init() {
+    g.ops.init();
+    g.completions.init();
+    g.free_recs.init();
+    g.inflight.init();
+    g.lookups.init();
+    const kernel::CommandLine& cl = kernel::command_line();
+    if (const char* peers = cl.get("peers")) {
+        if (!parse_peers(peers)) {
+            print_wire_error("bad peers= (expected NAME@A.B.C.D,...; at most 32): no remote IPC");
+            return;
+        }
+    }
+    net::NodeConfig node;
+    const char* bad = "";
+    if (net::node_config_parse(cl, &node, &bad) != Status::kOk) return;  // node_main reports it
+    smp::Config& c = g.config;
+    c.local_ipv4 = node.ip;
+    c.local_endpoint = 0;
+    uint64_t seed = arch::cycle_counter() ^ (uint64_t(node.ip) << 32) ^ arch::now_ns();
+    seed ^= seed >> 33;
+    seed *= 0xff51afd7ed558ccdull;
+    seed ^= seed >> 33;
+    c.incarnation = seed ? seed : 1;
+    // Our own entry stays out of the engine's table: a node does not probe itself.
+    size_t k = 0;
+    for (size_t i = 0; i < g.static_count; ++i) {
+        if (g.static_peers[i].ipv4 == node.ip) continue;
+        g.static_peers[k++] = g.static_peers[i];
+    }
+    c.static_peers = g.static_peers;
+    c.static_peers_count = static_cast<uint16_t>(k);
+    if (smp::Engine::check_config(c) != smp::ErrorCode::kOk) {
+        print_wire_error("the engine rejected its configuration");
+        return;
+    }
+    const size_t bytes = smp::Engine::memory_bytes(c);
+    void* arena = kernel::heap::allocate(bytes);  // 16-byte aligned (heap::kAlignBytes)
+    g.tx_buffer = static_cast<uint8_t*>(kernel::heap::allocate(c.mtu_max));
+    g.rec_count = c.requests_max;
+    g.recs = static_cast<RemoteRec*>(kernel::heap::allocate(sizeof(RemoteRec) * g.rec_count));
+    uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(size_t(c.eager_bytes_max) * g.rec_count));
+    if (!arena || !g.tx_buffer || !g.recs || !eager) {
+        print_wire_error("out of memory for the engine: no remote IPC");
+        return;
+    }
+    // A function-local static: constructed once, here (no placement new in this kernel).
+    static smp::Engine engine(c, arena, bytes);
+    g.engine = &engine;
+    if (!g.engine->ok()) {
+        print_wire_error("the engine did not start");
+        return;
+    }
+    for (size_t i = 0; i < g.rec_count; ++i) {
+        g.recs[i] = RemoteRec();
+        RemoteRec* r = &g.recs[i];
+        r->record.kind = kernel::SenderKind::kRemote;
+        r->record.remote_context = r;
+        r->eager = eager + size_t(c.eager_bytes_max) * i;
+        if (kernel::record_register(&r->record) != Status::kOk) {
+            print_wire_error("kernel record registry full");
+            return;
+        }
+        g.free_recs.push_back(&r->link);
+    }
+    g.engine->name_attach("_names", kNamesChannel);
+    g.engine->name_attach("_stats", kStatsChannel);
+    kernel::set_remote_sender_ops(&kSenderOps);
+    kernel::set_remote_connection_ops(&kConnectionOps);
+    if (!net::net_register_client(net::NetClient{"smp", net_start_client, net_run, nullptr})) {
+        print_wire_error("net client table full");
+        return;
+    }
+    if (const char* sv = cl.get("services")) services_start(sv);
+    kernel::print("bridge: engine %zu bytes, %zu static peers, %zu remote records, incarnation %lx\n",
+                  bytes, k, g.rec_count, static_cast<unsigned long>(c.incarnation));
+}
+
+Status name_attach(const char* name, kernel::Channel* channel) {
+    if (!name || !channel || str_len(name) == 0 || str_len(name) > smp::wire::kNameBytesMax)
+        return Status::kInvalidArgument;
+    Op op;
+    op.kind = OpKind::kAttach;
+    op.name = name;
+    op.channel = channel;
+    return submit(&op);
+}
+
+kernel::Channel* local_channel(const char* name) {
+    for (const Attached& a : g.attached)
+        if (a.channel && kernel::string_equal(a.name, name)) return a.channel;
+    return nullptr;
+}
+
+kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t channel) {
+    using R = kernel::Result<kernel::Connection*>;
+    auto* conn = static_cast<RemoteConn*>(kernel::heap::allocate(sizeof(RemoteConn)));
+    if (!conn) return R::error(Status::kNoMemory);
+    conn->peer = peer;
+    conn->channel = channel;
+    auto c = kernel::connect_remote(conn);
+    if (!c.is_ok()) kernel::heap::release(conn);
+    return c;
+}
+
+kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t, uint32_t* peer_out) {
+    using R = kernel::Result<kernel::Connection*>;
+    if (peer_out) *peer_out = 0;
+    char node[kServiceNameBytes] = {};
+    const char* service = target;
+    for (const char* p = target; *p; ++p) {
+        if (*p != '/') continue;
+        size_t n = static_cast<size_t>(p - target);
+        if (n == 0 || n >= sizeof node) return R::error(Status::kInvalidArgument);
+        for (size_t i = 0; i < n; ++i) node[i] = target[i];
+        service = p + 1;
+        break;
+    }
+    if (!*service || str_len(service) > smp::wire::kNameBytesMax)
+        return R::error(Status::kInvalidArgument);
+    const bool local_node = node[0] && kernel::string_equal(node, net::net_config().name);
+    if (!node[0] || local_node) {
+        if (kernel::Channel* ch = local_channel(service)) return kernel::connect(ch);
+        if (local_node) return R::error(Status::kNoSuchService);
+    }
+    // FIXME: the deadline is not applied to the lookup; the engine ends it (K probe intervals).
+    Op op;
+    op.kind = OpKind::kLookup;
+    op.node = node[0] ? node : nullptr;
+    op.name = service;
+    Status s = submit(&op);
+    if (s != Status::kOk) return R::error(s);
+    if (op.peer == 0) {
+        kernel::Channel* ch = local_channel(service);
+        return ch ? kernel::connect(ch) : R::error(Status::kNoSuchService);
+    }
+    if (peer_out) *peer_out = op.peer;
+    return connect_peer_channel(op.peer, op.channel_number);
+}
+
+size_t format_stats_line(const char* service, char* out, size_t cap) {
+    size_t hwm = 0;
+    for (const Attached& a : g.attached) {
+        if (!a.channel || !kernel::string_equal(a.name, service)) continue;
+        hwm = kernel::channel_stats(a.channel).queued_high_water;
+    }
+    const smp::Stats& s = g.engine->stats();
+    return kernel::format(out, cap, "hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u", hwm,
+                          static_cast<unsigned long>(s.pool_bytes_high), g.config.pool_bytes);
+}
+
+// ---- Shell snapshots -----------------------------------------------------------------------------
+
+namespace {
+struct PeerRow {
+    char name[kServiceNameBytes];
+    smp::PeerInfo info;
+    bool known;
+};
+struct PeersSnap {
+    PeerRow rows[kStaticPeersMax];
+    size_t count;
+};
+void snap_peers(void* ctx) {
+    auto* s = static_cast<PeersSnap*>(ctx);
+    s->count = 0;
+    for (size_t i = 0; i < g.config.static_peers_count; ++i) {
+        PeerRow& row = s->rows[s->count++];
+        str_copy(row.name, g.static_peers[i].name, sizeof row.name);
+        auto p = g.engine->peer_by_name(g.static_peers[i].name);
+        row.known = p.ok();
+        if (p.ok()) row.info = g.engine->peer_info(p.value);
+    }
+}
+const char* peer_state_name(smp::PeerState s) {
+    switch (s) {
+    case smp::PeerState::kFree: return "free";
+    case smp::PeerState::kConnecting: return "connecting";
+    case smp::PeerState::kUp: return "up";
+    case smp::PeerState::kDown: return "down";
+    }
+    return "?";
+}
+struct StatsSnap {
+    smp::Stats s;
+    uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, no_channel, pulses_in, peer_down_events,
+        reply_alloc_failed, requests_in;
+    size_t hwm_queue;
+};
+void snap_stats(void* ctx) {
+    auto* s = static_cast<StatsSnap*>(ctx);
+    s->s = g.engine->stats();
+    s->rx_chain_too_long = g.rx_chain_too_long;
+    s->tx_no_pbuf = g.tx_no_pbuf;
+    s->tx_errors = g.tx_errors;
+    s->no_channel = g.no_channel;
+    s->pulses_in = g.pulses_in;
+    s->peer_down_events = g.peer_down_events;
+    s->reply_alloc_failed = g.reply_alloc_failed;
+    s->requests_in = g.requests_in;
+    s->hwm_queue = 0;
+    for (const Attached& a : g.attached) {
+        if (!a.channel) continue;
+        size_t h = kernel::channel_stats(a.channel).queued_high_water;
+        if (h > s->hwm_queue) s->hwm_queue = h;
+    }
+}
+Status snapshot(void (*fn)(void*), void* ctx) {
+    Op op;
+    op.kind = OpKind::kSnapshot;
+    op.fn = fn;
+    op.ctx = ctx;
+    return submit(&op);
+}
+}  // namespace
+
+void print_peers() {
+    static PeersSnap s;
+    if (snapshot(snap_peers, &s) != Status::kOk) {
+        kernel::print("peers: error: remote IPC is not running\n");
+        return;
+    }
+    kernel::print("peers: %zu static\n", s.count);
+    for (size_t i = 0; i < s.count; ++i) {
+        const PeerRow& r = s.rows[i];
+        char addr[16];
+        net::format_ipv4(r.info.ipv4, addr, sizeof addr);
+        if (!r.known) {
+            kernel::print("  %-10s (not in table)\n", r.name);
+            continue;
+        }
+        kernel::print("  %-10s %-15s state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u "
+                      "outstanding_bytes=%u incarnation=%lx\n",
+                      r.name, addr, peer_state_name(r.info.state), r.info.srtt_us, r.info.rto_us,
+                      r.info.mtu, r.info.credit_bytes, r.info.outstanding_bytes,
+                      static_cast<unsigned long>(r.info.incarnation));
+    }
+}
+
+void print_names() {
+    if (!g.running) {
+        kernel::print("names: error: remote IPC is not running\n");
+        return;
+    }
+    kernel::print("names: attached here:");
+    for (const Attached& a : g.attached) {
+        if (a.channel) kernel::print(" %s(channel %zu)", a.name, static_cast<size_t>(&a - g.attached + 1));
+    }
+    kernel::print("\n");
+}
+
+void print_stats() {
+    static StatsSnap s;
+    if (snapshot(snap_stats, &s) != Status::kOk) {
+        kernel::print("stats: error: remote IPC is not running\n");
+        return;
+    }
+    const smp::Stats& t = s.s;
+    auto u = [](uint64_t v) { return static_cast<unsigned long>(v); };
+    uint64_t decode = 0;
+    for (uint64_t d : t.decode_errors) decode += d;
+    kernel::print("stats: packets_out=%lu packets_in=%lu bytes_out=%lu bytes_in=%lu "
+                  "retransmitted=%lu duplicates=%lu\n",
+                  u(t.packets_out), u(t.packets_in), u(t.bytes_out), u(t.bytes_in),
+                  u(t.retransmissions), u(t.duplicates));
+    kernel::print("stats: sends_completed=%lu requests_delivered=%lu requests_in=%lu probes_sent=%lu "
+                  "peers_down=%lu peers_rebooted=%lu busy_sent=%lu resets_sent=%lu\n",
+                  u(t.sends_completed), u(t.requests_delivered), u(s.requests_in), u(t.probes_sent),
+                  u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
+    kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
+                  "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu "
+                  "no_channel=%lu pulses_dropped=%lu reply_no_memory=%lu\n",
+                  u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
+                  u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
+                  u(s.tx_no_pbuf), u(s.tx_errors), u(s.no_channel), u(s.pulses_in),
+                  u(s.reply_alloc_failed));
+    kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
+                  "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "
+                  "engine_arena_bytes=%zu\n",
+                  s.hwm_queue, u(t.pool_bytes_high), g.config.pool_bytes, u(t.requests_high),
+                  g.config.requests_max, u(t.sends_high), u(t.peers_high),
+                  smp::Engine::memory_bytes(g.config));
+}
+
+}  // namespace bridge
+
+namespace net {
+// The weak hook of net/net_thread.h: the bridge, its services and its shell commands.
+void node_extensions() {
+    bridge::init();
+    bridge::register_commands();
+}
+}  // namespace net

@@ -1,0 +1,314 @@
+// The bridge's shell commands (net/shell's table): peers, names, stats, threads, call, calltest,
+// servicestat. Output lines start with the command's name; calltest prints exactly one line.
+#include "arch/arch.h"
+#include "bridge.h"
+#include "heap.h"
+#include "ipc.h"
+#include "panic.h"
+#include "shell.h"
+#include "thread.h"
+
+namespace bridge {
+namespace {
+
+using kernel::Status;
+
+constexpr uint64_t kCallTimeoutNs = 30'000'000'000ull;    // `call`: a generous guard
+constexpr uint64_t kOpenTimeoutNs = 10'000'000'000ull;
+constexpr size_t kCallReplyBytes = 256;
+constexpr size_t kCalltestSendersMax = 128;
+constexpr size_t kCalltestCallsMax = 100000;
+constexpr size_t kCalltestSizeMax = size_t{16} << 20;
+constexpr size_t kStatusSlots = 64;                        // error kinds counted by calltest
+
+bool parse_u64(const char* s, uint64_t* out) {
+    if (!s || !*s) return false;
+    uint64_t v = 0;
+    for (; *s; ++s) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return false;
+        v = v * 10 + static_cast<uint64_t>(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+void cmd_peers(int, char**) { print_peers(); }
+void cmd_names(int, char**) { print_names(); }
+void cmd_stats(int, char**) { print_stats(); }
+
+void cmd_threads(int, char**) {
+    static kernel::ThreadInfo rows[64];
+    size_t live = kernel::thread_snapshot(rows, 64);
+    kernel::print("threads: %zu live\n", live);
+    for (size_t i = 0; i < live && i < 64; ++i) {
+        kernel::print("  %4u %-16s prio=%u/%u %s\n", rows[i].id, rows[i].name, rows[i].base_priority,
+                      rows[i].priority, kernel::thread_state_name(rows[i].state));
+    }
+}
+
+void cmd_call(int argc, char** argv) {
+    if (argc < 3) {
+        kernel::print("call: error: usage: call NODE/SERVICE TEXT\n");
+        return;
+    }
+    // The message is the rest of the line: the words joined by single spaces.
+    static char text[160];
+    size_t n = 0;
+    for (int i = 2; i < argc; ++i) {
+        for (const char* p = argv[i]; *p && n + 1 < sizeof text; ++p) text[n++] = *p;
+        if (i + 1 < argc && n + 1 < sizeof text) text[n++] = ' ';
+    }
+    text[n] = 0;
+    auto c = name_open(argv[1], kernel::deadline_after(kOpenTimeoutNs));
+    if (!c.is_ok()) {
+        kernel::print("error: %s\n", kernel::status_name(c.status));
+        return;
+    }
+    static char reply[kCallReplyBytes + 1];
+    kernel::Part part{text, n};
+    kernel::MutPart rpart{reply, kCallReplyBytes};
+    const uint64_t t0 = kernel::now_ns();
+    auto r = kernel::send(c.value, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
+                          kernel::deadline_after(kCallTimeoutNs));
+    const uint64_t rtt = kernel::now_ns() - t0;
+    kernel::disconnect(c.value);
+    if (!r.is_ok()) {
+        kernel::print("error: %s\n", kernel::status_name(r.status));
+        return;
+    }
+    size_t shown = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
+    reply[shown] = 0;
+    kernel::print("reply %zu bytes rtt_us=%lu: %s\n", r.value, static_cast<unsigned long>(rtt / 1000),
+                  reply);
+}
+
+// ---- calltest ----
+
+uint64_t fnv1a(const uint8_t* p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+void fill_pattern(uint8_t* p, size_t n, uint32_t sender, uint32_t call) {
+    uint32_t x = 0x9e3779b9u ^ (sender * 0x85ebca6bu) ^ (call * 0xc2b2ae35u);
+    for (size_t i = 0; i < n; ++i) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = static_cast<uint8_t>(x);
+    }
+}
+
+struct CallSender {
+    uint32_t index;
+    kernel::Connection* conn;
+    size_t size;
+    uint32_t count;
+    uint8_t* message;
+    uint8_t* reply;
+    uint64_t* times_ns;   // count entries
+    uint32_t ok, failed, done_calls;
+    uint32_t errors[kStatusSlots];
+    kernel::Thread* thread;
+};
+
+void sender_main(void* arg) {
+    auto* s = static_cast<CallSender*>(arg);
+    for (uint32_t c = 0; c < s->count; ++c) {
+        fill_pattern(s->message, s->size, s->index, c);
+        const uint64_t want = fnv1a(s->message, s->size);
+        kernel::Part part{s->message, s->size};
+        kernel::MutPart rpart{s->reply, s->size};
+        const uint64_t t0 = kernel::now_ns();
+        auto r = kernel::send(s->conn, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
+                              kernel::kNoDeadline);
+        s->times_ns[s->done_calls++] = kernel::now_ns() - t0;
+        if (r.is_ok() && r.value == s->size && fnv1a(s->reply, s->size) == want) {
+            ++s->ok;
+        } else {
+            ++s->failed;
+            // A reply that arrived but does not match is counted as message-error.
+            Status st = r.is_ok() ? Status::kMessageError : r.status;
+            uint32_t slot = static_cast<uint32_t>(st);
+            ++s->errors[slot < kStatusSlots ? slot : kStatusSlots - 1];
+        }
+    }
+    kernel::thread_exit(0);
+}
+
+void sort_u64(uint64_t* a, size_t n) {
+    // Shell sort (n is at most kCalltestCallsMax).
+    for (size_t gap = n / 2; gap > 0; gap /= 2) {
+        for (size_t i = gap; i < n; ++i) {
+            uint64_t v = a[i];
+            size_t j = i;
+            for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
+            a[j] = v;
+        }
+    }
+}
+
+void cmd_calltest(int argc, char** argv) {
+    uint64_t size = 0, count = 0, senders = 1;
+    if (argc < 4 || argc > 5 || !parse_u64(argv[2], &size) || !parse_u64(argv[3], &count) ||
+        (argc == 5 && !parse_u64(argv[4], &senders)) || count == 0 || senders == 0 ||
+        size > kCalltestSizeMax || senders > kCalltestSendersMax ||
+        count * senders > kCalltestCallsMax) {
+        kernel::print("calltest: error: usage: calltest TARGET SIZE COUNT [SENDERS] (SIZE <= %zu, "
+                      "SENDERS <= %zu, COUNT*SENDERS <= %zu)\n",
+                      kCalltestSizeMax, kCalltestSendersMax, kCalltestCallsMax);
+        return;
+    }
+    uint32_t peer = 0;
+    auto c = name_open(argv[1], kernel::deadline_after(kOpenTimeoutNs), &peer);
+    if (!c.is_ok()) {
+        kernel::print("calltest: error: cannot open %s: %s\n", argv[1], kernel::status_name(c.status));
+        return;
+    }
+    const size_t total_calls = count * senders;
+    auto* all = static_cast<CallSender*>(kernel::heap::allocate(sizeof(CallSender) * senders));
+    auto* times = static_cast<uint64_t*>(kernel::heap::allocate(sizeof(uint64_t) * total_calls));
+    bool memory_ok = all && times;
+    size_t made = 0;
+    for (; memory_ok && made < senders; ++made) {
+        CallSender& s = all[made];
+        s = CallSender{};
+        s.index = static_cast<uint32_t>(made);
+        s.conn = c.value;
+        s.size = size;
+        s.count = static_cast<uint32_t>(count);
+        s.times_ns = times + made * count;
+        s.message = static_cast<uint8_t*>(kernel::heap::allocate(size ? size : 1));
+        s.reply = static_cast<uint8_t*>(kernel::heap::allocate(size ? size : 1));
+        if (!s.message || !s.reply) {
+            kernel::heap::release(s.message);
+            kernel::heap::release(s.reply);
+            memory_ok = false;
+            break;
+        }
+    }
+    if (!memory_ok) {
+        for (size_t i = 0; i < made; ++i) {
+            kernel::heap::release(all[i].message);
+            kernel::heap::release(all[i].reply);
+        }
+        kernel::heap::release(all);
+        kernel::heap::release(times);
+        kernel::disconnect(c.value);
+        kernel::print("calltest: error: no-memory for %lu senders x 2 x %lu bytes (boot with a "
+                      "larger -m)\n",
+                      static_cast<unsigned long>(senders), static_cast<unsigned long>(size));
+        return;
+    }
+    size_t started = 0;
+    for (size_t i = 0; i < senders; ++i) {
+        auto t = kernel::thread_create("calltest", sender_main, &all[i], kernel::kPriorityDefault);
+        all[i].thread = t.is_ok() ? t.value : nullptr;
+        if (t.is_ok()) ++started;
+    }
+    uint64_t ok = 0, failed = 0;
+    uint32_t errors[kStatusSlots] = {};
+    for (size_t i = 0; i < senders; ++i) {
+        CallSender& s = all[i];
+        if (s.thread) {
+            kernel::thread_join(s.thread);
+        } else {
+            s.failed = s.count;  // the thread could not start: its calls count as failed
+            errors[static_cast<uint32_t>(Status::kLimitReached)] += s.count;
+        }
+        ok += s.ok;
+        failed += s.failed;
+        for (size_t k = 0; k < kStatusSlots; ++k) errors[k] += s.errors[k];
+        kernel::heap::release(s.message);
+        kernel::heap::release(s.reply);
+    }
+    size_t timed = 0;
+    for (size_t i = 0; i < senders; ++i) {
+        for (size_t k = 0; k < all[i].done_calls; ++k) times[timed++] = all[i].times_ns[k];
+    }
+    sort_u64(times, timed);
+    const uint64_t median_us = timed ? times[timed / 2] / 1000 : 0;
+    kernel::heap::release(all);
+    kernel::heap::release(times);
+    kernel::disconnect(c.value);
+    (void)started;
+
+    // The target node's high-water marks, from its `_stats` service (or ours when local).
+    static char line[160];
+    size_t line_len = 0;
+    const char* service = argv[1];
+    for (const char* p = argv[1]; *p; ++p)
+        if (*p == '/') service = p + 1;
+    if (peer == 0) {
+        line_len = format_stats_line(service, line, sizeof line);
+    } else {
+        auto sc = connect_peer_channel(peer, kStatsChannel);
+        if (sc.is_ok()) {
+            kernel::Part q{service, 0};
+            while (service[q.size]) ++q.size;
+            kernel::MutPart a{line, sizeof line - 1};
+            auto r = kernel::send(sc.value, kernel::Parts{&q, 1}, kernel::MutParts{&a, 1},
+                                  kernel::deadline_after(kOpenTimeoutNs));
+            if (r.is_ok()) line_len = r.value < sizeof line - 1 ? r.value : sizeof line - 1;
+            kernel::disconnect(sc.value);
+        }
+        if (line_len == 0)
+            line_len = kernel::format(line, sizeof line,
+                                      "hwm_queue=0 hwm_proto_bytes=0 bound_proto_bytes=0");
+    }
+    line[line_len] = 0;
+
+    static char errs[256];
+    size_t e = 0;
+    errs[0] = 0;
+    for (size_t k = 0; k < kStatusSlots; ++k) {
+        if (!errors[k]) continue;
+        e += kernel::format(errs + e, sizeof errs - e, "%s%s:%u", e ? "," : "",
+                            kernel::status_name(static_cast<Status>(k)), errors[k]);
+        if (e >= sizeof errs - 1) break;
+    }
+    kernel::print("calltest ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu %s\n",
+                  static_cast<unsigned long>(ok), static_cast<unsigned long>(failed), errs,
+                  static_cast<unsigned long>(ok * size), static_cast<unsigned long>(median_us),
+                  line);
+}
+
+void cmd_servicestat(int argc, char** argv) {
+    uint64_t requests = 0;
+    size_t hwm = 0;
+    if (argc != 2) {
+        kernel::print("servicestat: error: usage: servicestat SERVICE\n");
+        return;
+    }
+    if (!service_stat(argv[1], &requests, &hwm)) {
+        kernel::print("servicestat: error: no service '%s' on this node\n", argv[1]);
+        return;
+    }
+    kernel::print("service %s requests=%lu hwm_queue=%zu\n", argv[1],
+                  static_cast<unsigned long>(requests), hwm);
+}
+
+const net::ShellCommand kCommands[] = {
+    {"peers", "peers", "protocol peers: state, RTT estimate, credit", cmd_peers},
+    {"names", "names", "service names attached on this node", cmd_names},
+    {"stats", "stats", "protocol counters, drops by reason, high-water marks", cmd_stats},
+    {"threads", "threads", "kernel threads", cmd_threads},
+    {"call", "call NODE/SERVICE TEXT", "send TEXT, print the reply", cmd_call},
+    {"calltest", "calltest TARGET SIZE COUNT [SENDERS]", "hash-checked echo calls", cmd_calltest},
+    {"servicestat", "servicestat SERVICE", "requests served, queue high-water mark",
+     cmd_servicestat},
+};
+
+}  // namespace
+
+void register_commands() {
+    for (const net::ShellCommand& c : kCommands) {
+        if (!net::shell_register(c)) kernel::print("bridge: cannot register shell command %s\n", c.name);
+    }
+}
+
+}  // namespace bridge
