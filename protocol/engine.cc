@@ -301,6 +301,10 @@ struct Engine::Impl {
     uint32_t cache_clock = 0;
     Instant now = 0;           // the latest time any entry point was given
     bool tx_hint = true;       // something may be due: poll_transmit scans
+    // 1 + the highest slot ever taken: every slot at or past it is free, so the scans of every
+    // call stop there (free lists reuse the lowest slots first, so these stay at the number of
+    // things in progress at once, not at the configured maximum).
+    uint16_t peers_hi = 0, sends_hi = 0, reqs_hi = 0;
 };
 
 namespace {
@@ -519,7 +523,7 @@ struct E {
         return true;
     }
     int find_peer(uint32_t ipv4, uint16_t endpoint) const {
-        for (size_t i = 0; i < c.peers_max; i++) {
+        for (size_t i = 0; i < m.peers_hi; i++) {
             const Peer& p = m.peers[i];
             if (p.state != PeerState::kFree && p.ipv4 == ipv4 && p.endpoint == endpoint) return int(i);
         }
@@ -549,6 +553,7 @@ struct E {
             free_peer(uint16_t(slot));
         }
         Peer& p = m.peers[slot];
+        if (slot >= m.peers_hi) m.peers_hi = uint16_t(slot + 1);
         uint16_t gen = p.gen;
         new (&p) Peer;
         p.gen = gen;
@@ -654,7 +659,7 @@ struct E {
         return &s;
     }
     Send* find_send(uint16_t pi, uint32_t txn) {
-        for (size_t i = 0; i < c.sends_max; i++) {
+        for (size_t i = 0; i < m.sends_hi; i++) {
             Send& s = m.sends[i];
             if (s.state != SendState::kFree && s.peer == pi && s.txn == txn && txn) return &s;
         }
@@ -714,7 +719,7 @@ struct E {
     uint32_t txn_low(uint16_t pi) {
         const Peer& p = peer_at(pi);
         uint32_t low = p.next_txn;
-        for (size_t i = 0; i < c.sends_max; i++) {
+        for (size_t i = 0; i < m.sends_hi; i++) {
             const Send& s = m.sends[i];
             if (s.state != SendState::kFree && s.peer == pi && s.txn && s.txn < low) low = s.txn;
         }
@@ -724,7 +729,7 @@ struct E {
     void admit(Instant now, uint16_t pi) {
         Peer& p = peer_at(pi);
         if (p.state != PeerState::kUp || !p.credit_known) return;
-        for (size_t i = 0; i < c.sends_max; i++) {
+        for (size_t i = 0; i < m.sends_hi; i++) {
             Send& s = m.sends[i];
             if (s.state != SendState::kWaiting || s.peer != pi || s.txn) continue;
             uint32_t eager = s.is_pulse ? 0 : min_u(min_u(s.total, c.eager_bytes_max), p.credit_bytes);
@@ -761,7 +766,7 @@ struct E {
         return &r;
     }
     Req* find_req(uint16_t pi, uint32_t txn) {
-        for (size_t i = 0; i < c.requests_max; i++) {
+        for (size_t i = 0; i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
             if (r.state != ReqState::kFree && r.peer == pi && r.txn == txn) return &r;
         }
@@ -771,6 +776,7 @@ struct E {
     Req* alloc_req() {
         if (!m.req_free) return nullptr;
         Req& r = m.reqs[m.req_free - 1];
+        if (m.req_free > m.reqs_hi) m.reqs_hi = m.req_free;
         m.req_free = r.next_free;
         uint16_t gen = r.gen;
         new (&r) Req;
@@ -834,7 +840,7 @@ struct E {
             return;
         }
         if (low <= p.base) return;
-        for (size_t i = 0; i < c.requests_max; i++) {
+        for (size_t i = 0; i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
             if (r.state == ReqState::kFree || r.peer != pi || r.txn >= low) continue;
             if (r.state == ReqState::kReplying) {
@@ -861,7 +867,7 @@ struct E {
     // -- peer failure --
     void fail_peer(Instant now, uint16_t pi, ErrorCode why) {
         Peer& p = peer_at(pi);
-        for (size_t i = 0; i < c.sends_max; i++) {
+        for (size_t i = 0; i < m.sends_hi; i++) {
             Send& s = m.sends[i];
             if (s.state == SendState::kFree || s.peer != pi) continue;
             if (s.state == SendState::kClosing) free_send(s);
@@ -871,7 +877,7 @@ struct E {
                 if (s.state != SendState::kFree) free_send(s);
             }
         }
-        for (size_t i = 0; i < c.requests_max; i++) {
+        for (size_t i = 0; i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
             if (r.state != ReqState::kFree && r.peer == pi) abort_req(r, why);
         }
@@ -1590,7 +1596,7 @@ void Engine::handle_timeout(Instant now) {
     m.tx_hint = true;
     const Config& c = config_;
     uint64_t dead_after = c.dead_after_us();
-    for (uint16_t i = 0; i < c.peers_max; i++) {
+    for (uint16_t i = 0; i < m.peers_hi; i++) {
         Peer& p = m.peers[i];
         if (p.state == PeerState::kFree) continue;
         bool business = p.sends_live || p.reqs_live;
@@ -1641,7 +1647,7 @@ void Engine::handle_timeout(Instant now) {
             }
         }
     }
-    for (size_t i = 0; i < c.sends_max; i++) {
+    for (size_t i = 0; i < m.sends_hi; i++) {
         Send& s = m.sends[i];
         if (s.state == SendState::kFree) continue;
         if (s.state != SendState::kClosing && s.deadline <= now) {
@@ -1682,7 +1688,7 @@ void Engine::handle_timeout(Instant now) {
             e.pull_timeout(now, s.in);
         }
     }
-    for (size_t i = 0; i < c.requests_max; i++) {
+    for (size_t i = 0; i < m.reqs_hi; i++) {
         Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         if (r.state != ReqState::kReplying && r.deadline <= now) {
@@ -1742,7 +1748,7 @@ Instant Engine::next_timeout() const {
     const Config& c = config_;
     Instant t = kNever;
     uint64_t dead_after = c.dead_after_us();
-    for (size_t i = 0; i < c.peers_max; i++) {
+    for (size_t i = 0; i < m.peers_hi; i++) {
         const Peer& p = m.peers[i];
         if (p.state == PeerState::kFree) continue;
         bool business = p.sends_live || p.reqs_live;
@@ -1758,7 +1764,7 @@ Instant Engine::next_timeout() const {
         if (p.state == PeerState::kUp && !p.mtu_done) t = min_t(t, p.mtu_at);
         if (p.nacks) t = min_t(t, p.ack_due);
     }
-    for (size_t i = 0; i < c.sends_max; i++) {
+    for (size_t i = 0; i < m.sends_hi; i++) {
         const Send& s = m.sends[i];
         if (s.state == SendState::kFree) continue;
         if (s.state != SendState::kClosing) t = min_t(t, s.deadline);
@@ -1766,7 +1772,7 @@ Instant Engine::next_timeout() const {
             t = min_t(t, s.rto_at);
         if (s.state == SendState::kReceiving && s.in.active) t = min_t(t, s.in.rto_at);
     }
-    for (size_t i = 0; i < c.requests_max; i++) {
+    for (size_t i = 0; i < m.reqs_hi; i++) {
         const Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         if (r.state != ReqState::kReplying) t = min_t(t, r.deadline);
@@ -2020,18 +2026,18 @@ Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
             return t;
         }
     }
-    for (uint16_t i = 0; i < config_.peers_max; i++) {
+    for (uint16_t i = 0; i < m.peers_hi; i++) {
         if (m.peers[i].state == PeerState::kFree) continue;
         Transmit t = poll_peer(e, now, i, out, cap);
         if (t.bytes) return t;
     }
-    for (size_t i = 0; i < config_.sends_max; i++) {
+    for (size_t i = 0; i < m.sends_hi; i++) {
         Send& s = m.sends[i];
         if (s.state == SendState::kFree || s.state == SendState::kWaiting) continue;
         Transmit t = poll_send(e, now, s, out, cap);
         if (t.bytes) return t;
     }
-    for (size_t i = 0; i < config_.requests_max; i++) {
+    for (size_t i = 0; i < m.reqs_hi; i++) {
         Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         Transmit t = poll_req(e, now, r, out, cap);
@@ -2181,7 +2187,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
     l.answers_needed = 0;
     if (where.valid()) l.answers_needed = 1;
     else {
-        for (size_t i = 0; i < config_.peers_max; i++) {
+        for (size_t i = 0; i < impl_->peers_hi; i++) {
             if (impl_->peers[i].state != PeerState::kFree && impl_->peers[i].is_static) l.answers_needed++;
         }
     }
@@ -2218,6 +2224,7 @@ Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channe
     size_t si = impl_->send_free - 1;
     Send& s = impl_->sends[si];
     impl_->send_free = s.next_free;
+    if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
     uint16_t gen = s.gen;
     new (&s) Send;
     s.gen = gen;
@@ -2259,7 +2266,7 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     impl_->tx_hint = true;
     uint16_t pi = 0;
     if (!e.peer_of_ref(peer, pi)) return ErrorCode::kPeerRebooted;
-    for (size_t i = 0; i < config_.sends_max; i++) {
+    for (size_t i = 0; i < impl_->sends_hi; i++) {
         Send& s = impl_->sends[i];
         if (s.state == SendState::kWaiting && s.is_pulse && s.peer == pi && s.channel == channel &&
             s.code == code) {
@@ -2271,6 +2278,7 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     size_t si = impl_->send_free - 1;
     Send& s = impl_->sends[si];
     impl_->send_free = s.next_free;
+    if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
     uint16_t gen = s.gen;
     new (&s) Send;
     s.gen = gen;
@@ -2346,10 +2354,10 @@ ErrorCode Engine::error(Instant now, RequestHandle handle, ErrorCode code, uint3
 bool Engine::quiescent() const {
     if (!ok_) return true;
     const Impl& m = *impl_;
-    for (size_t i = 0; i < config_.sends_max; i++) {
+    for (size_t i = 0; i < m.sends_hi; i++) {
         if (m.sends[i].state != SendState::kFree) return false;
     }
-    for (size_t i = 0; i < config_.requests_max; i++) {
+    for (size_t i = 0; i < m.reqs_hi; i++) {
         if (m.reqs[i].state != ReqState::kFree) return false;
     }
     for (size_t i = 0; i < config_.lookups_max; i++) {
