@@ -104,6 +104,7 @@ struct RemoteRec {
 struct Attached {
     char name[kServiceNameBytes];
     kernel::Channel* channel;  // nullptr: free slot
+    kernel::Connection* pulses; // local connection that carries remote pulses into the channel
     uint64_t requests;
 };
 
@@ -127,8 +128,8 @@ struct Bridge {
     kernel::List lookups;    // kLookup ops started in the engine
     Attached attached[kAttachedMax];
     // Counters of the bridge itself.
-    uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, no_channel = 0,
-             pulses_in = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0;
+    uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
+             pulses_in = 0, pulses_dropped = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0;
 };
 Bridge g;
 
@@ -225,7 +226,11 @@ bool transmit() {
         pbuf_take(p, g.tx_buffer, static_cast<u16_t>(t.bytes));
         ip_addr_t to;
         ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
-        if (raw_sendto(g.pcb, p, &to) != ERR_OK) ++g.tx_errors;
+        const err_t err = raw_sendto(g.pcb, p, &to);
+        if (err != ERR_OK) {
+            ++g.tx_errors;
+            if (err == ERR_MEM) ++g.tx_err_mem;
+        }
         pbuf_free(p);
     }
     return false;
@@ -492,11 +497,18 @@ void on_event(const smp::Event& e) {
             break;
         }
         break;
-    case smp::EventType::kPulse:
-        // FIXME: the kernel has no hook yet to queue a remote pulse on a channel (it would need
-        // a bounded pool of PulseSlots, as records); remote pulses are counted and dropped.
+    case smp::EventType::kPulse: {
+        // Remote pulses enter the channel through one local connection per attached name, so
+        // they never allocate and never overflow. FIXME: pulses from different remote senders
+        // coalesce into that one slot (the kernel has no pool of remote pulse slots yet), and
+        // the receiver sees this node's net thread as the sender.
         ++g.pulses_in;
+        Attached* a = attached_at(e.channel);
+        if (!a || !a->pulses || e.code < 0 ||
+            kernel::pulse(a->pulses, e.code, static_cast<int64_t>(e.value)) != Status::kOk)
+            ++g.pulses_dropped;
         break;
+    }
     case smp::EventType::kPeerDown:
         ++g.peer_down_events;  // its sends and requests end with their own events
         break;
@@ -579,6 +591,8 @@ void start_op(Op* op) {
             str_copy(a.name, op->name, sizeof a.name);
             a.channel = op->channel;
             a.requests = 0;
+            auto pc = kernel::connect(op->channel);
+            a.pulses = pc.is_ok() ? pc.value : nullptr;
         }
         finish(op, from_wire(e, 0));
         return;
@@ -864,7 +878,8 @@ const char* peer_state_name(smp::PeerState s) {
 }
 struct StatsSnap {
     smp::Stats s;
-    uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, no_channel, pulses_in, peer_down_events,
+    uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, tx_err_mem, no_channel, pulses_in, pulses_dropped,
+        peer_down_events,
         reply_alloc_failed, requests_in;
     size_t hwm_queue;
 };
@@ -874,8 +889,10 @@ void snap_stats(void* ctx) {
     s->rx_chain_too_long = g.rx_chain_too_long;
     s->tx_no_pbuf = g.tx_no_pbuf;
     s->tx_errors = g.tx_errors;
+    s->tx_err_mem = g.tx_err_mem;
     s->no_channel = g.no_channel;
     s->pulses_in = g.pulses_in;
+    s->pulses_dropped = g.pulses_dropped;
     s->peer_down_events = g.peer_down_events;
     s->reply_alloc_failed = g.reply_alloc_failed;
     s->requests_in = g.requests_in;
@@ -949,11 +966,11 @@ void print_stats() {
                   u(t.sends_completed), u(t.requests_delivered), u(s.requests_in), u(t.probes_sent),
                   u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
-                  "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu "
-                  "no_channel=%lu pulses_dropped=%lu reply_no_memory=%lu\n",
+                  "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_err_mem=%lu "
+                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu reply_no_memory=%lu\n",
                   u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
                   u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
-                  u(s.tx_no_pbuf), u(s.tx_errors), u(s.no_channel), u(s.pulses_in),
+                  u(s.tx_no_pbuf), u(s.tx_errors), u(s.tx_err_mem), u(s.no_channel), u(s.pulses_in), u(s.pulses_dropped),
                   u(s.reply_alloc_failed));
     kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
                   "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "

@@ -48,7 +48,7 @@ size_t format_stats_line(const char* service, char* out, size_t cap);
 
 // services.cc: `services=echo,kv` from the command line.
 void services_start(const char* list);
-bool service_stat(const char* name, uint64_t* requests, size_t* hwm_queue);
+bool service_stat(const char* name, uint64_t* requests, size_t* hwm_queue, uint64_t* pulses);
 // commands.cc
 void register_commands();
 

@@ -278,21 +278,43 @@ void cmd_calltest(int argc, char** argv) {
 }
 
 void cmd_servicestat(int argc, char** argv) {
-    uint64_t requests = 0;
+    uint64_t requests = 0, pulses = 0;
     size_t hwm = 0;
     if (argc != 2) {
         kernel::print("servicestat: error: usage: servicestat SERVICE\n");
         return;
     }
-    if (!service_stat(argv[1], &requests, &hwm)) {
+    if (!service_stat(argv[1], &requests, &hwm, &pulses)) {
         kernel::print("servicestat: error: no service '%s' on this node\n", argv[1]);
         return;
     }
-    kernel::print("service %s requests=%lu hwm_queue=%zu\n", argv[1],
-                  static_cast<unsigned long>(requests), hwm);
+    kernel::print("service %s requests=%lu hwm_queue=%zu pulses=%lu\n", argv[1],
+                  static_cast<unsigned long>(requests), hwm, static_cast<unsigned long>(pulses));
+}
+
+void cmd_pulse(int argc, char** argv) {
+    uint64_t code = 0, value = 0;
+    if (argc != 4 || !parse_u64(argv[2], &code) || !parse_u64(argv[3], &value) || code > 127 ||
+        value > UINT32_MAX) {
+        kernel::print("pulse: error: usage: pulse NODE/SERVICE CODE(0..127) VALUE(32 bits)\n");
+        return;
+    }
+    auto c = name_open(argv[1], kernel::deadline_after(kOpenTimeoutNs));
+    if (!c.is_ok()) {
+        kernel::print("pulse: error: %s\n", kernel::status_name(c.status));
+        return;
+    }
+    Status s = kernel::pulse(c.value, static_cast<int32_t>(code), static_cast<int64_t>(value));
+    kernel::disconnect(c.value);
+    if (s != Status::kOk) {
+        kernel::print("pulse: error: %s\n", kernel::status_name(s));
+        return;
+    }
+    kernel::print("pulse: sent\n");
 }
 
 const net::ShellCommand kCommands[] = {
+    {"pulse", "pulse NODE/SERVICE CODE VALUE", "send a pulse (asynchronous)", cmd_pulse},
     {"peers", "peers", "protocol peers: state, RTT estimate, credit", cmd_peers},
     {"names", "names", "service names attached on this node", cmd_names},
     {"stats", "stats", "protocol counters, drops by reason, high-water marks", cmd_stats},

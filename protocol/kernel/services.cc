@@ -24,6 +24,7 @@ struct Service {
     char name[kServiceNameBytes];
     kernel::Channel* channel;
     uint64_t requests;
+    uint64_t pulses;          // user pulses received (coalesced ones counted)
     void (*serve)(Service*);
 };
 Service g_services[kServicesMax];
@@ -53,7 +54,10 @@ void serve_echo(Service* s) {
         if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
             Status::kOk)
             continue;
-        if (info.kind != kernel::ReceiveKind::kMessage) continue;  // unblock pulses: nothing held
+        if (info.kind != kernel::ReceiveKind::kMessage) {  // unblock pulses: nothing held
+            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
+            continue;
+        }
         ++s->requests;
         if (info.size <= sizeof small) {
             kernel::Part r{small, info.copied};
@@ -150,7 +154,10 @@ void serve_kv(Service* s) {
         if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
             Status::kOk)
             continue;
-        if (info.kind != kernel::ReceiveKind::kMessage) continue;
+        if (info.kind != kernel::ReceiveKind::kMessage) {
+            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
+            continue;
+        }
         ++s->requests;
         size_t n = kv_handle(msg, info.copied, answer, sizeof answer);
         kernel::Part r{answer, n};
@@ -196,11 +203,12 @@ void services_start(const char* list) {
     }
 }
 
-bool service_stat(const char* name, uint64_t* requests, size_t* hwm_queue) {
+bool service_stat(const char* name, uint64_t* requests, size_t* hwm_queue, uint64_t* pulses) {
     for (size_t i = 0; i < g_service_count; ++i) {
         Service& s = g_services[i];
         if (!kernel::string_equal(s.name, name) || !s.channel) continue;
         *requests = s.requests;
+        *pulses = s.pulses;
         *hwm_queue = kernel::channel_stats(s.channel).queued_high_water;
         return true;
     }
