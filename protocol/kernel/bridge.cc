@@ -213,11 +213,30 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
     return 1;
 }
 
-// Sends what the engine has; false when the burst limit stopped it (more may be waiting).
-bool transmit() {
+// A packet the NIC's TX ring had no room for (lwIP's ERR_MEM): kept and sent first next time,
+// rather than lost and retransmitted an RTO later.
+struct pbuf* g_held;
+ip_addr_t g_held_to;
+u16_t g_held_len;  // the protocol packet's own bytes (no headers)
+constexpr uint64_t kTxRetryNs = 100'000;
+
+enum class TxResult { kDone, kMore, kRingFull };
+
+// Sends what the engine has: kMore when the burst limit stopped it, kRingFull when the NIC is
+// busy (a packet is held for the retry).
+TxResult transmit() {
+    if (g_held) {
+        // lwIP left the IP and Ethernet headers it added on the failed attempt: drop them.
+        if (g_held->tot_len > g_held_len) pbuf_remove_header(g_held, g_held->tot_len - g_held_len);
+        const err_t err = raw_sendto(g.pcb, g_held, &g_held_to);
+        if (err == ERR_MEM) return TxResult::kRingFull;
+        if (err != ERR_OK) ++g.tx_errors;
+        pbuf_free(g_held);
+        g_held = nullptr;
+    }
     for (size_t i = 0; i < kTxBurstMax; ++i) {
         smp::Transmit t = g.engine->poll_transmit(now_us(), g.tx_buffer, g.config.mtu_max);
-        if (t.bytes == 0) return true;
+        if (t.bytes == 0) return TxResult::kDone;
         struct pbuf* p = pbuf_alloc(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM);
         if (!p) {
             ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
@@ -227,13 +246,17 @@ bool transmit() {
         ip_addr_t to;
         ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
         const err_t err = raw_sendto(g.pcb, p, &to);
-        if (err != ERR_OK) {
-            ++g.tx_errors;
-            if (err == ERR_MEM) ++g.tx_err_mem;
+        if (err == ERR_MEM) {
+            ++g.tx_err_mem;
+            g_held = p;
+            g_held_to = to;
+            g_held_len = static_cast<u16_t>(t.bytes);
+            return TxResult::kRingFull;
         }
+        if (err != ERR_OK) ++g.tx_errors;
         pbuf_free(p);
     }
-    return false;
+    return TxResult::kMore;
 }
 
 // ---- Records -----------------------------------------------------------------------------------
@@ -636,6 +659,7 @@ uint64_t net_run(void*, uint64_t now_ns) {
     const smp::Instant now = now_ns / 1000;
     if (g.engine->next_timeout() <= now) g.engine->handle_timeout(now);
     bool idle = false;
+    bool ring_full = false;
     for (int round = 0; round < 8 && !idle; ++round) {
         kernel::List ops, completions;
         ops.init();
@@ -653,11 +677,22 @@ uint64_t net_run(void*, uint64_t now_ns) {
             on_event(e);
             idle = false;
         }
-        if (!transmit()) idle = false;
+        const TxResult tx = transmit();
+        if (tx == TxResult::kMore) idle = false;
+        if (tx == TxResult::kRingFull) {
+            ring_full = true;
+            break;
+        }
     }
     const smp::Instant t = g.engine->next_timeout();
+    uint64_t next = t == smp::kNever ? kernel::kNoDeadline : t * 1000;
+    if (ring_full) {
+        // The device frees TX slots on its own time: try again shortly, without spinning.
+        const uint64_t retry = now_ns + kTxRetryNs;
+        return retry < next ? retry : next;
+    }
     if (!idle) return 0;  // more to do: run again at once
-    return t == smp::kNever ? kernel::kNoDeadline : t * 1000;
+    return next;
 }
 
 bool parse_peers(const char* text) {
@@ -966,7 +1001,7 @@ void print_stats() {
                   u(t.sends_completed), u(t.requests_delivered), u(s.requests_in), u(t.probes_sent),
                   u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
-                  "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_err_mem=%lu "
+                  "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_ring_full=%lu "
                   "no_channel=%lu pulses_in=%lu pulses_dropped=%lu reply_no_memory=%lu\n",
                   u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
                   u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
