@@ -802,6 +802,7 @@ void init() {
         return;
     }
     if (const char* sv = cl.get("services")) services_start(sv);
+    ipc_test_server_start();
     kernel::print("bridge: engine %zu bytes, %zu static peers, %zu remote records, incarnation %lx\n",
                   bytes, k, g.rec_count, static_cast<unsigned long>(c.incarnation));
 }

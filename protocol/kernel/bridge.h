@@ -51,5 +51,7 @@ void services_start(const char* list);
 bool service_stat(const char* name, uint64_t* requests, size_t* hwm_queue, uint64_t* pulses);
 // commands.cc
 void register_commands();
+// ipc_remote_tests.cc: the `_ipctest` server thread and the `remote-ipc-tests` command.
+void ipc_test_server_start();
 
 }  // namespace bridge

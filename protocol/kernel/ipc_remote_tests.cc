@@ -1,0 +1,418 @@
+// `remote-ipc-tests NODE`: the kernel's IPC calls with the server on another node. The server is
+// `_ipctest`, a thread every node starts with the bridge; each request's first byte says what it
+// does (echo, reply code, error, sleep, read in pieces, big reply, report what it saw). The cases
+// mirror tests/kernel/cases (send/reply, multi-part, truncation and read, reply codes, errors,
+// deadlines with the unblock pulse, priority, pulses, unknown service, too large) with the
+// deliberate differences listed in protocol/kernel/README.md.
+#include "arch/arch.h"
+#include "bridge.h"
+#include "command_line.h"
+#include "heap.h"
+#include "ipc.h"
+#include "panic.h"
+#include "shell.h"
+#include "thread.h"
+
+namespace bridge {
+namespace {
+
+using kernel::Status;
+
+constexpr size_t kSmallBytes = 64;      // the server's receive buffer: larger messages are read()
+constexpr size_t kReadChunkBytes = 4096;
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kCaseGuardNs = 20'000 * kMs;  // a guard against a hang, not a speed check
+
+struct ServerState {
+    kernel::Channel* channel;
+    uint32_t unblocks;            // unblock pulses seen
+    uint32_t pulses;              // user pulses seen (coalesced ones counted)
+    int32_t last_code;
+    int64_t last_value;
+    int32_t last_sleep_status;    // what reply() returned after a sleep request
+};
+ServerState g_srv;
+
+uint32_t get_u32(const uint8_t* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+void put_u32(uint8_t* p, uint32_t v) {
+    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t fnv_step(uint64_t h, const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+constexpr uint64_t kFnvInit = 0xcbf29ce484222325ull;
+
+void reply_words(kernel::ReceiveId id, const uint64_t* w, size_t n) {
+    kernel::Part p{w, n * sizeof(uint64_t)};
+    kernel::reply(id, 0, kernel::Parts{&p, 1});
+}
+
+void server_main(void*) {
+    auto ch = kernel::channel_create();
+    if (!ch.is_ok()) kernel::thread_exit(1);
+    g_srv.channel = ch.value;
+    while (!running()) kernel::sleep_for(10 * kMs);
+    if (name_attach("_ipctest", g_srv.channel) != Status::kOk) kernel::thread_exit(1);
+    static uint8_t small[kSmallBytes];
+    static uint8_t chunk[kReadChunkBytes];
+    for (;;) {
+        kernel::ReceiveInfo info;
+        kernel::MutPart part{small, sizeof small};
+        if (kernel::receive(g_srv.channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline,
+                            &info) != Status::kOk)
+            continue;
+        if (info.kind == kernel::ReceiveKind::kPulse) {
+            if (info.pulse_code == kernel::kPulseCodeUnblock) {
+                ++g_srv.unblocks;
+            } else {
+                g_srv.pulses += info.pulse_count;
+                g_srv.last_code = info.pulse_code;
+                g_srv.last_value = info.pulse_value;
+            }
+            continue;
+        }
+        const uint8_t op = info.copied ? small[0] : 0;
+        const uint32_t arg = info.copied >= 5 ? get_u32(small + 1) : 0;
+        switch (op) {
+        case 'e': {  // echo, reading what did not fit
+            auto* buf = static_cast<uint8_t*>(kernel::heap::allocate(info.size ? info.size : 1));
+            if (!buf) {
+                kernel::error(info.id, Status::kNoMemory);
+                break;
+            }
+            for (size_t i = 0; i < info.copied; ++i) buf[i] = small[i];
+            size_t have = info.copied;
+            bool ok = true;
+            while (have < info.size && ok) {
+                kernel::MutPart rest{buf + have, info.size - have};
+                auto r = kernel::read(info.id, have, kernel::MutParts{&rest, 1}, kernel::kNoDeadline);
+                ok = r.is_ok() && r.value > 0;
+                if (ok) have += r.value;
+            }
+            kernel::Part rp{buf, info.size};
+            if (ok) kernel::reply(info.id, 0, kernel::Parts{&rp, 1});
+            else kernel::error(info.id, Status::kMessageError);
+            kernel::heap::release(buf);
+            break;
+        }
+        case 'r': kernel::reply(info.id, static_cast<int32_t>(arg), kernel::Parts{nullptr, 0}); break;
+        case 'x': kernel::error(info.id, static_cast<Status>(arg)); break;
+        case 's': {
+            kernel::sleep_for(uint64_t(arg) * kMs);
+            g_srv.last_sleep_status =
+                static_cast<int32_t>(kernel::reply(info.id, 0, kernel::Parts{nullptr, 0}));
+            break;
+        }
+        case 'q': {
+            uint64_t w[2] = {uint64_t(uint32_t(g_srv.last_sleep_status)), g_srv.unblocks};
+            reply_words(info.id, w, 2);
+            break;
+        }
+        case 't': {  // hash of the whole message, read in chunks at increasing offsets
+            uint64_t h = fnv_step(kFnvInit, small, info.copied);
+            size_t off = info.copied;
+            bool ok = true;
+            while (off < info.size && ok) {
+                kernel::MutPart c{chunk, sizeof chunk};
+                auto r = kernel::read(info.id, off, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
+                ok = r.is_ok() && r.value > 0;
+                if (ok) {
+                    h = fnv_step(h, chunk, r.value);
+                    off += r.value;
+                }
+            }
+            // Reading at or past the end gives 0 bytes, as locally.
+            kernel::MutPart c{chunk, sizeof chunk};
+            auto past = kernel::read(info.id, info.size, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
+            uint64_t w[4] = {info.size, info.copied, ok ? h : 0,
+                             past.is_ok() && past.value == 0 ? 1u : 0u};
+            reply_words(info.id, w, 4);
+            break;
+        }
+        case 'b': {  // a reply of arg bytes
+            auto* buf = static_cast<uint8_t*>(kernel::heap::allocate(arg ? arg : 1));
+            if (!buf) {
+                kernel::error(info.id, Status::kNoMemory);
+                break;
+            }
+            for (uint32_t i = 0; i < arg; ++i) buf[i] = static_cast<uint8_t>(i * 7 + 1);
+            kernel::Part rp{buf, arg};
+            kernel::reply(info.id, 0, kernel::Parts{&rp, 1});
+            kernel::heap::release(buf);
+            break;
+        }
+        case 'i': {
+            uint64_t w[3] = {info.size, info.reply_capacity, info.priority};
+            reply_words(info.id, w, 3);
+            break;
+        }
+        case 'p': {
+            uint64_t w[3] = {g_srv.pulses, uint64_t(uint32_t(g_srv.last_code)),
+                             uint64_t(g_srv.last_value)};
+            reply_words(info.id, w, 3);
+            break;
+        }
+        default: kernel::error(info.id, Status::kInvalidArgument); break;
+        }
+    }
+}
+
+// ---- Client side ---------------------------------------------------------------------------
+
+int g_passed, g_failed;
+
+void expect(bool ok, const char* name, const char* detail_fmt = "", uint64_t a = 0, uint64_t b = 0) {
+    if (ok) {
+        ++g_passed;
+        kernel::print("remote-ipc-tests: ok   %s\n", name);
+        return;
+    }
+    ++g_failed;
+    kernel::print("remote-ipc-tests: FAIL %s: ", name);
+    kernel::print(detail_fmt, static_cast<unsigned long>(a), static_cast<unsigned long>(b));
+    kernel::print("\n");
+}
+
+struct Req {
+    uint8_t head[5];
+};
+Req op(char c, uint32_t arg = 0) {
+    Req r;
+    r.head[0] = static_cast<uint8_t>(c);
+    put_u32(r.head + 1, arg);
+    return r;
+}
+
+kernel::Result<size_t> call(kernel::Connection* c, const Req& r, void* reply, size_t cap,
+                            int32_t* code = nullptr, uint64_t deadline = 0) {
+    kernel::Part p{r.head, sizeof r.head};
+    kernel::MutPart m{reply, cap};
+    return kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&m, 1},
+                        deadline ? deadline : kernel::deadline_after(kCaseGuardNs), code);
+}
+
+struct PrioJob {
+    kernel::Connection* conn;
+    uint64_t words[3];
+    Status status;
+};
+void prio_thread(void* arg) {
+    auto* j = static_cast<PrioJob*>(arg);
+    auto r = call(j->conn, op('i'), j->words, sizeof j->words);
+    j->status = r.status;
+    kernel::thread_exit(0);
+}
+
+struct SlowJob {
+    kernel::Connection* conn;
+    Status status;
+};
+void slow_thread(void* arg) {
+    auto* j = static_cast<SlowJob*>(arg);
+    uint64_t w[1];
+    j->status = call(j->conn, op('s', 300), w, sizeof w).status;
+    kernel::thread_exit(0);
+}
+
+void run_cases(const char* node) {
+    char target[64];
+    kernel::format(target, sizeof target, "%s/_ipctest", node);
+    uint32_t peer = 0;
+    auto oc = name_open(target, kernel::deadline_after(kCaseGuardNs), &peer);
+    expect(oc.is_ok(), "name_open NODE/_ipctest", "status %lu", uint64_t(oc.status));
+    if (!oc.is_ok()) return;
+    kernel::Connection* c = oc.value;
+
+    {  // send/reply, small: the reply is the message
+        uint8_t rep[16] = {};
+        auto r = call(c, op('e', 0x01020304), rep, sizeof rep);
+        expect(r.is_ok() && r.value == 5 && rep[0] == 'e' && get_u32(rep + 1) == 0x01020304,
+               "send/reply small echo", "status %lu size %lu", uint64_t(r.status), r.value);
+    }
+    {  // zero-length reply with a reply code
+        int32_t code = 0;
+        uint8_t rep[4];
+        auto r = call(c, op('r', 77), rep, sizeof rep, &code);
+        expect(r.is_ok() && r.value == 0 && code == 77, "reply code, empty reply",
+               "size %lu code %lu", r.value, uint64_t(code));
+    }
+    {  // error() reaches the sender as that status
+        uint8_t rep[4];
+        auto r = call(c, op('x', uint32_t(Status::kMessageError)), rep, sizeof rep);
+        expect(!r.is_ok() && r.status == Status::kMessageError, "error() status", "status %lu",
+               uint64_t(r.status));
+    }
+    {  // multi-part send and multi-part reply
+        static uint8_t a[3000], b[7000], ra[1000], rb[9000];
+        a[0] = 'e';
+        for (size_t i = 1; i < sizeof a; ++i) a[i] = uint8_t(i);
+        for (size_t i = 0; i < sizeof b; ++i) b[i] = uint8_t(i * 3);
+        kernel::Part parts[2] = {{a, sizeof a}, {b, sizeof b}};
+        kernel::MutPart rparts[2] = {{ra, sizeof ra}, {rb, sizeof rb}};
+        auto r = kernel::send(c, kernel::Parts{parts, 2}, kernel::MutParts{rparts, 2},
+                              kernel::deadline_after(kCaseGuardNs));
+        bool same = r.is_ok() && r.value == 10000;
+        for (size_t i = 0; same && i < 10000; ++i) {
+            uint8_t want = i < 3000 ? a[i] : b[i - 3000];
+            uint8_t got = i < 1000 ? ra[i] : rb[i - 1000];
+            same = want == got;
+        }
+        expect(same, "multi-part send and reply (10000 B over 2+2 parts)", "status %lu size %lu",
+               uint64_t(r.status), r.value);
+    }
+    {  // truncation at receive, the rest by read() in chunks (pulled from this node)
+        const size_t n = 200000;
+        auto* m = static_cast<uint8_t*>(kernel::heap::allocate(n));
+        if (m) {
+            m[0] = 't';
+            for (size_t i = 1; i < n; ++i) m[i] = uint8_t(i ^ (i >> 9));
+            uint64_t w[4] = {};
+            kernel::Part p{m, n};
+            kernel::MutPart rp{w, sizeof w};
+            auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
+                                  kernel::deadline_after(kCaseGuardNs));
+            expect(r.is_ok() && w[0] == n && w[1] == kSmallBytes && w[2] == fnv_step(kFnvInit, m, n) &&
+                       w[3] == 1,
+                   "truncated receive + read() of 200000 B, read past end gives 0",
+                   "size %lu copied %lu", w[0], w[1]);
+            kernel::heap::release(m);
+        } else {
+            expect(false, "truncated receive + read()", "no memory");
+        }
+    }
+    {  // reply larger than the reply buffer: full size returned, buffer filled
+        uint8_t rep[10] = {};
+        auto r = call(c, op('b', 1000), rep, sizeof rep);
+        bool ok = r.is_ok() && r.value == 1000;
+        for (size_t i = 0; ok && i < sizeof rep; ++i) ok = rep[i] == uint8_t(i * 7 + 1);
+        expect(ok, "reply truncated to the reply buffer, full size returned", "status %lu size %lu",
+               uint64_t(r.status), r.value);
+    }
+    {  // the server sees the message size and the reply capacity
+        uint64_t w[3] = {};
+        auto r = call(c, op('i'), w, sizeof w);
+        expect(r.is_ok() && w[0] == 5 && w[1] == sizeof w, "receive info: size and reply capacity",
+               "size %lu cap %lu", w[0], w[1]);
+    }
+    {  // the sender's priority travels with the message
+        static PrioJob j;
+        j.conn = c;
+        auto t = kernel::thread_create("prio20", prio_thread, &j, 20);
+        if (t.is_ok()) kernel::thread_join(t.value);
+        expect(t.is_ok() && j.status == Status::kOk && j.words[2] == 20,
+               "sender priority carried (20)", "status %lu prio %lu", uint64_t(j.status), j.words[2]);
+    }
+    {  // deadline after the server received: kTimedOut; the server gets the unblock pulse and
+       // its later reply kSenderUnblocked
+        uint64_t w0[2] = {};
+        call(c, op('q'), w0, sizeof w0);
+        uint8_t rep[4];
+        const uint64_t t0 = kernel::now_ns();
+        auto r = call(c, op('s', 400), rep, sizeof rep, nullptr, kernel::deadline_after(100 * kMs));
+        const uint64_t waited = kernel::now_ns() - t0;
+        expect(r.status == Status::kTimedOut, "deadline passes while served: timed-out",
+               "status %lu waited_ms %lu", uint64_t(r.status), waited / kMs);
+        kernel::sleep_for(600 * kMs);  // the server's sleep ends, it replies
+        uint64_t w[2] = {};
+        auto q = call(c, op('q'), w, sizeof w);
+        expect(q.is_ok() && w[0] == uint64_t(uint32_t(Status::kSenderUnblocked)) && w[1] > w0[1],
+               "server told: unblock pulse, its reply gets sender-unblocked",
+               "reply status %lu unblocks %lu", w[0], w[1]);
+    }
+    {  // deadline while still queued behind a busy server
+        static SlowJob j;
+        j.conn = c;
+        auto t = kernel::thread_create("slow", slow_thread, &j, kernel::kPriorityDefault);
+        kernel::sleep_for(50 * kMs);
+        uint8_t rep[4];
+        auto r = call(c, op('r', 1), rep, sizeof rep, nullptr, kernel::deadline_after(100 * kMs));
+        if (t.is_ok()) kernel::thread_join(t.value);
+        expect(r.status == Status::kTimedOut && j.status == Status::kOk,
+               "deadline passes while queued: timed-out, the other send completes",
+               "status %lu other %lu", uint64_t(r.status), uint64_t(j.status));
+    }
+    {  // pulses reach the server's channel; pending ones coalesce
+        uint64_t w0[3] = {};
+        call(c, op('p'), w0, sizeof w0);
+        Status s1 = kernel::pulse(c, 5, 41);
+        Status s2 = kernel::pulse(c, 5, 42);
+        kernel::sleep_for(200 * kMs);
+        uint64_t w[3] = {};
+        auto r = call(c, op('p'), w, sizeof w);
+        expect(s1 == Status::kOk && s2 == Status::kOk && r.is_ok() && w[0] > w0[0] && w[1] == 5 &&
+                   w[2] == 42,
+               "pulses delivered (code 5, latest value 42)", "count %lu value %lu", w[0] - w0[0], w[2]);
+    }
+    {  // 1 MiB both ways
+        const size_t n = size_t{1} << 20;
+        auto* m = static_cast<uint8_t*>(kernel::heap::allocate(n));
+        auto* back = static_cast<uint8_t*>(kernel::heap::allocate(n));
+        if (m && back) {
+            m[0] = 'e';
+            for (size_t i = 1; i < n; ++i) m[i] = uint8_t((i * 2654435761u) >> 13);
+            kernel::Part p{m, n};
+            kernel::MutPart rp{back, n};
+            auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
+                                  kernel::deadline_after(kCaseGuardNs));
+            expect(r.is_ok() && r.value == n && fnv_step(kFnvInit, back, n) == fnv_step(kFnvInit, m, n),
+                   "1 MiB echo, hash-checked", "status %lu size %lu", uint64_t(r.status), r.value);
+        } else {
+            expect(false, "1 MiB echo", "no memory");
+        }
+        kernel::heap::release(m);
+        kernel::heap::release(back);
+    }
+    {  // too large: refused on its size before anything is read. Deliberate difference: the
+       // wire's limit (16 MiB) is below the local one (kernel::kMessageBytesMax).
+        static uint8_t one;
+        const size_t limit = peer ? size_t{16} << 20 : kernel::kMessageBytesMax;
+        kernel::Part p{&one, limit + 1};
+        kernel::MutPart rp{&one, 1};
+        auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
+                              kernel::deadline_after(kCaseGuardNs));
+        expect(r.status == Status::kMessageTooLarge, "limit + 1 B: message-too-large", "status %lu",
+               uint64_t(r.status));
+    }
+    kernel::disconnect(c);
+    {  // unknown service on that node
+        char bad[64];
+        kernel::format(bad, sizeof bad, "%s/_no_such_service", node);
+        auto r = name_open(bad, kernel::deadline_after(kCaseGuardNs));
+        expect(!r.is_ok() && r.status == Status::kNoSuchService, "unknown service: no-such-service",
+               "status %lu", uint64_t(r.status));
+        if (r.is_ok()) kernel::disconnect(r.value);
+    }
+    {  // unknown node
+        auto r = name_open("no_such_node/echo", kernel::deadline_after(kCaseGuardNs));
+        expect(!r.is_ok(), "unknown node: an error", "status %lu", uint64_t(r.status));
+        if (r.is_ok()) kernel::disconnect(r.value);
+    }
+}
+
+void cmd_remote_ipc_tests(int argc, char** argv) {
+    if (argc != 2) {
+        kernel::print("remote-ipc-tests: error: usage: remote-ipc-tests NODE\n");
+        return;
+    }
+    g_passed = g_failed = 0;
+    run_cases(argv[1]);
+    kernel::print("%d passed, %d failed\n", g_passed, g_failed);
+}
+
+}  // namespace
+
+void ipc_test_server_start() {
+    auto t = kernel::thread_create("_ipctest", server_main, nullptr, kernel::kPriorityDefault);
+    if (!t.is_ok()) kernel::print("bridge: cannot start _ipctest: %s\n", kernel::status_name(t.status));
+    net::shell_register(net::ShellCommand{"remote-ipc-tests", "remote-ipc-tests NODE",
+                                          "the IPC cases with the server on NODE",
+                                          cmd_remote_ipc_tests});
+}
+
+}  // namespace bridge
