@@ -166,19 +166,29 @@ def restart_node(state, name, timeout_s=nc.BOOT_TIMEOUT_S):
         os.replace(node["log"], node["log"] + ".before-restart")
     cmd = nc.ns_prefix(state) + nc.qemu_command(state, node, state["image"], state["nic"],
                                                 state["memory_mb"])
-    with open(node["qemu_log"], "w") as qlog:
-        p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
-    node["launcher_pid"] = p.pid
-    node["started"] = time.time()
-    nc.save_state(state)
     deadline = time.monotonic() + timeout_s
-    while nc.READY_MARK not in nc.log_text(node["log"]):
-        if not nc.pid_alive(p.pid) or time.monotonic() > deadline:
-            raise RemoteError(f"{name} did not boot again (logs: {node['qemu_log']}, {node['log']})")
-        time.sleep(0.05)
-    common.info(f"{name} booted again after {time.time() - node['started']:.2f} s")
-    return p.pid
+    # The killed QEMU's threads may still be exiting and holding the tap ("Device or resource
+    # busy"): launch again until the tap is free or the deadline passes.
+    while True:
+        with open(node["qemu_log"], "w") as qlog:
+            p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        node["launcher_pid"] = p.pid
+        node["started"] = time.time()
+        nc.save_state(state)
+        while nc.READY_MARK not in nc.log_text(node["log"]):
+            if p.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            common.info(f"{name} booted again after {time.time() - node['started']:.2f} s")
+            return p.pid
+        busy = "resource busy" in nc.log_text(node["qemu_log"])
+        if p.poll() is None or not busy or time.monotonic() > deadline:
+            raise RemoteError(f"{name} did not boot again: "
+                              f"{nc.log_text(node['qemu_log']).strip()[-200:]} "
+                              f"(logs: {node['qemu_log']}, {node['log']})")
+        time.sleep(0.2)
 
 
 # ---- Linux peers in the cluster's namespace -------------------------------------------------------
