@@ -747,6 +747,12 @@ void init() {
     smp::Config& c = g.config;
     c.local_ipv4 = node.ip;
     c.local_endpoint = 0;
+    // A peer sends min(its own eager_bytes_max, the window we grant) eagerly, and the engine
+    // refuses (BUSY, for ever) a request with more eager bytes than OUR eager_bytes_max: the
+    // HELLO does not advertise it. Linux peers (libsmp) send up to 64 KiB eagerly, so accept
+    // everything the window allows. FIXME: the engine should cap eager bytes by the receiver's
+    // limit (reported to the protocol owner).
+    c.eager_bytes_max = c.window_bytes;
     uint64_t seed = arch::cycle_counter() ^ (uint64_t(node.ip) << 32) ^ arch::now_ns();
     seed ^= seed >> 33;
     seed *= 0xff51afd7ed558ccdull;

@@ -256,6 +256,10 @@ void cmd_calltest(int argc, char** argv) {
             if (r.is_ok()) line_len = r.value < sizeof line - 1 ? r.value : sizeof line - 1;
             kernel::disconnect(sc.value);
         }
+        // Only a kernel node answers `_stats` (a Linux peer may answer anything, or nothing).
+        static const char kPrefix[] = "hwm_queue=";
+        for (size_t i = 0; i + 1 < sizeof kPrefix && line_len; ++i)
+            if (i >= line_len || line[i] != kPrefix[i]) line_len = 0;
         if (line_len == 0)
             line_len = kernel::format(line, sizeof line,
                                       "hwm_queue=0 hwm_proto_bytes=0 bound_proto_bytes=0");
