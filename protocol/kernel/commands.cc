@@ -296,6 +296,49 @@ void cmd_servicestat(int argc, char** argv) {
                   static_cast<unsigned long>(requests), hwm, static_cast<unsigned long>(pulses));
 }
 
+// `hold TARGET` keeps one open connection; `heldcall TEXT` sends on it. Shows what a connection
+// opened before its peer rebooted does (peer-rebooted, never the new incarnation).
+kernel::Connection* g_held_conn;
+
+void cmd_hold(int argc, char** argv) {
+    if (argc != 2) {
+        kernel::print("hold: error: usage: hold NODE/SERVICE\n");
+        return;
+    }
+    auto c = name_open(argv[1], kernel::deadline_after(kOpenTimeoutNs));
+    if (!c.is_ok()) {
+        kernel::print("hold: error: %s\n", kernel::status_name(c.status));
+        return;
+    }
+    if (g_held_conn) kernel::disconnect(g_held_conn);
+    g_held_conn = c.value;
+    kernel::print("hold: connection to %s open\n", argv[1]);
+}
+
+void cmd_heldcall(int argc, char** argv) {
+    if (argc != 2 || !g_held_conn) {
+        kernel::print("heldcall: error: usage: heldcall WORD (after hold NODE/SERVICE)\n");
+        return;
+    }
+    static char reply[kCallReplyBytes + 1];
+    size_t n = 0;
+    while (argv[1][n]) ++n;
+    kernel::Part part{argv[1], n};
+    kernel::MutPart rpart{reply, kCallReplyBytes};
+    const uint64_t t0 = kernel::now_ns();
+    auto r = kernel::send(g_held_conn, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
+                          kernel::deadline_after(kCallTimeoutNs));
+    const uint64_t rtt = kernel::now_ns() - t0;
+    if (!r.is_ok()) {
+        kernel::print("error: %s\n", kernel::status_name(r.status));
+        return;
+    }
+    size_t shown = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
+    reply[shown] = 0;
+    kernel::print("reply %zu bytes rtt_us=%lu: %s\n", r.value, static_cast<unsigned long>(rtt / 1000),
+                  reply);
+}
+
 void cmd_pulse(int argc, char** argv) {
     uint64_t code = 0, value = 0;
     if (argc != 4 || !parse_u64(argv[2], &code) || !parse_u64(argv[3], &value) || code > 127 ||
@@ -318,6 +361,8 @@ void cmd_pulse(int argc, char** argv) {
 }
 
 const net::ShellCommand kCommands[] = {
+    {"hold", "hold NODE/SERVICE", "open a connection and keep it (for heldcall)", cmd_hold},
+    {"heldcall", "heldcall WORD", "send WORD on the held connection", cmd_heldcall},
     {"pulse", "pulse NODE/SERVICE CODE VALUE", "send a pulse (asynchronous)", cmd_pulse},
     {"peers", "peers", "protocol peers: state, RTT estimate, credit", cmd_peers},
     {"names", "names", "service names attached on this node", cmd_names},
