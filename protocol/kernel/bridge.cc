@@ -977,6 +977,13 @@ void print_peers() {
     }
 }
 
+size_t static_peer_names(const char** out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; g.running && i < g.config.static_peers_count && n < cap; ++i)
+        out[n++] = g.static_peers[i].name;
+    return n;
+}
+
 void print_names() {
     if (!g.running) {
         kernel::print("names: error: remote IPC is not running\n");

@@ -42,6 +42,8 @@ kernel::Channel* local_channel(const char* name);
 // Shell output (each runs the snapshot in the net thread, prints in the caller's).
 void print_peers();
 void print_names();
+// The static peer table's node names (this node excluded); returns how many.
+size_t static_peer_names(const char** out, size_t cap);
 void print_stats();
 // "hwm_queue=N hwm_proto_bytes=N bound_proto_bytes=N" for the channel named `service` here.
 size_t format_stats_line(const char* service, char* out, size_t cap);

@@ -16,6 +16,7 @@ using kernel::Status;
 constexpr uint64_t kCallTimeoutNs = 30'000'000'000ull;    // `call`: a generous guard
 constexpr uint64_t kOpenTimeoutNs = 10'000'000'000ull;
 constexpr size_t kCallReplyBytes = 256;
+constexpr uint64_t kNamesTimeoutNs = 1'000'000'000ull;  // per peer: a down peer costs this much
 constexpr size_t kCalltestSendersMax = 128;
 constexpr size_t kCalltestCallsMax = 100000;
 constexpr size_t kCalltestSizeMax = size_t{16} << 20;
@@ -33,7 +34,35 @@ bool parse_u64(const char* s, uint64_t* out) {
 }
 
 void cmd_peers(int, char**) { print_peers(); }
-void cmd_names(int, char**) { print_names(); }
+// This node's names, then each static peer's (its `_names` service), one line per node.
+void cmd_names(int, char**) {
+    print_names();
+    const char* peers[32];
+    const size_t n = static_peer_names(peers, 32);
+    for (size_t i = 0; i < n; ++i) {
+        char target[48];
+        kernel::format(target, sizeof target, "%s/_names", peers[i]);
+        auto c = name_open(target, kernel::deadline_after(kNamesTimeoutNs));
+        if (!c.is_ok()) {
+            kernel::print("names: %s: error: %s\n", peers[i], kernel::status_name(c.status));
+            continue;
+        }
+        static char list[kCallReplyBytes + 1];
+        kernel::MutPart rp{list, kCallReplyBytes};
+        auto r = kernel::send(c.value, kernel::Parts{nullptr, 0}, kernel::MutParts{&rp, 1},
+                              kernel::deadline_after(kNamesTimeoutNs));
+        kernel::disconnect(c.value);
+        if (!r.is_ok()) {
+            kernel::print("names: %s: error: %s\n", peers[i], kernel::status_name(r.status));
+            continue;
+        }
+        size_t len = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
+        for (size_t k = 0; k < len; ++k)
+            if (list[k] == '\n') list[k] = ' ';
+        list[len] = 0;
+        kernel::print("names: %s: %s\n", peers[i], list);
+    }
+}
 void cmd_stats(int, char**) { print_stats(); }
 
 void cmd_threads(int, char**) {
