@@ -215,7 +215,7 @@ def _step(text):
 
 def _ensure_built():
     common.setup(["build", "net", "dissector"])
-    nc.kernel_image(None)          # builds target kernel_image when it is missing or stale
+    return nc.kernel_image(None)   # builds target kernel_image when it is missing or stale
 
 
 def _count_frames(pcap, display_filter):
@@ -248,14 +248,14 @@ def cmd_demo(args):
     if nc.load_state() is not None:
         common.die("a cluster is up: ./smp down first (the demo boots its own)")
     _step("set-up and build (what is missing)")
-    _ensure_built()
+    image = _ensure_built()
     t0 = time.monotonic()
     interrupted = False
     summary = []
     capture_path = os.path.abspath(args.capture)
     try:
         _step(f"booting {kNodeCount} nodes with '{kServices}'")
-        state = nc.cluster_up(kNodeCount, args.nic, nc.NODE_MEMORY_MB, None,
+        state = nc.cluster_up(kNodeCount, args.nic, nc.NODE_MEMORY_MB, image,
                               extra_append=kServices)
         _step("names seen from node2:")
         print("  " + shell_text(state, "node2", "names").replace("\n", "\n  "), flush=True)
@@ -297,7 +297,7 @@ def cmd_demo(args):
         summary.append(f"  {'size':>9} {'calls':>5} {'ok':>4} {'failed':>6} {'median us/call':>14}")
         for size, count, r in table:
             summary.append(f"  {size:>9} {count:>5} {r['ok']:>4} {r['failed']:>6} {r['us_per_call']:>14}")
-        for client, _, nbytes, rtt in calls:
+        for _, client, nbytes, rtt in calls:
             summary.append(f"  single call {client} -> node1/echo: {nbytes} B, rtt {rtt} us")
         kv_ok = sum(1 for r in kv if r["ok"])
         summary.append(f"  kv: {kv_ok}/{len(kv)} calls answered; get colour from node3 -> "
