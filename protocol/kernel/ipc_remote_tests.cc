@@ -109,6 +109,25 @@ void server_main(void*) {
                 static_cast<int32_t>(kernel::reply(info.id, 0, kernel::Parts{nullptr, 0}));
             break;
         }
+        case 'S': {  // text form for the shell: "S<ms>" sleeps, then replies "slept"
+            uint32_t ms = 0;
+            for (size_t i = 1; i < info.copied && small[i] >= '0' && small[i] <= '9'; ++i)
+                ms = ms * 10 + uint32_t(small[i] - '0');
+            kernel::sleep_for(uint64_t(ms) * kMs);
+            static const char kSlept[] = "slept";
+            kernel::Part rp{kSlept, sizeof kSlept - 1};
+            g_srv.last_sleep_status = static_cast<int32_t>(kernel::reply(info.id, 0, kernel::Parts{&rp, 1}));
+            break;
+        }
+        case 'Q': {  // text form: what the last sleeping request's reply returned
+            static char text[96];
+            size_t n = kernel::format(text, sizeof text, "last_reply=%s unblocks=%u",
+                                      kernel::status_name(static_cast<Status>(g_srv.last_sleep_status)),
+                                      g_srv.unblocks);
+            kernel::Part rp{text, n};
+            kernel::reply(info.id, 0, kernel::Parts{&rp, 1});
+            break;
+        }
         case 'q': {
             uint64_t w[2] = {uint64_t(uint32_t(g_srv.last_sleep_status)), g_srv.unblocks};
             reply_words(info.id, w, 2);
