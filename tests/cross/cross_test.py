@@ -167,6 +167,14 @@ def nft_delete(family, table):
                    capture_output=True)
 
 
+def dump_nft(why):
+    """What the namespace's nftables and bridge held when a fault case failed (diagnosis)."""
+    print(f"--- {why}: nft list ruleset / bridge link in {kNetns}")
+    for cmd in (["nft", "list", "ruleset"], ["bridge", "link"]):
+        r = subprocess.run(["ip", "netns", "exec", kNetns, *cmd], capture_output=True, text=True)
+        print(r.stdout + r.stderr)
+
+
 def nft_counters(family, table):
     r = subprocess.run(["ip", "netns", "exec", kNetns, "nft", "-j", "list", "table", family, table],
                        capture_output=True, text=True, check=True)
@@ -209,6 +217,9 @@ table netdev {FAULT_TABLE} {{
         check(drops > 0 and dups > 0, f"nftables really dropped {drops} and duplicated {dups} frames")
         stats, text = rm.stats_numbers(state, "node1")
         print(text)
+    except Failure:
+        dump_nft("faults failed")
+        raise
     finally:
         nft_delete("bridge", FAULT_TABLE)
         nft_delete("netdev", FAULT_TABLE)
@@ -235,6 +246,9 @@ table bridge {PART_TABLE} {{
         print(rm.shell_text(state, "node1", "peers"))
         r = rm.call(state, "node3", "node2/echo", "around")
         check(r["ok"] and r["text"] == "around", f"node3 -> node2 unaffected: {r['line']}")
+    except Failure:
+        dump_nft("partition failed")
+        raise
     finally:
         nft_delete("bridge", PART_TABLE)
     # Healed: new calls get through. Liveness may need a probe round to see the peer again, so
