@@ -133,6 +133,55 @@ struct Bridge {
 };
 Bridge g;
 
+// Liveness as this node saw it: when a packet last arrived from each address, and how long
+// after that the engine declared the peer down (the detection time `peers` prints beside the
+// configured bound, Config::dead_after_us(); the bound itself is proven in the simulation's
+// time). Keyed by IPv4 address: Linux endpoints behind one address share an entry. Net thread
+// only. Entries are never freed; when the table is full the least recently heard is reused.
+constexpr size_t kHeardMax = 64;  // addresses tracked (the engine's peers_max by default)
+struct Heard {
+    uint32_t ipv4 = 0;
+    smp::Instant last_us = 0;         // the last datagram from this address
+    uint64_t down_detect_us = 0;      // the detection: first "host down" after last_us, - last_us
+    uint32_t downs = 0;               // "host down" events for this address
+    // A "host down" already seen since last_us: later ones (a new send to the silent peer tries
+    // again and fails again) are no new detection, and their age would grow without bound.
+    bool down_since_heard = false;
+};
+Heard g_heard[kHeardMax];
+size_t g_heard_count = 0;
+size_t g_heard_last = 0;  // the entry hit last (a burst comes from one peer)
+
+Heard* heard_find(uint32_t ipv4) {
+    if (g_heard_last < g_heard_count && g_heard[g_heard_last].ipv4 == ipv4) return &g_heard[g_heard_last];
+    for (size_t i = 0; i < g_heard_count; ++i) {
+        if (g_heard[i].ipv4 != ipv4) continue;
+        g_heard_last = i;
+        return &g_heard[i];
+    }
+    return nullptr;
+}
+
+void heard_from(uint32_t ipv4, smp::Instant now) {
+    Heard* h = heard_find(ipv4);
+    if (!h) {
+        size_t i = g_heard_count;
+        if (g_heard_count < kHeardMax) {
+            ++g_heard_count;
+        } else {
+            i = 0;
+            for (size_t k = 1; k < kHeardMax; ++k)
+                if (g_heard[k].last_us < g_heard[i].last_us) i = k;
+        }
+        g_heard[i] = Heard{};
+        g_heard[i].ipv4 = ipv4;
+        g_heard_last = i;
+        h = &g_heard[i];
+    }
+    h->last_us = now;
+    h->down_since_heard = false;
+}
+
 Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
 RemoteRec* rec_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, RemoteRec, link); }
 
@@ -207,7 +256,9 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
     if (total != p->tot_len) {
         ++g.rx_chain_too_long;  // FIXME: a datagram in more than kRxChainMax pbufs is dropped
     } else {
-        g.engine->handle_datagram(now_us(), src, dst, smp::ConstChain{parts, n});
+        const smp::Instant now = now_us();
+        heard_from(src, now);
+        g.engine->handle_datagram(now, src, dst, smp::ConstChain{parts, n});
     }
     pbuf_free(p);
     return 1;
@@ -534,6 +585,17 @@ void on_event(const smp::Event& e) {
     }
     case smp::EventType::kPeerDown:
         ++g.peer_down_events;  // its sends and requests end with their own events
+        if (e.error == smp::ErrorCode::kHostDown) {
+            // Detection time: how long after the peer was last heard from it was declared down
+            // (a peer never heard from has no figure).
+            if (Heard* h = heard_find(g.engine->peer_info(e.peer).ipv4)) {
+                const smp::Instant now = now_us();
+                if (!h->down_since_heard)
+                    h->down_detect_us = now > h->last_us ? now - h->last_us : 0;
+                h->down_since_heard = true;
+                ++h->downs;
+            }
+        }
         break;
     }
 }
@@ -893,6 +955,8 @@ struct PeerRow {
     char name[kServiceNameBytes];
     smp::PeerInfo info;
     bool known;
+    uint32_t downs;            // "host down" events seen for its address
+    uint64_t down_detect_us;   // the last one's detection time (after the last packet heard)
 };
 struct PeersSnap {
     PeerRow rows[kStaticPeersMax];
@@ -907,6 +971,9 @@ void snap_peers(void* ctx) {
         auto p = g.engine->peer_by_name(g.static_peers[i].name);
         row.known = p.ok();
         if (p.ok()) row.info = g.engine->peer_info(p.value);
+        const Heard* h = heard_find(g.static_peers[i].ipv4);
+        row.downs = h ? h->downs : 0;
+        row.down_detect_us = h ? h->down_detect_us : 0;
     }
 }
 const char* peer_state_name(smp::PeerState s) {
@@ -960,7 +1027,11 @@ void print_peers() {
         kernel::print("peers: error: remote IPC is not running\n");
         return;
     }
-    kernel::print("peers: %zu static\n", s.count);
+    // detect_bound_ms: the configured bound on detecting a dead peer (probe interval x K);
+    // downs: "host down" events for the peer; down_detect_ms: how long after its last packet
+    // arrived here the first of them (since that packet) came.
+    kernel::print("peers: %zu static detect_bound_ms=%lu\n", s.count,
+                  static_cast<unsigned long>(g.config.dead_after_us() / 1000));
     for (size_t i = 0; i < s.count; ++i) {
         const PeerRow& r = s.rows[i];
         char addr[16];
@@ -970,10 +1041,16 @@ void print_peers() {
             continue;
         }
         kernel::print("  %-10s %-15s state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u "
-                      "outstanding_bytes=%u incarnation=%lx\n",
+                      "outstanding_bytes=%u incarnation=%lx detect_bound_ms=%lu",
                       r.name, addr, peer_state_name(r.info.state), r.info.srtt_us, r.info.rto_us,
                       r.info.mtu, r.info.credit_bytes, r.info.outstanding_bytes,
-                      static_cast<unsigned long>(r.info.incarnation));
+                      static_cast<unsigned long>(r.info.incarnation),
+                      static_cast<unsigned long>(g.config.dead_after_us() / 1000));
+        if (r.downs) {
+            kernel::print(" downs=%u down_detect_ms=%lu", r.downs,
+                          static_cast<unsigned long>(r.down_detect_us / 1000));
+        }
+        kernel::print("\n");
     }
 }
 

@@ -5,6 +5,8 @@ cleanup also when a case fails).
 
   setup       ./smp up -n 3 --append services=echo,kv in its own namespace and run folder
   sizes       node2 -> node1/echo, calltest of 0 B .. 16 MiB, hash-checked by the node, none failed
+  ipc_remote  the kernel's IPC cases (remote-ipc-tests) run on node1 twice, against the _ipctest
+              server on node2 and on node1 itself: both print "N passed, 0 failed" with the same N
   concurrent  64 senders (32 on node2, 32 on node3) to node1/echo, 1 MiB each: ok=64, failed=0; the
               server's queue and the nodes' protocol memory high-water marks within their bounds
   faults      nftables on the bridge drops 10% of protocol-121 frames and duplicates 5%: every call
@@ -12,7 +14,9 @@ cleanup also when a case fails).
   partition   drop rules between node1 and node2: a call gets host-down; healed: new calls succeed
   kill        node3's QEMU killed (SIGKILL, its PID from the cluster state) while node1 calls it:
               the calls in flight end with host-down (the error kind is asserted; only a generous
-              anti-hang guard); node3 booted again: new calls succeed
+              anti-hang guard); node1's `peers` reports the detection time (after node3's last
+              packet) within 10 x the bound it reports (only a guard against nonsense: the bound is
+              proven in the simulation's time); node3 booted again: new calls succeed
   linux       smpctl in the cluster namespace calls echo on every node (small and segmented); every
               node calls a service served by `smpctl serve` in the namespace (Linux's IP stack
               against lwIP), and node2 sends it hash-checked 20 kB and 1 MiB messages
@@ -102,6 +106,23 @@ def case_sizes(args, nc, rm):
     r = rm.call(state, "node3", "node1/echo", "hello-across")
     check(r["ok"] and r["text"] == "hello-across" and r["bytes"] == len("hello-across"),
           f"call node1/echo from node3: {r['line']}")
+
+
+def case_ipc_remote(args, nc, rm):
+    state = state_or_fail(nc)
+    runs = {}
+    for server, where in (("node2", "server on another node"), ("node1", "server local")):
+        r = rm.remote_ipc_tests(state, "node1", server, timeout_s=kGuardS)
+        print(f"--- remote-ipc-tests {server} on node1 ({where})")
+        print("\n".join(r["cases"]))
+        print(r["line"])
+        check(r["passed"] >= 1 and r["failed"] == 0,
+              f"{where}: remote-ipc-tests {server} on node1: {r['line']}")
+        runs[where] = r
+    remote, local = runs["server on another node"], runs["server local"]
+    check(remote["passed"] == local["passed"],
+          f"the same cases pass with the server remote ({remote['passed']}) and local "
+          f"({local['passed']})")
 
 
 def case_concurrent(args, nc, rm):
@@ -269,6 +290,9 @@ def case_kill(args, nc, rm):
     state = state_or_fail(nc)
     r = rm.call(state, "node1", "node3/echo", "alive")
     check(r["ok"], f"node1 -> node3 before the kill: {r['line']}")
+    before = rm.peer_row(state, "node1", "node3")
+    check(before is not None, "node1's peers lists node3")
+    downs_before = int(before.get("downs", "0"))
     result, err = {}, {}
 
     def run():
@@ -295,6 +319,22 @@ def case_kill(args, nc, rm):
     kinds = set(r["errors"])
     check(kinds and kinds <= {"host-down"}, f"every failure is host-down: {r['errors']}")
     print(rm.shell_text(state, "node1", "peers"))
+    # Detection time as node1 measured it: from the last packet it heard from node3 to the
+    # engine's host-down. Only a guard against nonsense (10 x the bound): the bound itself is
+    # proven in the simulation's time, not by wall-clock thresholds on a busy machine.
+    row = rm.peer_row(state, "node1", "node3")
+    check(row is not None and row.get("state") != "up",
+          f"node1 sees node3 not up: {row and row['line']}")
+    check(int(row.get("downs", "0")) > downs_before,
+          f"node1 counted a new host-down for node3 (downs {downs_before} -> {row.get('downs')})")
+    check(row.get("down_detect_ms", "").isdigit() and row.get("detect_bound_ms", "").isdigit(),
+          f"node1 reports down_detect_ms and detect_bound_ms for node3: {row['line']}")
+    detect_ms, bound_ms = int(row["down_detect_ms"]), int(row["detect_bound_ms"])
+    print(f"node3's death detected by node1 after down_detect_ms={detect_ms} "
+          f"(configured bound detect_bound_ms={bound_ms})")
+    check(0 < bound_ms and detect_ms <= 10 * bound_ms,
+          f"detection time {detect_ms} ms <= 10 x the bound {bound_ms} ms (a guard, not a speed "
+          f"check)")
     r = rm.call(state, "node1", "node3/echo", "dead?", timeout_s=kGuardS)
     check(not r["ok"] and r["error"] == "host-down", f"a new call to the dead node: {r['line']}")
     rm.restart_node(state, "node3")
@@ -415,7 +455,8 @@ def case_cleanup(args, nc, rm):
     check(not left, f"no QEMU of ours left ({left})")
 
 
-CASES = {"setup": case_setup, "sizes": case_sizes, "concurrent": case_concurrent,
+CASES = {"setup": case_setup, "sizes": case_sizes, "ipc_remote": case_ipc_remote,
+         "concurrent": case_concurrent,
          "faults": case_faults, "partition": case_partition, "kill": case_kill,
          "linux": case_linux, "linux_large": case_linux_large, "cleanup": case_cleanup}
 

@@ -29,6 +29,7 @@ kCallGuardS = 120.0   # only a guard against a hang in a console reply, never a 
 CALL_DONE = r"^(reply \d+ bytes.*|error: .*|\S+: error: .*)$"
 CALLTEST_DONE = r"^(calltest ok=.*|calltest: error: .*|error: .*|shell: error: .*)$"
 SERVICESTAT_DONE = r"^(service \S+ .*|servicestat: error: .*|error: .*|shell: error: .*)$"
+IPC_TESTS_DONE = r"^(\d+ passed, \d+ failed|remote-ipc-tests: error: .*|error: .*|shell: error: .*)$"
 PING_DONE = r"^ping: .*$"
 TCPSEND_DONE = r"^tcpsend: .*$"
 
@@ -37,9 +38,21 @@ class RemoteError(Exception):
     pass
 
 
+# The shell's prompt ("node1> ") at the start of a line. It is printed after a command's answer;
+# a helper that stopped reading at the answer left it to arrive on the console's next connection,
+# where it ended the next command's wait at once (a stale prompt, empty answer).
+
+
+def until_prompt_after(until):
+    """A regex matching until's line and everything after it up to the next prompt."""
+    return rf"(?:{until})\r?\n(?:.*\n)*?\S+> "
+
+
 def node_command(state, node, command, until, timeout_s=kCallGuardS):
-    """One shell command on node's console; the reply text up to the first line matching until."""
-    out, ok = nc.console_command(nc.find_node(state, node), command, until, timeout_s)
+    """One shell command on node's console; the reply text up to the first line matching until
+    and the prompt that follows it (read too, so the next command never sees it)."""
+    out, ok = nc.console_command(nc.find_node(state, node), command, until_prompt_after(until),
+                                 timeout_s)
     if not ok:
         raise RemoteError(f"{node}: no reply to '{command}' within {timeout_s:.0f} s "
                           f"(got: {out.strip()[-300:]!r})")
@@ -103,12 +116,42 @@ def servicestat(state, node, service):
     return r
 
 
+def remote_ipc_tests(state, node, server, timeout_s=300.0):
+    """`remote-ipc-tests SERVER` on node (the kernel's IPC cases against _ipctest on SERVER):
+    {"passed", "failed", "cases": [per-case lines], "line"}."""
+    out = node_command(state, node, f"remote-ipc-tests {server}", IPC_TESTS_DONE, timeout_s)
+    line = last_match(out, IPC_TESTS_DONE)
+    m = re.match(r"(\d+) passed, (\d+) failed", line)
+    if not m:
+        raise RemoteError(f"{node}: remote-ipc-tests {server}: {line}")
+    cases = [l.strip() for l in out.splitlines() if l.startswith("remote-ipc-tests: ")]
+    return {"passed": int(m.group(1)), "failed": int(m.group(2)), "cases": cases, "line": line}
+
+
+def peer_row(state, node, peer):
+    """node's `peers` line for peer as key=value strings (state, srtt_us, detect_bound_ms,
+    downs, down_detect_ms ...), plus "line"; None when peer is not listed."""
+    text = shell_text(state, node, "peers")
+    m = re.search(rf"^\s*{re.escape(peer)}\s+\S+\s+(.*)$", text, re.M)
+    if not m:
+        return None
+    row = fields(m.group(1))
+    row["line"] = m.group(0).strip()
+    return row
+
+
 def shell_text(state, node, command, timeout_s=30):
     """Everything a command prints up to the next prompt (peers, names, stats, threads)."""
-    out = node_command(state, node, command, r"^\S+> ", timeout_s)
+    # The prompt that ends it comes after the echo of this command (never an earlier one).
+    echo = rf"^(?:\S+> )?{re.escape(command)}\r?\n(?:.*\n)*?\S+> "
+    out, ok = nc.console_command(nc.find_node(state, node), command, echo, timeout_s)
+    if not ok:
+        raise RemoteError(f"{node}: no reply to '{command}' within {timeout_s:.0f} s "
+                          f"(got: {out.strip()[-300:]!r})")
     lines = out.splitlines()
     # Drop the echoed command line and the closing prompt.
-    body = [l for l in lines if l.strip() != command and not re.match(r"^\S+> ?$", l)]
+    body = [l for l in lines if not re.match(rf"^(\S+> )?{re.escape(command)}\s*$", l)
+            and not re.match(r"^\S+> ?$", l)]
     return "\n".join(body).strip()
 
 
