@@ -182,6 +182,10 @@ struct Req {
     uint16_t peer = 0;
     uint16_t next_free = 0;
     uint32_t txn = 0, channel = 0, total = 0, eager = 0, reply_max = 0, deadline_wire = 0;
+    // What the client announced as eager. `eager` (what we keep) may be less: a sender does not
+    // know our eager limit (HELLO does not carry it), so the excess is pulled like a large
+    // message's tail (SPEC.md 5.3).
+    uint32_t eager_wire = 0;
     uint8_t priority = 0;
     Instant deadline = kNever;
     Instant heard = 0;         // last REQUEST packet: an assembly silent for 4 x dead_after is abandoned
@@ -1028,6 +1032,13 @@ struct E {
                 store_eager(now, *r, msg, pkt);
                 return;
             }
+            if (q.eager_bytes == r->eager_wire && q.total_bytes == r->total && q.offset >= r->eager &&
+                q.offset > 0) {
+                // The tail of an announced eager part we did not keep (still in flight): not a
+                // repeat. A client that repeats starts again at offset 0, which is handled below.
+                r->heard = now;
+                return;
+            }
             st.duplicates++;
             if (r->state == ReqState::kReplying && !r->reply_heard) {
                 r->tx_reply = true;  // the reply was lost: send it again now
@@ -1041,7 +1052,11 @@ struct E {
             refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);  // outside the granted window
             return;
         }
-        if (q.eager_bytes > c.eager_bytes_max || p.pool_bytes + q.eager_bytes > c.window_bytes) {
+        // More eager bytes than our limit is not an error: keep the first eager_bytes_max and pull
+        // the rest when the application reads, as if the client had announced less. Refusing
+        // (BUSY) would repeat forever: the client cannot learn our limit.
+        uint32_t keep = min_u(q.eager_bytes, c.eager_bytes_max);
+        if (p.pool_bytes + keep > c.window_bytes) {
             refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);
             return;
         }
@@ -1051,7 +1066,7 @@ struct E {
             return;
         }
         r->peer = pi;
-        if (!pool_alloc(q.eager_bytes, r->pool_head, r->pool_blocks)) {
+        if (!pool_alloc(keep, r->pool_head, r->pool_blocks)) {
             // Not accepted: give the record back without marking the txn done.
             r->pool_head = 0;
             r->pool_blocks = 0;
@@ -1068,13 +1083,15 @@ struct E {
         r->txn = q.txn;
         r->channel = q.channel;
         r->total = q.total_bytes;
-        r->eager = q.eager_bytes;
+        r->eager = keep;
+        r->eager_wire = q.eager_bytes;
+        if (keep < q.eager_bytes) st.eager_trimmed++;  // counted once per accepted request
         r->reply_max = q.reply_bytes_max;
         r->priority = msg.header.priority;
         r->deadline_wire = q.deadline_us;
         r->deadline = q.deadline_us == wire::kNoDeadline ? kNever : now + q.deadline_us;
-        r->held = q.eager_bytes;
-        p.pool_bytes += q.eager_bytes;
+        r->held = keep;
+        p.pool_bytes += keep;
         p.reqs_live++;
         note_business(now, p);
         if (q.total_bytes > c.message_bytes_max || q.deadline_us == 0) {
@@ -1089,13 +1106,15 @@ struct E {
     void store_eager(Instant now, Req& r, const Message& msg, ConstChain pkt) {
         const wire::Request& q = msg.request;
         r.heard = now;
-        if (q.eager_bytes != r.eager || q.total_bytes != r.total) {
+        if (q.eager_bytes != r.eager_wire || q.total_bytes != r.total) {
             st.dropped_unexpected++;  // the same txn with other sizes: not ours to merge
             return;
         }
-        if (msg.payload.bytes) {
-            pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, msg.payload.bytes);
-            r.eager_have.insert(q.offset, q.offset + msg.payload.bytes);
+        if (msg.payload.bytes && q.offset < r.eager) {
+            // Only [0, eager) goes to the pool; announced bytes beyond it are pulled later.
+            uint32_t n = min_u(msg.payload.bytes, r.eager - q.offset);
+            pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, n);
+            r.eager_have.insert(q.offset, q.offset + n);
         }
         if (!r.eager_have.covers(0, r.eager)) return;
         if (r.deadline <= now) {

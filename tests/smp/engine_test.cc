@@ -407,5 +407,56 @@ TEST(Engine, GarbageIsCountedNotTrusted) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+// HELLO does not carry eager_bytes_max: a sender with a larger limit (64 KiB, capped by the 32 KiB
+// window the receiver grants) announces more eager bytes than an 8 KiB receiver keeps. The
+// receiver keeps 8 KiB and pulls the rest (SPEC.md 5.3); it never answers BUSY for it.
+TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    a.config.eager_bytes_max = 64 * 1024;
+    a.config.window_bytes = 64 * 1024;  // check_config: eager_bytes_max <= window_bytes
+    a.start();
+    ASSERT_TRUE(a.engine->ok());
+    ASSERT_EQ(b.config.eager_bytes_max, 8u * 1024);
+    ASSERT_EQ(b.config.window_bytes, 32u * 1024);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    uint64_t trimmed_expected = 0;
+    for (uint32_t size : {0u, 8u * 1024, 20u * 1024, 32u * 1024, 1024u * 1024}) {
+        std::vector<uint8_t> msg(size), rep(size + 1, 0xEE);
+        for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t((i + size) * 2654435761u >> 24);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+        ASSERT_TRUE(h.ok()) << size;
+        Event done;
+        w.run([&] {
+            echo.step(w);
+            return take(a, EventType::kSendDone, done);
+        });
+        ASSERT_EQ(done.type, EventType::kSendDone) << size << ": the call never finished";
+        ASSERT_EQ(done.error, ErrorCode::kOk) << size;
+        EXPECT_EQ(done.status, 42u);
+        EXPECT_EQ(done.size, size);
+        rep.resize(size);
+        EXPECT_TRUE(rep == msg) << size;
+        EXPECT_EQ(b.engine->stats().busy_sent, 0u) << size << ": receiver answered BUSY";
+        // No BUSY-and-retry loop: the request was taken the first time it was offered (a repeat
+        // would count as a duplicate). (Retransmission counts are no use here: this wire's
+        // interleaving makes the reply's puller NACK once for 20 KiB and up, with equal eager
+        // limits too.)
+        EXPECT_EQ(b.engine->stats().duplicates, 0u) << size;
+        // The sender announced min(size, 64 KiB, 32 KiB credit); more than 8 KiB is trimmed.
+        if (std::min(size, 32u * 1024) > b.config.eager_bytes_max) trimmed_expected++;
+        EXPECT_EQ(b.engine->stats().eager_trimmed, trimmed_expected) << size;
+    }
+    // The receiver's pool never held more than its own eager limit for this one-at-a-time client.
+    EXPECT_LE(b.engine->stats().pool_bytes_high, b.config.eager_bytes_max + b.config.pool_block_bytes);
+    w.run(nullptr);
+    EXPECT_TRUE(a.engine->quiescent());
+    EXPECT_TRUE(b.engine->quiescent());
+}
+
 }  // namespace
+
 }  // namespace smp
