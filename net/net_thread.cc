@@ -54,6 +54,7 @@ struct raw_pcb* g_icmp_pcb;
 struct udp_pcb* g_udp_ping_pcb;
 uint64_t g_ping_sent_ns[kPingCountMax];
 uint8_t g_ping_seen[kPingCountMax];
+uint64_t g_ping_rtt_ns[kPingCountMax];   // received samples, for the median
 uint64_t g_tcp_start_ns;
 uint64_t g_tcp_queued, g_tcp_acked;
 struct tcp_pcb* g_tcp_pcb;             // the bulk sender's connection, while one runs
@@ -105,8 +106,24 @@ ip_addr_t to_lwip(uint32_t ip) {
 }
 
 // ---- ICMP echo (ping) -------------------------------------------------------------------------
+// The median of the received samples (so benches compare like with like: the bridge's calltest
+// reports a median too). Insertion sort: at most kPingCountMax samples, once per ping command.
+void ping_median(EchoStats& s) {
+    uint64_t* a = g_ping_rtt_ns;
+    for (uint32_t i = 1; i < s.received; ++i) {
+        uint64_t v = a[i];
+        uint32_t j = i;
+        for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
+        a[j] = v;
+    }
+    s.rtt_median_ns = s.received ? a[s.received / 2] : 0;
+}
+
 void ping_finish(void*) {
-    if (g_active && g_active->kind == RequestKind::kPing) finish(kernel::Status::kOk);
+    if (g_active && g_active->kind == RequestKind::kPing) {
+        ping_median(g_active->stats);
+        finish(kernel::Status::kOk);
+    }
 }
 
 void ping_send(void*) {
@@ -153,10 +170,13 @@ u8_t ping_recv(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t*) {
         return 1;  // a duplicate or stray reply to our id: consumed
     }
     g_ping_seen[seq] = 1;
-    record_rtt(r->stats, arch::now_ns() - g_ping_sent_ns[seq]);
+    const uint64_t rtt = arch::now_ns() - g_ping_sent_ns[seq];
+    g_ping_rtt_ns[r->stats.received] = rtt;   // received < sent <= kPingCountMax
+    record_rtt(r->stats, rtt);
     pbuf_free(p);
     if (r->stats.received == r->count) {
         sys_untimeout(ping_finish, nullptr);
+        ping_median(r->stats);
         finish(kernel::Status::kOk);
     }
     return 1;

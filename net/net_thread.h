@@ -47,6 +47,7 @@ struct EchoStats {
     uint32_t sent;
     uint32_t received;
     uint64_t rtt_min_ns, rtt_sum_ns, rtt_max_ns;
+    uint64_t rtt_median_ns;   // ping only (it keeps every sample); 0 elsewhere
 };
 struct LwipCounters {
     uint64_t rx_no_pbuf;      // frames the driver received but lwIP had no pbuf for

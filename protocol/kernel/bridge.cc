@@ -286,14 +286,20 @@ TxResult transmit() {
         g_held = nullptr;
     }
     for (size_t i = 0; i < kTxBurstMax; ++i) {
-        smp::Transmit t = g.engine->poll_transmit(now_us(), g.tx_buffer, g.config.mtu_max);
-        if (t.bytes == 0) return TxResult::kDone;
-        struct pbuf* p = pbuf_alloc(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM);
+        // The engine writes the packet straight into the pbuf (one copy fewer per packet than
+        // staging it in tx_buffer); the pbuf is trimmed to the packet's size afterwards.
+        struct pbuf* p = pbuf_alloc(PBUF_IP, g.config.mtu_max, PBUF_RAM);
+        uint8_t* out = p ? static_cast<uint8_t*>(p->payload) : g.tx_buffer;
+        smp::Transmit t = g.engine->poll_transmit(now_us(), out, g.config.mtu_max);
+        if (t.bytes == 0) {
+            if (p) pbuf_free(p);
+            return TxResult::kDone;
+        }
         if (!p) {
             ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
             continue;
         }
-        pbuf_take(p, g.tx_buffer, static_cast<u16_t>(t.bytes));
+        pbuf_realloc(p, static_cast<u16_t>(t.bytes));
         ip_addr_t to;
         ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
         const err_t err = raw_sendto(g.pcb, p, &to);

@@ -260,7 +260,14 @@ void cmd_calltest(int argc, char** argv) {
         for (size_t k = 0; k < all[i].done_calls; ++k) times[timed++] = all[i].times_ns[k];
     }
     sort_u64(times, timed);
-    const uint64_t median_us = timed ? times[timed / 2] / 1000 : 0;
+    // Per-call times measured in the node (kernel::now_ns around send), so a bench can compare
+    // them with the node's own ping statistics: same clock, no serial console in the figure.
+    uint64_t sum_ns = 0;
+    for (size_t k = 0; k < timed; ++k) sum_ns += times[k];
+    const uint64_t median_ns = timed ? times[timed / 2] : 0;
+    const uint64_t mean_ns = timed ? sum_ns / timed : 0;
+    const uint64_t min_ns = timed ? times[0] : 0;
+    const uint64_t median_us = median_ns / 1000;
     kernel::heap::release(all);
     kernel::heap::release(times);
     kernel::disconnect(c.value);
@@ -304,10 +311,12 @@ void cmd_calltest(int argc, char** argv) {
                             kernel::status_name(static_cast<Status>(k)), errors[k]);
         if (e >= sizeof errs - 1) break;
     }
-    kernel::print("calltest ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu %s\n",
+    kernel::print("calltest ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu min_ns=%lu "
+                  "mean_ns=%lu median_ns=%lu %s\n",
                   static_cast<unsigned long>(ok), static_cast<unsigned long>(failed), errs,
                   static_cast<unsigned long>(ok * size), static_cast<unsigned long>(median_us),
-                  line);
+                  static_cast<unsigned long>(min_ns), static_cast<unsigned long>(mean_ns),
+                  static_cast<unsigned long>(median_ns), line);
 }
 
 void cmd_servicestat(int argc, char** argv) {
