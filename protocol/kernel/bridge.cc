@@ -820,6 +820,11 @@ void init() {
     // HELLO does not advertise it. Linux peers (libsmp) send up to 64 KiB eagerly, so accept
     // everything the window allows. FIXME: the engine should cap eager bytes by the receiver's
     // limit (reported to the protocol owner).
+    // A 64 KiB window (SPEC default 32 KiB) lets a 64 KiB message go whole in its first flight,
+    // no PULL round trip for it or for its reply. Memory: the pool bound (pool_bytes, 256 KiB)
+    // is unchanged, so 4 peers at full window fill it (others wait at home for credit); the
+    // bridge's per-record eager copies grow to requests_max x 64 KiB = 16 MiB of a 128 MiB node.
+    c.window_bytes = 64 * 1024;
     c.eager_bytes_max = c.window_bytes;
     uint64_t seed = arch::cycle_counter() ^ (uint64_t(node.ip) << 32) ^ arch::now_ns();
     seed ^= seed >> 33;
