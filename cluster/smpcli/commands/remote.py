@@ -250,6 +250,22 @@ def write_peer_config(state, path):
     return path
 
 
+kLinuxPeer = "host"   # the nodes' peer-table name for the namespace's address (./smp up)
+
+
+def _start_linux_server(state):
+    """`smpctl serve lecho` in the cluster's namespace, or None when smpctl is not built."""
+    smpctl = smpctl_path()
+    if not smpctl:
+        _step("smpctl not built: the demo runs without a Linux peer")
+        return None
+    conf = write_peer_config(state, os.path.join(common.RUN_DIR, "demo-peers.conf"))
+    log = open(os.path.join(common.RUN_DIR, "demo-smpctl.log"), "w")
+    cmd = nc.ns_prefix(state) + [smpctl, f"--name={kLinuxPeer}", f"--config={conf}", "serve", "lecho"]
+    _step(f"Linux peer: smpctl serve lecho in the namespace as '{kLinuxPeer}' (log {log.name})")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 # ---- ./smp demo -----------------------------------------------------------------------------------
 
 def _step(text):
@@ -295,13 +311,21 @@ def cmd_demo(args):
     t0 = time.monotonic()
     interrupted = False
     summary = []
+    linux_server = None
     capture_path = os.path.abspath(args.capture)
     try:
         _step(f"booting {kNodeCount} nodes with '{kServices}'")
         state = nc.cluster_up(kNodeCount, args.nic, nc.NODE_MEMORY_MB, image,
                               extra_append=kServices)
+        linux_server = _start_linux_server(state)
         _step("names seen from node2:")
-        print("  " + shell_text(state, "node2", "names").replace("\n", "\n  "), flush=True)
+        names = shell_text(state, "node2", "names")
+        for _ in range(10):   # the Linux server attaches its name just after it starts
+            if not linux_server or "lecho" in names or linux_server.poll() is not None:
+                break
+            time.sleep(0.3)
+            names = shell_text(state, "node2", "names")
+        print("  " + names.replace("\n", "\n  "), flush=True)
         calls = []
         # Echo from node2 and node3 to node1's echo service: single calls, then hash-checked sizes.
         for client in ("node2", "node3"):
@@ -331,6 +355,12 @@ def cmd_demo(args):
             r = call(state, client, "node1/kv", f"get {key}")
             _step(f"{client}: call node1/kv 'get {key}' -> {r['line']}")
             kv.append(r)
+        if linux_server:
+            # A Linux process in the namespace serving a channel that a node calls (Linux's IP
+            # stack against lwIP), named by the nodes' peer table entry for the namespace.
+            r = call(state, "node3", f"{kLinuxPeer}/lecho", "hello-linux-from-node3")
+            _step(f"node3: call {kLinuxPeer}/lecho (smpctl serve on Linux) -> {r['line']}")
+            calls.append((f"{kLinuxPeer}/lecho", "node3", r.get("bytes", 0), r.get("rtt_us", "?")))
         st = servicestat(state, "node1", "echo")
         stats = {n: stats_numbers(state, n)[0] for n in ("node1", "node2", "node3")}
         elapsed = time.monotonic() - t0
@@ -341,8 +371,9 @@ def cmd_demo(args):
         summary.append(f"  {'size':>9} {'calls':>5} {'ok':>4} {'failed':>6} {'median us/call':>14}")
         for size, count, r in table:
             summary.append(f"  {size:>9} {count:>5} {r['ok']:>4} {r['failed']:>6} {r['us_per_call']:>14}")
-        for _, client, nbytes, rtt in calls:
-            summary.append(f"  single call {client} -> node1/echo: {nbytes} B, rtt {rtt} us")
+        for target, client, nbytes, rtt in calls:
+            where = "node1/echo" if target == "echo" else target
+            summary.append(f"  single call {client} -> {where}: {nbytes} B, rtt {rtt} us")
         kv_ok = sum(1 for r in kv if r["ok"])
         summary.append(f"  kv: {kv_ok}/{len(kv)} calls answered; get colour from node3 -> "
                        f"{kv[2].get('text', kv[2].get('error'))!r}, get shape from node2 -> "
@@ -359,6 +390,13 @@ def cmd_demo(args):
         print(f"demo: error: {e}", flush=True)
         interrupted = True
     finally:
+        if linux_server:
+            linux_server.terminate()
+            try:
+                linux_server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                linux_server.kill()
+                linux_server.wait()
         try:
             if nc.load_state() is not None:
                 try:
