@@ -1898,6 +1898,30 @@ Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
     return Transmit{};
 }
 
+
+// A PULL for the ranges still missing of an incoming transfer (either direction); arms its RTO.
+void put_pull(Message& msg, uint32_t txn, DataKind what, Transfer& in, Instant now) {
+    msg.header.type = Type::kPull;
+    msg.pull.txn = txn;
+    msg.pull.what = what;
+    msg.pull.count = in.pending_n;
+    for (uint8_t i = 0; i < in.pending_n; i++) msg.pull.ranges[i] = in.pending[i];
+    in.pending_n = 0;
+    in.rto_at = now + in.rto_us;
+}
+
+// A DATA segment of the first range a peer pulled, read from the borrowed parts.
+void put_data(Message& msg, const Peer& p, uint32_t txn, DataKind what, RangeSet& owed,
+              ConstChain parts) {
+    size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
+    uint32_t off = owed.lo[0];
+    uint32_t n = min_u(uint32_t(room), owed.hi[0] - off);
+    owed.consume_front(n);
+    msg.header.type = Type::kData;
+    msg.data = wire::Data{txn, what, off};
+    msg.gather = wire::Gather{parts, off, n};
+}
+
 Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
     Peer& p = e.peer_at(s.peer);
     Message msg;
@@ -1933,23 +1957,11 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
         return emit(e, s.peer, msg, out, cap, s.retries ? wire::kFlagRetransmission : 0, s.priority);
     }
     if (s.in.active && s.in.pending_n) {
-        msg.header.type = Type::kPull;
-        msg.pull.txn = s.txn;
-        msg.pull.what = DataKind::kReply;
-        msg.pull.count = s.in.pending_n;
-        for (uint8_t i = 0; i < s.in.pending_n; i++) msg.pull.ranges[i] = s.in.pending[i];
-        s.in.pending_n = 0;
-        s.in.rto_at = now + s.in.rto_us;
+        put_pull(msg, s.txn, DataKind::kReply, s.in, now);
         return emit(e, s.peer, msg, out, cap, 0, s.priority);
     }
     if (s.out.n && s.msg.parts) {
-        size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
-        uint32_t off = s.out.lo[0];
-        uint32_t n = min_u(uint32_t(room), s.out.hi[0] - off);
-        s.out.consume_front(n);
-        msg.header.type = Type::kData;
-        msg.data = wire::Data{s.txn, DataKind::kRequest, off};
-        msg.gather = wire::Gather{s.msg, off, n};
+        put_data(msg, p, s.txn, DataKind::kRequest, s.out, s.msg);
         return emit(e, s.peer, msg, out, cap, 0, s.priority);
     }
     return Transmit{};
@@ -1970,24 +1982,12 @@ Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
         return emit(e, r.peer, msg, out, cap, r.retries ? wire::kFlagRetransmission : 0, r.priority);
     }
     if (r.reading && r.in.active && r.in.pending_n) {
-        msg.header.type = Type::kPull;
-        msg.pull.txn = r.txn;
-        msg.pull.what = DataKind::kRequest;
-        msg.pull.count = r.in.pending_n;
-        for (uint8_t i = 0; i < r.in.pending_n; i++) msg.pull.ranges[i] = r.in.pending[i];
-        r.in.pending_n = 0;
-        r.in.rto_at = now + r.in.rto_us;
+        put_pull(msg, r.txn, DataKind::kRequest, r.in, now);
         e.drop_ack(p, r.txn, AckKind::kRequestReceived);  // a PULL acknowledges the request
         return emit(e, r.peer, msg, out, cap, 0, r.priority);
     }
     if (r.out.n && r.state == ReqState::kReplying) {
-        size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
-        uint32_t off = r.out.lo[0];
-        uint32_t n = min_u(uint32_t(room), r.out.hi[0] - off);
-        r.out.consume_front(n);
-        msg.header.type = Type::kData;
-        msg.data = wire::Data{r.txn, DataKind::kReply, off};
-        msg.gather = wire::Gather{r.reply_parts, off, n};
+        put_data(msg, p, r.txn, DataKind::kReply, r.out, r.reply_parts);
         return emit(e, r.peer, msg, out, cap, 0, r.priority);
     }
     return Transmit{};
