@@ -15,6 +15,9 @@ struct Channel {
     List receivers;    // Threads blocked in receive (through run_link)
     List pulses;       // PulseSlots, FIFO
     List connections;  // Connections to this channel (through Connection::link)
+    List held;         // received, unreplied SenderRecords (channel_link): their servers inherit
+                       // the priority of the queue's front
+    Thread* last_receiver;  // the thread that last received a message here (its served == this)
     size_t queued;
     size_t queued_high_water;
 };
@@ -39,6 +42,7 @@ struct IpcState {
     const RemoteSenderOps* sender_ops;
     const RemoteConnectionOps* connection_ops;
     IpcStats stats;
+    size_t inheritance_depth;  // nesting of priority propagation (bounded: kInheritanceDepthMax)
 };
 
 IpcState g;
@@ -88,6 +92,27 @@ void record_complete(SenderRecord* r, Status status, int32_t code, Parts reply) 
 
 // ---- Queue and hand-over ----
 
+uint8_t queue_top_priority(const Channel* ch) {
+    ListNode* n = ch->senders.front();
+    return n ? KERNEL_CONTAINER_OF(n, SenderRecord, link)->priority : 0;
+}
+
+// The queue's front changed: every server of ch (holder of a received record from it)
+// recomputes its inherited priority. Bounded: at most kRecordsMax held records, and nesting
+// through chains of servers stops at kInheritanceDepthMax.
+void queue_changed(Channel* ch) {
+    if ((ch->held.empty() && !ch->last_receiver) || g.inheritance_depth >= kInheritanceDepthMax)
+        return;
+    ++g.inheritance_depth;
+    if (Thread* last = ch->last_receiver)
+        sched::set_effective_priority(last, ipc::inherited_priority(last));
+    for (ListNode* n = ch->held.front(); n; n = ch->held.next(n)) {
+        Thread* server = KERNEL_CONTAINER_OF(n, SenderRecord, channel_link)->server;
+        sched::set_effective_priority(server, ipc::inherited_priority(server));
+    }
+    --g.inheritance_depth;
+}
+
 void enqueue_sender(Channel* ch, SenderRecord* r) {
     // From the back: the last record of priority >= ours is where we go after (FIFO within one).
     ListNode* pos = ch->senders.back();
@@ -96,12 +121,14 @@ void enqueue_sender(Channel* ch, SenderRecord* r) {
     ch->senders.insert_after(pos, &r->link);
     r->state = RecordState::kQueued;
     if (++ch->queued > ch->queued_high_water) ch->queued_high_water = ch->queued;
+    queue_changed(ch);
 }
 
 void dequeue_sender(Channel* ch, SenderRecord* r) {
     List::remove(&r->link);
     --ch->queued;
     r->state = RecordState::kIdle;
+    queue_changed(ch);
 }
 
 // Gives record r to receiving thread t: one copy into t's parts, the record joins t's held list,
@@ -111,6 +138,19 @@ void deliver_message(SenderRecord* r, Thread* t, MutParts parts, ReceiveInfo* in
     r->state = RecordState::kReceived;
     r->server = t;
     t->held.push_back(&r->link);
+    Channel* ch = r->channel;
+    ch->held.push_back(&r->channel_link);
+    if (ch->last_receiver != t) {  // t becomes ch's last receiver (and stops being another's)
+        if (t->served) t->served->last_receiver = nullptr;
+        Thread* previous = ch->last_receiver;
+        ch->last_receiver = t;
+        t->served = ch;
+        if (previous) {
+            previous->served = nullptr;
+            sched::set_effective_priority(previous, ipc::inherited_priority(previous));
+        }
+    }
+    // The rest of the queue is at most r's priority (it was the front, or the queue is empty).
     if (r->priority > t->priority) sched::set_effective_priority(t, r->priority);
     info->kind = ReceiveKind::kMessage;
     info->id = make_id(r);
@@ -163,6 +203,7 @@ void unlink_pulse(PulseSlot* slot) {
 // Lowers (or keeps) a server's priority after it let go of a record.
 void drop_held(Thread* server, SenderRecord* r) {
     List::remove(&r->link);
+    List::remove(&r->channel_link);
     sched::set_effective_priority(server, ipc::inherited_priority(server));
 }
 
@@ -244,17 +285,31 @@ void thread_fini(Thread* t) {
 }
 
 void thread_exiting(Thread* t) {
+    if (t->served) {
+        t->served->last_receiver = nullptr;
+        t->served = nullptr;
+    }
     while (ListNode* n = t->held.pop_front()) {
-        record_complete(KERNEL_CONTAINER_OF(n, SenderRecord, link), Status::kServerExited, 0,
-                        Parts{nullptr, 0});
+        SenderRecord* r = KERNEL_CONTAINER_OF(n, SenderRecord, link);
+        List::remove(&r->channel_link);
+        record_complete(r, Status::kServerExited, 0, Parts{nullptr, 0});
     }
 }
 
+// Base priority, raised by every held message's sender and by the front of the queue of every
+// channel it holds a message from (queued senders: see ipc.h). At most kRecordsMax held records.
 uint8_t inherited_priority(const Thread* t) {
     uint8_t p = t->base_priority;
     for (ListNode* n = t->held.front(); n; n = t->held.next(n)) {
-        uint8_t q = KERNEL_CONTAINER_OF(n, SenderRecord, link)->priority;
+        const SenderRecord* r = KERNEL_CONTAINER_OF(n, SenderRecord, link);
+        uint8_t q = r->priority;
+        uint8_t top = queue_top_priority(r->channel);
+        if (top > q) q = top;
         if (q > p) p = q;
+    }
+    if (t->served) {
+        uint8_t top = queue_top_priority(t->served);
+        if (top > p) p = top;
     }
     return p;
 }
@@ -269,9 +324,13 @@ void priority_changed(Thread* t) {
         enqueue_sender(ch, r);  // last among its new priority
     } else {
         // Held by a server: recompute it. Chains of "held by" are acyclic (a thread blocked in
-        // send cannot receive), so this recursion ends; its depth is the chain's length.
+        // send cannot receive), but queued senders also raise servers (queue_changed), and a
+        // cycle of sends (a deadlock) could then loop: the nesting is capped.
+        if (g.inheritance_depth >= kInheritanceDepthMax) return;
+        ++g.inheritance_depth;
         Thread* server = r->server;
         sched::set_effective_priority(server, inherited_priority(server));
+        --g.inheritance_depth;
     }
 }
 
@@ -334,6 +393,7 @@ Result<Channel*> channel_create() {
     ch->receivers.init();
     ch->pulses.init();
     ch->connections.init();
+    ch->held.init();
     return Result<Channel*>::ok(ch);
 }
 
@@ -357,6 +417,11 @@ Status channel_destroy(Channel* ch) {
             n = next;
         }
     });
+    if (Thread* last = ch->last_receiver) {
+        last->served = nullptr;
+        ch->last_receiver = nullptr;
+        sched::set_effective_priority(last, ipc::inherited_priority(last));
+    }
     while (Thread* t = pop_receiver(ch)) sched::wake(t, Status::kChannelDestroyed);
     while (ListNode* n = ch->pulses.pop_front()) KERNEL_CONTAINER_OF(n, PulseSlot, link)->count = 0;
     while (ListNode* n = ch->connections.pop_front()) KERNEL_CONTAINER_OF(n, Connection, link)->channel = nullptr;

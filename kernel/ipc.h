@@ -21,7 +21,16 @@
 // - Priority inheritance: a thread that received a message runs at least at the sender's
 //   priority until it replies (or errors) it; transitively, if that server is itself blocked
 //   sending to another server, and when the sender's priority changes meanwhile.
-//   FIXME: senders still queued (not yet received) do not raise the server's priority.
+//   Queued senders count too (QNX's rule): a channel's SERVERS are the threads holding a
+//   received-but-unreplied message from it, and its last receiver (the thread that last took a
+//   message from it, until another thread does, it receives from another channel, exits, or the
+//   channel goes). Each server runs at least at the priority of the channel's highest queued
+//   sender, for as long as such a sender is queued (it leaves by being received, timing out or
+//   the channel's destruction). A thread blocked in receive needs no raise: a sender never queues
+//   while a receiver waits. Transitive like the rest: a raised server queued on another channel
+//   raises that channel's servers. Propagation through chains of servers stops after
+//   kInheritanceDepthMax links (only reachable through a chain that deep or a cycle of sends,
+//   i.e. a deadlock).
 // - Truncation is not an error: receive copies min(size, capacity) and reports the full size;
 //   read() fetches the rest; the sender's send returns the reply's full size even when its reply
 //   buffers took less.
@@ -73,6 +82,7 @@ constexpr size_t kPartsMax = 16;                         // parts per send/recei
 constexpr size_t kMessageBytesMax = size_t{64} << 20;    // 64 MiB per message (and per reply)
 constexpr size_t kRemoteRecordsMax = 1024;               // bridge's pool bound
 constexpr size_t kRecordsMax = kThreadsMax + kRemoteRecordsMax;
+constexpr size_t kInheritanceDepthMax = 16;             // server links a priority change crosses
 static_assert(kRecordsMax < (1u << 16), "a receive id keeps the record index in 16 bits");
 
 constexpr int32_t kPulseCodeUnblock = -1;  // kernel's pulse: value = the abandoned receive id
@@ -141,6 +151,7 @@ struct PulseSlot {
 
 struct SenderRecord {
     ListNode link;            // kQueued: the channel's queue; kReceived: the server's held list
+    ListNode channel_link;    // kReceived: the channel's list of held records
     SenderKind kind;
     RecordState state;
     uint8_t priority;

@@ -38,6 +38,8 @@ struct Thread {
     char name[kThreadNameBytes];
     SenderRecord sender;      // the thread's one send record (a thread sends one message at a time)
     ReceiveWait receive;      // where a blocked receive wants its message
+    Channel* served;          // the channel this thread last received a message from, while it
+                              // is that channel's last receiver (queued senders raise it)
 };
 
 class IrqGuard {
