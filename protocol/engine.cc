@@ -486,13 +486,15 @@ struct E {
     }
     // Both copy block by block, following the chain from the block reached, so that a message of
     // B blocks costs B steps, not the B*B/2 of a walk from the head for every block.
-    void pool_write(uint32_t head, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+    template <typename Copy>  // copy(block bytes, bytes done so far, bytes to take)
+    void pool_walk(uint32_t head, uint32_t offset, uint32_t n, Copy&& copy) {
         uint32_t b = 0;
         uint8_t* p = pool_seek(head, offset, b);
+        size_t done = 0;
         while (n) {
             uint32_t take = min_u(c.pool_block_bytes - offset, n);
-            chain_read(src, src_off, p, take);
-            src_off += take;
+            copy(p, done, take);
+            done += take;
             n -= take;
             if (!n) break;
             b = m.pool_next[b - 1];
@@ -500,19 +502,15 @@ struct E {
             p = m.pool + size_t(b - 1) * c.pool_block_bytes;
         }
     }
+    void pool_write(uint32_t head, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+        pool_walk(head, offset, n, [&](uint8_t* p, size_t done, uint32_t take) {
+            chain_read(src, src_off + done, p, take);
+        });
+    }
     void pool_read(uint32_t head, uint32_t offset, MutableChain dst, size_t dst_off, uint32_t n) {
-        uint32_t b = 0;
-        uint8_t* p = pool_seek(head, offset, b);
-        while (n) {
-            uint32_t take = min_u(c.pool_block_bytes - offset, n);
-            chain_write(dst, dst_off, p, take);
-            dst_off += take;
-            n -= take;
-            if (!n) break;
-            b = m.pool_next[b - 1];
-            offset = 0;
-            p = m.pool + size_t(b - 1) * c.pool_block_bytes;
-        }
+        pool_walk(head, offset, n, [&](uint8_t* p, size_t done, uint32_t take) {
+            chain_write(dst, dst_off + done, p, take);
+        });
     }
 
     // -- peers --
