@@ -21,18 +21,19 @@ namespace {
 const uint16_t kServerEndpoint = uint16_t(0x4000 | (getpid() & 0x3FFF));
 constexpr int64_t kSecondNs = 1'000'000'000;
 
-sl::Config config(int endpoint) {
+sl::Config config(int endpoint, int64_t spin_ns = 0) {
   sl::Config c;
+  c.spin_ns = spin_ns;
   c.node_name = endpoint == kServerEndpoint ? "srv" : "cli";
   c.endpoint = endpoint;
   c.peers.push_back(sl::Peer{"srv", htonl(INADDR_LOOPBACK), kServerEndpoint});
   return c;
 }
 
-std::unique_ptr<sl::Endpoint> open_or_die(int endpoint) {
+std::unique_ptr<sl::Endpoint> open_or_die(int endpoint, int64_t spin_ns = 0) {
   std::unique_ptr<sl::Endpoint> ep;
   std::string detail;
-  EXPECT_EQ(sl::Endpoint::open(config(endpoint), &ep, &detail), sl::Status::kOk) << detail;
+  EXPECT_EQ(sl::Endpoint::open(config(endpoint, spin_ns), &ep, &detail), sl::Status::kOk) << detail;
   return ep;
 }
 
@@ -42,10 +43,11 @@ class LibsmpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_RAW) for raw sockets";
-    server_ = open_or_die(kServerEndpoint);
-    client_ = open_or_die(-1);
+    server_ = open_or_die(kServerEndpoint, spin_ns());
+    client_ = open_or_die(-1, spin_ns());
     ASSERT_TRUE(server_ && client_);
   }
+  virtual int64_t spin_ns() const { return 0; }
   // Runs `serve` on the server endpoint in a thread while the test body is the client.
   void serve(std::function<void(sl::Endpoint&)> body) {
     thread_ = std::thread([this, body] {
@@ -141,6 +143,40 @@ TEST_F(LibsmpTest, UnknownNodeAndUnknownService) {
   EXPECT_EQ(client_->connect("srv/none", &c, in(5 * kSecondNs)), sl::Status::kUnknownService);
   EXPECT_EQ(client_->connect("srv/twice", &c, in(5 * kSecondNs)), sl::Status::kOk);
   client_done = true;
+}
+
+// Busy-poll (Config::spin_ns) changes only how the endpoints wait: echoes of every kind of size
+// (one packet, several, past the eager size so that the rest is pulled) come back intact.
+class BusyPollTest : public LibsmpTest {
+ protected:
+  int64_t spin_ns() const override { return 200'000; }
+};
+
+TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
+  ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
+  const std::vector<size_t> sizes = {0, 1, 64, 1500, 65536, 300'000, 64, 0};
+  serve([&](sl::Endpoint& s) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      sl::Request r;
+      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+      ASSERT_EQ(s.reply(r, std::move(r.data), in(kSecondNs)), sl::Status::kOk);
+    }
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  for (size_t size : sizes) {
+    std::vector<uint8_t> msg(size), reply;
+    for (size_t i = 0; i < size; ++i) msg[i] = uint8_t(i * 13 + i / 509 + size);
+    ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk) << size;
+    EXPECT_EQ(reply, msg) << size;
+  }
+}
+
+TEST(LibsmpConfig, NegativeSpinIsRefused) {
+  std::unique_ptr<sl::Endpoint> ep;
+  std::string detail;
+  EXPECT_EQ(sl::Endpoint::open(config(-1, -1), &ep, &detail), sl::Status::kBadArgument);
+  EXPECT_FALSE(detail.empty());
 }
 
 }  // namespace

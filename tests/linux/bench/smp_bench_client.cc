@@ -1,6 +1,6 @@
 // SMP's side of `./smp bench linux`: request/reply through libsmp to an `smpctl serve` echo, timed
 // exactly as the TCP, ZeroMQ and gRPC clients are (rr_stats.h).
-//   smp_bench_client --peer=NAME=ADDRESS[:ENDPOINT]... NODE/SERVICE SIZE COUNT
+//   smp_bench_client [--spin-us=US] --peer=NAME=ADDRESS[:ENDPOINT]... NODE/SERVICE SIZE COUNT
 #include <cstring>
 #include <string>
 #include <vector>
@@ -15,8 +15,11 @@ int main(int argc, char** argv) {
   int i = 1;
   for (; i < argc && std::strncmp(argv[i], "--", 2) == 0; ++i) {
     sl::Peer p;
+    long spin_us = 0;
     if (std::strncmp(argv[i], "--peer=", 7) == 0 && sl::parse_peer(argv[i] + 7, &p)) {
       config.peers.push_back(p);
+    } else if (std::strncmp(argv[i], "--spin-us=", 10) == 0 && rr::parse_count(argv[i] + 10, 0, 1'000'000, &spin_us)) {
+      config.spin_ns = spin_us * 1000;
     } else if (std::strncmp(argv[i], "--name=", 7) != 0) {
       std::fprintf(stderr, "smp_bench_client: bad option %s\n", argv[i]);
       return 2;
@@ -25,7 +28,7 @@ int main(int argc, char** argv) {
   long size = 0, count = 0;
   if (argc - i != 3 || !rr::parse_count(argv[i + 1], 0, long(sl::kMessageBytesMax), &size) ||
       !rr::parse_count(argv[i + 2], 1, 10'000'000, &count)) {
-    std::fprintf(stderr, "usage: smp_bench_client --peer=NAME=ADDRESS... NODE/SERVICE SIZE COUNT\n");
+    std::fprintf(stderr, "usage: smp_bench_client [--spin-us=US] --peer=NAME=ADDRESS... NODE/SERVICE SIZE COUNT\n");
     return 2;
   }
   std::unique_ptr<sl::Endpoint> ep;

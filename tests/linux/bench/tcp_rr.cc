@@ -1,13 +1,17 @@
 // Baseline for `./smp bench linux`: TCP request/reply with Nagle off. The request is a 4-byte
 // big-endian length and the payload; the server echoes the same framing back.
-//   tcp_rr server PORT
-//   tcp_rr client ADDRESS PORT SIZE COUNT
+//   tcp_rr [--busy-poll] server PORT
+//   tcp_rr [--busy-poll] client ADDRESS PORT SIZE COUNT
+// --busy-poll: every receive polls (MSG_DONTWAIT, then sched_yield) instead of sleeping, the same
+// busy-wait libsmp does with Config::spin_ns, so that SMP with busy-poll meets TCP with it too.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -18,10 +22,17 @@ namespace {
 
 using rr::kSizeMax;
 
+bool g_busy_poll = false;
+
 bool io_all(int fd, void* buf, size_t n, bool write_side) {
   auto* p = static_cast<char*>(buf);
   while (n > 0) {
-    ssize_t r = write_side ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, 0);
+    ssize_t r = write_side ? ::send(fd, p, n, MSG_NOSIGNAL)
+                           : ::recv(fd, p, n, g_busy_poll ? MSG_DONTWAIT : 0);
+    if (r < 0 && !write_side && g_busy_poll && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      sched_yield();
+      continue;
+    }
     if (r <= 0) return false;
     p += r;
     n -= static_cast<size_t>(r);
@@ -94,5 +105,10 @@ int client(const char* addr, int port, size_t size, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--busy-poll") == 0) {
+    g_busy_poll = true;
+    argv[1] = argv[0];
+    return rr::main_of("tcp_rr", argc - 1, argv + 1, server, client);
+  }
   return rr::main_of("tcp_rr", argc, argv, server, client);
 }
