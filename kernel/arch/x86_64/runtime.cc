@@ -9,15 +9,23 @@
 
 extern "C" {
 
+// Eight bytes per step, then the tail: under QEMU TCG every step of a rep string instruction is
+// a trip through translated code, so rep movsb moved 1 byte per trip and bulk copies (packets,
+// messages) cost 8x what rep movsq costs (measured: a 1 MiB echo over the bridge).
 __attribute__((weak)) void* memcpy(void* dst, const void* src, size_t n) {
     void* d = dst;
-    asm volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+    size_t words = n >> 3, tail = n & 7;
+    asm volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(words) : : "memory");
+    asm volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(tail) : : "memory");
     return dst;
 }
 
 __attribute__((weak)) void* memset(void* dst, int c, size_t n) {
     void* d = dst;
-    asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    size_t words = n >> 3, tail = n & 7;
+    const uint64_t pattern = uint64_t(uint8_t(c)) * 0x0101010101010101ull;
+    asm volatile("rep stosq" : "+D"(d), "+c"(words) : "a"(pattern) : "memory");
+    asm volatile("rep stosb" : "+D"(d), "+c"(tail) : "a"(pattern) : "memory");
     return dst;
 }
 
