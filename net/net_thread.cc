@@ -63,7 +63,21 @@ NetClient g_clients[kNetClientsMax];
 size_t g_client_count;
 bool g_thread_started;
 
-void wake_from_irq(void*) { g_wake.signal(); }
+TurnStats g_turn;
+uint64_t g_last_irq_ns, g_last_tx_ns;
+bool g_irq_since_tx, g_tx_since_irq;
+
+void wake_from_irq(void*) {
+    const uint64_t now = arch::now_ns();
+    g_last_irq_ns = now;
+    if (g_tx_since_irq) {
+        g_turn.outside_ns += now - g_last_tx_ns;
+        ++g_turn.outside_count;
+        g_tx_since_irq = false;
+    }
+    if (!g_irq_since_tx) g_irq_since_tx = true;
+    g_wake.signal();
+}
 
 void rx_sink(void*, const uint8_t* frame, size_t length) {
     // QEMU's socket multicast network (the unprivileged cluster mode) hands every node its own
@@ -148,7 +162,12 @@ void ping_send(void*) {
         pbuf_free(p);
     }
     ++r->stats.sent;
-    if (r->stats.sent < r->count) {
+    if (r->interval_ns == 0) {
+        // Back to back: the next echo goes out when this one's reply arrives (ping_recv); a
+        // lost one ends the run after the timeout.
+        sys_untimeout(ping_finish, nullptr);
+        sys_timeout(to_ms(r->timeout_ns), ping_finish, nullptr);
+    } else if (r->stats.sent < r->count) {
         sys_timeout(to_ms(r->interval_ns), ping_send, nullptr);
     } else {
         sys_timeout(to_ms(r->timeout_ns), ping_finish, nullptr);
@@ -178,6 +197,8 @@ u8_t ping_recv(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t*) {
         sys_untimeout(ping_finish, nullptr);
         ping_median(r->stats);
         finish(kernel::Status::kOk);
+    } else if (r->interval_ns == 0 && r->stats.sent < r->count) {
+        ping_send(nullptr);
     }
     return 1;
 }
@@ -439,6 +460,31 @@ bool net_register_client(const NetClient& client) {
 }
 
 void net_wake() { g_wake.signal(); }
+
+uint64_t net_last_irq_ns() { return g_last_irq_ns; }
+
+void net_note_transmit() {
+    const uint64_t now = arch::now_ns();
+    uint64_t s = arch::irq_save();
+    if (g_irq_since_tx) {
+        g_turn.in_node_ns += now - g_last_irq_ns;
+        ++g_turn.in_node_count;
+        g_irq_since_tx = false;
+    }
+    if (!g_tx_since_irq) {
+        g_last_tx_ns = now;
+        g_tx_since_irq = true;
+    }
+    arch::irq_restore(s);
+}
+
+TurnStats net_turn_stats(bool reset) {
+    uint64_t s = arch::irq_save();
+    TurnStats t = g_turn;
+    if (reset) g_turn = TurnStats{};
+    arch::irq_restore(s);
+    return t;
+}
 
 __attribute__((weak)) void node_extensions() {}
 

@@ -57,8 +57,20 @@ struct LwipCounters {
 };
 LwipCounters net_lwip_counters();
 
+// Where a node's round trips spend their time (the `lat` shell command): from a NIC interrupt to
+// the next frame sent (time in this node) and from a frame sent to the next interrupt (time
+// outside it: QEMU, the host, the other node). Sums since the last reset.
+struct TurnStats {
+    uint64_t in_node_ns, in_node_count;     // interrupt -> next transmit
+    uint64_t outside_ns, outside_count;     // transmit -> next interrupt
+};
+TurnStats net_turn_stats(bool reset);
+uint64_t net_last_irq_ns();   // when the NIC last interrupted
+void net_note_transmit();     // called by the port for every frame handed to the NIC
+
 // Called from a thread other than the net thread (they block it until done).
-// ICMP echo: count requests of payload bytes, interval_ns apart; waits at most timeout_ns for the
+// ICMP echo: count requests of payload bytes, interval_ns apart (0: back to back, each sent when
+// the previous reply arrived); waits at most timeout_ns for the
 // last reply.
 kernel::Status net_ping(uint32_t ip, uint32_t count, uint64_t interval_ns, uint64_t timeout_ns,
                         EchoStats* out);

@@ -154,7 +154,8 @@ void cmd_ping(int argc, char** argv) {
     }
     if (!arg_ip("ping", argv[1], &ip)) return;
     if (argc > 2 && !arg_number("ping", argv[2], 1, 1000, &count)) return;
-    if (argc > 3 && !arg_number("ping", argv[3], 1, 10000, &interval_ms)) return;
+    // INTERVAL_MS 0: back to back (each echo sent when the previous reply arrived).
+    if (argc > 3 && !arg_number("ping", argv[3], 0, 10000, &interval_ms)) return;
     EchoStats s;
     kernel::Status st = net_ping(ip, static_cast<uint32_t>(count), interval_ms * 1000000,
                                  kEchoWaitNs, &s);
@@ -196,7 +197,8 @@ const ShellCommand kBuiltins[] = {
     {"help", "help", "list commands", cmd_help},
     {"info", "info", "node name, address, MAC, uptime", cmd_info},
     {"netstat", "netstat", "interface and lwIP counters", cmd_netstat},
-    {"ping", "ping IP [COUNT] [INTERVAL_MS]", "ICMP echo from this node", cmd_ping},
+    {"ping", "ping IP [COUNT] [INTERVAL_MS]", "ICMP echo from this node (interval 0: back to back)",
+     cmd_ping},
     {"udpping", "udpping IP [COUNT]", "UDP echo round trips to IP port 7", cmd_udpping},
     {"tcpsend", "tcpsend IP [BYTES]", "TCP bulk send to IP port 9, prints throughput",
      cmd_tcpsend},

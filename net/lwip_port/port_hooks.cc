@@ -4,6 +4,7 @@
 
 #include "arch/arch.h"
 #include "drivers/nic.h"
+#include "net_thread.h"
 #include "panic.h"
 
 #include "lwip/pbuf.h"
@@ -23,6 +24,7 @@ int net_port_transmit(void* driver, struct pbuf* p, size_t length) {
     auto fill = [](void* chain, uint8_t* dst, size_t n) {
         pbuf_copy_partial(static_cast<struct pbuf*>(chain), dst, static_cast<u16_t>(n), 0);
     };
+    net::net_note_transmit();
     return net::nic_transmit_with(static_cast<net::Nic*>(driver), length, fill, p) ? 0 : -1;
 }
 

@@ -182,6 +182,30 @@ void heard_from(uint32_t ipv4, smp::Instant now) {
     h->down_since_heard = false;
 }
 
+// Stage times of single round trips (the `lat` command), for finding where a call's time goes:
+// client marks (send entry, net thread start, request sent, reply interrupt, reply in the
+// engine, send done, send returned) and server marks (request interrupt, request in the engine,
+// queued to the channel, server replied, net thread completes, reply sent). Meaningful with one
+// call at a time only (with several, marks of different calls mix).
+constexpr size_t kClientMarks = 7, kServerMarks = 6;
+struct Lat {
+    uint64_t c[kClientMarks], s[kServerMarks];
+    uint64_t c_sum[kClientMarks], s_sum[kServerMarks];
+    uint64_t c_count, s_count;
+    uint64_t rx_irq, rx_now;
+    bool c_wait_tx, s_wait_tx;
+};
+Lat g_lat;
+
+void lat_client_done() {
+    for (size_t i = 1; i < kClientMarks; ++i) g_lat.c_sum[i] += g_lat.c[i] - g_lat.c[i - 1];
+    ++g_lat.c_count;
+}
+void lat_server_done() {
+    for (size_t i = 1; i < kServerMarks; ++i) g_lat.s_sum[i] += g_lat.s[i] - g_lat.s[i - 1];
+    ++g_lat.s_count;
+}
+
 Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
 RemoteRec* rec_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, RemoteRec, link); }
 
@@ -253,6 +277,8 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
     }
     size_t total = 0;
     for (size_t i = 0; i < n; ++i) total += parts[i].size;
+    g_lat.rx_irq = net::net_last_irq_ns();
+    g_lat.rx_now = arch::now_ns();
     if (total != p->tot_len) {
         ++g.rx_chain_too_long;  // FIXME: a datagram in more than kRxChainMax pbufs is dropped
     } else {
@@ -267,6 +293,7 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
 // A packet the NIC's TX ring had no room for (lwIP's ERR_MEM): kept and sent first next time,
 // rather than lost and retransmitted an RTO later.
 struct pbuf* g_held;
+struct pbuf* g_spare;  // an unused pbuf of mtu_max bytes for the next packet (transmit())
 ip_addr_t g_held_to;
 u16_t g_held_len;  // the protocol packet's own bytes (no headers)
 constexpr uint64_t kTxRetryNs = 100'000;
@@ -288,17 +315,18 @@ TxResult transmit() {
     for (size_t i = 0; i < kTxBurstMax; ++i) {
         // The engine writes the packet straight into the pbuf (one copy fewer per packet than
         // staging it in tx_buffer); the pbuf is trimmed to the packet's size afterwards.
-        struct pbuf* p = pbuf_alloc(PBUF_IP, g.config.mtu_max, PBUF_RAM);
+        // A pbuf of the MTU is kept across calls: most calls find nothing to send, and an
+        // allocation and free for each of them cost more than the engine's look.
+        if (!g_spare) g_spare = pbuf_alloc(PBUF_IP, g.config.mtu_max, PBUF_RAM);
+        struct pbuf* p = g_spare;
         uint8_t* out = p ? static_cast<uint8_t*>(p->payload) : g.tx_buffer;
         smp::Transmit t = g.engine->poll_transmit(now_us(), out, g.config.mtu_max);
-        if (t.bytes == 0) {
-            if (p) pbuf_free(p);
-            return TxResult::kDone;
-        }
+        if (t.bytes == 0) return TxResult::kDone;
         if (!p) {
             ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
             continue;
         }
+        g_spare = nullptr;
         pbuf_realloc(p, static_cast<u16_t>(t.bytes));
         ip_addr_t to;
         ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
@@ -312,6 +340,15 @@ TxResult transmit() {
         }
         if (err != ERR_OK) ++g.tx_errors;
         pbuf_free(p);
+        if (g_lat.c_wait_tx) {
+            g_lat.c[2] = arch::now_ns();
+            g_lat.c_wait_tx = false;
+        }
+        if (g_lat.s_wait_tx) {
+            g_lat.s[5] = arch::now_ns();
+            g_lat.s_wait_tx = false;
+            lat_server_done();
+        }
     }
     return TxResult::kMore;
 }
@@ -370,6 +407,7 @@ void rec_complete(kernel::SenderRecord* record, Status status, int32_t code, ker
     // to the net thread. FIXME: the reply is copied once more than a local one (into reply_buf);
     // a zero-copy reply needs the server to stay blocked until the engine has sent it.
     RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
+    g_lat.s[3] = arch::now_ns();
     r->status = status;
     r->code = code;
     r->reply_part = smp::ConstBytes{nullptr, 0};
@@ -416,7 +454,13 @@ kernel::Result<size_t> conn_send(void* handle, kernel::Parts message, kernel::Mu
     op.reply_count = reply.count;
     op.deadline = deadline_ns == kernel::kNoDeadline ? smp::kNever : deadline_ns / 1000;
     op.priority = priority;
+    const uint64_t t0 = arch::now_ns();
     Status s = submit(&op);
+    if (s == Status::kOk) {
+        g_lat.c[0] = t0;
+        g_lat.c[6] = arch::now_ns();
+        lat_client_done();
+    }
     if (reply_code) *reply_code = op.code;
     if (s != Status::kOk) return R::error(s);
     return R::ok(op.size);
@@ -513,6 +557,9 @@ void on_request(const smp::Event& e) {
         else
             r->eager_len = 0;
     }
+    g_lat.s[0] = g_lat.rx_irq;
+    g_lat.s[1] = g_lat.rx_now;
+    g_lat.s[2] = arch::now_ns();
     if (kernel::enqueue_remote(a->channel, &k) != Status::kOk) {
         g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
         free_rec(r);
@@ -562,6 +609,9 @@ void on_event(const smp::Event& e) {
             kernel::List::remove(n);
             op->size = e.size;
             op->code = static_cast<int32_t>(e.status);
+            g_lat.c[3] = g_lat.rx_irq;
+            g_lat.c[4] = g_lat.rx_now;
+            g_lat.c[5] = arch::now_ns();
             finish(op, from_wire(e.error, e.status));
             break;
         }
@@ -610,6 +660,8 @@ void start_op(Op* op) {
     const smp::Instant now = now_us();
     switch (op->kind) {
     case OpKind::kSend: {
+        g_lat.c[1] = arch::now_ns();
+        g_lat.c_wait_tx = true;
         auto r = g.engine->start_send(now, smp::PeerRef{op->conn->peer}, op->conn->channel,
                                       smp::ConstChain{op->send_parts, op->send_count},
                                       smp::MutableChain{op->reply_parts, op->reply_count},
@@ -697,6 +749,8 @@ void start_op(Op* op) {
 
 void complete_rec(RemoteRec* r) {
     const smp::Instant now = now_us();
+    g_lat.s[4] = arch::now_ns();
+    g_lat.s_wait_tx = true;
     smp::ErrorCode e;
     if (r->status == Status::kOk) {
         e = g.engine->reply(now, smp::RequestHandle{r->handle}, static_cast<uint32_t>(r->code),
@@ -1082,6 +1136,32 @@ void print_names() {
         if (a.channel) kernel::print(" %s(channel %zu)", a.name, static_cast<size_t>(&a - g.attached + 1));
     }
     kernel::print("\n");
+}
+
+void print_lat() {
+    Lat l;
+    {
+        IrqLock lock;
+        l = g_lat;
+        for (uint64_t& v : g_lat.c_sum) v = 0;
+        for (uint64_t& v : g_lat.s_sum) v = 0;
+        g_lat.c_count = g_lat.s_count = 0;
+    }
+    const net::TurnStats t = net::net_turn_stats(true);
+    auto mean = [](uint64_t sum, uint64_t n) { return static_cast<unsigned long>(n ? sum / n : 0); };
+    kernel::print("lat: node in_node_ns=%lu (n=%lu) outside_ns=%lu (n=%lu)\n",
+                  mean(t.in_node_ns, t.in_node_count), static_cast<unsigned long>(t.in_node_count),
+                  mean(t.outside_ns, t.outside_count), static_cast<unsigned long>(t.outside_count));
+    kernel::print("lat: client n=%lu to_net=%lu engine_tx=%lu wire=%lu irq_to_rx=%lu rx_to_done=%lu "
+                  "done_to_caller=%lu\n",
+                  static_cast<unsigned long>(l.c_count), mean(l.c_sum[1], l.c_count),
+                  mean(l.c_sum[2], l.c_count), mean(l.c_sum[3], l.c_count), mean(l.c_sum[4], l.c_count),
+                  mean(l.c_sum[5], l.c_count), mean(l.c_sum[6], l.c_count));
+    kernel::print("lat: server n=%lu irq_to_rx=%lu rx_to_queued=%lu queued_to_reply=%lu "
+                  "reply_to_net=%lu net_to_tx=%lu\n",
+                  static_cast<unsigned long>(l.s_count), mean(l.s_sum[1], l.s_count),
+                  mean(l.s_sum[2], l.s_count), mean(l.s_sum[3], l.s_count), mean(l.s_sum[4], l.s_count),
+                  mean(l.s_sum[5], l.s_count));
 }
 
 void print_stats() {

@@ -21,6 +21,8 @@ constexpr size_t kCalltestSendersMax = 128;
 constexpr size_t kCalltestCallsMax = 100000;
 constexpr size_t kCalltestSizeMax = size_t{16} << 20;
 constexpr size_t kStatusSlots = 64;                        // error kinds counted by calltest
+constexpr uint64_t kCalltestGapUsMax = 1'000'000;          // GAP_US: at most a second per call
+constexpr size_t kSinkReplyBytes = 8;                      // the sink's reply: the count it took
 
 bool parse_u64(const char* s, uint64_t* out) {
     if (!s || !*s) return false;
@@ -64,6 +66,7 @@ void cmd_names(int, char**) {
     }
 }
 void cmd_stats(int, char**) { print_stats(); }
+void cmd_lat(int, char**) { print_lat(); }
 
 void cmd_threads(int, char**) {
     static kernel::ThreadInfo rows[64];
@@ -140,7 +143,10 @@ struct CallSender {
     uint8_t* message;
     uint8_t* reply;
     uint64_t* times_ns;   // count entries
+    bool oneway;          // sendtest: the reply is the 8-byte count the sink took
+    uint64_t gap_ns;      // sleep before each call (not timed)
     uint32_t ok, failed, done_calls;
+    uint64_t first_start_ns, last_end_ns;  // the first send's start, the last one's end
     uint32_t errors[kStatusSlots];
     kernel::Thread* thread;
 };
@@ -148,15 +154,30 @@ struct CallSender {
 void sender_main(void* arg) {
     auto* s = static_cast<CallSender*>(arg);
     for (uint32_t c = 0; c < s->count; ++c) {
-        fill_pattern(s->message, s->size, s->index, c);
-        const uint64_t want = fnv1a(s->message, s->size);
+        if (s->gap_ns) kernel::sleep_for(s->gap_ns);
+        // One way, the sink checks only the count: the pattern is written once (a 1 MiB fill
+        // takes tens of ms under TCG and would compete with the other senders' transfers).
+        if (!s->oneway || c == 0) fill_pattern(s->message, s->size, s->index, c);
+        const uint64_t want = s->oneway ? 0 : fnv1a(s->message, s->size);
         kernel::Part part{s->message, s->size};
-        kernel::MutPart rpart{s->reply, s->size};
+        const size_t reply_bytes = s->oneway ? kSinkReplyBytes : s->size;
+        kernel::MutPart rpart{s->reply, reply_bytes};
         const uint64_t t0 = kernel::now_ns();
         auto r = kernel::send(s->conn, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
                               kernel::kNoDeadline);
-        s->times_ns[s->done_calls++] = kernel::now_ns() - t0;
-        if (r.is_ok() && r.value == s->size && fnv1a(s->reply, s->size) == want) {
+        const uint64_t t1 = kernel::now_ns();
+        s->times_ns[s->done_calls++] = t1 - t0;
+        if (c == 0) s->first_start_ns = t0;
+        s->last_end_ns = t1;
+        bool good = r.is_ok() && r.value == reply_bytes;
+        if (good && s->oneway) {
+            uint64_t took = 0;
+            for (size_t i = 0; i < kSinkReplyBytes; ++i) took |= uint64_t(s->reply[i]) << (8 * i);
+            good = took == s->size;
+        } else if (good) {
+            good = fnv1a(s->reply, s->size) == want;
+        }
+        if (good) {
             ++s->ok;
         } else {
             ++s->failed;
@@ -181,21 +202,24 @@ void sort_u64(uint64_t* a, size_t n) {
     }
 }
 
-void cmd_calltest(int argc, char** argv) {
-    uint64_t size = 0, count = 0, senders = 1;
-    if (argc < 4 || argc > 5 || !parse_u64(argv[2], &size) || !parse_u64(argv[3], &count) ||
-        (argc == 5 && !parse_u64(argv[4], &senders)) || count == 0 || senders == 0 ||
-        size > kCalltestSizeMax || senders > kCalltestSendersMax ||
-        count * senders > kCalltestCallsMax) {
-        kernel::print("calltest: error: usage: calltest TARGET SIZE COUNT [SENDERS] (SIZE <= %zu, "
-                      "SENDERS <= %zu, COUNT*SENDERS <= %zu)\n",
-                      kCalltestSizeMax, kCalltestSendersMax, kCalltestCallsMax);
+// calltest (echo: the reply must equal the message) and sendtest (one way: a sink replies with
+// the 8-byte count it took), the same loop and the same one-line answer.
+void run_calltest(const char* cmd, bool oneway, int argc, char** argv) {
+    uint64_t size = 0, count = 0, senders = 1, gap_us = 0;
+    if (argc < 4 || argc > 6 || !parse_u64(argv[2], &size) || !parse_u64(argv[3], &count) ||
+        (argc >= 5 && !parse_u64(argv[4], &senders)) || (argc == 6 && !parse_u64(argv[5], &gap_us)) ||
+        count == 0 || senders == 0 || size > kCalltestSizeMax || senders > kCalltestSendersMax ||
+        count * senders > kCalltestCallsMax || gap_us > kCalltestGapUsMax) {
+        kernel::print("%s: error: usage: %s TARGET SIZE COUNT [SENDERS [GAP_US]] (SIZE <= %zu, "
+                      "SENDERS <= %zu, COUNT*SENDERS <= %zu, GAP_US <= %lu)\n",
+                      cmd, cmd, kCalltestSizeMax, kCalltestSendersMax, kCalltestCallsMax,
+                      static_cast<unsigned long>(kCalltestGapUsMax));
         return;
     }
     uint32_t peer = 0;
     auto c = name_open(argv[1], kernel::deadline_after(kOpenTimeoutNs), &peer);
     if (!c.is_ok()) {
-        kernel::print("calltest: error: cannot open %s: %s\n", argv[1], kernel::status_name(c.status));
+        kernel::print("%s: error: cannot open %s: %s\n", cmd, argv[1], kernel::status_name(c.status));
         return;
     }
     const size_t total_calls = count * senders;
@@ -211,8 +235,11 @@ void cmd_calltest(int argc, char** argv) {
         s.size = size;
         s.count = static_cast<uint32_t>(count);
         s.times_ns = times + made * count;
+        s.oneway = oneway;
+        s.gap_ns = gap_us * 1000;
         s.message = static_cast<uint8_t*>(kernel::heap::allocate(size ? size : 1));
-        s.reply = static_cast<uint8_t*>(kernel::heap::allocate(size ? size : 1));
+        s.reply = static_cast<uint8_t*>(
+            kernel::heap::allocate(oneway ? kSinkReplyBytes : size ? size : 1));
         if (!s.message || !s.reply) {
             kernel::heap::release(s.message);
             kernel::heap::release(s.reply);
@@ -228,14 +255,14 @@ void cmd_calltest(int argc, char** argv) {
         kernel::heap::release(all);
         kernel::heap::release(times);
         kernel::disconnect(c.value);
-        kernel::print("calltest: error: no-memory for %lu senders x 2 x %lu bytes (boot with a "
+        kernel::print("%s: error: no-memory for %lu senders x 2 x %lu bytes (boot with a "
                       "larger -m)\n",
-                      static_cast<unsigned long>(senders), static_cast<unsigned long>(size));
+                      cmd, static_cast<unsigned long>(senders), static_cast<unsigned long>(size));
         return;
     }
     size_t started = 0;
     for (size_t i = 0; i < senders; ++i) {
-        auto t = kernel::thread_create("calltest", sender_main, &all[i], kernel::kPriorityDefault);
+        auto t = kernel::thread_create(cmd, sender_main, &all[i], kernel::kPriorityDefault);
         all[i].thread = t.is_ok() ? t.value : nullptr;
         if (t.is_ok()) ++started;
     }
@@ -255,6 +282,15 @@ void cmd_calltest(int argc, char** argv) {
         kernel::heap::release(s.message);
         kernel::heap::release(s.reply);
     }
+    // The span from the first send's start to the last one's end over all senders: with
+    // several senders, bytes over this span is the aggregate throughput.
+    uint64_t span_start = 0, span_end = 0;
+    for (size_t i = 0; i < senders; ++i) {
+        if (!all[i].done_calls) continue;
+        if (!span_start || all[i].first_start_ns < span_start) span_start = all[i].first_start_ns;
+        if (all[i].last_end_ns > span_end) span_end = all[i].last_end_ns;
+    }
+    const uint64_t span_ns = span_end > span_start ? span_end - span_start : 0;
     size_t timed = 0;
     for (size_t i = 0; i < senders; ++i) {
         for (size_t k = 0; k < all[i].done_calls; ++k) times[timed++] = all[i].times_ns[k];
@@ -311,13 +347,16 @@ void cmd_calltest(int argc, char** argv) {
                             kernel::status_name(static_cast<Status>(k)), errors[k]);
         if (e >= sizeof errs - 1) break;
     }
-    kernel::print("calltest ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu min_ns=%lu "
-                  "mean_ns=%lu median_ns=%lu %s\n",
-                  static_cast<unsigned long>(ok), static_cast<unsigned long>(failed), errs,
+    kernel::print("%s ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu min_ns=%lu "
+                  "mean_ns=%lu median_ns=%lu span_ns=%lu %s\n",
+                  cmd, static_cast<unsigned long>(ok), static_cast<unsigned long>(failed), errs,
                   static_cast<unsigned long>(ok * size), static_cast<unsigned long>(median_us),
                   static_cast<unsigned long>(min_ns), static_cast<unsigned long>(mean_ns),
-                  static_cast<unsigned long>(median_ns), line);
+                  static_cast<unsigned long>(median_ns), static_cast<unsigned long>(span_ns), line);
 }
+
+void cmd_calltest(int argc, char** argv) { run_calltest("calltest", false, argc, argv); }
+void cmd_sendtest(int argc, char** argv) { run_calltest("sendtest", true, argc, argv); }
 
 void cmd_servicestat(int argc, char** argv) {
     uint64_t requests = 0, pulses = 0;
@@ -406,8 +445,12 @@ const net::ShellCommand kCommands[] = {
     {"names", "names", "service names attached on this node", cmd_names},
     {"stats", "stats", "protocol counters, drops by reason, high-water marks", cmd_stats},
     {"threads", "threads", "kernel threads", cmd_threads},
+    {"lat", "lat", "where round trips spent their time since the last lat (then reset)", cmd_lat},
     {"call", "call NODE/SERVICE TEXT", "send TEXT, print the reply", cmd_call},
-    {"calltest", "calltest TARGET SIZE COUNT [SENDERS]", "hash-checked echo calls", cmd_calltest},
+    {"calltest", "calltest TARGET SIZE COUNT [SENDERS [GAP_US]]", "hash-checked echo calls",
+     cmd_calltest},
+    {"sendtest", "sendtest TARGET SIZE COUNT [SENDERS [GAP_US]]",
+     "one-way calls to a sink (reply: the byte count it took)", cmd_sendtest},
     {"servicestat", "servicestat SERVICE", "requests served, queue high-water mark",
      cmd_servicestat},
 };

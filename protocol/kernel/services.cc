@@ -1,4 +1,4 @@
-// Services started from the kernel command line (`services=echo,kv`): each a kernel thread on its
+// Services started from the kernel command line (`services=echo,kv,sink`): each a kernel thread on its
 // own channel, attached by name so that any node can open NODE/SERVICE.
 #include "arch/arch.h"
 #include "bridge.h"
@@ -88,6 +88,52 @@ void serve_echo(Service* s) {
             kernel::error(info.id, st);
         }
         kernel::heap::release(buf);
+    }
+}
+
+// sink: takes the whole message (receive, then read() of the rest into one buffer, as echo
+// does) and replies with 8 bytes only, the count of bytes it took (little-endian): a one-way
+// transfer, the like of TCP's discard service for throughput measurements (calltest's sendtest).
+void serve_sink(Service* s) {
+    static uint8_t small[kSmallBytes];
+    for (;;) {
+        kernel::ReceiveInfo info;
+        kernel::MutPart part{small, sizeof small};
+        if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
+            Status::kOk)
+            continue;
+        if (info.kind != kernel::ReceiveKind::kMessage) {
+            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
+            continue;
+        }
+        ++s->requests;
+        uint64_t have = info.copied;
+        Status st = Status::kOk;
+        if (info.size > have) {
+            auto* buf = static_cast<uint8_t*>(kernel::heap::allocate(info.size));
+            if (!buf) {
+                kernel::error(info.id, Status::kNoMemory);
+                continue;
+            }
+            while (have < info.size) {
+                kernel::MutPart rest{buf + have, info.size - have};
+                auto r = kernel::read(info.id, have, kernel::MutParts{&rest, 1}, kernel::kNoDeadline);
+                if (!r.is_ok() || r.value == 0) {
+                    st = r.is_ok() ? Status::kMessageError : r.status;
+                    break;
+                }
+                have += r.value;
+            }
+            kernel::heap::release(buf);
+        }
+        if (st == Status::kOk) {
+            uint8_t count[8];
+            for (size_t i = 0; i < sizeof count; ++i) count[i] = static_cast<uint8_t>(have >> (8 * i));
+            kernel::Part r{count, sizeof count};
+            kernel::reply(info.id, 0, kernel::Parts{&r, 1});
+        } else if (st != Status::kSenderUnblocked) {
+            kernel::error(info.id, st);
+        }
     }
 }
 
@@ -185,8 +231,9 @@ void services_start(const char* list) {
         void (*serve)(Service*) = nullptr;
         if (kernel::string_equal(name, "echo")) serve = serve_echo;
         if (kernel::string_equal(name, "kv")) serve = serve_kv;
+        if (kernel::string_equal(name, "sink")) serve = serve_sink;
         if (!serve) {
-            kernel::print("services: error: unknown service '%s' (known: echo, kv)\n", name);
+            kernel::print("services: error: unknown service '%s' (known: echo, kv, sink)\n", name);
             continue;
         }
         if (g_service_count == kServicesMax) {

@@ -90,7 +90,8 @@ def case_setup(args, nc, rm):
         print(rm.shell_text(state, f"node{n}", "peers"))
     names = rm.shell_text(state, "node1", "names")
     print(names)
-    check("echo" in names and "kv" in names, "node1's names lists echo and kv")
+    check("echo" in names and "kv" in names and "sink" in names,
+          "node1's names lists echo, kv and sink")
 
 
 def case_sizes(args, nc, rm):
@@ -106,6 +107,18 @@ def case_sizes(args, nc, rm):
     r = rm.call(state, "node3", "node1/echo", "hello-across")
     check(r["ok"] and r["text"] == "hello-across" and r["bytes"] == len("hello-across"),
           f"call node1/echo from node3: {r['line']}")
+    # One way (the bench's throughput service): node1's sink takes the whole message and replies
+    # with the 8-byte count it took, which sendtest compares with the size it sent.
+    for size, count, senders in ((0, 2, 1), (100, 3, 1), (65536, 3, 1), (1 << 20, 2, 2)):
+        r = rm.calltest(state, "node2", "node1/sink", size, count, senders, timeout_s=kGuardS,
+                        oneway=True)
+        print(r["line"])
+        check(r["ok"] == count * senders and r["failed"] == 0 and not r["errors"],
+              f"sendtest of {size} B x {count} x {senders} senders to node1/sink: the sink took "
+              f"every byte: ok={r['ok']} failed={r['failed']}")
+        check(r["span_ns"] > 0, f"sendtest reports the span of its sends: {r['span_ns']} ns")
+    r = rm.call(state, "node3", "node1/sink", "twelve bytes")
+    check(r["ok"] and r["bytes"] == 8, f"call node1/sink: an 8-byte count as the reply: {r['line']}")
 
 
 def case_ipc_remote(args, nc, rm):
