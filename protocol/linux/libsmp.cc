@@ -435,6 +435,7 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     *detail = std::string("bind: ") + std::strerror(errno);
     return Status::kSystem;
   }
+  d.sock.set_source(local_be);
   if (const int err = d.loop.open(d.sock.fd())) {
     *detail = std::string("epoll/timerfd: ") + std::strerror(err);
     return Status::kSystem;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -63,7 +64,28 @@ SocketError RawSocket::open(const EndpointFilter& filter) {
   // here (EMSGSIZE) instead of being split.
   const int pmtu = IP_PMTUDISC_PROBE;
   setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  // We write the IP header ourselves (send() below): the kernel then copies the packet with a
+  // plain copy, where without it it also computes a checksum of every byte that nothing uses.
+  // It still refuses a packet larger than the device MTU (EMSGSIZE), as the probe expects.
+  const int one = 1;
+  if (setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0) {
+    errno_value_ = errno;
+    return SocketError::kSystem;
+  }
   return SocketError::kNone;
+}
+
+void RawSocket::ip_header(uint32_t destination_be, size_t size_bytes, iphdr* h) const {
+  *h = iphdr{};
+  h->version = 4;
+  h->ihl = kIpHeaderMinBytes / 4;
+  h->tot_len = htons(static_cast<uint16_t>(kIpHeaderMinBytes + size_bytes));  // the kernel sets it too
+  h->frag_off = htons(IP_DF);  // never fragmented: the engine segments to the probed path MTU
+  h->ttl = kTtl;
+  h->protocol = kIpProtocolSmp;
+  h->saddr = source_be_;  // 0: the kernel takes the route's source address
+  h->daddr = destination_be;
+  // id 0 and check 0: the kernel picks an id and computes the header checksum (raw(7)).
 }
 
 bool RawSocket::receive(uint8_t* buf, size_t capacity_bytes, Received* out) {
@@ -88,11 +110,10 @@ bool RawSocket::receive(uint8_t* buf, size_t capacity_bytes, Received* out) {
 }
 
 int RawSocket::send(uint32_t destination_be, const uint8_t* data, size_t size_bytes) {
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_addr.s_addr = destination_be;
-  const ssize_t n = sendto(fd_, data, size_bytes, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  return n < 0 ? errno : 0;
+  OutPacket one{data, size_bytes, destination_be};
+  int err = 0;
+  send_batch(&one, 1, &err);
+  return err;
 }
 
 size_t RawSocket::receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Datagram* out,
@@ -128,19 +149,23 @@ size_t RawSocket::receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Dat
 
 size_t RawSocket::send_batch(const OutPacket* packets, size_t count, int* err) {
   mmsghdr msgs[kBatchMax];
-  iovec iov[kBatchMax];
+  iovec iov[2 * kBatchMax];
+  iphdr headers[kBatchMax];
   sockaddr_in to[kBatchMax];
   count = count < kBatchMax ? count : kBatchMax;
   for (size_t i = 0; i < count; ++i) {
+    // The packet as two parts, our IP header and the protocol bytes: no copy to join them.
+    ip_header(packets[i].destination_be, packets[i].size_bytes, &headers[i]);
     to[i] = sockaddr_in{};
     to[i].sin_family = AF_INET;
     to[i].sin_addr.s_addr = packets[i].destination_be;
-    iov[i] = iovec{const_cast<uint8_t*>(packets[i].data), packets[i].size_bytes};
+    iov[2 * i] = iovec{&headers[i], kIpHeaderMinBytes};
+    iov[2 * i + 1] = iovec{const_cast<uint8_t*>(packets[i].data), packets[i].size_bytes};
     msgs[i] = mmsghdr{};
     msgs[i].msg_hdr.msg_name = &to[i];
     msgs[i].msg_hdr.msg_namelen = sizeof to[i];
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_iov = &iov[2 * i];
+    msgs[i].msg_hdr.msg_iovlen = 2;
   }
   const int n = sendmmsg(fd_, msgs, static_cast<unsigned>(count), 0);
   if (n < 0) {
@@ -151,7 +176,8 @@ size_t RawSocket::send_batch(const OutPacket* packets, size_t count, int* err) {
   if (static_cast<size_t>(n) < count) {
     // sendmmsg stops at the first failure without saying why: ask that one alone.
     const size_t k = static_cast<size_t>(n);
-    *err = send(packets[k].destination_be, packets[k].data, packets[k].size_bytes);
+    const ssize_t r = sendmsg(fd_, &msgs[k].msg_hdr, 0);
+    *err = r < 0 ? errno : 0;
     return *err == 0 ? k + 1 : k;
   }
   return count;

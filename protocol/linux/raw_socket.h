@@ -1,10 +1,13 @@
-// The Linux transport under libsmp: one raw IPv4 socket for protocol 121. The kernel builds the IP
-// header on send; on receive it hands us the whole IP packet, and a classic BPF filter attached to
-// the socket drops, in the kernel, every packet addressed to another endpoint, so several processes
-// on one host (each its own endpoint) never see, nor pay for, each other's traffic.
+// The Linux transport under libsmp: one raw IPv4 socket for protocol 121. We build the IP header
+// on send (IP_HDRINCL; the kernel fills in its id and checksum); on receive the kernel hands us
+// the whole IP packet, and a classic BPF filter attached to the socket drops, in the kernel, every
+// packet addressed to another endpoint, so several processes on one host (each its own endpoint)
+// never see, nor pay for, each other's traffic.
 #pragma once
 
 #include <sys/types.h>
+
+struct iphdr;
 
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +64,9 @@ class RawSocket {
   SocketError open(const EndpointFilter& filter);
   int errno_value() const { return errno_value_; }
   int fd() const { return fd_; }
+  // The source address written into the IP headers we build (network order); 0 (the default)
+  // lets the kernel take the route's. Set it to the address the socket is bound to.
+  void set_source(uint32_t source_be) { source_be_ = source_be; }
 
   // Returns false when nothing is waiting (EAGAIN). Packets too short for an IP header are
   // skipped and counted in `runts`.
@@ -79,8 +85,12 @@ class RawSocket {
   uint64_t runts = 0;
 
  private:
+  static constexpr uint8_t kTtl = 64;
+  void ip_header(uint32_t destination_be, size_t size_bytes, iphdr* h) const;
+
   int fd_ = -1;
   int errno_value_ = 0;
+  uint32_t source_be_ = 0;
 };
 
 }  // namespace smp::linux_peer
