@@ -66,8 +66,13 @@ bool g_thread_started;
 TurnStats g_turn;
 uint64_t g_last_irq_ns, g_last_tx_ns;
 bool g_irq_since_tx, g_tx_since_irq;
+bool g_turn_on;
 
 void wake_from_irq(void*) {
+    if (!g_turn_on) {
+        g_wake.signal();
+        return;
+    }
     const uint64_t now = arch::now_ns();
     g_last_irq_ns = now;
     if (g_tx_since_irq) {
@@ -464,6 +469,7 @@ void net_wake() { g_wake.signal(); }
 uint64_t net_last_irq_ns() { return g_last_irq_ns; }
 
 void net_note_transmit() {
+    if (!g_turn_on) return;
     const uint64_t now = arch::now_ns();
     uint64_t s = arch::irq_save();
     if (g_irq_since_tx) {
@@ -475,6 +481,14 @@ void net_note_transmit() {
         g_last_tx_ns = now;
         g_tx_since_irq = true;
     }
+    arch::irq_restore(s);
+}
+
+void net_turn_stats_enable(bool on) {
+    uint64_t s = arch::irq_save();
+    g_turn_on = on;
+    g_irq_since_tx = g_tx_since_irq = false;
+    g_turn = TurnStats{};
     arch::irq_restore(s);
 }
 

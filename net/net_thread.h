@@ -65,6 +65,7 @@ struct TurnStats {
     uint64_t outside_ns, outside_count;     // transmit -> next interrupt
 };
 TurnStats net_turn_stats(bool reset);
+void net_turn_stats_enable(bool on);   // off by default (a clock read per interrupt and frame)
 uint64_t net_last_irq_ns();   // when the NIC last interrupted
 void net_note_transmit();     // called by the port for every frame handed to the NIC
 

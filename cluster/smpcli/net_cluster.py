@@ -245,6 +245,9 @@ def qemu_command(state, node, image, nic, memory_mb):
         cmd += ["-netdev", f"socket,id=n0,mcast={MCAST_GROUP}:{MCAST_PORT},localaddr=127.0.0.1"]
     device = "virtio-net-pci" if nic == "virtio" else "e1000"
     cmd += ["-device", f"{device},netdev=n0,romfile=,mac={node['mac']}"]
+    # A diagnostic knob, e.g. SMP_QEMU_EXTRA="-icount shift=0": the guest clock then counts
+    # instructions while a node runs, so the bridge's `lat` stage times become instruction counts.
+    cmd += os.environ.get("SMP_QEMU_EXTRA", "").split()
     return cmd
 
 

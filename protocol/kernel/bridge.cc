@@ -194,14 +194,18 @@ struct Lat {
     uint64_t c_count, s_count;
     uint64_t rx_irq, rx_now;
     bool c_wait_tx, s_wait_tx;
+    bool on;  // `lat on`: off by default, so the marks cost a test each, not a clock read
 };
 Lat g_lat;
+uint64_t lat_now() { return g_lat.on ? arch::now_ns() : 0; }
 
 void lat_client_done() {
+    if (!g_lat.on) return;
     for (size_t i = 1; i < kClientMarks; ++i) g_lat.c_sum[i] += g_lat.c[i] - g_lat.c[i - 1];
     ++g_lat.c_count;
 }
 void lat_server_done() {
+    if (!g_lat.on) return;
     for (size_t i = 1; i < kServerMarks; ++i) g_lat.s_sum[i] += g_lat.s[i] - g_lat.s[i - 1];
     ++g_lat.s_count;
 }
@@ -277,8 +281,10 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
     }
     size_t total = 0;
     for (size_t i = 0; i < n; ++i) total += parts[i].size;
-    g_lat.rx_irq = net::net_last_irq_ns();
-    g_lat.rx_now = arch::now_ns();
+    if (g_lat.on) {
+        g_lat.rx_irq = net::net_last_irq_ns();
+        g_lat.rx_now = arch::now_ns();
+    }
     if (total != p->tot_len) {
         ++g.rx_chain_too_long;  // FIXME: a datagram in more than kRxChainMax pbufs is dropped
     } else {
@@ -355,7 +361,17 @@ TxResult transmit() {
 
 // ---- Records -----------------------------------------------------------------------------------
 
+// Records by request handle: a direct-mapped table (the engine's handles differ in their low bits
+// while live), checked against the record's own handle; a miss falls back to the scan. Every
+// request looks its record up twice or more (kReadDone, kReplyDone), and a scan of the 256
+// records cost ~750 guest instructions each time (measured with -icount).
+constexpr size_t kRecIndexSlots = 512;  // power of two, >= Config::requests_max
+RemoteRec* g_rec_index[kRecIndexSlots];
+size_t rec_slot(uint32_t handle) { return handle & (kRecIndexSlots - 1); }
+
 RemoteRec* find_rec(uint32_t handle) {
+    RemoteRec* hit = g_rec_index[rec_slot(handle)];
+    if (hit && hit->phase != Phase::kFree && hit->handle == handle) return hit;
     for (size_t i = 0; i < g.rec_count; ++i) {
         if (g.recs[i].phase != Phase::kFree && g.recs[i].handle == handle) return &g.recs[i];
     }
@@ -363,6 +379,7 @@ RemoteRec* find_rec(uint32_t handle) {
 }
 
 void free_rec(RemoteRec* r) {
+    if (g_rec_index[rec_slot(r->handle)] == r) g_rec_index[rec_slot(r->handle)] = nullptr;
     if (r->reply_buf) kernel::heap::release(r->reply_buf);
     r->reply_buf = nullptr;
     r->phase = Phase::kFree;
@@ -404,16 +421,23 @@ kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
 
 void rec_complete(kernel::SenderRecord* record, Status status, int32_t code, kernel::Parts reply) {
     // Interrupts are disabled: copy the reply (its parts are valid only now) and hand the record
-    // to the net thread. FIXME: the reply is copied once more than a local one (into reply_buf);
-    // a zero-copy reply needs the server to stay blocked until the engine has sent it.
+    // to the net thread. FIXME: the reply is copied once more than a local one (into the
+    // record's eager buffer, or reply_buf); a zero-copy reply needs the server to stay blocked
+    // until the engine has sent it.
     RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
-    g_lat.s[3] = arch::now_ns();
+    g_lat.s[3] = lat_now();
     r->status = status;
     r->code = code;
     r->reply_part = smp::ConstBytes{nullptr, 0};
     if (status == Status::kOk) {
         const size_t n = kernel::parts_size(reply);
-        if (n) {
+        if (n && n <= g.config.eager_bytes_max) {
+            // The request is done with its eager buffer (nothing reads a replied record): a
+            // reply that fits goes there, with no heap allocation on the small-call path.
+            kernel::MutPart mp{r->eager, n};
+            kernel::copy_parts(kernel::MutParts{&mp, 1}, reply, 0);
+            r->reply_part = smp::ConstBytes{r->eager, n};
+        } else if (n) {
             r->reply_buf = static_cast<uint8_t*>(kernel::heap::allocate(n));
             if (!r->reply_buf) {
                 ++g.reply_alloc_failed;
@@ -454,9 +478,9 @@ kernel::Result<size_t> conn_send(void* handle, kernel::Parts message, kernel::Mu
     op.reply_count = reply.count;
     op.deadline = deadline_ns == kernel::kNoDeadline ? smp::kNever : deadline_ns / 1000;
     op.priority = priority;
-    const uint64_t t0 = arch::now_ns();
+    const uint64_t t0 = lat_now();
     Status s = submit(&op);
-    if (s == Status::kOk) {
+    if (s == Status::kOk && g_lat.on) {
         g_lat.c[0] = t0;
         g_lat.c[6] = arch::now_ns();
         lat_client_done();
@@ -538,6 +562,7 @@ void on_request(const smp::Event& e) {
     RemoteRec* r = rec_of(n);
     r->handle = e.handle;
     r->phase = Phase::kInKernel;
+    g_rec_index[rec_slot(e.handle)] = r;
     r->attached_index = a - g.attached;
     ++a->requests;
     kernel::SenderRecord& k = r->record;
@@ -559,7 +584,7 @@ void on_request(const smp::Event& e) {
     }
     g_lat.s[0] = g_lat.rx_irq;
     g_lat.s[1] = g_lat.rx_now;
-    g_lat.s[2] = arch::now_ns();
+    g_lat.s[2] = lat_now();
     if (kernel::enqueue_remote(a->channel, &k) != Status::kOk) {
         g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
         free_rec(r);
@@ -611,7 +636,7 @@ void on_event(const smp::Event& e) {
             op->code = static_cast<int32_t>(e.status);
             g_lat.c[3] = g_lat.rx_irq;
             g_lat.c[4] = g_lat.rx_now;
-            g_lat.c[5] = arch::now_ns();
+            g_lat.c[5] = lat_now();
             finish(op, from_wire(e.error, e.status));
             break;
         }
@@ -660,8 +685,8 @@ void start_op(Op* op) {
     const smp::Instant now = now_us();
     switch (op->kind) {
     case OpKind::kSend: {
-        g_lat.c[1] = arch::now_ns();
-        g_lat.c_wait_tx = true;
+        g_lat.c[1] = lat_now();
+        g_lat.c_wait_tx = g_lat.on;
         auto r = g.engine->start_send(now, smp::PeerRef{op->conn->peer}, op->conn->channel,
                                       smp::ConstChain{op->send_parts, op->send_count},
                                       smp::MutableChain{op->reply_parts, op->reply_count},
@@ -749,8 +774,8 @@ void start_op(Op* op) {
 
 void complete_rec(RemoteRec* r) {
     const smp::Instant now = now_us();
-    g_lat.s[4] = arch::now_ns();
-    g_lat.s_wait_tx = true;
+    g_lat.s[4] = lat_now();
+    g_lat.s_wait_tx = g_lat.on;
     smp::ErrorCode e;
     if (r->status == Status::kOk) {
         e = g.engine->reply(now, smp::RequestHandle{r->handle}, static_cast<uint32_t>(r->code),
@@ -780,9 +805,14 @@ uint64_t net_run(void*, uint64_t now_ns) {
     if (!g.running) return kernel::kNoDeadline;
     const smp::Instant now = now_ns / 1000;
     if (g.engine->next_timeout() <= now) g.engine->handle_timeout(now);
+    // Round 0 always runs (a datagram handled in raw_input may have left events and packets);
+    // later rounds only when the previous one left more to do (ops or completions queued by
+    // other threads meanwhile, a burst cut short, events raised while transmitting), so an
+    // exchange costs one pass, not a pass plus an empty one (~300 guest instructions each).
     bool idle = false;
     bool ring_full = false;
-    for (int round = 0; round < 8 && !idle; ++round) {
+    bool again = true;
+    for (int round = 0; round < 8; ++round) {
         kernel::List ops, completions;
         ops.init();
         completions.init();
@@ -791,19 +821,25 @@ uint64_t net_run(void*, uint64_t now_ns) {
             while (kernel::ListNode* n = g.ops.pop_front()) ops.push_back(n);
             while (kernel::ListNode* n = g.completions.pop_front()) completions.push_back(n);
         }
-        idle = ops.empty() && completions.empty();
+        if (!again && ops.empty() && completions.empty()) {
+            idle = true;
+            break;
+        }
+        again = false;
         while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
         while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
         smp::Event e;
-        while (g.engine->poll_event(e)) {
-            on_event(e);
-            idle = false;
-        }
+        while (g.engine->poll_event(e)) on_event(e);  // the transmit below sends what they left
         const TxResult tx = transmit();
-        if (tx == TxResult::kMore) idle = false;
         if (tx == TxResult::kRingFull) {
             ring_full = true;
             break;
+        }
+        if (tx == TxResult::kMore) again = true;
+        // Anything the transmit pass raised (rare) is handled now; it may need another pass.
+        while (g.engine->poll_event(e)) {
+            on_event(e);
+            again = true;
         }
     }
     const smp::Instant t = g.engine->next_timeout();
@@ -1138,16 +1174,23 @@ void print_names() {
     kernel::print("\n");
 }
 
-void print_lat() {
+void print_lat(int on) {
     Lat l;
     {
         IrqLock lock;
         l = g_lat;
+        if (on >= 0) g_lat.on = on != 0;
         for (uint64_t& v : g_lat.c_sum) v = 0;
         for (uint64_t& v : g_lat.s_sum) v = 0;
         g_lat.c_count = g_lat.s_count = 0;
     }
+    if (on >= 0) net::net_turn_stats_enable(on != 0);
     const net::TurnStats t = net::net_turn_stats(true);
+    if (on >= 0) {
+        kernel::print("lat: %s\n", on ? "on (counts from now; `lat` prints and resets)" : "off");
+        return;
+    }
+    if (!l.on) kernel::print("lat: off (`lat on` first)\n");
     auto mean = [](uint64_t sum, uint64_t n) { return static_cast<unsigned long>(n ? sum / n : 0); };
     kernel::print("lat: node in_node_ns=%lu (n=%lu) outside_ns=%lu (n=%lu)\n",
                   mean(t.in_node_ns, t.in_node_count), static_cast<unsigned long>(t.in_node_count),

@@ -45,8 +45,9 @@ void print_names();
 // The static peer table's node names (this node excluded); returns how many.
 size_t static_peer_names(const char** out, size_t cap);
 void print_stats();
-// Stage times of the round trips since the last `lat` (then reset).
-void print_lat();
+// Stage times of the round trips since the last `lat` (then reset); on = 1 / 0 switches the
+// marks on / off (and resets) instead of printing, -1 prints.
+void print_lat(int on);
 // "hwm_queue=N hwm_proto_bytes=N bound_proto_bytes=N" for the channel named `service` here.
 size_t format_stats_line(const char* service, char* out, size_t cap);
 

@@ -2,6 +2,7 @@
 // servicestat. Output lines start with the command's name; calltest prints exactly one line.
 #include "arch/arch.h"
 #include "bridge.h"
+#include "command_line.h"
 #include "heap.h"
 #include "ipc.h"
 #include "panic.h"
@@ -66,7 +67,12 @@ void cmd_names(int, char**) {
     }
 }
 void cmd_stats(int, char**) { print_stats(); }
-void cmd_lat(int, char**) { print_lat(); }
+void cmd_lat(int argc, char** argv) {
+    if (argc == 1) return print_lat(-1);
+    if (argc == 2 && kernel::string_equal(argv[1], "on")) return print_lat(1);
+    if (argc == 2 && kernel::string_equal(argv[1], "off")) return print_lat(0);
+    kernel::print("lat: error: usage: lat [on|off]\n");
+}
 
 void cmd_threads(int, char**) {
     static kernel::ThreadInfo rows[64];
@@ -445,7 +451,8 @@ const net::ShellCommand kCommands[] = {
     {"names", "names", "service names attached on this node", cmd_names},
     {"stats", "stats", "protocol counters, drops by reason, high-water marks", cmd_stats},
     {"threads", "threads", "kernel threads", cmd_threads},
-    {"lat", "lat", "where round trips spent their time since the last lat (then reset)", cmd_lat},
+    {"lat", "lat [on|off]", "where round trips spent their time since the last lat (then reset)",
+     cmd_lat},
     {"call", "call NODE/SERVICE TEXT", "send TEXT, print the reply", cmd_call},
     {"calltest", "calltest TARGET SIZE COUNT [SENDERS [GAP_US]]", "hash-checked echo calls",
      cmd_calltest},
