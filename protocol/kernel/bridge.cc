@@ -302,7 +302,7 @@ struct pbuf* g_held;
 struct pbuf* g_spare;  // an unused pbuf of mtu_max bytes for the next packet (transmit())
 ip_addr_t g_held_to;
 u16_t g_held_len;  // the protocol packet's own bytes (no headers)
-constexpr uint64_t kTxRetryNs = 100'000;
+constexpr uint64_t kTxRetryNs = 25'000;  // QEMU drains the TX ring in its next bottom half: tens of us
 
 enum class TxResult { kDone, kMore, kRingFull };
 
