@@ -32,6 +32,7 @@ void build_filter(const EndpointFilter& f, sock_filter (&prog)[kFilterLength]) {
 
 RawSocket::~RawSocket() {
   if (fd_ >= 0) close(fd_);
+  if (large_fd_ >= 0) close(large_fd_);
 }
 
 SocketError RawSocket::open(const EndpointFilter& filter) {
@@ -53,26 +54,42 @@ SocketError RawSocket::open(const EndpointFilter& filter) {
   uint8_t scratch[64];
   while (recv(fd, scratch, sizeof scratch, 0) >= 0) {
   }
+  set_buffers(fd);
+  // The engine finds the path MTU by probing (a raw socket hears no ICMP errors): set DF, never
+  // fragment locally, and ignore any cached path MTU, so a probe larger than the device fails
+  // here (EMSGSIZE) instead of being split.
+  const int pmtu = IP_PMTUDISC_PROBE;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  return SocketError::kNone;
+}
+
+void RawSocket::set_buffers(int fd) {
   const int size = kSocketBufferBytes;
   // Forced sizes need CAP_NET_ADMIN; without it the plain option still gets up to rmem_max.
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  // The engine finds the path MTU by probing (a raw socket hears no ICMP errors): set DF, never
-  // fragment locally, and ignore any cached path MTU, so a probe larger than the device fails
-  // here (EMSGSIZE) instead of being split.
-  const int pmtu = IP_PMTUDISC_PROBE;
-  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
-  // We write the IP header ourselves (send() below): the kernel then copies the packet with a
-  // plain copy, where without it it also computes a checksum of every byte that nothing uses.
-  // It still refuses a packet larger than the device MTU (EMSGSIZE), as the probe expects.
+}
+
+// The socket for large packets, opened at the first one: IP_HDRINCL (we write the IP header), so
+// the kernel copies the packet plainly instead of also computing a checksum of every byte that
+// nothing uses. It only sends: a filter that takes nothing keeps its receive queue empty.
+int RawSocket::large_socket() {
+  if (large_fd_ >= 0) return large_fd_;
+  const int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtocolSmp);
+  if (fd < 0) return -1;
+  sock_filter none = stmt(BPF_RET | BPF_K, 0);
+  sock_fprog fprog{1, &none};
   const int one = 1;
-  if (setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0) {
-    errno_value_ = errno;
-    return SocketError::kSystem;
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) != 0 ||
+      setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0) {
+    ::close(fd);
+    return -1;
   }
-  return SocketError::kNone;
+  set_buffers(fd);
+  large_fd_ = fd;
+  return fd;
 }
 
 void RawSocket::ip_header(uint32_t destination_be, size_t size_bytes, iphdr* h) const {
@@ -80,7 +97,7 @@ void RawSocket::ip_header(uint32_t destination_be, size_t size_bytes, iphdr* h) 
   h->version = 4;
   h->ihl = kIpHeaderMinBytes / 4;
   h->tot_len = htons(static_cast<uint16_t>(kIpHeaderMinBytes + size_bytes));  // the kernel sets it too
-  h->frag_off = htons(IP_DF);  // never fragmented: the engine segments to the probed path MTU
+  h->frag_off = htons(IP_DF);  // never fragmented; the kernel refuses one larger than the device
   h->ttl = kTtl;
   h->protocol = kIpProtocolSmp;
   h->saddr = source_be_;  // 0: the kernel takes the route's source address
@@ -148,26 +165,53 @@ size_t RawSocket::receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Dat
 }
 
 size_t RawSocket::send_batch(const OutPacket* packets, size_t count, int* err) {
+  count = count < kBatchMax ? count : kBatchMax;
+  *err = 0;
+  size_t sent = 0;
+  // Runs of small and of large packets, in order, each with one sendmmsg on its socket.
+  while (sent < count) {
+    const bool large = packets[sent].size_bytes >= kLargePacketBytes;
+    size_t end = sent + 1;
+    while (end < count && (packets[end].size_bytes >= kLargePacketBytes) == large) ++end;
+    const int fd = large ? large_socket() : fd_;
+    if (fd < 0) {
+      *err = errno;
+      return sent;
+    }
+    const size_t n = send_run(fd, large, packets + sent, end - sent, err);
+    sent += n;
+    // The caller's event loop watches only the receiving socket for room: a full large socket
+    // is reported as a full device queue instead, which the caller retries after a while.
+    if (large && (*err == EAGAIN || *err == EWOULDBLOCK)) *err = ENOBUFS;
+    if (*err != 0) return sent;
+  }
+  return sent;
+}
+
+size_t RawSocket::send_run(int fd, bool with_header, const OutPacket* packets, size_t count,
+                           int* err) {
   mmsghdr msgs[kBatchMax];
   iovec iov[2 * kBatchMax];
   iphdr headers[kBatchMax];
   sockaddr_in to[kBatchMax];
-  count = count < kBatchMax ? count : kBatchMax;
   for (size_t i = 0; i < count; ++i) {
-    // The packet as two parts, our IP header and the protocol bytes: no copy to join them.
-    ip_header(packets[i].destination_be, packets[i].size_bytes, &headers[i]);
     to[i] = sockaddr_in{};
     to[i].sin_family = AF_INET;
     to[i].sin_addr.s_addr = packets[i].destination_be;
-    iov[2 * i] = iovec{&headers[i], kIpHeaderMinBytes};
-    iov[2 * i + 1] = iovec{const_cast<uint8_t*>(packets[i].data), packets[i].size_bytes};
+    size_t parts = 0;
+    if (with_header) {
+      // Our IP header and the protocol bytes as two parts: no copy to join them.
+      ip_header(packets[i].destination_be, packets[i].size_bytes, &headers[i]);
+      iov[2 * i + parts++] = iovec{&headers[i], kIpHeaderMinBytes};
+    }
+    iov[2 * i + parts++] = iovec{const_cast<uint8_t*>(packets[i].data), packets[i].size_bytes};
     msgs[i] = mmsghdr{};
     msgs[i].msg_hdr.msg_name = &to[i];
     msgs[i].msg_hdr.msg_namelen = sizeof to[i];
     msgs[i].msg_hdr.msg_iov = &iov[2 * i];
-    msgs[i].msg_hdr.msg_iovlen = 2;
+    msgs[i].msg_hdr.msg_iovlen = parts;
   }
-  const int n = sendmmsg(fd_, msgs, static_cast<unsigned>(count), 0);
+  const int n = sendmmsg(fd, msgs, static_cast<unsigned>(count), 0);
   if (n < 0) {
     *err = errno;
     return 0;
@@ -176,7 +220,7 @@ size_t RawSocket::send_batch(const OutPacket* packets, size_t count, int* err) {
   if (static_cast<size_t>(n) < count) {
     // sendmmsg stops at the first failure without saying why: ask that one alone.
     const size_t k = static_cast<size_t>(n);
-    const ssize_t r = sendmsg(fd_, &msgs[k].msg_hdr, 0);
+    const ssize_t r = sendmsg(fd, &msgs[k].msg_hdr, 0);
     *err = r < 0 ? errno : 0;
     return *err == 0 ? k + 1 : k;
   }

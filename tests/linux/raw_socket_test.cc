@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace sl = smp::linux_peer;
 
@@ -65,6 +67,43 @@ TEST_F(RawSocketTest, FilterKeepsEndpointsApartOnOneAddress) {
   send(id_a, 5);
   EXPECT_EQ(drain(a), (std::vector<uint8_t>{1, 5}));
   EXPECT_EQ(drain(b), (std::vector<uint8_t>{2}));
+}
+
+// Large packets leave through the IP_HDRINCL socket with the IP header we write: they arrive
+// whole, from the source address we name, in order with the small ones of the same batch, and
+// the send-only socket takes none of the traffic. Past the IPv4 maximum: EMSGSIZE, never split.
+TEST_F(RawSocketTest, LargePacketsKeepTheirBytesSourceAndOrder) {
+  const uint16_t id = 0x8131;
+  sl::RawSocket a, sender;
+  ASSERT_EQ(a.open({kIdOffsetBytes, id}), sl::SocketError::kNone);
+  ASSERT_EQ(sender.open({kIdOffsetBytes, 0x8132}), sl::SocketError::kNone);
+  const uint32_t lo = htonl(INADDR_LOOPBACK), source = htonl(0x7F000002);  // 127.0.0.2
+  sender.set_source(source);
+  std::vector<std::vector<uint8_t>> packets;
+  for (size_t size : {size_t{64}, sl::kLargePacketBytes, size_t{60000}, size_t{100}, size_t{65000}}) {
+    std::vector<uint8_t> p(size);
+    for (size_t i = 0; i < size; ++i) p[i] = uint8_t(i * 31 + size);
+    p[kIdOffsetBytes] = uint8_t(id >> 8);
+    p[kIdOffsetBytes + 1] = uint8_t(id);
+    packets.push_back(p);
+  }
+  std::vector<sl::OutPacket> out;
+  for (const auto& p : packets) out.push_back(sl::OutPacket{p.data(), p.size(), lo});
+  int err = -1;
+  ASSERT_EQ(sender.send_batch(out.data(), out.size(), &err), out.size());
+  EXPECT_EQ(err, 0);
+  pollfd pf{a.fd(), POLLIN, 0};
+  std::vector<uint8_t> buf(70000);
+  for (size_t k = 0; k < packets.size(); ++k) {
+    poll(&pf, 1, 1000);
+    sl::Received r;
+    ASSERT_TRUE(a.receive(buf.data(), buf.size(), &r)) << "packet " << k;
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(r.size_bytes)), packets[k]) << k;
+    // Small packets carry the socket's own source (the route's: 127.0.0.1), large ones ours.
+    EXPECT_EQ(r.source_be, packets[k].size() >= sl::kLargePacketBytes ? source : lo) << k;
+  }
+  std::vector<uint8_t> huge(70000);
+  EXPECT_EQ(sender.send(lo, huge.data(), 65535 - 20 + 1), EMSGSIZE);  // past the IPv4 maximum
 }
 
 TEST_F(RawSocketTest, TooShortToNameAnEndpointIsDroppedInTheKernel) {
