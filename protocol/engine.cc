@@ -919,17 +919,31 @@ struct E {
         p.rto_us = c.rto_initial_us;
     }
 
-    // -- copying between chains (packet -> caller's buffers), through a small stack buffer --
+    // -- copying between chains (packet -> caller's buffers) --
+    // One walk over both chains, copying straight from part to part: a bounce buffer would
+    // double the copy (a 64 KiB reply packet was 256 pairs of 256-byte copies). Stops early if
+    // either chain ends before n bytes, as chain_read/chain_write do.
     static void chain_to_chain(ConstChain src, size_t src_off, MutableChain dst, size_t dst_off,
                                size_t n) {
-        uint8_t buf[256];
-        while (n) {
-            size_t take = n < sizeof buf ? n : sizeof buf;
-            chain_read(src, src_off, buf, take);
-            chain_write(dst, dst_off, buf, take);
+        size_t si = 0, di = 0;
+        while (si < src.count && src_off >= src.parts[si].size) src_off -= src.parts[si++].size;
+        while (di < dst.count && dst_off >= dst.parts[di].size) dst_off -= dst.parts[di++].size;
+        while (n && si < src.count && di < dst.count) {
+            size_t take = src.parts[si].size - src_off;
+            if (take > dst.parts[di].size - dst_off) take = dst.parts[di].size - dst_off;
+            if (take > n) take = n;
+            copy_bytes(dst.parts[di].data + dst_off, src.parts[si].data + src_off, take);
+            n -= take;
             src_off += take;
             dst_off += take;
-            n -= take;
+            if (src_off == src.parts[si].size) {
+                si++;
+                src_off = 0;
+            }
+            if (dst_off == dst.parts[di].size) {
+                di++;
+                dst_off = 0;
+            }
         }
     }
 
