@@ -79,6 +79,14 @@ bool nic_transmit(Nic* nic, const void* frame, size_t length) {
     return nic_transmit_with(nic, length, copy, const_cast<void*>(frame));
 }
 
+void nic_tx_hold_kicks(Nic* nic) {
+    if (nic->kind == NicKind::kVirtio) nic->virtio.tx_hold_kicks = true;
+}
+
+void nic_tx_flush(Nic* nic) {
+    if (nic->kind == NicKind::kVirtio) virtio_net_tx_flush(nic);
+}
+
 void nic_update_counters(Nic* nic) {
     if (nic->kind == NicKind::kE1000) e1000_update_counters(nic);
 }

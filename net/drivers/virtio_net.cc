@@ -79,8 +79,9 @@ inline void barrier() { asm volatile("mfence" ::: "memory"); }
 // queue while its TX bottom half is pending and will see the new frame anyway; it clears the
 // flag and then looks at the ring once more, so a frame published before our read of the flag
 // is never missed). Call after the avail index write and a barrier.
-void kick_if_needed(VirtioState& v, void* ring, uint16_t n, uint16_t queue) {
+void kick_if_needed(Nic* nic, VirtioState& v, void* ring, uint16_t n, uint16_t queue) {
     if (*used_flags(ring, n) & kUsedFlagNoNotify) return;
+    ++nic->counters.kicks;
     x86::outw(v.io_base + kRegQueueNotify, queue);
 }
 
@@ -209,14 +210,31 @@ size_t virtio_net_receive(Nic* nic, RxSink sink, void* ctx, size_t budget) {
     }
     if (handled) {
         barrier();
-        kick_if_needed(v, v.rx_ring, n, kQueueRx);
+        kick_if_needed(nic, v, v.rx_ring, n, kQueueRx);
     }
     return handled;
+}
+
+void virtio_net_tx_flush(Nic* nic) {
+    VirtioState& v = nic->virtio;
+    v.tx_hold_kicks = false;
+    v.tx_kicked_in_hold = false;
+    if (!v.tx_unkicked) return;
+    v.tx_unkicked = 0;
+    barrier();
+    kick_if_needed(nic, v, v.tx_ring, v.tx_size, kQueueTx);
 }
 
 bool virtio_net_transmit(Nic* nic, size_t length, TxFill fill, void* ctx) {
     VirtioState& v = nic->virtio;
     reclaim_tx(v);
+    if (v.tx_free_count == 0 && v.tx_unkicked) {
+        // Held frames fill the ring: let the device have them, then look again.
+        v.tx_unkicked = 0;
+        barrier();
+        kick_if_needed(nic, v, v.tx_ring, v.tx_size, kQueueTx);
+        reclaim_tx(v);
+    }
     if (v.tx_free_count == 0) {
         ++nic->counters.tx_drops;
         return false;
@@ -235,8 +253,17 @@ bool virtio_net_transmit(Nic* nic, size_t length, TxFill fill, void* ctx) {
     avail_ring(v.tx_ring, n)[idx % n] = slot;
     barrier();
     *avail_idx(v.tx_ring, n) = static_cast<uint16_t>(idx + 1);
+    // The first frame of a held pass is kicked at once (the device starts on it while we build
+    // the next ones); then one kick per kTxKickBatch frames, and the rest at the flush.
+    if (v.tx_hold_kicks && v.tx_kicked_in_hold && ++v.tx_unkicked < kTxKickBatch) {
+        ++nic->counters.tx_frames;
+        nic->counters.tx_bytes += length;
+        return true;  // kicked at nic_tx_flush
+    }
+    v.tx_unkicked = 0;
+    v.tx_kicked_in_hold = v.tx_hold_kicks;
     barrier();
-    kick_if_needed(v, v.tx_ring, n, kQueueTx);
+    kick_if_needed(nic, v, v.tx_ring, n, kQueueTx);
     ++nic->counters.tx_frames;
     nic->counters.tx_bytes += length;
     return true;
