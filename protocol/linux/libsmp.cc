@@ -415,7 +415,7 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   c.pool_bytes = config.pool_bytes ? config.pool_bytes : kLinuxPoolBytes;
   c.window_bytes = config.window_bytes ? config.window_bytes : kLinuxWindowBytes;
   c.eager_bytes_max = config.eager_bytes_max ? config.eager_bytes_max : kLinuxEagerBytes;
-  c.pool_block_bytes = kLinuxPoolBlockBytes;
+  if (c.pool_bytes >= kLinuxPoolBlockBytes) c.pool_block_bytes = kLinuxPoolBlockBytes;
   if (config.spin_ns < 0) {
     *detail = "spin_ns must be 0 (no busy-poll) or positive";
     return Status::kBadArgument;

@@ -65,7 +65,7 @@ struct Config {
   uint32_t eager_bytes_max = 0;
   // Busy-poll: before it sleeps, a blocking call polls the socket (non-blocking receive, then
   // sched_yield) for up to spin_ns after its last progress. On two idle cores this skips the
-  // idle-state exit and the wake-up IPI of a sleeping receiver (64 B echo: 49 -> ~14 us here);
+  // idle-state exit and the wake-up IPI of a sleeping receiver (64 B echo: 49 -> ~11 us here);
   // the yield keeps it harmless when the peer shares our core. It burns a CPU for up to
   // spin_ns per wait, so it is off by default (0); README.md gives the measurements.
   int64_t spin_ns = 0;
