@@ -133,6 +133,24 @@ int RawSocket::send(uint32_t destination_be, const uint8_t* data, size_t size_by
   return err;
 }
 
+bool RawSocket::receive_one(uint8_t* buf, size_t capacity_bytes, Datagram* out) {
+  for (;;) {
+    const ssize_t n = recv(fd_, buf, capacity_bytes, MSG_DONTWAIT);
+    if (n < 0) return false;
+    const auto len = static_cast<size_t>(n);
+    const size_t ihl = len > 0 ? size_t{4} * (buf[0] & 0x0f) : 0;
+    if (len < kIpHeaderMinBytes || ihl < kIpHeaderMinBytes || ihl > len) {
+      ++runts;
+      continue;
+    }
+    std::memcpy(&out->source_be, buf + 12, 4);
+    std::memcpy(&out->destination_be, buf + 16, 4);
+    out->data = buf + ihl;
+    out->size_bytes = len - ihl;
+    return true;
+  }
+}
+
 size_t RawSocket::receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Datagram* out,
                                 size_t count) {
   mmsghdr msgs[kBatchMax];
@@ -178,7 +196,19 @@ size_t RawSocket::send_batch(const OutPacket* packets, size_t count, int* err) {
       *err = errno;
       return sent;
     }
-    const size_t n = send_run(fd, large, packets + sent, end - sent, err);
+    size_t n = 0;
+    if (!large && end - sent == 1) {
+      // One small packet: sendto() is ~0.2 us cheaper than a sendmmsg of one here.
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_addr.s_addr = packets[sent].destination_be;
+      const ssize_t r = sendto(fd_, packets[sent].data, packets[sent].size_bytes, 0,
+                               reinterpret_cast<sockaddr*>(&to), sizeof to);
+      *err = r < 0 ? errno : 0;
+      n = r < 0 ? 0 : 1;
+    } else {
+      n = send_run(fd, large, packets + sent, end - sent, err);
+    }
     sent += n;
     // The caller's event loop watches only the receiving socket for room: a full large socket
     // is reported as a full device queue instead, which the caller retries after a while.
