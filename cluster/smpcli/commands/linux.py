@@ -171,8 +171,12 @@ kBenchCount = {64: 2000, 65536: 400}    # round trips per measurement, after a w
 kBenchRounds = 3                         # measurements per system and size, interleaved
 kBenchMtus = [9000, 65535]               # extra 64 KiB rows at these veth MTUs (1500 is the table)
 kBenchSpinUs = 50                        # libsmp's busy-poll budget in the busy-poll rows
-kBaselines = ("SMP", "TCP", "ZeroMQ", "gRPC")
-kBusyPoll = ("SMP*", "TCP*")             # the same SMP and TCP, both sides busy-polling
+kBaselines = ("SMP", "TCP", "ZeroMQ", "gRPC", "RAW")
+kBusyPoll = ("SMP*", "TCP*", "RAW*")     # the same SMP, TCP and RAW, both sides busy-polling
+# RAW (tests/linux/bench/raw_rr.cc) is the floor of any protocol over a raw socket: datagrams with
+# a 4-byte header, nothing else. Its own IP protocol numbers (RFC 3692 experiments), one per
+# server, since every raw socket of a protocol gets a copy of each of its packets.
+kRawProtocol, kRawBusyProtocol = "253", "254"
 
 
 def _bench_build():
@@ -183,7 +187,7 @@ def _bench_build():
         common.run(["cmake", bdir], capture_output=True)
     common.cmake_build(["tcp_rr"])  # configures when needed
     built = {}
-    for target in ["smpctl", "smp_bench_client", "tcp_rr", "zmq_rr", "grpc_rr"]:
+    for target in ["smpctl", "smp_bench_client", "tcp_rr", "raw_rr", "zmq_rr", "grpc_rr"]:
         r = common.run(["cmake", "--build", bdir, "--target", target, "--parallel", common.jobs()],
                        check=False, capture_output=True, text=True)
         if r.returncode != 0:
@@ -269,6 +273,7 @@ def _bench_systems(pair, bdir, built, names):
     a, b = pair.addr["A"], pair.addr["B"]
     client = os.path.join(tools, "smp_bench_client")
     tcp = os.path.join(tools, "tcp_rr")
+    raw = os.path.join(tools, "raw_rr")
     smp_ok = built["smpctl"] and built["smp_bench_client"]
     # name: (server argv in B, client argv in A without SIZE COUNT, built?)
     systems = {
@@ -286,6 +291,9 @@ def _bench_systems(pair, bdir, built, names):
                  [client, f"--spin-us={kBenchSpinUs}", f"--peer=b={b}:1", "b/echo"], smp_ok),
         "TCP*": ([tcp, "--busy-poll", "server", "7004"],
                  [tcp, "--busy-poll", "client", b, "7004"], built["tcp_rr"]),
+        "RAW": ([raw, "server", kRawProtocol], [raw, "client", b, kRawProtocol], built["raw_rr"]),
+        "RAW*": ([raw, "--busy-poll", "server", kRawBusyProtocol],
+                 [raw, "--busy-poll", "client", b, kRawBusyProtocol], built["raw_rr"]),
     }
     return {k: v for k, v in systems.items() if k in names}
 
@@ -310,7 +318,7 @@ def bench_linux(args):
         for mtu in kBenchMtus:
             pair = Pair("smpbn", "10.78.9", mtu)
             pair_up(pair)
-            systems = _bench_systems(pair, bdir, built, ("SMP", "TCP") + kBusyPoll)
+            systems = _bench_systems(pair, bdir, built, ("SMP", "TCP", "RAW") + kBusyPoll)
             for label, client_cpu, server_cpu in _placements():
                 by_mtu.append((mtu, label, _measure(pair, systems, [65536], logdir, client_cpu,
                                                     server_cpu)[65536]))
@@ -319,22 +327,26 @@ def bench_linux(args):
     print("Request/reply round trip between two network namespaces over veth (echo: SIZE bytes each")
     print(f"way); median of N round trips after a warm-up, median of {kBenchRounds} interleaved "
           "rounds, microseconds,")
-    print("all measured in this run; every process pinned with taskset. SMP* and TCP*: the same "
-          "two with both")
-    print(f"sides busy-polling their sockets (libsmp Config::spin_ns = {kBenchSpinUs} us, "
-          "smpctl --spin-us; tcp_rr --busy-poll:")
-    print("recv MSG_DONTWAIT + sched_yield); libsmp's default is no busy-poll (spin_ns = 0).")
+    print("all measured in this run; every process pinned with taskset. RAW: the floor of any "
+          "protocol over a")
+    print("raw socket (tests/linux/bench/raw_rr.cc: MTU-sized datagrams with a 4-byte header, "
+          "nothing else).")
+    print("Starred: the same with both sides busy-polling their sockets instead of sleeping (libsmp")
+    print(f"Config::spin_ns = {kBenchSpinUs} us, smpctl --spin-us; tcp_rr/raw_rr --busy-poll: "
+          "MSG_DONTWAIT + sched_yield);")
+    print("libsmp's default is no busy-poll (spin_ns = 0).")
     for label, client_cpu, server_cpu, rows in results:
         print(f"-- {label} (client CPU {client_cpu}, server CPU {server_cpu}), veth MTU 1500")
         _print_table(rows)
     print("-- 64 KiB at larger veth MTUs (libsmp probes the path MTU: 65535, 9000, 1500, ...)")
-    print(f"{'MTU':>7} {'placement':<10} {'SMP':>8} {'TCP':>8} {'SMP*':>8} {'TCP*':>8} "
-          f"{'SMP/TCP':>8} {'SMP*/TCP*':>10}")
+    print(f"{'MTU':>7} {'placement':<10} {'SMP':>8} {'TCP':>8} {'RAW':>8} {'SMP*':>8} {'TCP*':>8} "
+          f"{'RAW*':>8} {'SMP/TCP':>8} {'SMP*/TCP*':>10}")
     for mtu, label, r in by_mtu:
-        m = {k: r[k]["median_us"] if k in r else None for k in ("SMP", "TCP") + kBusyPoll}
+        m = {k: r[k]["median_us"] if k in r else None for k in ("SMP", "TCP", "RAW") + kBusyPoll}
         where = "two cores" if "two" in label else "one core"
-        print(f"{mtu:>7} {where:<10} {_fmt(m['SMP'])} {_fmt(m['TCP'])} {_fmt(m['SMP*'])} "
-              f"{_fmt(m['TCP*'])} {_ratio(m['SMP'], m['TCP'], 8)} {_ratio(m['SMP*'], m['TCP*'], 10)}")
+        print(f"{mtu:>7} {where:<10} {_fmt(m['SMP'])} {_fmt(m['TCP'])} {_fmt(m['RAW'])} "
+              f"{_fmt(m['SMP*'])} {_fmt(m['TCP*'])} {_fmt(m['RAW*'])} "
+              f"{_ratio(m['SMP'], m['TCP'], 8)} {_ratio(m['SMP*'], m['TCP*'], 10)}")
     print("targets: SMP/TCP <= 0.80x, SMP/gRPC <= 0.50x (at 64 B and 64 KiB); why they are out of "
           "reach here:")
     print("protocol/linux/README.md, 'Cost model'")
@@ -349,14 +361,22 @@ def _ratio(a, b, width):
 
 
 def _print_table(rows):
-    print(f"{'size':>7} {'N':>5} {'SMP':>8} {'TCP':>8} {'ZeroMQ':>8} {'gRPC':>8} {'SMP/TCP':>8} "
-          f"{'SMP/gRPC':>9} {'SMP*':>8} {'TCP*':>8} {'SMP*/TCP*':>10} {'SMP*/TCP':>9}")
+    print(f"{'size':>7} {'N':>5} {'SMP':>8} {'TCP':>8} {'ZeroMQ':>8} {'gRPC':>8} {'RAW':>8} "
+          f"{'SMP/TCP':>9} {'SMP/gRPC':>9} {'SMP/RAW':>9}")
     for size, r in rows.items():
         m = {k: r[k]["median_us"] if k in r else None for k in kBaselines + kBusyPoll}
         print(f"{size:>7} {kBenchCount[size]:>5} {_fmt(m['SMP'])} {_fmt(m['TCP'])} "
-              f"{_fmt(m['ZeroMQ'])} {_fmt(m['gRPC'])} {_ratio(m['SMP'], m['TCP'], 8)} "
-              f"{_ratio(m['SMP'], m['gRPC'], 9)} {_fmt(m['SMP*'])} {_fmt(m['TCP*'])} "
-              f"{_ratio(m['SMP*'], m['TCP*'], 10)} {_ratio(m['SMP*'], m['TCP'], 9)}")
+              f"{_fmt(m['ZeroMQ'])} {_fmt(m['gRPC'])} {_fmt(m['RAW'])} "
+              f"{_ratio(m['SMP'], m['TCP'], 9)} {_ratio(m['SMP'], m['gRPC'], 9)} "
+              f"{_ratio(m['SMP'], m['RAW'], 9)}")
+    print(f"{'':>7} {'busy':>5} {'SMP*':>8} {'TCP*':>8} {'':>8} {'':>8} {'RAW*':>8} "
+          f"{'SMP*/TCP*':>9} {'SMP*/TCP':>9} {'SMP*/RAW*':>9}")
+    for size, r in rows.items():
+        m = {k: r[k]["median_us"] if k in r else None for k in kBaselines + kBusyPoll}
+        print(f"{size:>7} {kBenchCount[size]:>5} {_fmt(m['SMP*'])} {_fmt(m['TCP*'])} "
+              f"{'':>8} {'':>8} {_fmt(m['RAW*'])} "
+              f"{_ratio(m['SMP*'], m['TCP*'], 9)} {_ratio(m['SMP*'], m['TCP'], 9)} "
+              f"{_ratio(m['SMP*'], m['RAW*'], 9)}")
     for size, r in rows.items():
         print(f"{'':>7} spread of round medians at {size} B: " +
               ", ".join(f"{k} {v['spread'][0]:.1f}..{v['spread'][1]:.1f}" for k, v in r.items()))
