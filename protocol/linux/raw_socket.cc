@@ -84,7 +84,9 @@ int RawSocket::large_socket() {
   const int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) != 0 ||
       setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0) {
+    const int why = errno;
     ::close(fd);
+    errno = why;
     return -1;
   }
   set_buffers(fd);

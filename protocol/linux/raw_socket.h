@@ -90,8 +90,10 @@ class RawSocket {
   // One recvmmsg: up to `count` (<= kBatchMax) datagrams into bufs[i] (capacity bytes each).
   // Returns how many were received (0: none waiting); runts are skipped and counted.
   size_t receive_batch(uint8_t* const* bufs, size_t capacity_bytes, Datagram* out, size_t count);
-  // One sendmmsg: returns how many of the `count` packets left; when fewer than `count`, *err is
-  // the errno of the first that did not (as send() above).
+  // Up to `count` (<= kBatchMax) packets, in order: each run of small ones with one sendmmsg on
+  // the plain socket (a lone one with sendto), each run of large ones on the IP_HDRINCL socket.
+  // Returns how many left; when fewer than `count`, *err is the errno of the first that did not
+  // (as send() above; a full large socket says ENOBUFS).
   size_t send_batch(const OutPacket* packets, size_t count, int* err);
 
   uint64_t runts = 0;
