@@ -522,7 +522,7 @@ LwipCounters net_lwip_counters() { return g_counters; }
 kernel::Status net_ping(uint32_t ip, uint32_t count, uint64_t interval_ns, uint64_t timeout_ns,
                         EchoStats* out) {
     if (count == 0 || count > kPingCountMax) return kernel::Status::kInvalidArgument;
-    static Request r;
+    Request r{};  // the caller's own: concurrent callers never share one (one runs at a time)
     r.kind = RequestKind::kPing;
     r.ip = ip;
     r.count = count;
@@ -535,7 +535,7 @@ kernel::Status net_ping(uint32_t ip, uint32_t count, uint64_t interval_ns, uint6
 
 kernel::Status net_udp_ping(uint32_t ip, uint32_t count, uint64_t timeout_ns, EchoStats* out) {
     if (count == 0) return kernel::Status::kInvalidArgument;
-    static Request r;
+    Request r{};  // the caller's own: concurrent callers never share one (one runs at a time)
     r.kind = RequestKind::kUdpPing;
     r.ip = ip;
     r.count = count;
@@ -547,7 +547,7 @@ kernel::Status net_udp_ping(uint32_t ip, uint32_t count, uint64_t timeout_ns, Ec
 
 kernel::Status net_tcp_send(uint32_t ip, uint64_t bytes, uint64_t timeout_ns, uint64_t* elapsed_ns) {
     if (bytes == 0) return kernel::Status::kInvalidArgument;
-    static Request r;
+    Request r{};  // the caller's own: concurrent callers never share one (one runs at a time)
     r.kind = RequestKind::kTcpSend;
     r.ip = ip;
     r.bytes = bytes;
