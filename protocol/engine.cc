@@ -141,6 +141,8 @@ enum class SendState : uint8_t {
 
 struct Send {
     uint16_t gen = 1;
+    uint16_t tx_next = 0;      // transmit list link (index + 1); kept across reuse, like gen
+    bool tx_queued = false;
     SendState state = SendState::kFree;
     bool is_pulse = false;
     bool tx_request = false;   // eager segments (or the PULSE) due from tx_offset
@@ -177,6 +179,8 @@ enum class ReqState : uint8_t {
 
 struct Req {
     uint16_t gen = 1;
+    uint16_t tx_next = 0;      // transmit list link (index + 1); kept across reuse, like gen
+    bool tx_queued = false;
     ReqState state = ReqState::kFree;
     bool tx_reply = false;
     bool reply_heard = false;  // the client pulled: it has the reply header
@@ -208,6 +212,8 @@ struct Req {
 
 struct Peer {
     uint16_t gen = 1;
+    uint16_t tx_next = 0;      // transmit list link (index + 1); kept across reuse, like gen
+    bool tx_queued = false;
     PeerState state = PeerState::kFree;
     bool is_static = false;
     uint32_t ipv4 = 0;
@@ -306,11 +312,20 @@ struct Engine::Impl {
     uint32_t nonce_state = 0;
     uint32_t cache_clock = 0;
     Instant now = 0;           // the latest time any entry point was given
-    bool tx_hint = true;       // something may be due: poll_transmit scans
     // 1 + the highest slot ever taken: every slot at or past it is free, so the scans of every
     // call stop there (free lists reuse the lowest slots first, so these stay at the number of
     // things in progress at once, not at the configured maximum).
-    uint16_t peers_hi = 0, sends_hi = 0, reqs_hi = 0;
+    uint16_t peers_hi = 0, sends_hi = 0, reqs_hi = 0, lookups_hi = 0;
+    // Transmit work (SPEC-neutral bookkeeping). Event-driven work puts its record on one of three
+    // FIFO lists (index + 1; 0 = empty), so poll_transmit looks only at records that have
+    // something to send instead of scanning every table after every packet. Timers and the rarer
+    // entry points set tx_scan instead: the next poll_transmit scans every table as before, and
+    // once a scan finds nothing the lists are emptied (everything on them was idle).
+    bool tx_scan = true;
+    bool lookup_tx = false;    // a lookup may have a NAME_QUERY due
+    uint16_t txq_peer_head = 0, txq_peer_tail = 0;
+    uint16_t txq_send_head = 0, txq_send_tail = 0;
+    uint16_t txq_req_head = 0, txq_req_tail = 0;
 };
 
 namespace {
@@ -435,6 +450,29 @@ struct E {
 
     uint32_t make_handle(uint16_t gen, size_t index) const { return (uint32_t(gen) << 16) | uint32_t(index + 1); }
 
+    // -- transmit lists: records with something to send (see Impl::tx_scan) --
+    template <typename T>
+    static void tx_push(T* table, uint16_t& head, uint16_t& tail, size_t index) {
+        T& x = table[index];
+        if (x.tx_queued) return;
+        x.tx_queued = true;
+        x.tx_next = 0;
+        if (tail) table[tail - 1].tx_next = uint16_t(index + 1);
+        else head = uint16_t(index + 1);
+        tail = uint16_t(index + 1);
+    }
+    template <typename T>
+    static void tx_pop(T* table, uint16_t& head, uint16_t& tail) {
+        T& x = table[head - 1];
+        x.tx_queued = false;
+        head = x.tx_next;
+        if (!head) tail = 0;
+    }
+    void want_tx(uint16_t pi) { tx_push(m.peers, m.txq_peer_head, m.txq_peer_tail, pi); }
+    void want_tx(Peer& p) { want_tx(uint16_t(&p - m.peers)); }
+    void want_tx(Send& s) { tx_push(m.sends, m.txq_send_head, m.txq_send_tail, size_t(&s - m.sends)); }
+    void want_tx(Req& r) { tx_push(m.reqs, m.txq_req_head, m.txq_req_tail, size_t(&r - m.reqs)); }
+
     // -- events --
     bool push_event(const Event& ev) {
         if (m.ev_count == m.events_max) return false;  // sized so it cannot happen (see events_needed)
@@ -558,9 +596,12 @@ struct E {
         }
         Peer& p = m.peers[slot];
         if (slot >= m.peers_hi) m.peers_hi = uint16_t(slot + 1);
-        uint16_t gen = p.gen;
+        uint16_t gen = p.gen, tx_next = p.tx_next;
+        bool tx_queued = p.tx_queued;
         new (&p) Peer;
         p.gen = gen;
+        p.tx_next = tx_next;
+        p.tx_queued = tx_queued;
         p.state = PeerState::kDown;  // not connected yet: a HELLO goes out with the first send
         p.ipv4 = ipv4;
         p.endpoint = endpoint;
@@ -609,6 +650,7 @@ struct E {
         if (p.state == PeerState::kConnecting || p.state == PeerState::kUp) return;
         p.state = PeerState::kConnecting;
         p.hello_due = true;
+        want_tx(pi);
         p.hello_at = now;
         p.hello_tries = 0;
         p.hello_nonce = next_nonce();
@@ -619,7 +661,9 @@ struct E {
         p.last_business = now;
         if (p.probe_at == kNever) p.probe_at = now + c.probe_interval_us;
     }
+    // A delayed acknowledgement is sent by the timer (handle_timeout scans) or rides on a packet.
     void queue_ack(Instant now, Peer& p, uint32_t txn, AckKind kind, uint32_t delay) {
+        if (delay == 0) want_tx(p);
         for (uint8_t i = 0; i < p.nacks; i++) {
             if (p.acks[i].txn == txn && p.acks[i].kind == kind) {
                 p.ack_due = min_t(p.ack_due, now + delay);
@@ -628,6 +672,7 @@ struct E {
         }
         if (p.nacks == wire::kAckEntriesMax) {
             p.ack_due = now;  // flush first; this one is re-sent when its duplicate comes back
+            want_tx(p);
             return;
         }
         p.acks[p.nacks++] = wire::AckEntry{txn, kind};
@@ -712,6 +757,7 @@ struct E {
             s.cancel_reason = error;
             s.tx_cancel = true;
             s.tx_request = false;
+            want_tx(s);
             s.retries = 0;
             s.rto_us = peer_at(s.peer).rto_us;
             s.rto_at = now + s.rto_us;
@@ -759,6 +805,7 @@ struct E {
         s.rto_at = now + s.rto_us;
         s.sent_at = now;
         note_business(now, p);
+        want_tx(s);
     }
 
     // -- request records --
@@ -782,9 +829,12 @@ struct E {
         Req& r = m.reqs[m.req_free - 1];
         if (m.req_free > m.reqs_hi) m.reqs_hi = m.req_free;
         m.req_free = r.next_free;
-        uint16_t gen = r.gen;
+        uint16_t gen = r.gen, tx_next = r.tx_next;
+        bool tx_queued = r.tx_queued;
         new (&r) Req;
         r.gen = gen;
+        r.tx_next = tx_next;
+        r.tx_queued = tx_queued;
         st.requests_live++;
         if (st.requests_live > st.requests_high) st.requests_high = st.requests_live;
         return &r;
@@ -904,6 +954,7 @@ struct E {
     }
     // A new incarnation at the same address and endpoint: everything with the old one ends.
     void rebooted(Instant now, uint16_t pi, uint64_t incarnation) {
+        m.tx_scan = true;  // rare: everything with the peer ends; let the next poll look everywhere
         fail_peer(now, pi, ErrorCode::kPeerRebooted);
         Peer& p = peer_at(pi);
         p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);  // old PeerRefs now fail
@@ -1057,6 +1108,7 @@ struct E {
             if (r->state == ReqState::kReplying && !r->reply_heard) {
                 r->tx_reply = true;  // the reply was lost: send it again now
                 r->tx_offset = 0;
+                want_tx(*r);
             } else if (r->state == ReqState::kDelivered) {
                 queue_ack(now, p, q.txn, AckKind::kRequestReceived, 0);
             }
@@ -1162,6 +1214,7 @@ struct E {
         r.reply_eager = min_u(min_u(r.reply_total, c.eager_bytes_max), r.reply_max);
         r.tx_reply = true;
         r.tx_offset = 0;
+        want_tx(r);
         r.retries = 0;
         r.rto_us = p.rto_us;
         r.rto_at = now + r.rto_us;
@@ -1227,6 +1280,7 @@ struct E {
             chain_to_chain(pkt, msg.payload.offset, s->reply, y.offset, take);
             pull_arrived(now, s->in, y.offset, take, p.rto_us);
         }
+        if (s->in.pending_n) want_tx(*s);
         if (s->in.complete()) {
             queue_ack(now, p, y.txn, AckKind::kReplyReceived, c.ack_delay_us);
             finish_send(now, *s, ErrorCode::kOk);
@@ -1250,6 +1304,7 @@ struct E {
                 if (b > s->total) b = s->total;
                 if (a < b) s->out.insert(a, b);  // a full set drops it: the server asks again
             }
+            want_tx(*s);
             return;
         }
         Req* r = find_req(pi, q.txn);
@@ -1269,6 +1324,7 @@ struct E {
             if (b > r->reply_total) b = r->reply_total;
             if (a < b) r->out.insert(a, b);
         }
+        want_tx(*r);
         (void)now;
     }
     void on_data(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
@@ -1287,6 +1343,7 @@ struct E {
             uint32_t b = min_u(d.offset + n, t.hi);
             chain_to_chain(pkt, msg.payload.offset + (a - d.offset), s->reply, a, b - a);
             pull_arrived(now, t, a, b - a, p.rto_us);
+            if (t.pending_n) want_tx(*s);
             if (t.complete()) {
                 queue_ack(now, p, d.txn, AckKind::kReplyReceived, c.ack_delay_us);
                 finish_send(now, *s, ErrorCode::kOk);
@@ -1305,6 +1362,7 @@ struct E {
         chain_to_chain(pkt, msg.payload.offset + (a - d.offset), r->read_dst, a - r->read_offset,
                        b - a);
         pull_arrived(now, t, a, b - a, p.rto_us);
+        if (t.pending_n) want_tx(*r);
         if (t.complete()) read_done(*r);
     }
     void read_done(Req& r) {
@@ -1419,6 +1477,7 @@ struct E {
         mtu_next_candidate(p);
         if (p.mtu_done) return;
         p.mtu_due = true;  // the first probe goes with the packets that follow the HELLO
+        want_tx(p);
         p.mtu_tries = 1;
         p.mtu_at = now + p.rto_us;
     }
@@ -1448,7 +1507,6 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     if (!ok_) return;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
     stats_.packets_in++;
     stats_.bytes_in += chain_size(packet);
     Message msg;
@@ -1550,6 +1608,11 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     p.last_heard = now;
     p.unanswered = 0;
     if (h.ack) e.on_ack_entry(now, pi, h.ack, AckKind::kReplyReceived);
+    // REQUEST, REPLY, PULL, DATA and ACK mark exactly what they give to send (E::want_tx); the
+    // rarer types have the next poll_transmit scan every table.
+    if (h.type != Type::kRequest && h.type != Type::kReply && h.type != Type::kPull &&
+        h.type != Type::kData && h.type != Type::kAck)
+        impl_->tx_scan = true;
     switch (h.type) {
         case Type::kHello:
         case Type::kHelloAck: e.on_hello(now, pi, msg); break;
@@ -1626,7 +1689,7 @@ void Engine::handle_timeout(Instant now) {
     E e{*impl_, config_, stats_};
     Impl& m = *impl_;
     m.now = now;
-    m.tx_hint = true;
+    m.tx_scan = true;  // whatever a timer made due is found by one scan of every table
     const Config& c = config_;
     uint64_t dead_after = c.dead_after_us();
     for (uint16_t i = 0; i < m.peers_hi; i++) {
@@ -1754,7 +1817,7 @@ void Engine::handle_timeout(Instant now) {
             e.pull_timeout(now, r.in);
         }
     }
-    for (size_t i = 0; i < c.lookups_max; i++) {
+    for (size_t i = 0; i < m.lookups_hi; i++) {
         Lookup& l = m.lookups[i];
         if (!l.used || l.rto_at > now) continue;
         // Asked like a liveness probe (5.8): every probe interval, K times, so a live peer's
@@ -1770,6 +1833,7 @@ void Engine::handle_timeout(Instant now) {
             continue;
         }
         l.tx_due = true;
+        m.lookup_tx = true;
         l.cursor = 0;
         l.rto_at = now + c.probe_interval_us;
     }
@@ -1813,7 +1877,7 @@ Instant Engine::next_timeout() const {
         if (r.state == ReqState::kReplying) t = min_t(t, r.rto_at);
         if (r.reading && r.in.active) t = min_t(t, r.in.rto_at);
     }
-    for (size_t i = 0; i < c.lookups_max; i++) {
+    for (size_t i = 0; i < m.lookups_hi; i++) {
         if (m.lookups[i].used) t = min_t(t, m.lookups[i].rto_at);
     }
     return t;
@@ -2039,9 +2103,12 @@ Transmit poll_lookup(E& e, size_t li, Lookup& l, uint8_t* out, size_t cap) {
 }  // namespace
 
 Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
-    if (!ok_ || !impl_->tx_hint) return Transmit{};
-    E e{*impl_, config_, stats_};
+    if (!ok_) return Transmit{};
     Impl& m = *impl_;
+    if (!m.ctl_count && !m.tx_scan && !m.txq_peer_head && !m.txq_send_head && !m.txq_req_head &&
+        !m.lookup_tx)
+        return Transmit{};  // nothing marked: the common case after most packets
+    E e{m, config_, stats_};
     m.now = now;
     if (m.ctl_count) {
         Control& ctl = m.controls[m.ctl_head];
@@ -2059,31 +2126,67 @@ Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
             return t;
         }
     }
-    for (uint16_t i = 0; i < m.peers_hi; i++) {
-        if (m.peers[i].state == PeerState::kFree) continue;
-        Transmit t = poll_peer(e, now, i, out, cap);
-        if (t.bytes) return t;
+    if (m.tx_scan) {
+        for (uint16_t i = 0; i < m.peers_hi; i++) {
+            if (m.peers[i].state == PeerState::kFree) continue;
+            Transmit t = poll_peer(e, now, i, out, cap);
+            if (t.bytes) return t;
+        }
+        for (size_t i = 0; i < m.sends_hi; i++) {
+            Send& s = m.sends[i];
+            if (s.state == SendState::kFree || s.state == SendState::kWaiting) continue;
+            Transmit t = poll_send(e, now, s, out, cap);
+            if (t.bytes) return t;
+        }
+        for (size_t i = 0; i < m.reqs_hi; i++) {
+            Req& r = m.reqs[i];
+            if (r.state == ReqState::kFree) continue;
+            Transmit t = poll_req(e, now, r, out, cap);
+            if (t.bytes) return t;
+        }
+        // Every record was looked at and had nothing: the lists hold nothing either.
+        m.tx_scan = false;
+        while (m.txq_peer_head) E::tx_pop(m.peers, m.txq_peer_head, m.txq_peer_tail);
+        while (m.txq_send_head) E::tx_pop(m.sends, m.txq_send_head, m.txq_send_tail);
+        while (m.txq_req_head) E::tx_pop(m.reqs, m.txq_req_head, m.txq_req_tail);
+    } else {
+        // Only the marked records, oldest mark first. A record stays at the head while it has
+        // packets to give (a request in several segments, a DATA run).
+        while (m.txq_peer_head) {
+            uint16_t i = uint16_t(m.txq_peer_head - 1);
+            if (m.peers[i].state != PeerState::kFree) {
+                Transmit t = poll_peer(e, now, i, out, cap);
+                if (t.bytes) return t;
+            }
+            E::tx_pop(m.peers, m.txq_peer_head, m.txq_peer_tail);
+        }
+        while (m.txq_send_head) {
+            Send& s = m.sends[m.txq_send_head - 1];
+            if (s.state != SendState::kFree && s.state != SendState::kWaiting) {
+                Transmit t = poll_send(e, now, s, out, cap);
+                if (t.bytes) return t;
+            }
+            E::tx_pop(m.sends, m.txq_send_head, m.txq_send_tail);
+        }
+        while (m.txq_req_head) {
+            Req& r = m.reqs[m.txq_req_head - 1];
+            if (r.state != ReqState::kFree) {
+                Transmit t = poll_req(e, now, r, out, cap);
+                if (t.bytes) return t;
+            }
+            E::tx_pop(m.reqs, m.txq_req_head, m.txq_req_tail);
+        }
     }
-    for (size_t i = 0; i < m.sends_hi; i++) {
-        Send& s = m.sends[i];
-        if (s.state == SendState::kFree || s.state == SendState::kWaiting) continue;
-        Transmit t = poll_send(e, now, s, out, cap);
-        if (t.bytes) return t;
-    }
-    for (size_t i = 0; i < m.reqs_hi; i++) {
-        Req& r = m.reqs[i];
-        if (r.state == ReqState::kFree) continue;
-        Transmit t = poll_req(e, now, r, out, cap);
-        if (t.bytes) return t;
-    }
-    for (size_t i = 0; i < config_.lookups_max; i++) {
-        Lookup& l = m.lookups[i];
-        if (!l.used || !l.tx_due) continue;
-        Transmit t = poll_lookup(e, i, l, out, cap);
-        if (t.bytes) return t;
+    if (m.lookup_tx) {
+        for (size_t i = 0; i < m.lookups_hi; i++) {
+            Lookup& l = m.lookups[i];
+            if (!l.used || !l.tx_due) continue;
+            Transmit t = poll_lookup(e, i, l, out, cap);
+            if (t.bytes) return t;
+        }
+        m.lookup_tx = false;
     }
     if (m.ctl_count) return poll_transmit(now, out, cap);  // a control that did not fit was dropped
-    m.tx_hint = false;
     return Transmit{};
 }
 
@@ -2166,7 +2269,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
     if (!ok_ || !name) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
+    impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     size_t len = cstr_len(name, wire::kNameBytesMax);
     if (len == 0 || len > wire::kNameBytesMax) return {ErrorCode::kInvalid, {}};
     size_t li = config_.lookups_max;
@@ -2208,6 +2311,8 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
         }
     }
     l.used = true;
+    if (li >= impl_->lookups_hi) impl_->lookups_hi = uint16_t(li + 1);
+    impl_->lookup_tx = true;
     l.bytes = uint8_t(len);
     copy_bytes(reinterpret_cast<uint8_t*>(l.name), reinterpret_cast<const uint8_t*>(name), len);
     l.where = where;
@@ -2239,7 +2344,6 @@ Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channe
     if (!ok_) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
     uint16_t pi = 0;
     if (!e.peer_of_ref(peer, pi)) {
         uint32_t i = peer.value & 0xFFFF;
@@ -2258,9 +2362,12 @@ Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channe
     Send& s = impl_->sends[si];
     impl_->send_free = s.next_free;
     if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
-    uint16_t gen = s.gen;
+    uint16_t gen = s.gen, tx_next = s.tx_next;
+    bool tx_queued = s.tx_queued;
     new (&s) Send;
     s.gen = gen;
+    s.tx_next = tx_next;
+    s.tx_queued = tx_queued;
     s.state = SendState::kWaiting;
     s.peer = pi;
     s.channel = channel;
@@ -2284,7 +2391,7 @@ ErrorCode Engine::cancel(Instant now, SendHandle handle) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
+    impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     size_t si = 0;
     Send* s = e.send_of(handle, si);
     if (!s || s->state == SendState::kClosing || s->is_pulse) return ErrorCode::kInvalid;
@@ -2296,7 +2403,7 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
+    impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     uint16_t pi = 0;
     if (!e.peer_of_ref(peer, pi)) return ErrorCode::kPeerRebooted;
     for (size_t i = 0; i < impl_->sends_hi; i++) {
@@ -2312,9 +2419,12 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     Send& s = impl_->sends[si];
     impl_->send_free = s.next_free;
     if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
-    uint16_t gen = s.gen;
+    uint16_t gen = s.gen, tx_next = s.tx_next;
+    bool tx_queued = s.tx_queued;
     new (&s) Send;
     s.gen = gen;
+    s.tx_next = tx_next;
+    s.tx_queued = tx_queued;
     s.state = SendState::kWaiting;
     s.is_pulse = true;
     s.peer = pi;
@@ -2335,7 +2445,6 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered || r->reading) return ErrorCode::kInvalid;
     size_t want = chain_size(dst);
@@ -2354,6 +2463,7 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
         return ErrorCode::kOk;
     }
     e.pull_start(now, r->in, lo, end, lo, e.peer_at(r->peer).rto_us);
+    if (r->in.pending_n) e.want_tx(*r);
     e.drop_ack(e.peer_at(r->peer), r->txn, AckKind::kRequestReceived);
     return ErrorCode::kOk;
 }
@@ -2362,7 +2472,6 @@ ErrorCode Engine::reply(Instant now, RequestHandle handle, uint32_t status, Cons
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
     if (chain_size(parts) > wire::kMessageBytesMax) return ErrorCode::kTooLarge;
@@ -2377,7 +2486,7 @@ ErrorCode Engine::error(Instant now, RequestHandle handle, ErrorCode code, uint3
         return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
-    impl_->tx_hint = true;
+    impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
     e.set_reply(now, *r, code, app_code, ConstChain{nullptr, 0});
@@ -2393,7 +2502,7 @@ bool Engine::quiescent() const {
     for (size_t i = 0; i < m.reqs_hi; i++) {
         if (m.reqs[i].state != ReqState::kFree) return false;
     }
-    for (size_t i = 0; i < config_.lookups_max; i++) {
+    for (size_t i = 0; i < m.lookups_hi; i++) {
         if (m.lookups[i].used) return false;
     }
     return m.pool_free_count == m.pool_block_count && stats_.pool_bytes_used == 0 &&

@@ -157,9 +157,79 @@ struct Sum {
     }
 };
 
+// The ones'-complement sum of one contiguous run that starts on a word boundary of the packet,
+// folded to 16 bits, as big-endian words. This is the common case (a packet in one buffer: every
+// encode, most decodes), and under QEMU TCG each guest instruction costs time: on x86-64 an
+// add-with-carry chain takes 32 bytes in 5 instructions (native_sum64's compare-and-add needs
+// about 3 per 8 bytes); elsewhere 32-bit words into a 64-bit sum (no carry to keep: a packet has
+// at most 2^14 words).
+inline uint16_t flat_sum(const uint8_t* p, size_t n) {
+    uint64_t s = 0;
+    size_t i = 0;
+#if defined(__x86_64__)
+    for (; i + 32 <= n; i += 32) {
+        __asm__("addq 0(%[p]), %[s]\n\t"
+                "adcq 8(%[p]), %[s]\n\t"
+                "adcq 16(%[p]), %[s]\n\t"
+                "adcq 24(%[p]), %[s]\n\t"
+                "adcq $0, %[s]"
+                : [s] "+r"(s)
+                : [p] "r"(p + i), "m"(*reinterpret_cast<const uint8_t(*)[32]>(p + i))
+                : "cc");
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, p + i, 8);
+        s += w;
+        s += s < w;  // end-around carry
+    }
+#else
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w;
+        __builtin_memcpy(&w, p + i, 4);
+        s += w;
+    }
+#endif
+    if (i < n) {
+        // The last bytes, at their places in a zero-padded word (an odd last byte is the high
+        // half of a big-endian word, as RFC 1071 pads it).
+        uint64_t w = 0;
+        for (size_t k = 0; i + k < n; k++) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            w |= uint64_t(p[i + k]) << (8 * k);
+#else
+            w |= uint64_t(p[i + k]) << (56 - 8 * k);
+#endif
+        }
+        s += w;
+        s += s < w;
+    }
+    s = (s & 0xFFFFFFFFu) + (s >> 32);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return __builtin_bswap16(uint16_t(s));
+#else
+    return uint16_t(s);
+#endif
+}
+
+// checksum() of a packet in one buffer of `length` bytes (at least 6).
+inline uint16_t checksum_flat(const uint8_t* p, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4) {
+    uint64_t sum = uint64_t(src_ipv4 >> 16) + (src_ipv4 & 0xFFFF) + (dst_ipv4 >> 16) +
+                   (dst_ipv4 & 0xFFFF) + kIpProtocol + uint16_t(length) + flat_sum(p, length) +
+                   uint16_t(~load16(p + 4));  // the checksum field counts as zero
+    while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+    uint16_t c = uint16_t(~sum);
+    return c == 0 ? 0xFFFF : c;  // as UDP: 0 is never sent
+}
+
 }  // namespace
 
 uint16_t checksum(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4) {
+    if (packet.count == 1 && packet.parts[0].size >= 6)
+        return checksum_flat(packet.parts[0].data, packet.parts[0].size, src_ipv4, dst_ipv4);
     size_t length = chain_size(packet);
     // The pseudo-header's 16-bit words (addresses, zero + protocol, length), added directly.
     Sum s;
@@ -359,8 +429,7 @@ size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, si
     store64(out + 24, h.src_incarnation);
     encode_body(m, out + kHeaderBytes);
     // FIXME: with kFlagAuth the MAC is left zero; keyed MACs are future work (SPEC 3.4).
-    ConstBytes whole{out, length};
-    h.checksum = checksum(ConstChain{&whole, 1}, src_ipv4, dst_ipv4);
+    h.checksum = checksum_flat(out, length, src_ipv4, dst_ipv4);
     store16(out + 4, h.checksum);
     return length;
 }
@@ -535,11 +604,17 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
 
 DecodeError decode(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, Message& m,
                    bool verify_checksum) {
-    size_t size = chain_size(packet);
+    size_t size = packet.count == 1 ? packet.parts[0].size : chain_size(packet);
     if (size < kHeaderBytes) return DecodeError::kTooShort;
-    uint8_t buf[kParseBytesMax];
+    // The fixed part is parsed in place when the first buffer holds it (a packet in one buffer,
+    // or the first pbuf of a chain): only a prefix split across buffers is gathered first.
+    uint8_t gathered[kParseBytesMax];
     size_t prefix = size < kParseBytesMax ? size : kParseBytesMax;
-    chain_read(packet, 0, buf, prefix);
+    const uint8_t* buf = packet.parts[0].data;
+    if (packet.parts[0].size < prefix) {
+        chain_read(packet, 0, gathered, prefix);
+        buf = gathered;
+    }
     Header& h = m.header;
     h.version = buf[0];
     if (h.version != kVersion) return DecodeError::kBadVersion;
