@@ -331,10 +331,10 @@ def bench_linux(args):
           "protocol over a")
     print("raw socket (tests/linux/bench/raw_rr.cc: MTU-sized datagrams with a 4-byte header, "
           "nothing else).")
-    print("Starred: the same with both sides busy-polling their sockets instead of sleeping (libsmp")
-    print(f"Config::spin_ns = {kBenchSpinUs} us, then sleeps; tcp_rr/raw_rr --busy-poll: "
-          "MSG_DONTWAIT + sched_yield,")
-    print("without a bound);")
+    print("Starred: the same with both sides busy-polling instead of sleeping: libsmp "
+          f"Config::spin_ns = {kBenchSpinUs} us")
+    print("(smpctl --spin-us), then it sleeps; tcp_rr/raw_rr --busy-poll: MSG_DONTWAIT + "
+          "sched_yield, unbounded.")
     print("libsmp's default is no busy-poll (spin_ns = 0).")
     for label, client_cpu, server_cpu, rows in results:
         print(f"-- {label} (client CPU {client_cpu}, server CPU {server_cpu}), veth MTU 1500")
