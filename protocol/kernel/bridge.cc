@@ -129,7 +129,8 @@ struct Bridge {
     Attached attached[kAttachedMax];
     // Counters of the bridge itself.
     uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
-             pulses_in = 0, pulses_dropped = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0;
+             pulses_in = 0, pulses_dropped = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0,
+             answers_busy = 0;  // reserved requests refused BUSY: every answer slot in flight
 };
 Bridge g;
 
@@ -513,20 +514,53 @@ Attached* attached_at(uint32_t channel) {
     return a->channel ? a : nullptr;
 }
 
-// Reserved channels are answered here, in the net thread, from a static buffer.
-char g_answer[512];
-smp::ConstBytes g_answer_part;
+// Reserved channels are answered here, in the net thread. The engine borrows a reply's bytes
+// until kReplyDone, so each answer in flight keeps its own slot; with every slot taken the
+// request gets BUSY, which the client retries (SPEC.md: BUSY is not final).
+constexpr size_t kAnswersMax = 4;        // reserved answers awaiting their client's ack
+struct ReservedAnswer {
+    bool busy = false;
+    uint32_t handle = 0;                 // the request it answers (valid while busy)
+    char text[512];
+    smp::ConstBytes part;
+};
+ReservedAnswer g_answers[kAnswersMax];
 uint8_t g_question[64];
 
+// kReplyDone for a reserved answer: frees its slot. False when `handle` is not one of them.
+bool release_answer(uint32_t handle) {
+    for (ReservedAnswer& a : g_answers) {
+        if (a.busy && a.handle == handle) {
+            a.busy = false;
+            return true;
+        }
+    }
+    return false;
+}
+
 void answer_reserved(const smp::Event& e) {
+    ReservedAnswer* slot = nullptr;
+    for (ReservedAnswer& a : g_answers) {
+        if (!a.busy) {
+            slot = &a;
+            break;
+        }
+    }
+    if (!slot) {
+        ++g.answers_busy;
+        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kBusy);
+        return;
+    }
+    char* const text = slot->text;
+    constexpr size_t kAnswerBytes = sizeof slot->text;
     size_t n = 0;
     if (e.channel == kNamesChannel) {
         for (const Attached& a : g.attached) {
             if (!a.channel) continue;
             size_t l = str_len(a.name);
-            if (n + l + 1 >= sizeof g_answer) break;
-            for (size_t i = 0; i < l; ++i) g_answer[n++] = a.name[i];
-            g_answer[n++] = '\n';
+            if (n + l + 1 >= kAnswerBytes) break;
+            for (size_t i = 0; i < l; ++i) text[n++] = a.name[i];
+            text[n++] = '\n';
         }
     } else {
         // The question (a service name) arrived eagerly: read it now.
@@ -534,12 +568,14 @@ void answer_reserved(const smp::Event& e) {
         smp::MutableBytes mb{g_question, q};
         g.engine->read(now_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1});
         g_question[q] = 0;
-        n = format_stats_line(reinterpret_cast<const char*>(g_question), g_answer, sizeof g_answer);
+        n = format_stats_line(reinterpret_cast<const char*>(g_question), text, kAnswerBytes);
     }
-    // FIXME: one static answer buffer: a second reserved request before kReplyDone of the first
-    // overwrites it (only the shell's single `calltest` and `smpctl names` use these).
-    g_answer_part = smp::ConstBytes{reinterpret_cast<const uint8_t*>(g_answer), n};
-    g.engine->reply(now_us(), smp::RequestHandle{e.handle}, 0, smp::ConstChain{&g_answer_part, 1});
+    slot->part = smp::ConstBytes{reinterpret_cast<const uint8_t*>(text), n};
+    if (g.engine->reply(now_us(), smp::RequestHandle{e.handle}, 0, smp::ConstChain{&slot->part, 1}) ==
+        smp::ErrorCode::kOk) {
+        slot->busy = true;  // until kReplyDone
+        slot->handle = e.handle;
+    }
 }
 
 void on_request(const smp::Event& e) {
@@ -623,6 +659,7 @@ void on_event(const smp::Event& e) {
         break;
     }
     case smp::EventType::kReplyDone: {
+        if (release_answer(e.handle)) break;
         RemoteRec* r = find_rec(e.handle);
         if (r && r->phase == Phase::kReplying) free_rec(r);
         break;
@@ -905,11 +942,11 @@ void init() {
     smp::Config& c = g.config;
     c.local_ipv4 = node.ip;
     c.local_endpoint = 0;
-    // A peer sends min(its own eager_bytes_max, the window we grant) eagerly, and the engine
-    // refuses (BUSY, for ever) a request with more eager bytes than OUR eager_bytes_max: the
-    // HELLO does not advertise it. Linux peers (libsmp) send up to 64 KiB eagerly, so accept
-    // everything the window allows. FIXME: the engine should cap eager bytes by the receiver's
-    // limit (reported to the protocol owner).
+    // A peer sends min(its own eager_bytes_max, the window we grant) eagerly; the engine keeps
+    // what fits OUR eager_bytes_max and pulls the rest, so a smaller limit here costs a PULL
+    // round trip and resent bytes, never a refusal. FIXME: the HELLO does not advertise the
+    // limit, so a peer cannot trim its eager flight to it (a wire change; SPEC.md section 6).
+    // Linux peers (libsmp) send up to 64 KiB eagerly: accept everything the window allows.
     // A 64 KiB window (SPEC default 32 KiB) lets a 64 KiB message go whole in its first flight,
     // no PULL round trip for it or for its reply. Memory: the pool bound (pool_bytes, 256 KiB)
     // is unchanged, so 4 peers at full window fill it (others wait at home for credit); the
@@ -1090,7 +1127,7 @@ struct StatsSnap {
     smp::Stats s;
     uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, tx_err_mem, no_channel, pulses_in, pulses_dropped,
         peer_down_events,
-        reply_alloc_failed, requests_in;
+        reply_alloc_failed, requests_in, answers_busy;
     size_t hwm_queue;
 };
 void snap_stats(void* ctx) {
@@ -1106,6 +1143,7 @@ void snap_stats(void* ctx) {
     s->peer_down_events = g.peer_down_events;
     s->reply_alloc_failed = g.reply_alloc_failed;
     s->requests_in = g.requests_in;
+    s->answers_busy = g.answers_busy;
     s->hwm_queue = 0;
     for (const Attached& a : g.attached) {
         if (!a.channel) continue;
@@ -1227,11 +1265,11 @@ void print_stats() {
                   u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
                   "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_ring_full=%lu "
-                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu reply_no_memory=%lu\n",
+                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu reply_no_memory=%lu answers_busy=%lu\n",
                   u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
                   u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
                   u(s.tx_no_pbuf), u(s.tx_errors), u(s.tx_err_mem), u(s.no_channel), u(s.pulses_in), u(s.pulses_dropped),
-                  u(s.reply_alloc_failed));
+                  u(s.reply_alloc_failed), u(s.answers_busy));
     kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
                   "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "
                   "engine_arena_bytes=%zu\n",
