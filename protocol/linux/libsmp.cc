@@ -358,16 +358,22 @@ class Driver {
       if (spin_ns > 0 && !wait_writable) {  // writability is only seen by epoll
         // Busy-poll until the budget is spent or something is due; every arrival restarts the
         // budget. sched_yield lets a peer on our own core run (one core: no slower than
-        // sleeping); with a core to itself it returns at once. The socket is non-blocking.
+        // sleeping); with a core to itself it returns at once. The socket is non-blocking, and
+        // the inner loop does nothing else, so an arrival is seen within one receive call
+        // (9.7 -> 9.4 us two cores since lone packets are taken with recv(); with recvmmsg,
+        // a heavier call holding the queue's lock longer, the tight loop had been slower).
         if (spin_until == 0) spin_until = t + spin_ns;
-        if (t < spin_until && t < wake) {
-          if (receive() > 0) {
-            spin_until = 0;
-          } else {
+        const TimeNs stop = std::min(spin_until, wake);
+        bool got = false;
+        while (!got && t < stop) {
+          got = receive() > 0;
+          if (!got) {
             sched_yield();
+            t = monotonic_ns();
           }
-          continue;
         }
+        if (got) spin_until = 0;
+        if (got || t >= wake) continue;
       }
       loop.arm(wake);
       const Wakeup w = loop.wait(wait_writable);
