@@ -93,23 +93,43 @@ inline size_t chain_write(MutableChain c, size_t offset, const uint8_t* src, siz
     return done;
 }
 
-// Big-endian loads and stores (the wire's byte order).
-inline uint16_t load16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]); }
-inline uint32_t load32(const uint8_t* p) {
-    return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+// Big-endian loads and stores (the wire's byte order): one unaligned load or store and a byte
+// swap each (GCC did not always merge the byte-by-byte form, and every header passes here).
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+inline uint16_t to_be16(uint16_t v) { return __builtin_bswap16(v); }
+inline uint32_t to_be32(uint32_t v) { return __builtin_bswap32(v); }
+inline uint64_t to_be64(uint64_t v) { return __builtin_bswap64(v); }
+#else
+inline uint16_t to_be16(uint16_t v) { return v; }
+inline uint32_t to_be32(uint32_t v) { return v; }
+inline uint64_t to_be64(uint64_t v) { return v; }
+#endif
+inline uint16_t load16(const uint8_t* p) {
+    uint16_t v;
+    __builtin_memcpy(&v, p, 2);
+    return to_be16(v);
 }
-inline uint64_t load64(const uint8_t* p) { return (uint64_t(load32(p)) << 32) | load32(p + 4); }
+inline uint32_t load32(const uint8_t* p) {
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return to_be32(v);
+}
+inline uint64_t load64(const uint8_t* p) {
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    return to_be64(v);
+}
 inline void store16(uint8_t* p, uint16_t v) {
-    p[0] = uint8_t(v >> 8);
-    p[1] = uint8_t(v);
+    v = to_be16(v);
+    __builtin_memcpy(p, &v, 2);
 }
 inline void store32(uint8_t* p, uint32_t v) {
-    store16(p, uint16_t(v >> 16));
-    store16(p + 2, uint16_t(v));
+    v = to_be32(v);
+    __builtin_memcpy(p, &v, 4);
 }
 inline void store64(uint8_t* p, uint64_t v) {
-    store32(p, uint32_t(v >> 32));
-    store32(p + 4, uint32_t(v));
+    v = to_be64(v);
+    __builtin_memcpy(p, &v, 8);
 }
 
 }  // namespace smp

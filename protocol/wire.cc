@@ -163,8 +163,7 @@ struct Sum {
 // add-with-carry chain takes 32 bytes in 5 instructions (native_sum64's compare-and-add needs
 // about 3 per 8 bytes); elsewhere 32-bit words into a 64-bit sum (no carry to keep: a packet has
 // at most 2^14 words).
-inline uint16_t flat_sum(const uint8_t* p, size_t n) {
-    uint64_t s = 0;
+inline uint16_t flat_sum(const uint8_t* p, size_t n, uint64_t s) {
     size_t i = 0;
 #if defined(__x86_64__)
     for (; i + 32 <= n; i += 32) {
@@ -178,10 +177,11 @@ inline uint16_t flat_sum(const uint8_t* p, size_t n) {
                 : "cc");
     }
     for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        __builtin_memcpy(&w, p + i, 8);
-        s += w;
-        s += s < w;  // end-around carry
+        __asm__("addq (%[p]), %[s]\n\t"
+                "adcq $0, %[s]"
+                : [s] "+r"(s)
+                : [p] "r"(p + i), "m"(*reinterpret_cast<const uint8_t(*)[8]>(p + i))
+                : "cc");
     }
 #else
     for (; i + 4 <= n; i += 4) {
@@ -208,20 +208,18 @@ inline uint16_t flat_sum(const uint8_t* p, size_t n) {
     s = (s & 0xFFFF) + (s >> 16);
     s = (s & 0xFFFF) + (s >> 16);
     s = (s & 0xFFFF) + (s >> 16);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return __builtin_bswap16(uint16_t(s));
-#else
-    return uint16_t(s);
-#endif
+    return to_be16(uint16_t(s));
 }
 
-// checksum() of a packet in one buffer of `length` bytes (at least 6).
+// checksum() of a packet in one buffer of `length` bytes (at least 6). The pseudo-header and the
+// checksum field's complement (so the field counts as zero) enter the same native-order sum:
+// the sum is byte-order independent as long as every 16-bit word keeps its place in a lane.
 inline uint16_t checksum_flat(const uint8_t* p, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4) {
-    uint64_t sum = uint64_t(src_ipv4 >> 16) + (src_ipv4 & 0xFFFF) + (dst_ipv4 >> 16) +
-                   (dst_ipv4 & 0xFFFF) + kIpProtocol + uint16_t(length) + flat_sum(p, length) +
-                   uint16_t(~load16(p + 4));  // the checksum field counts as zero
-    while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-    uint16_t c = uint16_t(~sum);
+    uint16_t field;
+    __builtin_memcpy(&field, p + 4, 2);
+    uint64_t s = uint64_t(to_be32(src_ipv4)) + to_be32(dst_ipv4) +
+                 to_be32((uint32_t(kIpProtocol) << 16) | uint16_t(length)) + uint16_t(~field);
+    uint16_t c = uint16_t(~flat_sum(p, length, s));
     return c == 0 ? 0xFFFF : c;  // as UDP: 0 is never sent
 }
 
@@ -297,6 +295,10 @@ bool valid_to_encode(const Message& m) {
 
 void put_gather(const Gather& g, uint8_t* out) {
     if (!g.bytes) return;
+    if (g.source.count == 1 && g.offset + g.bytes <= g.source.parts[0].size) {
+        copy_bytes(out, g.source.parts[0].data + g.offset, g.bytes);  // one part: no walk
+        return;
+    }
     // encode() does not zero the payload first: a chain shorter than promised ends in zeros.
     size_t done = chain_read(g.source, g.offset, out, g.bytes);
     if (done < g.bytes) zero_bytes(out + done, g.bytes - done);
@@ -409,21 +411,20 @@ size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, si
     // Padding, reserved fields and the MAC room start as zero; a payload gathered from the
     // caller (it ends the body, before the MAC) is written whole below, so it is not zeroed
     // first: at 64 KiB packets that pass over the bytes would cost as much as the copy itself.
+    // The header is written whole below, and the fixed bodies of REQUEST, REPLY and DATA have
+    // no byte left unwritten (their reserved fields are stored as zero), so only the other
+    // types' bodies are zeroed first.
     const bool gathers = m.header.type == Type::kRequest || m.header.type == Type::kReply ||
                          m.header.type == Type::kData;
-    const size_t gathered = gathers ? m.gather.bytes : 0;
-    zero_bytes(out, length - gathered - mac);
+    if (!gathers) zero_bytes(out + kHeaderBytes, length - kHeaderBytes - mac);
     if (mac) zero_bytes(out + length - mac, mac);
     Header& h = m.header;
     h.version = kVersion;
     h.length = uint16_t(length);
-    out[0] = h.version;
-    out[1] = uint8_t(h.type);
-    out[2] = h.flags;
-    out[3] = h.priority;
-    store16(out + 6, h.length);
-    store16(out + 8, h.dst_endpoint);
-    store16(out + 10, h.src_endpoint);
+    store32(out, (uint32_t(h.version) << 24) | (uint32_t(h.type) << 16) | (uint32_t(h.flags) << 8) |
+                     h.priority);
+    store32(out + 4, h.length);  // the checksum field (bytes 4-5) as zero until the end
+    store32(out + 8, (uint32_t(h.dst_endpoint) << 16) | h.src_endpoint);
     store32(out + 12, h.ack);
     store64(out + 16, h.dst_incarnation);
     store64(out + 24, h.src_incarnation);
