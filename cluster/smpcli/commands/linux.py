@@ -168,7 +168,7 @@ def cmd_smpctl(args):
 
 kBenchSizes = [64, 65536]
 kBenchCount = {64: 2000, 65536: 400}    # round trips per measurement, after a warm-up
-kBenchRounds = 3                         # measurements per system and size, interleaved
+kBenchRounds = 5                         # measurements per system and size, interleaved
 kBenchMtus = [9000, 65535]               # extra 64 KiB rows at these veth MTUs (1500 is the table)
 kBenchSpinUs = 50                        # libsmp's busy-poll budget in the busy-poll rows
 kBaselines = ("SMP", "TCP", "ZeroMQ", "gRPC", "RAW")
