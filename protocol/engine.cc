@@ -309,6 +309,7 @@ struct Engine::Impl {
     uint16_t send_free = 0, req_free = 0;  // free-list heads (index + 1; 0 = empty)
     uint32_t events_max = 0, ev_head = 0, ev_count = 0, pulse_events = 0;
     uint32_t ctl_head = 0, ctl_count = 0;
+    Event ev_scratch;          // E::new_event's answer when the ring is full (never, by sizing)
     uint32_t nonce_state = 0;
     uint32_t cache_clock = 0;
     Instant now = 0;           // the latest time any entry point was given
@@ -480,6 +481,21 @@ struct E {
         m.ev_count++;
         return true;
     }
+    // The same, built in place at the ring's tail (no copy): the caller fills the cleared event.
+    // A full ring (ruled out by events_needed) hands out a scratch event that is dropped, as
+    // push_event drops it.
+    Event& new_event() {
+        if (m.ev_count == m.events_max) {
+            m.ev_scratch = Event{};
+            return m.ev_scratch;
+        }
+        uint32_t at = m.ev_head + m.ev_count;
+        if (at >= m.events_max) at -= m.events_max;
+        m.ev_count++;
+        Event& ev = m.events[at];
+        ev = Event{};
+        return ev;
+    }
 
     // -- pool --
     bool pool_alloc(uint32_t bytes, uint32_t& head, uint32_t& blocks) {
@@ -543,11 +559,20 @@ struct E {
         }
     }
     void pool_write(uint32_t head, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+        if (offset + n <= c.pool_block_bytes && src.count == 1 && src_off + n <= src.parts[0].size) {
+            // A small payload in one block from one buffer (most requests): no walks.
+            copy_bytes(m.pool + size_t(head - 1) * c.pool_block_bytes + offset, src.parts[0].data + src_off, n);
+            return;
+        }
         pool_walk(head, offset, n, [&](uint8_t* p, size_t done, uint32_t take) {
             chain_read(src, src_off + done, p, take);
         });
     }
     void pool_read(uint32_t head, uint32_t offset, MutableChain dst, size_t dst_off, uint32_t n) {
+        if (offset + n <= c.pool_block_bytes && dst.count == 1 && dst_off + n <= dst.parts[0].size) {
+            copy_bytes(dst.parts[0].data + dst_off, m.pool + size_t(head - 1) * c.pool_block_bytes + offset, n);
+            return;
+        }
         pool_walk(head, offset, n, [&](uint8_t* p, size_t done, uint32_t take) {
             chain_write(dst, dst_off + done, p, take);
         });
@@ -732,7 +757,7 @@ struct E {
     // Ends a send for the caller (exactly once), then either frees it or keeps it to close.
     void finish_send(Instant now, Send& s, ErrorCode error) {
         if (!s.is_pulse) {
-            Event ev;
+            Event& ev = new_event();
             ev.type = EventType::kSendDone;
             ev.error = error;
             ev.handle = make_handle(s.gen, send_index(s));
@@ -741,7 +766,6 @@ struct E {
             ev.status = s.reply_status;
             ev.size = s.reply_total;
             ev.bytes = min_u(s.reply_total, s.reply_cap);
-            push_event(ev);
             st.sends_completed++;
         }
         // The caller's buffers are no longer ours from here on.
@@ -854,13 +878,12 @@ struct E {
         st.requests_live--;
     }
     void req_event(Req& r, EventType type, ErrorCode error) {
-        Event ev;
+        Event& ev = new_event();
         ev.type = type;
         ev.error = error;
         ev.handle = make_handle(r.gen, req_index(r));
         ev.peer = ref_of(r.peer);
         ev.channel = r.channel;
-        push_event(ev);
     }
     // Ends a request early (cancel, deadline, peer gone), telling the application if it knew.
     void abort_req(Req& r, ErrorCode why) {
@@ -1176,19 +1199,24 @@ struct E {
             st.dropped_unexpected++;  // the same txn with other sizes: not ours to merge
             return;
         }
-        if (msg.payload.bytes && q.offset < r.eager) {
-            // Only [0, eager) goes to the pool; announced bytes beyond it are pulled later.
-            uint32_t n = min_u(msg.payload.bytes, r.eager - q.offset);
-            pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, n);
-            r.eager_have.insert(q.offset, q.offset + n);
+        if (q.offset == 0 && msg.payload.bytes >= r.eager) {
+            // Every byte we keep is in this packet (every small request): nothing to assemble.
+            if (r.eager) pool_write(r.pool_head, 0, pkt, msg.payload.offset, r.eager);
+        } else {
+            if (msg.payload.bytes && q.offset < r.eager) {
+                // Only [0, eager) goes to the pool; announced bytes beyond it are pulled later.
+                uint32_t n = min_u(msg.payload.bytes, r.eager - q.offset);
+                pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, n);
+                r.eager_have.insert(q.offset, q.offset + n);
+            }
+            if (!r.eager_have.covers(0, r.eager)) return;
         }
-        if (!r.eager_have.covers(0, r.eager)) return;
         if (r.deadline <= now) {
             free_req(r);  // complete only after its sender gave up: never delivered (5.6)
             return;
         }
         r.state = ReqState::kDelivered;
-        Event ev;
+        Event& ev = new_event();
         ev.type = EventType::kRequest;
         ev.handle = make_handle(r.gen, req_index(r));
         ev.peer = ref_of(r.peer);
@@ -1198,7 +1226,6 @@ struct E {
         ev.reply_bytes_max = r.reply_max;
         ev.priority = r.priority;
         ev.deadline_us = r.deadline == kNever ? wire::kNoDeadline : uint32_t(r.deadline - now);
-        push_event(ev);
         st.requests_delivered++;
         queue_ack(now, peer_at(r.peer), r.txn, AckKind::kRequestReceived, c.ack_delay_us);
     }
@@ -1263,6 +1290,18 @@ struct E {
             return;
         }
         uint32_t want = min_u(y.total_bytes, s->reply_cap);
+        if (s->state != SendState::kReceiving && y.offset == 0 && msg.payload.bytes >= want) {
+            // The whole reply we keep is in this one packet (every small reply): no transfer to
+            // track, nothing to pull. The same outcome as the general path below.
+            s->state = SendState::kReceiving;
+            s->tx_request = false;
+            s->reply_total = y.total_bytes;
+            s->reply_status = y.status;
+            if (want) chain_to_chain(pkt, msg.payload.offset, s->reply, 0, want);
+            queue_ack(now, p, y.txn, AckKind::kReplyReceived, c.ack_delay_us);
+            finish_send(now, *s, ErrorCode::kOk);
+            return;
+        }
         if (s->state != SendState::kReceiving) {
             // No RTT sample here: the time includes the server application's own work.
             s->state = SendState::kReceiving;
@@ -1368,14 +1407,13 @@ struct E {
     void read_done(Req& r) {
         r.reading = false;
         r.in.active = false;
-        Event ev;
+        Event& ev = new_event();
         ev.type = EventType::kReadDone;
         ev.handle = make_handle(r.gen, req_index(r));
         ev.peer = ref_of(r.peer);
         ev.channel = r.channel;
         ev.size = r.read_len;
         ev.bytes = r.read_len;
-        push_event(ev);
         r.read_dst = MutableChain{nullptr, 0};
     }
 
@@ -1887,7 +1925,7 @@ bool Engine::poll_event(Event& out) {
     if (!ok_ || impl_->ev_count == 0) return false;
     Impl& m = *impl_;
     out = m.events[m.ev_head];
-    m.ev_head = (m.ev_head + 1) % m.events_max;
+    if (++m.ev_head == m.events_max) m.ev_head = 0;
     m.ev_count--;
     if (out.type == EventType::kPulse) m.pulse_events--;
     return true;
