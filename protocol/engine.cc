@@ -999,6 +999,15 @@ struct E {
     // either chain ends before n bytes, as chain_read/chain_write do.
     static void chain_to_chain(ConstChain src, size_t src_off, MutableChain dst, size_t dst_off,
                                size_t n) {
+        if (src.count == 1 && dst.count == 1) {  // one buffer each (the usual case): no walk
+            const ConstBytes& sp = src.parts[0];
+            const MutableBytes& dp = dst.parts[0];
+            if (src_off >= sp.size || dst_off >= dp.size) return;
+            if (n > sp.size - src_off) n = sp.size - src_off;
+            if (n > dp.size - dst_off) n = dp.size - dst_off;
+            copy_bytes(dp.data + dst_off, sp.data + src_off, n);
+            return;
+        }
         size_t si = 0, di = 0;
         while (si < src.count && src_off >= src.parts[si].size) src_off -= src.parts[si++].size;
         while (di < dst.count && dst_off >= dst.parts[di].size) dst_off -= dst.parts[di++].size;
@@ -1546,7 +1555,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     E e{*impl_, config_, stats_};
     impl_->now = now;
     stats_.packets_in++;
-    stats_.bytes_in += chain_size(packet);
+    stats_.bytes_in += packet.count == 1 ? packet.parts[0].size : chain_size(packet);
     Message msg;
     wire::DecodeError err = wire::decode(packet, src_ipv4, dst_ipv4, msg);
     if (err != wire::DecodeError::kOk) {
