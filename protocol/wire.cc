@@ -166,7 +166,21 @@ struct Sum {
 inline uint16_t flat_sum(const uint8_t* p, size_t n, uint64_t s) {
     size_t i = 0;
 #if defined(__x86_64__)
-    for (; i + 32 <= n; i += 32) {
+    for (; i + 64 <= n; i += 64) {
+        __asm__("addq 0(%[p]), %[s]\n\t"
+                "adcq 8(%[p]), %[s]\n\t"
+                "adcq 16(%[p]), %[s]\n\t"
+                "adcq 24(%[p]), %[s]\n\t"
+                "adcq 32(%[p]), %[s]\n\t"
+                "adcq 40(%[p]), %[s]\n\t"
+                "adcq 48(%[p]), %[s]\n\t"
+                "adcq 56(%[p]), %[s]\n\t"
+                "adcq $0, %[s]"
+                : [s] "+r"(s)
+                : [p] "r"(p + i), "m"(*reinterpret_cast<const uint8_t(*)[64]>(p + i))
+                : "cc");
+    }
+    if (i + 32 <= n) {
         __asm__("addq 0(%[p]), %[s]\n\t"
                 "adcq 8(%[p]), %[s]\n\t"
                 "adcq 16(%[p]), %[s]\n\t"
@@ -175,6 +189,7 @@ inline uint16_t flat_sum(const uint8_t* p, size_t n, uint64_t s) {
                 : [s] "+r"(s)
                 : [p] "r"(p + i), "m"(*reinterpret_cast<const uint8_t(*)[32]>(p + i))
                 : "cc");
+        i += 32;
     }
     for (; i + 8 <= n; i += 8) {
         __asm__("addq (%[p]), %[s]\n\t"
@@ -622,7 +637,9 @@ DecodeError decode(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, Mess
     h.length = load16(buf + 6);
     if (h.length != size) return DecodeError::kBadLength;
     h.checksum = load16(buf + 4);
-    if (verify_checksum && h.checksum != checksum(packet, src_ipv4, dst_ipv4))
+    if (verify_checksum &&
+        h.checksum != (packet.count == 1 ? checksum_flat(packet.parts[0].data, size, src_ipv4, dst_ipv4)
+                                         : checksum(packet, src_ipv4, dst_ipv4)))
         return DecodeError::kBadChecksum;
     h.flags = buf[2];
     if (h.flags & kFlagsCritical) return DecodeError::kCriticalFlag;
