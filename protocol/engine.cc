@@ -317,6 +317,7 @@ struct Engine::Impl {
     // call stop there (free lists reuse the lowest slots first, so these stay at the number of
     // things in progress at once, not at the configured maximum).
     uint16_t peers_hi = 0, sends_hi = 0, reqs_hi = 0, lookups_hi = 0;
+    uint16_t peer_hint = 0;    // E::find_peer's last answer, tried first
     // Transmit work (SPEC-neutral bookkeeping). Event-driven work puts its record on one of three
     // FIFO lists (index + 1; 0 = empty), so poll_transmit looks only at records that have
     // something to send instead of scanning every table after every packet. Timers and the rarer
@@ -589,10 +590,21 @@ struct E {
         index = uint16_t(i - 1);
         return true;
     }
+    // (ipv4, endpoint) is unique in the table (a peer is added only when this finds none), so
+    // the peer found last, tried first, is the answer whenever it matches: packets come in runs
+    // from one peer, and a node with many peers skips the scan.
     int find_peer(uint32_t ipv4, uint16_t endpoint) const {
+        uint16_t h = m.peer_hint;
+        if (h < m.peers_hi) {
+            const Peer& p = m.peers[h];
+            if (p.state != PeerState::kFree && p.ipv4 == ipv4 && p.endpoint == endpoint) return int(h);
+        }
         for (size_t i = 0; i < m.peers_hi; i++) {
             const Peer& p = m.peers[i];
-            if (p.state != PeerState::kFree && p.ipv4 == ipv4 && p.endpoint == endpoint) return int(i);
+            if (p.state != PeerState::kFree && p.ipv4 == ipv4 && p.endpoint == endpoint) {
+                m.peer_hint = uint16_t(i);
+                return int(i);
+            }
         }
         return -1;
     }
