@@ -333,8 +333,8 @@ def bench_linux(args):
           "nothing else).")
     print("Starred: the same with both sides busy-polling instead of sleeping: libsmp "
           f"Config::spin_ns = {kBenchSpinUs} us")
-    print("(smpctl --spin-us), then it sleeps; tcp_rr/raw_rr --busy-poll: MSG_DONTWAIT + "
-          "sched_yield, unbounded.")
+    print("(smpctl --spin-us), tcp_rr/raw_rr --busy-poll: MSG_DONTWAIT + sched_yield for 50 us; "
+          "then each sleeps.")
     print("libsmp's default is no busy-poll (spin_ns = 0).")
     for label, client_cpu, server_cpu, rows in results:
         print(f"-- {label} (client CPU {client_cpu}, server CPU {server_cpu}), veth MTU 1500")

@@ -6,7 +6,9 @@
 // (the bench uses 253, RFC 3692's for experiments), so that the SMP servers never see its packets.
 //   raw_rr [--busy-poll] server PROTOCOL
 //   raw_rr [--busy-poll] client ADDRESS PROTOCOL SIZE COUNT
-// --busy-poll: receive with MSG_DONTWAIT + sched_yield instead of sleeping, as tcp_rr --busy-poll.
+// --busy-poll: receive with MSG_DONTWAIT + sched_yield for up to rr::kBusyPollNs, then sleep: the
+// same policy as libsmp's spin_ns and tcp_rr --busy-poll (an idle server that polled forever
+// would take the CPU from every other system the bench measures there).
 // No loss is expected on a veth; a datagram lost anyway ends the run with an error after
 // kReceiveTimeoutS instead of a hang.
 #include <arpa/inet.h>
@@ -63,15 +65,16 @@ int open_raw(int protocol) {
   return fd;
 }
 
-// Waits for the first datagram (sleeping, or polling with --busy-poll); -1 after the timeout.
+// Waits for the first datagram (polling first with --busy-poll, then sleeping); -1 after the
+// receive timeout.
 ssize_t receive_first(int fd, void* buf, size_t cap, sockaddr_in* from) {
-  const int64_t give_up = rr::now_ns() + int64_t{kReceiveTimeoutS} * 1'000'000'000;
+  const int64_t stop_polling = g_busy_poll ? rr::now_ns() + rr::kBusyPollNs : 0;
   for (;;) {
+    const bool poll = g_busy_poll && rr::now_ns() < stop_polling;
     socklen_t len = sizeof *from;
-    const ssize_t n = recvfrom(fd, buf, cap, g_busy_poll ? MSG_DONTWAIT : 0,
+    const ssize_t n = recvfrom(fd, buf, cap, poll ? MSG_DONTWAIT : 0,
                                reinterpret_cast<sockaddr*>(from), &len);
-    if (n >= 0 || !g_busy_poll || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
-    if (rr::now_ns() > give_up) return -1;
+    if (n >= 0 || !poll || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
     sched_yield();
   }
 }
@@ -90,8 +93,11 @@ bool receive_message(int fd, Message& m, size_t* size_bytes) {
     const int k = recvmmsg(fd, m.msgs + m.count, unsigned(kBatchMax - m.count),
                            g_busy_poll ? MSG_DONTWAIT : MSG_WAITFORONE, nullptr);
     if (k < 0) {
-      if (g_busy_poll && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-      return false;
+      if (!g_busy_poll || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+      // The sender may be the one waiting for this CPU (one core: it was preempted mid-batch
+      // by our wake-up): polling without yielding would keep it out for a whole time slice.
+      sched_yield();
+      continue;
     }
     for (int i = 0; i < k; ++i) got += m.msgs[m.count + size_t(i)].msg_len - kIpHeaderBytes - kHeaderBytes;
     m.count += size_t(k);

@@ -60,6 +60,9 @@ inline bool parse_count(const char* s, long lo, long hi, long* out) {
 }
 
 constexpr long kSizeMax = 16L << 20;  // largest message a baseline is asked to carry
+// --busy-poll of tcp_rr and raw_rr: how long a receive polls before it sleeps; the bench gives
+// libsmp the same (smpctl --spin-us=50).
+constexpr int64_t kBusyPollNs = 50'000;
 
 // The command line every baseline shares: `NAME server PORT` or `NAME client ADDRESS PORT SIZE
 // COUNT`; a bad one gets the usage line and status 2.

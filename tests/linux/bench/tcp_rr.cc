@@ -2,8 +2,9 @@
 // big-endian length and the payload; the server echoes the same framing back.
 //   tcp_rr [--busy-poll] server PORT
 //   tcp_rr [--busy-poll] client ADDRESS PORT SIZE COUNT
-// --busy-poll: every receive polls (MSG_DONTWAIT, then sched_yield) instead of sleeping, the same
-// busy-wait libsmp does with Config::spin_ns, so that SMP with busy-poll meets TCP with it too.
+// --busy-poll: every receive polls (MSG_DONTWAIT, then sched_yield) for up to rr::kBusyPollNs
+// before it sleeps, the same busy-wait libsmp does with Config::spin_ns, so that SMP with
+// busy-poll meets TCP with it too.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,10 +27,11 @@ bool g_busy_poll = false;
 
 bool io_all(int fd, void* buf, size_t n, bool write_side) {
   auto* p = static_cast<char*>(buf);
+  const int64_t stop_polling = g_busy_poll ? rr::now_ns() + rr::kBusyPollNs : 0;
   while (n > 0) {
-    ssize_t r = write_side ? ::send(fd, p, n, MSG_NOSIGNAL)
-                           : ::recv(fd, p, n, g_busy_poll ? MSG_DONTWAIT : 0);
-    if (r < 0 && !write_side && g_busy_poll && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    const bool poll = !write_side && g_busy_poll && rr::now_ns() < stop_polling;
+    ssize_t r = write_side ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, poll ? MSG_DONTWAIT : 0);
+    if (r < 0 && poll && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       sched_yield();
       continue;
     }
