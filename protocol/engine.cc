@@ -318,6 +318,11 @@ struct Engine::Impl {
     // things in progress at once, not at the configured maximum).
     uint16_t peers_hi = 0, sends_hi = 0, reqs_hi = 0, lookups_hi = 0;
     uint16_t peer_hint = 0;    // E::find_peer's last answer, tried first
+    // next_timeout's answer, a function of the state only: every entry point that changes state
+    // clears nt_valid (the kernel asks twice per pass of its net thread, often with nothing
+    // changed between; each answer is a scan of every table).
+    bool nt_valid = false;
+    Instant nt_value = kNever;
     // Transmit work (SPEC-neutral bookkeeping). Event-driven work puts its record on one of three
     // FIFO lists (index + 1; 0 = empty), so poll_transmit looks only at records that have
     // something to send instead of scanning every table after every packet. Timers and the rarer
@@ -1566,6 +1571,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     if (!ok_) return;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     stats_.packets_in++;
     stats_.bytes_in += packet.count == 1 ? packet.parts[0].size : chain_size(packet);
     Message msg;
@@ -1748,6 +1754,7 @@ void Engine::handle_timeout(Instant now) {
     E e{*impl_, config_, stats_};
     Impl& m = *impl_;
     m.now = now;
+    m.nt_valid = false;
     m.tx_scan = true;  // whatever a timer made due is found by one scan of every table
     const Config& c = config_;
     uint64_t dead_after = c.dead_after_us();
@@ -1900,6 +1907,13 @@ void Engine::handle_timeout(Instant now) {
 
 Instant Engine::next_timeout() const {
     if (!ok_) return kNever;
+    if (impl_->nt_valid) return impl_->nt_value;
+    impl_->nt_value = next_timeout_scan();
+    impl_->nt_valid = true;
+    return impl_->nt_value;
+}
+
+Instant Engine::next_timeout_scan() const {
     const Impl& m = *impl_;
     const Config& c = config_;
     Instant t = kNever;
@@ -2179,6 +2193,7 @@ __attribute__((noinline)) Transmit poll_transmit_work(E& e, Instant now, uint8_t
     Stats& stats_ = e.st;
     const Config& config_ = e.c;
     m.now = now;
+    m.nt_valid = false;
     if (m.ctl_count) {
         Control& ctl = m.controls[m.ctl_head];
         m.ctl_head = (m.ctl_head + 1) % config_.control_max;
@@ -2283,6 +2298,7 @@ Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
 Result<PeerRef> Engine::peer(uint32_t ipv4, uint16_t endpoint) {
     if (!ok_) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};
+    impl_->nt_valid = false;  // a new peer has a linger time
     int i = e.find_peer(ipv4, endpoint);
     if (i < 0) i = e.add_peer(impl_->now, ipv4, endpoint);
     if (i < 0) return {ErrorCode::kNoResources, {}};
@@ -2358,6 +2374,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
     if (!ok_ || !name) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     size_t len = cstr_len(name, wire::kNameBytesMax);
     if (len == 0 || len > wire::kNameBytesMax) return {ErrorCode::kInvalid, {}};
@@ -2433,6 +2450,7 @@ Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channe
     if (!ok_) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     uint16_t pi = 0;
     if (!e.peer_of_ref(peer, pi)) {
         uint32_t i = peer.value & 0xFFFF;
@@ -2480,6 +2498,7 @@ ErrorCode Engine::cancel(Instant now, SendHandle handle) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     size_t si = 0;
     Send* s = e.send_of(handle, si);
@@ -2492,6 +2511,7 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     uint16_t pi = 0;
     if (!e.peer_of_ref(peer, pi)) return ErrorCode::kPeerRebooted;
@@ -2534,6 +2554,7 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered || r->reading) return ErrorCode::kInvalid;
     size_t want = chain_size(dst);
@@ -2561,6 +2582,7 @@ ErrorCode Engine::reply(Instant now, RequestHandle handle, uint32_t status, Cons
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
     if (chain_size(parts) > wire::kMessageBytesMax) return ErrorCode::kTooLarge;
@@ -2575,6 +2597,7 @@ ErrorCode Engine::error(Instant now, RequestHandle handle, ErrorCode code, uint3
         return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
+    impl_->nt_valid = false;
     impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
     Req* r = e.req_of(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;

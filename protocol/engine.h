@@ -263,6 +263,7 @@ public:
 
 private:
     void on_name_reply(Instant now, uint16_t peer_index, const wire::Message& msg);
+    Instant next_timeout_scan() const;
 
     Config config_;
     Stats stats_;
