@@ -769,7 +769,8 @@ struct E {
         s.next_free = m.send_free;
         m.send_free = uint16_t(send_index(s) + 1);
         st.sends_live--;
-        admit(m.now, s.peer);  // the credit it held may let a waiting sender go
+        // The credit it held may let a waiting sender go (none can wait if none is left).
+        if (p.sends_live) admit(m.now, s.peer);
     }
     // Ends a send for the caller (exactly once), then either frees it or keeps it to close.
     void finish_send(Instant now, Send& s, ErrorCode error) {
@@ -807,8 +808,12 @@ struct E {
         }
         free_send(s);
     }
-    uint32_t txn_low(uint16_t pi) {
+    // `self`: a send of this peer asking (it may hold a txn). out_txns counts the peer's live
+    // sends that hold a txn (each below next_txn), so the usual cases need no scan.
+    uint32_t txn_low(uint16_t pi, const Send* self = nullptr) {
         const Peer& p = peer_at(pi);
+        if (p.out_txns == 0) return p.next_txn;
+        if (p.out_txns == 1 && self && self->txn) return self->txn;
         uint32_t low = p.next_txn;
         for (size_t i = 0; i < m.sends_hi; i++) {
             const Send& s = m.sends[i];
@@ -2090,7 +2095,7 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
         if (s.is_pulse) {
             s.tx_request = false;
             msg.header.type = Type::kPulse;
-            msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer), s.channel, s.code, s.value};
+            msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer, &s), s.channel, s.code, s.value};
             return emit(e, s.peer, msg, out, cap, rflag, s.priority);
         }
         size_t room = wire::payload_capacity(p.mtu, wire::kRequestFixedBytes, false);
@@ -2102,7 +2107,7 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
             remaining = left >= wire::kNoDeadline ? wire::kNoDeadline - 1 : uint32_t(left);
             if (remaining == 0) remaining = 1;  // 0 would mean "already expired"
         }
-        msg.request = wire::Request{s.txn, e.txn_low(s.peer), s.channel, s.total, s.eager,
+        msg.request = wire::Request{s.txn, e.txn_low(s.peer, &s), s.channel, s.total, s.eager,
                                     s.tx_offset, s.reply_cap, remaining};
         msg.gather = wire::Gather{s.msg, s.tx_offset, n};
         s.tx_offset += n;
