@@ -750,6 +750,7 @@ struct E {
         return &s;
     }
     Send* find_send(uint16_t pi, uint32_t txn) {
+        if (!m.peers[pi].sends_live) return nullptr;  // none of this peer's: no scan
         for (size_t i = 0; i < m.sends_hi; i++) {
             Send& s = m.sends[i];
             if (s.state != SendState::kFree && s.peer == pi && s.txn == txn && txn) return &s;
@@ -863,6 +864,7 @@ struct E {
         return &r;
     }
     Req* find_req(uint16_t pi, uint32_t txn) {
+        if (!m.peers[pi].reqs_live) return nullptr;  // none of this peer's: no scan
         for (size_t i = 0; i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
             if (r.state != ReqState::kFree && r.peer == pi && r.txn == txn) return &r;
@@ -939,7 +941,7 @@ struct E {
             return;
         }
         if (low <= p.base) return;
-        for (size_t i = 0; i < m.reqs_hi; i++) {
+        for (size_t i = 0; p.reqs_live && i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
             if (r.state == ReqState::kFree || r.peer != pi || r.txn >= low) continue;
             if (r.state == ReqState::kReplying) {
