@@ -431,10 +431,10 @@ def cmd_demo(args):
 
 # ---- ./smp bench smp ------------------------------------------------------------------------------
 
-kBenchRounds = 200
-kRttRounds = 5
+kBenchRounds = 500      # per round; the whole bench takes seconds, so rounds are cheap
+kRttRounds = 15         # host load moves single rounds by up to 1.5x: many rounds, medians
 kConcurrentSenders = 4
-kThroughputRounds = 3
+kThroughputRounds = 7
 
 
 def _mbit(nbytes, ns):
