@@ -333,6 +333,26 @@ struct Engine::Impl {
     uint16_t txq_peer_head = 0, txq_peer_tail = 0;
     uint16_t txq_send_head = 0, txq_send_tail = 0;
     uint16_t txq_req_head = 0, txq_req_tail = 0;
+
+    // A send record off the free list, reset and kWaiting (its index in *index); null when
+    // none is free. What outlives one use stays: the generation (stale handles keep failing)
+    // and the transmit-list links (the record may still sit on a list from its last use).
+    Send* take_send(size_t* index) {
+        if (!send_free) return nullptr;
+        const size_t si = send_free - 1;
+        Send& s = sends[si];
+        send_free = s.next_free;
+        if (si >= sends_hi) sends_hi = uint16_t(si + 1);
+        const uint16_t gen = s.gen, tx_next = s.tx_next;
+        const bool tx_queued = s.tx_queued;
+        new (&s) Send;
+        s.gen = gen;
+        s.tx_next = tx_next;
+        s.tx_queued = tx_queued;
+        s.state = SendState::kWaiting;
+        *index = si;
+        return &s;
+    }
 };
 
 namespace {
@@ -2471,18 +2491,10 @@ Result<SendHandle> Engine::start_send(Instant now, PeerRef peer, uint32_t channe
         return {ErrorCode::kTooLarge, {}};
     if (reply_cap > wire::kMessageBytesMax) reply_cap = wire::kMessageBytesMax;
     if (deadline <= now) return {ErrorCode::kTimedOut, {}};
-    if (!impl_->send_free) return {ErrorCode::kNoResources, {}};
-    size_t si = impl_->send_free - 1;
-    Send& s = impl_->sends[si];
-    impl_->send_free = s.next_free;
-    if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
-    uint16_t gen = s.gen, tx_next = s.tx_next;
-    bool tx_queued = s.tx_queued;
-    new (&s) Send;
-    s.gen = gen;
-    s.tx_next = tx_next;
-    s.tx_queued = tx_queued;
-    s.state = SendState::kWaiting;
+    size_t si = 0;
+    Send* taken = impl_->take_send(&si);
+    if (!taken) return {ErrorCode::kNoResources, {}};
+    Send& s = *taken;
     s.peer = pi;
     s.channel = channel;
     s.msg = message;
@@ -2530,18 +2542,10 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
             return ErrorCode::kOk;
         }
     }
-    if (!impl_->send_free) return ErrorCode::kNoResources;
-    size_t si = impl_->send_free - 1;
-    Send& s = impl_->sends[si];
-    impl_->send_free = s.next_free;
-    if (si >= impl_->sends_hi) impl_->sends_hi = uint16_t(si + 1);
-    uint16_t gen = s.gen, tx_next = s.tx_next;
-    bool tx_queued = s.tx_queued;
-    new (&s) Send;
-    s.gen = gen;
-    s.tx_next = tx_next;
-    s.tx_queued = tx_queued;
-    s.state = SendState::kWaiting;
+    size_t si = 0;
+    Send* taken = impl_->take_send(&si);
+    if (!taken) return ErrorCode::kNoResources;
+    Send& s = *taken;
     s.is_pulse = true;
     s.peer = pi;
     s.channel = channel;
