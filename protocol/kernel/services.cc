@@ -45,20 +45,28 @@ bool attach(Service* s) {
     return true;
 }
 
+// The service's next message, its first `bytes` in `buf`; pulses (the unblock pulses of
+// senders that gave up: nothing is held for them) are counted and skipped.
+kernel::ReceiveInfo next_message(Service* s, void* buf, size_t bytes) {
+    for (;;) {
+        kernel::ReceiveInfo info;
+        kernel::MutPart part{buf, bytes};
+        if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
+            Status::kOk)
+            continue;
+        if (info.kind == kernel::ReceiveKind::kMessage) {
+            ++s->requests;
+            return info;
+        }
+        if (info.pulse_code >= 0) s->pulses += info.pulse_count;
+    }
+}
+
 // echo: replies with the message itself (any size up to the protocol's maximum).
 void serve_echo(Service* s) {
     static uint8_t small[kSmallBytes];
     for (;;) {
-        kernel::ReceiveInfo info;
-        kernel::MutPart part{small, sizeof small};
-        if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
-            Status::kOk)
-            continue;
-        if (info.kind != kernel::ReceiveKind::kMessage) {  // unblock pulses: nothing held
-            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
-            continue;
-        }
-        ++s->requests;
+        const kernel::ReceiveInfo info = next_message(s, small, sizeof small);
         if (info.size <= sizeof small) {
             kernel::Part r{small, info.copied};
             kernel::reply(info.id, 0, kernel::Parts{&r, 1});
@@ -97,16 +105,7 @@ void serve_echo(Service* s) {
 void serve_sink(Service* s) {
     static uint8_t small[kSmallBytes];
     for (;;) {
-        kernel::ReceiveInfo info;
-        kernel::MutPart part{small, sizeof small};
-        if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
-            Status::kOk)
-            continue;
-        if (info.kind != kernel::ReceiveKind::kMessage) {
-            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
-            continue;
-        }
-        ++s->requests;
+        const kernel::ReceiveInfo info = next_message(s, small, sizeof small);
         uint64_t have = info.copied;
         Status st = Status::kOk;
         if (info.size > have) {
@@ -195,16 +194,7 @@ void serve_kv(Service* s) {
     static char msg[kSmallBytes];
     static char answer[kSmallBytes];
     for (;;) {
-        kernel::ReceiveInfo info;
-        kernel::MutPart part{msg, sizeof msg};
-        if (kernel::receive(s->channel, kernel::MutParts{&part, 1}, kernel::kNoDeadline, &info) !=
-            Status::kOk)
-            continue;
-        if (info.kind != kernel::ReceiveKind::kMessage) {
-            if (info.pulse_code >= 0) s->pulses += info.pulse_count;
-            continue;
-        }
-        ++s->requests;
+        const kernel::ReceiveInfo info = next_message(s, msg, sizeof msg);
         size_t n = kv_handle(msg, info.copied, answer, sizeof answer);
         kernel::Part r{answer, n};
         kernel::reply(info.id, 0, kernel::Parts{&r, 1});
