@@ -2589,6 +2589,20 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     return ErrorCode::kOk;
 }
 
+ErrorCode Engine::abandon_read(Instant now, RequestHandle handle) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    impl_->now = now;
+    impl_->nt_valid = false;
+    Req* r = e.req_of(handle);
+    if (!r || r->state != ReqState::kDelivered || !r->reading) return ErrorCode::kInvalid;
+    // As read_done without its event: the pull stops asking, its late DATA finds no reader.
+    r->reading = false;
+    r->in.active = false;
+    r->read_dst = MutableChain{nullptr, 0};
+    return ErrorCode::kOk;
+}
+
 ErrorCode Engine::reply(Instant now, RequestHandle handle, uint32_t status, ConstChain parts) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};

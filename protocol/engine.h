@@ -246,6 +246,10 @@ public:
     // Copies request bytes [offset, offset + size(dst)) into dst, pulling from the client what is
     // not here; ends with kReadDone. One read at a time per request.
     ErrorCode read(Instant now, RequestHandle request, uint32_t offset, MutableChain dst);
+    // Gives up the read in progress (the reader's deadline passed): from now on nothing is
+    // written into its dst and no kReadDone follows; bytes of it that arrive later are dropped.
+    // The request stays delivered: a later read() starts again. kInvalid when none is reading.
+    ErrorCode abandon_read(Instant now, RequestHandle request);
     // Replies; `parts` stay borrowed until kReplyDone.
     ErrorCode reply(Instant now, RequestHandle request, uint32_t status, ConstChain parts);
     // Fails the request: code kAppError with app_code, or kNoSuchChannel / kTooLarge /

@@ -70,6 +70,11 @@ struct Op {
     // kRead
     RemoteRec* rec = nullptr;
     uint32_t offset = 0;
+    // For submit_until (under IrqLock): the net thread has taken it off g.ops; it waits on
+    // g.abandons for the net thread to give it up.
+    bool taken = false;
+    bool in_abandons = false;
+    bool finished = false;   // finish() ran (its signal may still be on the way)
     // kLookup / kAttach
     const char* node = nullptr;
     const char* name = nullptr;
@@ -122,6 +127,7 @@ struct Bridge {
     // Shared with other threads (interrupts disabled around every touch).
     kernel::List ops;
     kernel::List completions;
+    kernel::List abandons;   // started reads whose reader's deadline passed (submit_until)
     // Net thread only.
     kernel::List free_recs;
     kernel::List inflight;   // kSend ops started in the engine
@@ -216,6 +222,14 @@ RemoteRec* rec_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, RemoteRec
 
 void finish(Op* op, Status s) {
     op->status = s;
+    {
+        IrqLock lock;
+        op->finished = true;
+        if (op->in_abandons) {  // finished before the net thread got to the abandon
+            kernel::List::remove(&op->link);
+            op->in_abandons = false;
+        }
+    }
     op->done.signal();
 }
 
@@ -229,6 +243,47 @@ Status submit(Op* op) {
     net::net_wake();
     op->done.wait(kernel::kNoDeadline);
     return op->status;
+}
+
+// submit() with a deadline, for ops the net thread can give up (kRead): past the deadline an op
+// not yet taken is withdrawn; a started one is handed back through g.abandons, and the net
+// thread ends it (kTimedOut) within one pass, unless it ended meanwhile. Either way the op is
+// off every list and finished before this returns, so it may live on the caller's stack.
+Status submit_until(Op* op, uint64_t deadline_ns) {
+    if (!g.running) return Status::kNotSupported;
+    if (deadline_ns != kernel::kNoDeadline && arch::now_ns() >= deadline_ns) return Status::kTimedOut;
+    {
+        IrqLock lock;
+        g.ops.push_back(&op->link);
+    }
+    net::net_wake();
+    if (op->done.wait(deadline_ns) == Status::kOk) return op->status;
+    {
+        IrqLock lock;
+        if (!op->taken) {
+            kernel::List::remove(&op->link);
+            return Status::kTimedOut;
+        }
+        if (!op->finished) {  // else it ended just after the deadline: its signal came or comes
+            g.abandons.push_back(&op->link);
+            op->in_abandons = true;
+        }
+    }
+    net::net_wake();
+    op->done.wait(kernel::kNoDeadline);  // finish() signals exactly once, maybe already did
+    return op->status;
+}
+
+// Net thread: ends the reads handed back by submit_until.
+void give_up_reads(smp::Instant now, kernel::List& abandoned) {
+    while (kernel::ListNode* n = abandoned.pop_front()) {
+        Op* op = op_of(n);
+        RemoteRec* r = op->rec;
+        if (r->read_op != op) continue;  // cannot happen: finish() takes it off the list
+        g.engine->abandon_read(now, smp::RequestHandle{r->handle});
+        r->read_op = nullptr;
+        finish(op, Status::kTimedOut);
+    }
 }
 
 Status from_wire(smp::ErrorCode e, uint32_t app) {
@@ -399,15 +454,15 @@ size_t rec_copy_out(kernel::SenderRecord* record, size_t offset, kernel::MutPart
 }
 
 kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
-                                kernel::MutParts dst, uint64_t) {
+                                kernel::MutParts dst, uint64_t deadline_ns) {
     using R = kernel::Result<size_t>;
     RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
     if (offset >= record->send_size) return R::ok(0);
     const size_t want = kernel::parts_size(dst);
     if (offset + want <= r->eager_len || record->send_size <= r->eager_len)
         return R::ok(rec_copy_out(record, offset, dst));
-    // FIXME: the read's deadline is not applied here; the engine ends a pull by itself when the
-    // client dies, cancels or times out (kRequestCancelled), which is what bounds the wait.
+    // The engine also ends a pull by itself when the client dies, cancels or times out
+    // (kRequestCancelled); the reader's own deadline ends the wait through submit_until.
     Op op;
     op.kind = OpKind::kRead;
     op.rec = r;
@@ -415,7 +470,7 @@ kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
     for (size_t i = 0; i < dst.count; ++i)
         op.reply_parts[i] = smp::MutableBytes{static_cast<uint8_t*>(dst.parts[i].data), dst.parts[i].size};
     op.reply_count = dst.count;
-    Status s = submit(&op);
+    Status s = submit_until(&op, deadline_ns);
     if (s != Status::kOk) return R::error(s);
     return R::ok(op.size);
 }
@@ -850,19 +905,28 @@ uint64_t net_run(void*, uint64_t now_ns) {
     bool ring_full = false;
     bool again = true;
     for (int round = 0; round < 8; ++round) {
-        kernel::List ops, completions;
+        kernel::List ops, completions, abandoned;
         ops.init();
         completions.init();
+        abandoned.init();
         {
             IrqLock lock;
-            while (kernel::ListNode* n = g.ops.pop_front()) ops.push_back(n);
+            while (kernel::ListNode* n = g.ops.pop_front()) {
+                op_of(n)->taken = true;
+                ops.push_back(n);
+            }
             while (kernel::ListNode* n = g.completions.pop_front()) completions.push_back(n);
+            while (kernel::ListNode* n = g.abandons.pop_front()) {
+                op_of(n)->in_abandons = false;
+                abandoned.push_back(n);
+            }
         }
-        if (!again && ops.empty() && completions.empty()) {
+        if (!again && ops.empty() && completions.empty() && abandoned.empty()) {
             idle = true;
             break;
         }
         again = false;
+        give_up_reads(now, abandoned);
         while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
         while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
         smp::Event e;
@@ -926,6 +990,7 @@ bool running() { return g.running; }
 void init() {
     g.ops.init();
     g.completions.init();
+    g.abandons.init();
     g.free_recs.init();
     g.inflight.init();
     g.lookups.init();

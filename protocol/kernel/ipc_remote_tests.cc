@@ -9,6 +9,7 @@
 #include "command_line.h"
 #include "heap.h"
 #include "ipc.h"
+#include "net_thread.h"
 #include "panic.h"
 #include "shell.h"
 #include "thread.h"
@@ -152,6 +153,32 @@ void server_main(void*) {
             uint64_t w[4] = {info.size, info.copied, ok ? h : 0,
                              past.is_ok() && past.value == 0 ? 1u : 0u};
             reply_words(info.id, w, 4);
+            break;
+        }
+        case 'd': {  // a read() whose deadline passes, then the whole message as 't' does
+            // Its last 1000 bytes with a 50 us deadline: locally they are copied at once (kOk);
+            // from another node they must be pulled, a round trip longer than 50 us, so the read
+            // gives up (kTimedOut) and must leave the request readable.
+            uint64_t first = uint64_t(Status::kInvalidArgument);
+            if (info.size > 1000) {
+                kernel::MutPart c{chunk, 1000};
+                first = uint64_t(kernel::read(info.id, info.size - 1000, kernel::MutParts{&c, 1},
+                                              kernel::deadline_after(50'000)).status);
+            }
+            uint64_t h = fnv_step(kFnvInit, small, info.copied);
+            size_t off = info.copied;
+            bool ok = true;
+            while (off < info.size && ok) {
+                kernel::MutPart c{chunk, sizeof chunk};
+                auto r = kernel::read(info.id, off, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
+                ok = r.is_ok() && r.value > 0;
+                if (ok) {
+                    h = fnv_step(h, chunk, r.value);
+                    off += r.value;
+                }
+            }
+            uint64_t w[3] = {info.size, first, ok ? h : 0};
+            reply_words(info.id, w, 3);
             break;
         }
         case 'b': {  // a reply of arg bytes
@@ -303,6 +330,29 @@ void run_cases(const char* node) {
             kernel::heap::release(m);
         } else {
             expect(false, "truncated receive + read()", "no memory");
+        }
+    }
+    {  // a read() past its deadline (remote: given up mid-pull) leaves the message readable
+        const size_t n = 200000;
+        auto* m = static_cast<uint8_t*>(kernel::heap::allocate(n));
+        if (m) {
+            m[0] = 'd';
+            for (size_t i = 1; i < n; ++i) m[i] = uint8_t(i * 13 + (i >> 7));
+            uint64_t w[3] = {};
+            kernel::Part p{m, n};
+            kernel::MutPart rp{w, sizeof w};
+            auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
+                                  kernel::deadline_after(kCaseGuardNs));
+            // Locally the bytes are in memory and the read never waits; from another node they
+            // are a round trip away (over 100 us on any path here), so the read gives up.
+            const bool remote = !kernel::string_equal(node, net::net_config().name);
+            const Status want = remote ? Status::kTimedOut : Status::kOk;
+            expect(r.is_ok() && w[0] == n && w[1] == uint64_t(want) && w[2] == fnv_step(kFnvInit, m, n),
+                   "read() with a 50 us deadline (remote: timed-out, local: ok), then all 200000 B",
+                   "status %lu first read %lu", uint64_t(r.status), w[1]);
+            kernel::heap::release(m);
+        } else {
+            expect(false, "read() with a deadline", "no memory");
         }
     }
     {  // reply larger than the reply buffer: full size returned, buffer filled

@@ -199,6 +199,56 @@ TEST(Engine, SixteenMiBBothWaysIsPulled) {
               ErrorCode::kTooLarge);
 }
 
+TEST(Engine, AbandonedReadWritesNothingMoreAndCanBeReadAgain) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(300000);  // far past the eager limit: the rest is pulled
+    for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t(i * 7 + (i >> 11));
+    std::vector<uint8_t> rep(16);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    const RequestHandle h{req.handle};
+    EXPECT_EQ(b.engine->abandon_read(w.now, h), ErrorCode::kInvalid);  // no read yet
+    // Read the tail (pulled), and give up before a single DATA packet has moved.
+    std::vector<uint8_t> first(msg.size(), 0xEE);
+    MutableBytes fp{first.data() + 200000, 100000};
+    ASSERT_EQ(b.engine->read(w.now, h, 200000, MutableChain{&fp, 1}), ErrorCode::kOk);
+    EXPECT_EQ(b.engine->abandon_read(w.now, h), ErrorCode::kOk);
+    EXPECT_EQ(b.engine->abandon_read(w.now, h), ErrorCode::kInvalid);  // nothing left to abandon
+    w.run([&] { return false; }, w.now + 50'000);  // the PULL already sent may still be answered
+    Event ev;
+    EXPECT_FALSE(take(b, EventType::kReadDone, ev));
+    EXPECT_EQ(first, std::vector<uint8_t>(msg.size(), 0xEE));  // not a byte written after it
+    // Again, given up mid-pull this time: what arrived before stays, nothing lands after.
+    ASSERT_EQ(b.engine->read(w.now, h, 200000, MutableChain{&fp, 1}), ErrorCode::kOk);
+    const uint64_t packets_before = w.packets;
+    w.run([&] { return w.packets >= packets_before + 4; });  // the PULL and some DATA
+    ASSERT_EQ(b.engine->abandon_read(w.now, h), ErrorCode::kOk);
+    const std::vector<uint8_t> snapshot = first;
+    EXPECT_NE(snapshot, std::vector<uint8_t>(msg.size(), 0xEE));  // some bytes did arrive
+    w.run([&] { return false; }, w.now + 50'000);  // the DATA still in flight
+    EXPECT_FALSE(take(b, EventType::kReadDone, ev));
+    EXPECT_EQ(first, snapshot);
+    // The request is still there: read it all, then reply.
+    std::vector<uint8_t> all(msg.size());
+    MutableBytes ap{all.data(), all.size()};
+    ASSERT_EQ(b.engine->read(w.now, h, 0, MutableChain{&ap, 1}), ErrorCode::kOk);
+    w.run([&] { return take(b, EventType::kReadDone, ev); });
+    EXPECT_EQ(ev.error, ErrorCode::kOk);
+    EXPECT_EQ(ev.bytes, msg.size());
+    EXPECT_TRUE(all == msg);
+    ConstBytes ok{reinterpret_cast<const uint8_t*>("ok"), 2};
+    ASSERT_EQ(b.engine->reply(w.now, h, 0, ConstChain{&ok, 1}), ErrorCode::kOk);
+    Event done;
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(done.size, 2u);
+}
+
 TEST(Engine, ReplyTruncatedToTheBuffer) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
