@@ -72,6 +72,7 @@ struct Op {
     uint32_t offset = 0;
     // For submit_until (under IrqLock): the net thread has taken it off g.ops; it waits on
     // g.abandons for the net thread to give it up.
+    kernel::ListNode abandon_link;  // on g.abandons (link may be on g.lookups meanwhile)
     bool taken = false;
     bool in_abandons = false;
     bool finished = false;   // finish() ran (its signal may still be on the way)
@@ -127,7 +128,7 @@ struct Bridge {
     // Shared with other threads (interrupts disabled around every touch).
     kernel::List ops;
     kernel::List completions;
-    kernel::List abandons;   // started reads whose reader's deadline passed (submit_until)
+    kernel::List abandons;   // started reads and lookups whose caller's deadline passed
     // Net thread only.
     kernel::List free_recs;
     kernel::List inflight;   // kSend ops started in the engine
@@ -226,7 +227,7 @@ void finish(Op* op, Status s) {
         IrqLock lock;
         op->finished = true;
         if (op->in_abandons) {  // finished before the net thread got to the abandon
-            kernel::List::remove(&op->link);
+            kernel::List::remove(&op->abandon_link);
             op->in_abandons = false;
         }
     }
@@ -245,7 +246,7 @@ Status submit(Op* op) {
     return op->status;
 }
 
-// submit() with a deadline, for ops the net thread can give up (kRead): past the deadline an op
+// submit() with a deadline, for ops the net thread can give up (kRead, kLookup): past the deadline an op
 // not yet taken is withdrawn; a started one is handed back through g.abandons, and the net
 // thread ends it (kTimedOut) within one pass, unless it ended meanwhile. Either way the op is
 // off every list and finished before this returns, so it may live on the caller's stack.
@@ -265,7 +266,7 @@ Status submit_until(Op* op, uint64_t deadline_ns) {
             return Status::kTimedOut;
         }
         if (!op->finished) {  // else it ended just after the deadline: its signal came or comes
-            g.abandons.push_back(&op->link);
+            g.abandons.push_back(&op->abandon_link);
             op->in_abandons = true;
         }
     }
@@ -274,14 +275,20 @@ Status submit_until(Op* op, uint64_t deadline_ns) {
     return op->status;
 }
 
-// Net thread: ends the reads handed back by submit_until.
-void give_up_reads(smp::Instant now, kernel::List& abandoned) {
+// Net thread: ends the ops handed back by submit_until (each still in progress: finish() takes
+// a finished one off the list). A read's pull is abandoned; a lookup leaves g.lookups and the
+// engine's answer, when it comes, finds no op and is dropped.
+void give_up(smp::Instant now, kernel::List& abandoned) {
     while (kernel::ListNode* n = abandoned.pop_front()) {
-        Op* op = op_of(n);
-        RemoteRec* r = op->rec;
-        if (r->read_op != op) continue;  // cannot happen: finish() takes it off the list
-        g.engine->abandon_read(now, smp::RequestHandle{r->handle});
-        r->read_op = nullptr;
+        Op* op = KERNEL_CONTAINER_OF(n, Op, abandon_link);
+        if (op->kind == OpKind::kRead) {
+            RemoteRec* r = op->rec;
+            if (r->read_op != op) continue;  // cannot happen (see above)
+            g.engine->abandon_read(now, smp::RequestHandle{r->handle});
+            r->read_op = nullptr;
+        } else {
+            kernel::List::remove(&op->link);  // kLookup: on g.lookups until answered
+        }
         finish(op, Status::kTimedOut);
     }
 }
@@ -917,7 +924,7 @@ uint64_t net_run(void*, uint64_t now_ns) {
             }
             while (kernel::ListNode* n = g.completions.pop_front()) completions.push_back(n);
             while (kernel::ListNode* n = g.abandons.pop_front()) {
-                op_of(n)->in_abandons = false;
+                KERNEL_CONTAINER_OF(n, Op, abandon_link)->in_abandons = false;
                 abandoned.push_back(n);
             }
         }
@@ -926,7 +933,7 @@ uint64_t net_run(void*, uint64_t now_ns) {
             break;
         }
         again = false;
-        give_up_reads(now, abandoned);
+        give_up(now, abandoned);
         while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
         while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
         smp::Event e;
@@ -1105,7 +1112,8 @@ kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t
     return c;
 }
 
-kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t, uint32_t* peer_out) {
+kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t deadline_ns,
+                                              uint32_t* peer_out) {
     using R = kernel::Result<kernel::Connection*>;
     if (peer_out) *peer_out = 0;
     char node[kServiceNameBytes] = {};
@@ -1125,12 +1133,13 @@ kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t, uint
         if (kernel::Channel* ch = local_channel(service)) return kernel::connect(ch);
         if (local_node) return R::error(Status::kNoSuchService);
     }
-    // FIXME: the deadline is not applied to the lookup; the engine ends it (K probe intervals).
+    // The engine copies the name; a lookup given up at the deadline ends later in the engine
+    // (K probe intervals at most), its answer dropped.
     Op op;
     op.kind = OpKind::kLookup;
     op.node = node[0] ? node : nullptr;
     op.name = service;
-    Status s = submit(&op);
+    Status s = submit_until(&op, deadline_ns);
     if (s != Status::kOk) return R::error(s);
     if (op.peer == 0) {
         kernel::Channel* ch = local_channel(service);
