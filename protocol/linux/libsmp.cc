@@ -675,11 +675,9 @@ Status Endpoint::read(Request& request, size_t offset, uint8_t* dst, size_t byte
   const ErrorCode r = d.engine->read(d.now(), RequestHandle{h}, uint32_t(offset), MutableChain{&part, 1});
   if (r != ErrorCode::kOk) return r == ErrorCode::kInvalid ? Status::kCancelled : from_wire(r);
   if (!d.pump([&] { return d.reads_done.count(h) != 0; }, deadline)) {
-    // FIXME: the engine has no call that abandons a read, so the request is failed instead:
-    // that ends the read (kReadDone or kRequestCancelled) before `dst` goes back to the caller.
-    d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
-    d.replies[h];
-    d.pump([&] { return d.reads_done.count(h) != 0; }, monotonic_ns() + 100'000'000);
+    // Given up: the engine writes nothing more into `dst` and sends no kReadDone; the request
+    // stays readable (a later read() pulls again) and the client keeps waiting for its reply.
+    d.engine->abandon_read(d.now(), RequestHandle{h});
     d.reads_done.erase(h);
     return Status::kTimeout;
   }

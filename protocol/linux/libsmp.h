@@ -121,6 +121,8 @@ class Endpoint {
   // The next request; its first min(size, read_max) bytes are in out->data, the rest is read().
   Status receive(Request* out, TimeNs deadline, size_t read_max = kMessageBytesMax);
   // Bytes [offset, offset + bytes) of a received request (pulled from the client as needed).
+  // kTimeout when the deadline passes first: nothing more is written into dst, and the request
+  // stays readable (read again, or reply/error).
   Status read(Request& request, size_t offset, uint8_t* dst, size_t bytes, TimeNs deadline);
   Status reply(Request& request, std::span<const uint8_t> data, TimeNs deadline);
   // The same without a copy: the bytes are kept until the client has acknowledged them.

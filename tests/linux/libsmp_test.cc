@@ -98,6 +98,39 @@ TEST_F(LibsmpTest, PartialReceiveThenReadAtOffsets) {
   EXPECT_EQ(got, want);
 }
 
+TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
+  ASSERT_EQ(server_->attach("sum"), sl::Status::kOk);
+  constexpr size_t kSize = 300'000;
+  std::vector<uint8_t> abandoned(100'000, 0xEE);
+  serve([&](sl::Endpoint& s) {
+    sl::Request r;
+    ASSERT_EQ(s.receive(&r, in(10 * kSecondNs), 100), sl::Status::kOk);
+    // A deadline already past: the pull cannot have come back, so the read gives up...
+    EXPECT_EQ(s.read(r, 200'000, abandoned.data(), abandoned.size(), sl::monotonic_ns()), sl::Status::kTimeout);
+    // ...and the request is still there, whole.
+    std::vector<uint8_t> all(r.data);
+    all.resize(kSize);
+    ASSERT_EQ(s.read(r, 100, all.data() + 100, kSize - 100, in(10 * kSecondNs)), sl::Status::kOk);
+    uint64_t sum = std::accumulate(all.begin(), all.end(), uint64_t{0});
+    std::vector<uint8_t> reply(8);
+    for (int i = 0; i < 8; ++i) reply[size_t(i)] = uint8_t(sum >> (8 * i));
+    EXPECT_EQ(s.reply(r, std::move(reply), in(kSecondNs)), sl::Status::kOk);
+  });
+  std::vector<uint8_t> msg(kSize);
+  for (size_t i = 0; i < kSize; ++i) msg[i] = uint8_t(i * 5 + i / 97);
+  const uint64_t want = std::accumulate(msg.begin(), msg.end(), uint64_t{0});
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/sum", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> reply;
+  ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
+  ASSERT_EQ(reply.size(), 8u);
+  uint64_t got = 0;
+  for (int i = 0; i < 8; ++i) got |= uint64_t(reply[size_t(i)]) << (8 * i);
+  EXPECT_EQ(got, want);
+  if (thread_.joinable()) thread_.join();  // the server is done with `abandoned`
+  EXPECT_EQ(abandoned, std::vector<uint8_t>(abandoned.size(), 0xEE));  // nothing landed late
+}
+
 TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
   ASSERT_EQ(server_->attach("refuse"), sl::Status::kOk);
   serve([&](sl::Endpoint& s) {
