@@ -291,6 +291,18 @@ static const fragment_items smp_frag_items = {
  */
 enum { SMP_X_TXN = 1, SMP_X_PROBE, SMP_X_HELLO, SMP_X_NAME };
 
+/* Transaction numbers run 1 .. 2^32-1 and wrap to 1 (SPEC.md 5.1): compare them cyclically. */
+static guint32 smp_txn_dist(guint32 from, guint32 to)
+{
+    return to >= from ? to - from : to - from - 1u;
+}
+
+static gboolean smp_txn_before(guint32 a, guint32 b)
+{
+    guint32 d = smp_txn_dist(a, b);
+    return d != 0 && d < 0x80000000u;
+}
+
 typedef struct {
     guint32 client_addr;     /* IPv4, network order as in the packet; 0 if not IPv4 */
     guint32 server_addr;
@@ -353,7 +365,7 @@ typedef struct {
 /* The window a server granted a client (HELLO/HELLO_ACK), and what the client said is finished. */
 typedef struct {
     guint32 window_txns;     /* 0 = not seen */
-    guint32 txn_low;         /* highest txn_low seen from the client */
+    guint32 txn_low;         /* latest txn_low seen from the client (0: none yet) */
 } smp_window_t;
 
 typedef struct {
@@ -495,7 +507,7 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         p->payload_offset = b + SMP_REQUEST_FIXED_BYTES;
         p->payload_bytes = (guint32)data;
         p->from_client = TRUE;
-        if (p->txn == 0 || p->txn_low > p->txn || p->total > SMP_MESSAGE_BYTES_MAX ||
+        if (p->txn == 0 || smp_txn_before(p->txn, p->txn_low) || p->total > SMP_MESSAGE_BYTES_MAX ||
             p->eager > p->total || (guint64)p->offset + data > p->eager ||
             (data == 0 && p->eager != 0) || reply_max > SMP_MESSAGE_BYTES_MAX)
             return SMP_V_BAD_FIELD;
@@ -573,7 +585,7 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         p->txn_low = tvb_get_ntohl(tvb, b + 4);
         p->channel = tvb_get_ntohl(tvb, b + 8);
         p->from_client = TRUE;
-        if (p->txn == 0 || p->txn_low > p->txn) return SMP_V_BAD_FIELD;
+        if (p->txn == 0 || smp_txn_before(p->txn, p->txn_low)) return SMP_V_BAD_FIELD;
         return SMP_V_OK;
     case SMP_PROBE:
         if (have < SMP_PROBE_FIXED_BYTES) return SMP_V_BODY_TOO_SHORT;
@@ -831,10 +843,10 @@ smp_check_window(smp_conv_t *c, const smp_packet_t *p, gboolean repeat)
         w = wmem_new0(wmem_file_scope(), smp_window_t);
         wmem_map_insert(c->windows, key, w);
     }
-    if (!repeat && p->txn < w->txn_low) out = TRUE;
-    if (w->window_txns != 0 && (guint64)p->txn >= (guint64)p->txn_low + w->window_txns)
+    if (!repeat && w->txn_low != 0 && smp_txn_before(p->txn, w->txn_low)) out = TRUE;
+    if (w->window_txns != 0 && smp_txn_dist(p->txn_low, p->txn) >= w->window_txns)
         out = TRUE;
-    if (p->txn_low > w->txn_low) w->txn_low = p->txn_low;
+    if (w->txn_low == 0 || smp_txn_before(w->txn_low, p->txn_low)) w->txn_low = p->txn_low;
     return out;
 }
 

@@ -246,7 +246,8 @@ struct Peer {
     Instant hello_at = kNever, hello_sent_at = 0;
     uint32_t hello_nonce = 0;
     uint16_t hello_tries = 0;
-    // server side for the peer: every txn < base is finished; done bit i = txn base + i
+    // server side for the peer: every txn before base (in txn_before's cyclic order) is
+    // finished; done bit i = the txn i steps after base (txn_dist)
     bool base_set = false;
     uint32_t base = 0;
     uint64_t done = 0;
@@ -294,6 +295,10 @@ size_t align_up(size_t n) { return (n + Engine::kMemoryAlign - 1) & ~(Engine::kM
 }  // namespace
 
 // ---- The arena -------------------------------------------------------------------------------
+using wire::txn_before;
+using wire::txn_dist;
+using wire::txn_next;
+
 struct Engine::Impl {
     Peer* peers;
     Send* sends;
@@ -395,7 +400,8 @@ Layout layout(const Config& c) {
 }  // namespace
 
 ErrorCode Engine::check_config(const Config& c) {
-    bool ok = c.incarnation != 0 && c.peers_max >= 1 && c.peers_max < 0xFFFF && c.sends_max >= 1 &&
+    bool ok = c.incarnation != 0 && c.first_txn != 0 && c.peers_max >= 1 && c.peers_max < 0xFFFF &&
+              c.sends_max >= 1 &&
               c.sends_max < 0xFFFF && c.requests_max >= 1 && c.requests_max < 0xFFFF &&
               c.pool_block_bytes >= 64 && c.pool_bytes >= c.pool_block_bytes &&
               c.window_txns >= 1 && c.window_txns <= kTxnWindowMax &&
@@ -668,6 +674,7 @@ struct E {
         p.ipv4 = ipv4;
         p.endpoint = endpoint;
         p.rto_us = c.rto_initial_us;
+        p.next_txn = c.first_txn;
         p.last_heard = now;
         p.last_business = now;
         st.peers_live++;
@@ -838,7 +845,7 @@ struct E {
         uint32_t low = p.next_txn;
         for (size_t i = 0; i < m.sends_hi; i++) {
             const Send& s = m.sends[i];
-            if (s.state != SendState::kFree && s.peer == pi && s.txn && s.txn < low) low = s.txn;
+            if (s.state != SendState::kFree && s.peer == pi && s.txn && txn_before(s.txn, low)) low = s.txn;
         }
         return low;
     }
@@ -852,10 +859,11 @@ struct E {
             uint32_t eager = s.is_pulse ? 0 : min_u(min_u(s.total, c.eager_bytes_max), p.credit_bytes);
             // The oldest outstanding txn bounds the server's window (SPEC.md 5.2).
             uint32_t low = txn_low(pi);
-            if (p.out_txns >= p.credit_txns || p.next_txn - low >= p.credit_txns ||
+            if (p.out_txns >= p.credit_txns || txn_dist(low, p.next_txn) >= p.credit_txns ||
                 p.out_bytes + eager > p.credit_bytes)
                 return;  // blocked at home until credit returns
-            s.txn = p.next_txn++;
+            s.txn = p.next_txn;
+            p.next_txn = txn_next(p.next_txn);
             s.eager = eager;
             p.out_txns++;
             p.out_bytes += eager;
@@ -936,19 +944,19 @@ struct E {
         free_req(r);
     }
     void mark_done(Peer& p, uint32_t txn) {
-        if (!p.base_set || txn < p.base) return;
-        uint32_t bit = txn - p.base;
+        if (!p.base_set || txn_before(txn, p.base)) return;
+        uint32_t bit = txn_dist(p.base, txn);
         if (bit >= kTxnWindowMax) return;
         p.done |= uint64_t(1) << bit;
         while (p.done & 1) {
             p.done >>= 1;
-            p.base++;
+            p.base = txn_next(p.base);
         }
     }
     bool is_done(const Peer& p, uint32_t txn) const {
         if (!p.base_set) return false;
-        if (txn < p.base) return true;
-        uint32_t bit = txn - p.base;
+        if (txn_before(txn, p.base)) return true;
+        uint32_t bit = txn_dist(p.base, txn);
         return bit < kTxnWindowMax && (p.done >> bit) & 1;
     }
     // The client says every txn below `low` is finished: release what we kept for them.
@@ -960,10 +968,10 @@ struct E {
             p.done = 0;
             return;
         }
-        if (low <= p.base) return;
+        if (!txn_before(p.base, low)) return;
         for (size_t i = 0; p.reqs_live && i < m.reqs_hi; i++) {
             Req& r = m.reqs[i];
-            if (r.state == ReqState::kFree || r.peer != pi || r.txn >= low) continue;
+            if (r.state == ReqState::kFree || r.peer != pi || !txn_before(r.txn, low)) continue;
             if (r.state == ReqState::kReplying) {
                 req_event(r, EventType::kReplyDone, ErrorCode::kOk);
                 free_req(r);
@@ -975,13 +983,13 @@ struct E {
         }
         (void)now;
         // Freeing records above marked them done, which may have moved base already.
-        if (low <= p.base) return;
-        uint32_t shift = low - p.base;
+        if (!txn_before(p.base, low)) return;
+        uint32_t shift = txn_dist(p.base, low);
         p.done = shift >= 64 ? 0 : p.done >> shift;
         p.base = low;
         while (p.done & 1) {
             p.done >>= 1;
-            p.base++;
+            p.base = txn_next(p.base);
         }
     }
 
@@ -1027,7 +1035,7 @@ struct E {
         p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);  // old PeerRefs now fail
         p.prev_incarnation = p.incarnation;
         p.incarnation = incarnation;
-        p.next_txn = 1;
+        p.next_txn = c.first_txn;
         p.base_set = false;
         p.base = 0;
         p.done = 0;
@@ -1190,7 +1198,7 @@ struct E {
             }
             return;
         }
-        if (q.txn - p.base >= c.window_txns) {
+        if (txn_dist(p.base, q.txn) >= c.window_txns) {
             refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);  // outside the granted window
             return;
         }
@@ -1312,7 +1320,7 @@ struct E {
         Send* s = find_send(pi, y.txn);
         if (!s || s->is_pulse) {
             // Finished here already: our acknowledgement was lost. Say it again.
-            if (y.error != ErrorCode::kBusy && y.txn < p.next_txn)
+            if (y.error != ErrorCode::kBusy && txn_before(y.txn, p.next_txn))
                 queue_ack(now, p, y.txn, AckKind::kReplyReceived, 0);
             else st.dropped_unexpected++;
             return;
@@ -1499,9 +1507,9 @@ struct E {
         Req* r = find_req(pi, txn);
         if (r) {
             abort_req(*r, msg.cancel.reason);
-        } else if (p.base_set && txn - p.base < kTxnWindowMax) {
+        } else if (p.base_set && txn_dist(p.base, txn) < kTxnWindowMax) {
             mark_done(p, txn);  // never run it if it comes later
-        } else if (!p.base_set || txn >= p.base) {
+        } else if (!p.base_set || !txn_before(txn, p.base)) {
             // Ahead of the request and of any window we know: no acknowledgement, so the
             // client repeats the CANCEL, which then finds the request (SPEC.md 5.6).
             return;
@@ -1517,7 +1525,7 @@ struct E {
             queue_ack(now, p, q.txn, AckKind::kPulseReceived, 0);
             return;
         }
-        if (q.txn - p.base >= c.window_txns) return;
+        if (txn_dist(p.base, q.txn) >= c.window_txns) return;
         if (m.pulse_events >= c.pulse_events_max) return;  // not acknowledged: it comes again
         Event ev;
         ev.type = EventType::kPulse;

@@ -108,6 +108,10 @@ struct Config {
     const StaticPeer* static_peers = nullptr;
     uint16_t static_peers_count = 0;
 
+    // The first txn number toward each peer (non-zero). Numbers run 1..2^32-1 and wrap to 1
+    // (SPEC.md 5.1); tests start them just below the wrap.
+    uint32_t first_txn = 1;
+
     // The detection bound: a dead peer is declared down at most this long after it died.
     uint64_t dead_after_us() const { return uint64_t(probe_interval_us) * probes_dead; }
 };

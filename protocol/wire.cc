@@ -485,7 +485,7 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             r.deadline_us = load32(b + 28);
             uint64_t data = have - kRequestFixedBytes;
             m.payload = Payload{uint32_t(body_offset + kRequestFixedBytes), uint32_t(data)};
-            if (r.txn == 0 || r.txn_low > r.txn || r.total_bytes > kMessageBytesMax ||
+            if (r.txn == 0 || txn_before(r.txn, r.txn_low) || r.total_bytes > kMessageBytesMax ||
                 r.eager_bytes > r.total_bytes || uint64_t(r.offset) + data > r.eager_bytes ||
                 (data == 0 && r.eager_bytes != 0) || r.reply_bytes_max > kMessageBytesMax)
                 return DecodeError::kBadField;
@@ -570,7 +570,7 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             m.pulse.channel = load32(b + 8);
             m.pulse.code = int8_t(b[12]);
             m.pulse.value = load32(b + 16);
-            if (m.pulse.txn == 0 || m.pulse.txn_low > m.pulse.txn) return DecodeError::kBadField;
+            if (m.pulse.txn == 0 || txn_before(m.pulse.txn, m.pulse.txn_low)) return DecodeError::kBadField;
             return DecodeError::kOk;
         case Type::kProbe:
             if (have < kProbeFixedBytes) return DecodeError::kBodyTooShort;

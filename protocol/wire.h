@@ -24,6 +24,19 @@ constexpr uint32_t kNoDeadline = 0xFFFFFFFFu;  // deadline_us value meaning "non
 constexpr uint16_t kMtuMin = 576;          // IPv4 minimum; the smallest path the protocol accepts
 constexpr uint16_t kPacketBytesMax = 65535;
 
+// Transaction numbers (SPEC.md 5.1) run 1, 2, ..., 2^32-1, 1, ...: 0 is never a txn, and every
+// comparison is cyclic, so the numbering wraps without a stop. Windows (at most 64 txns) and
+// txns outstanding stay far below half the cycle, which keeps the order unambiguous.
+constexpr uint32_t txn_next(uint32_t t) { return t == 0xFFFFFFFFu ? 1u : t + 1u; }
+// Steps forward from `from` to `to` (the skipped 0 not counted).
+constexpr uint32_t txn_dist(uint32_t from, uint32_t to) { return to >= from ? to - from : to - from - 1u; }
+// `a` comes before `b`.
+constexpr bool txn_before(uint32_t a, uint32_t b) {
+    return txn_dist(a, b) != 0 && txn_dist(a, b) < 0x80000000u;
+}
+static_assert(txn_next(0xFFFFFFFFu) == 1 && txn_dist(0xFFFFFFFFu, 1) == 1 && txn_before(0xFFFFFFF0u, 3) &&
+              !txn_before(3, 0xFFFFFFF0u) && !txn_before(7, 7));
+
 // Header flags. Bits in kFlagsCritical must be understood: a receiver drops the packet if one it
 // does not know is set. Bits in kFlagsIgnorable may be ignored.
 constexpr uint8_t kFlagRetransmission = 0x01;  // informative: this packet repeats an earlier one

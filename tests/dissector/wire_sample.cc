@@ -124,6 +124,16 @@ private:
     FILE* f_;
 };
 
+// A valid `txn low` for `txn`: txn itself, or any txn before it in the cyclic order (SPEC.md
+// 5.1), across the wrap too.
+uint32_t txn_low_for(Rng& r, uint32_t txn) {
+    if (r.chance(30)) return txn;
+    for (;;) {
+        const uint32_t low = r.u32();
+        if (low != 0 && !txn_before(txn, low)) return low;
+    }
+}
+
 // A random valid message of type t; `payload` holds the bytes REQUEST/REPLY/DATA carry.
 void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, ConstBytes& src) {
     m = Message{};
@@ -157,7 +167,7 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
             Request& q = m.request;
             q = Request{};
             q.txn = r.range(1, 0xFFFFFFFFu);
-            q.txn_low = r.chance(30) ? q.txn : r.range(0, q.txn);
+            q.txn_low = txn_low_for(r, q.txn);
             q.channel = r.u32();
             q.total_bytes = r.chance(30) ? r.below(kPayloadBytesMax) : r.range(0, kMessageBytesMax);
             q.eager_bytes = r.chance(20) ? 0 : r.range(0, q.total_bytes);
@@ -222,7 +232,7 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
             break;
         case Type::kPulse: {
             uint32_t txn = r.range(1, 0xFFFFFFFFu);
-            m.pulse = Pulse{txn, r.range(0, txn), r.u32(), int8_t(r.below(256)), r.u32()};
+            m.pulse = Pulse{txn, txn_low_for(r, txn), r.u32(), int8_t(r.below(256)), r.u32()};
             break;
         }
         case Type::kProbe: {

@@ -249,6 +249,34 @@ TEST(Engine, AbandonedReadWritesNothingMoreAndCanBeReadAgain) {
     EXPECT_EQ(done.size, 2u);
 }
 
+TEST(Engine, TxnNumbersWrapPastTheTopWithoutAStop) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    a.config.first_txn = 0xFFFFFFFFu - 20;  // 40 calls cross 2^32-1 -> 1 (0 is never a txn)
+    a.start();
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    for (int i = 0; i < 40; i++) {
+        std::vector<uint8_t> msg(100 + size_t(i), uint8_t(i)), rep(200);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Event done;
+        w.run([&] {
+            echo.step(w);
+            return take(a, EventType::kSendDone, done);
+        });
+        ASSERT_EQ(done.error, ErrorCode::kOk) << "call " << i;
+        ASSERT_EQ(done.size, msg.size());
+        rep.resize(msg.size());
+        ASSERT_EQ(rep, msg);
+    }
+    w.run(nullptr);
+    EXPECT_EQ(b.engine->stats().duplicates, 0u);
+    EXPECT_EQ(b.engine->stats().busy_sent, 0u);  // the server's window moved across the wrap
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
 TEST(Engine, ReplyTruncatedToTheBuffer) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};

@@ -139,6 +139,7 @@ public:
     // Odd nodes use a 32 KiB eager limit against the others' 8 KiB (HELLO does not carry it:
     // SPEC.md 5.3). Taken from the seed, not the random stream, so other seeds draw as before.
     bool mixed_eager_ = false;
+    uint32_t first_txn_ = 1;  // 1 seed in 3 starts every peer's numbering just below the wrap
     Mode mode_ = Mode::kPlain;
     uint32_t size_max_ = 0;
     int pa_ = -1, pb_ = -1;
@@ -221,6 +222,7 @@ void Sim::draw() {
     static const int kMtus[] = {1500, 1500, 1280, 1280, 1000, 576};
     mtu_ = o_.mtu ? o_.mtu : kMtus[r.below(6)];
     mixed_eager_ = o_.seed % 4 == 1;
+    first_txn_ = o_.seed % 3 == 2 ? 0xFFFFFFFFu - uint32_t(o_.seed % 97) : 1u;
     mode_ = o_.mode >= 0 ? Mode(o_.mode) : Mode(r.chance(0.6) ? 0 : r.chance(0.5) ? 1 : 2);
     if (n < 3 && mode_ != Mode::kPlain) n = 3;
     size_max_ = o_.size_max ? o_.size_max : (r.chance(0.1) ? 256 * 1024 : 24 * 1024);
@@ -308,10 +310,10 @@ void Sim::draw() {
     }
     char buf[256];
     snprintf(buf, sizeof buf,
-             "nodes=%d loss=%.3f dup=%.3f jitter_us=%llu mtu=%d mode=%s sends/node=%d size_max=%u%s", n,
+             "nodes=%d loss=%.3f dup=%.3f jitter_us=%llu mtu=%d mode=%s sends/node=%d size_max=%u%s%s", n,
              loss_, dup_, (unsigned long long)jitter_, mtu_,
              mode_ == Mode::kPlain ? "plain" : mode_ == Mode::kPartition ? "partition" : "crash", per_node,
-             size_max_, mixed_eager_ ? " eager=8K/32K" : "");
+             size_max_, mixed_eager_ ? " eager=8K/32K" : "", first_txn_ != 1 ? " txn-wrap" : "");
     res_.summary = buf;
     if (mode_ == Mode::kCrash)
         res_.summary += " crash=" + std::to_string(crash_node_) + "@" + std::to_string(crash_at_) +
@@ -332,6 +334,7 @@ void Sim::build_node(int i) {
     c.requests_max = 64;
     c.pool_bytes = 128 * 1024;
     if (mixed_eager_ && i % 2 == 1) c.eager_bytes_max = c.window_bytes;
+    c.first_txn = first_txn_;
     c.control_max = 64;
     c.names_max = 4;
     c.names_cache_max = 4;
