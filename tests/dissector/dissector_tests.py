@@ -136,6 +136,12 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def epoch_ns(text):
+    """'1764017473.825566000' (tshark's frame.time_epoch) as integer nanoseconds."""
+    whole, _, frac = text.partition(".")
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
 def tshark_fields(opts, capture, fields, extra=()):
     """One row per frame: {field: value} from tshark -T fields (all occurrences, comma-joined)."""
     args = ["-r", capture, "-2", *extra, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
@@ -236,7 +242,7 @@ def ip_of(row, which):
 
 
 TXN_TYPES = (3, 4, 5, 6, 8, 9)
-DUPLICATE_WINDOW_S = 0.001
+DUPLICATE_WINDOW_NS = 1_000_000  # the dissector's SMP_DUPLICATE_WINDOW_NS
 
 
 def expected_links(frames, rows):
@@ -254,6 +260,9 @@ def expected_links(frames, rows):
     parts, totals, seen_part, first_copy = {}, {}, {}, {}
     covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0}
     time_of = {int(r["frame.number"]): float(r["frame.time_epoch"]) for r in rows}
+    # Exact nanoseconds for the duplicate window: a float epoch (~1e9 s) has no exact 1 ms, and a
+    # copy exactly 1 ms after its first was classed differently here and in the dissector.
+    ns_of = {int(r["frame.number"]): epoch_ns(r["frame.time_epoch"]) for r in rows}
     row_of = {int(r["frame.number"]): r for r in rows}
 
     def key_of(v, row, from_client, txn):
@@ -269,11 +278,11 @@ def expected_links(frames, rows):
             # A copy of an identical IP packet; with IP identification 0 (Linux, DF) only one
             # that follows within 1 ms, since a resend waits at least the minimum RTO.
             prev = first_copy.get(f["wire"])
-            if prev and (f["ip_id"] != 0 or time_of[n] - prev[1] < DUPLICATE_WINDOW_S):
+            if prev and (f["ip_id"] != 0 or ns_of[n] - prev[1] < DUPLICATE_WINDOW_NS):
                 exp[n]["simplemsg.duplicate_of"] = str(prev[0])
                 covered["duplicates"] += 1
             else:
-                first_copy[f["wire"]] = (n, time_of[n])
+                first_copy[f["wire"]] = (n, ns_of[n])
         if v.get("simplemsg.verdict") != "0":
             continue
         t = int(v["simplemsg.type"])
