@@ -84,6 +84,26 @@ void cmd_threads(int, char**) {
     }
 }
 
+// One send of `text` on `conn`, answered with the shell contract's line (README):
+// "reply N bytes rtt_us=T: TEXT" or "error: <status>".
+void call_and_print(kernel::Connection* conn, const char* text, size_t n) {
+    static char reply[kCallReplyBytes + 1];
+    kernel::Part part{text, n};
+    kernel::MutPart rpart{reply, kCallReplyBytes};
+    const uint64_t t0 = kernel::now_ns();
+    auto r = kernel::send(conn, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
+                          kernel::deadline_after(kCallTimeoutNs));
+    const uint64_t rtt = kernel::now_ns() - t0;
+    if (!r.is_ok()) {
+        kernel::print("error: %s\n", kernel::status_name(r.status));
+        return;
+    }
+    size_t shown = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
+    reply[shown] = 0;
+    kernel::print("reply %zu bytes rtt_us=%lu: %s\n", r.value, static_cast<unsigned long>(rtt / 1000),
+                  reply);
+}
+
 void cmd_call(int argc, char** argv) {
     if (argc < 3) {
         kernel::print("call: error: usage: call NODE/SERVICE TEXT\n");
@@ -102,22 +122,8 @@ void cmd_call(int argc, char** argv) {
         kernel::print("error: %s\n", kernel::status_name(c.status));
         return;
     }
-    static char reply[kCallReplyBytes + 1];
-    kernel::Part part{text, n};
-    kernel::MutPart rpart{reply, kCallReplyBytes};
-    const uint64_t t0 = kernel::now_ns();
-    auto r = kernel::send(c.value, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
-                          kernel::deadline_after(kCallTimeoutNs));
-    const uint64_t rtt = kernel::now_ns() - t0;
+    call_and_print(c.value, text, n);
     kernel::disconnect(c.value);
-    if (!r.is_ok()) {
-        kernel::print("error: %s\n", kernel::status_name(r.status));
-        return;
-    }
-    size_t shown = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
-    reply[shown] = 0;
-    kernel::print("reply %zu bytes rtt_us=%lu: %s\n", r.value, static_cast<unsigned long>(rtt / 1000),
-                  reply);
 }
 
 // ---- calltest ----
@@ -403,23 +409,9 @@ void cmd_heldcall(int argc, char** argv) {
         kernel::print("heldcall: error: usage: heldcall WORD (after hold NODE/SERVICE)\n");
         return;
     }
-    static char reply[kCallReplyBytes + 1];
     size_t n = 0;
     while (argv[1][n]) ++n;
-    kernel::Part part{argv[1], n};
-    kernel::MutPart rpart{reply, kCallReplyBytes};
-    const uint64_t t0 = kernel::now_ns();
-    auto r = kernel::send(g_held_conn, kernel::Parts{&part, 1}, kernel::MutParts{&rpart, 1},
-                          kernel::deadline_after(kCallTimeoutNs));
-    const uint64_t rtt = kernel::now_ns() - t0;
-    if (!r.is_ok()) {
-        kernel::print("error: %s\n", kernel::status_name(r.status));
-        return;
-    }
-    size_t shown = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;
-    reply[shown] = 0;
-    kernel::print("reply %zu bytes rtt_us=%lu: %s\n", r.value, static_cast<unsigned long>(rtt / 1000),
-                  reply);
+    call_and_print(g_held_conn, argv[1], n);
 }
 
 void cmd_pulse(int argc, char** argv) {

@@ -54,6 +54,25 @@ void reply_words(kernel::ReceiveId id, const uint64_t* w, size_t n) {
     kernel::reply(id, 0, kernel::Parts{&p, 1});
 }
 
+
+// FNV hash of a whole received message: its first info.copied bytes (in `head`), the rest by
+// read() in chunks at increasing offsets. *ok false when a read failed.
+uint64_t hash_message(const kernel::ReceiveInfo& info, const uint8_t* head, uint8_t* chunk,
+                      size_t chunk_bytes, bool* ok) {
+    uint64_t h = fnv_step(kFnvInit, head, info.copied);
+    size_t off = info.copied;
+    while (off < info.size) {
+        kernel::MutPart c{chunk, chunk_bytes};
+        auto r = kernel::read(info.id, off, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
+        if (!r.is_ok() || r.value == 0) {
+            *ok = false;
+            return 0;
+        }
+        h = fnv_step(h, chunk, r.value);
+        off += r.value;
+    }
+    return h;
+}
 void server_main(void*) {
     auto ch = kernel::channel_create();
     if (!ch.is_ok()) kernel::thread_exit(1);
@@ -135,18 +154,8 @@ void server_main(void*) {
             break;
         }
         case 't': {  // hash of the whole message, read in chunks at increasing offsets
-            uint64_t h = fnv_step(kFnvInit, small, info.copied);
-            size_t off = info.copied;
             bool ok = true;
-            while (off < info.size && ok) {
-                kernel::MutPart c{chunk, sizeof chunk};
-                auto r = kernel::read(info.id, off, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
-                ok = r.is_ok() && r.value > 0;
-                if (ok) {
-                    h = fnv_step(h, chunk, r.value);
-                    off += r.value;
-                }
-            }
+            const uint64_t h = hash_message(info, small, chunk, sizeof chunk, &ok);
             // Reading at or past the end gives 0 bytes, as locally.
             kernel::MutPart c{chunk, sizeof chunk};
             auto past = kernel::read(info.id, info.size, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
@@ -165,18 +174,8 @@ void server_main(void*) {
                 first = uint64_t(kernel::read(info.id, info.size - 1000, kernel::MutParts{&c, 1},
                                               kernel::deadline_after(50'000)).status);
             }
-            uint64_t h = fnv_step(kFnvInit, small, info.copied);
-            size_t off = info.copied;
             bool ok = true;
-            while (off < info.size && ok) {
-                kernel::MutPart c{chunk, sizeof chunk};
-                auto r = kernel::read(info.id, off, kernel::MutParts{&c, 1}, kernel::kNoDeadline);
-                ok = r.is_ok() && r.value > 0;
-                if (ok) {
-                    h = fnv_step(h, chunk, r.value);
-                    off += r.value;
-                }
-            }
+            const uint64_t h = hash_message(info, small, chunk, sizeof chunk, &ok);
             uint64_t w[3] = {info.size, first, ok ? h : 0};
             reply_words(info.id, w, 3);
             break;

@@ -39,6 +39,25 @@ std::unique_ptr<sl::Endpoint> open_or_die(int endpoint, int64_t spin_ns = 0) {
 
 sl::TimeNs in(int64_t ns) { return sl::monotonic_ns() + ns; }
 
+// The "sum" service's answer: the byte sum of a message, 8 bytes little-endian.
+std::vector<uint8_t> sum_bytes(const std::vector<uint8_t>& message) {
+  const uint64_t sum = std::accumulate(message.begin(), message.end(), uint64_t{0});
+  std::vector<uint8_t> out(8);
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = uint8_t(sum >> (8 * i));
+  return out;
+}
+
+// Sends `size` patterned bytes to srv/sum and expects their sum back.
+void expect_sum_reply(sl::Endpoint& client, size_t size, unsigned pattern) {
+  std::vector<uint8_t> msg(size);
+  for (size_t i = 0; i < size; ++i) msg[i] = uint8_t(i * pattern + i / 97);
+  sl::Connection c;
+  ASSERT_EQ(client.connect("srv/sum", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> reply;
+  ASSERT_EQ(client.send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
+  EXPECT_EQ(reply, sum_bytes(msg));
+}
+
 class LibsmpTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -80,22 +99,9 @@ TEST_F(LibsmpTest, PartialReceiveThenReadAtOffsets) {
     ASSERT_EQ(s.read(r, 100, all.data() + 100, 99'900, in(10 * kSecondNs)), sl::Status::kOk);
     ASSERT_EQ(s.read(r, 100'000, all.data() + 100'000, 100'000, in(10 * kSecondNs)), sl::Status::kOk);
     EXPECT_EQ(s.read(r, kSize - 1, all.data(), 2, in(kSecondNs)), sl::Status::kBadArgument);
-    uint64_t sum = std::accumulate(all.begin(), all.end(), uint64_t{0});
-    std::vector<uint8_t> reply(8);
-    for (int i = 0; i < 8; ++i) reply[size_t(i)] = uint8_t(sum >> (8 * i));
-    EXPECT_EQ(s.reply(r, std::move(reply), in(kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.reply(r, sum_bytes(all), in(kSecondNs)), sl::Status::kOk);
   });
-  std::vector<uint8_t> msg(kSize);
-  for (size_t i = 0; i < kSize; ++i) msg[i] = uint8_t(i * 7 + i / 251);
-  const uint64_t want = std::accumulate(msg.begin(), msg.end(), uint64_t{0});
-  sl::Connection c;
-  ASSERT_EQ(client_->connect("srv/sum", &c, in(5 * kSecondNs)), sl::Status::kOk);
-  std::vector<uint8_t> reply;
-  ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
-  ASSERT_EQ(reply.size(), 8u);
-  uint64_t got = 0;
-  for (int i = 0; i < 8; ++i) got |= uint64_t(reply[size_t(i)]) << (8 * i);
-  EXPECT_EQ(got, want);
+  expect_sum_reply(*client_, kSize, 7);
 }
 
 TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
@@ -111,22 +117,9 @@ TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
     std::vector<uint8_t> all(r.data);
     all.resize(kSize);
     ASSERT_EQ(s.read(r, 100, all.data() + 100, kSize - 100, in(10 * kSecondNs)), sl::Status::kOk);
-    uint64_t sum = std::accumulate(all.begin(), all.end(), uint64_t{0});
-    std::vector<uint8_t> reply(8);
-    for (int i = 0; i < 8; ++i) reply[size_t(i)] = uint8_t(sum >> (8 * i));
-    EXPECT_EQ(s.reply(r, std::move(reply), in(kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.reply(r, sum_bytes(all), in(kSecondNs)), sl::Status::kOk);
   });
-  std::vector<uint8_t> msg(kSize);
-  for (size_t i = 0; i < kSize; ++i) msg[i] = uint8_t(i * 5 + i / 97);
-  const uint64_t want = std::accumulate(msg.begin(), msg.end(), uint64_t{0});
-  sl::Connection c;
-  ASSERT_EQ(client_->connect("srv/sum", &c, in(5 * kSecondNs)), sl::Status::kOk);
-  std::vector<uint8_t> reply;
-  ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
-  ASSERT_EQ(reply.size(), 8u);
-  uint64_t got = 0;
-  for (int i = 0; i < 8; ++i) got |= uint64_t(reply[size_t(i)]) << (8 * i);
-  EXPECT_EQ(got, want);
+  expect_sum_reply(*client_, kSize, 5);
   if (thread_.joinable()) thread_.join();  // the server is done with `abandoned`
   EXPECT_EQ(abandoned, std::vector<uint8_t>(abandoned.size(), 0xEE));  // nothing landed late
 }
