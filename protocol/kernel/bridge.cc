@@ -234,18 +234,6 @@ void finish(Op* op, Status s) {
     op->done.signal();
 }
 
-// Hands an op to the net thread and waits for it to end.
-Status submit(Op* op) {
-    if (!g.running) return Status::kNotSupported;
-    {
-        IrqLock lock;
-        g.ops.push_back(&op->link);
-    }
-    net::net_wake();
-    op->done.wait(kernel::kNoDeadline);
-    return op->status;
-}
-
 // submit() with a deadline, for ops the net thread can give up (kRead, kLookup): past the deadline an op
 // not yet taken is withdrawn; a started one is handed back through g.abandons, and the net
 // thread ends it (kTimedOut) within one pass, unless it ended meanwhile. Either way the op is
@@ -274,6 +262,9 @@ Status submit_until(Op* op, uint64_t deadline_ns) {
     op->done.wait(kernel::kNoDeadline);  // finish() signals exactly once, maybe already did
     return op->status;
 }
+
+// Hands an op to the net thread and waits for it to end.
+Status submit(Op* op) { return submit_until(op, kernel::kNoDeadline); }
 
 // Net thread: ends the ops handed back by submit_until (each still in progress: finish() takes
 // a finished one off the list). A read's pull is abandoned; a lookup leaves g.lookups and the
