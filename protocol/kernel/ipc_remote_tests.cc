@@ -342,13 +342,19 @@ void run_cases(const char* node) {
             kernel::MutPart rp{w, sizeof w};
             auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
                                   kernel::deadline_after(kCaseGuardNs));
-            // Locally the bytes are in memory and the read never waits; from another node they
-            // are a round trip away (over 100 us on any path here), so the read gives up.
+            // Locally the bytes are in memory and the read never waits (ok). From another node
+            // they are a round trip away (over 100 us here), so the read usually gives up
+            // (timed-out) mid-pull; but a host that stalls the guest past the round trip lets
+            // the pull finish first, so either is right there (no timing assumption). What must
+            // hold either way: the whole message is read intact afterwards. (The abandon itself
+            // is asserted deterministically in Engine.AbandonedRead... and libsmp's test.)
             const bool remote = !kernel::string_equal(node, net::net_config().name);
-            const Status want = remote ? Status::kTimedOut : Status::kOk;
-            expect(r.is_ok() && w[0] == n && w[1] == uint64_t(want) && w[2] == fnv_step(kFnvInit, m, n),
-                   "read() with a 50 us deadline (remote: timed-out, local: ok), then all 200000 B",
-                   "status %lu first read %lu", uint64_t(r.status), w[1]);
+            const uint64_t first = w[1];
+            const bool first_ok = first == uint64_t(Status::kOk) ||
+                                  (remote && first == uint64_t(Status::kTimedOut));
+            expect(r.is_ok() && w[0] == n && first_ok && w[2] == fnv_step(kFnvInit, m, n),
+                   "read() with a 50 us deadline (remote: mostly timed-out), then all 200000 B",
+                   "status %lu first read %lu", uint64_t(r.status), first);
             kernel::heap::release(m);
         } else {
             expect(false, "read() with a deadline", "no memory");
