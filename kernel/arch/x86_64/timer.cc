@@ -39,7 +39,10 @@ void program_one_shot(uint64_t deadline_ns, uint64_t now) {
     outb(kPitCommand, 0x30);  // channel 0, low then high byte, mode 0, binary
     outb(kPitChannel0, uint8_t(ticks));
     outb(kPitChannel0, uint8_t(ticks >> 8));
-    armed_ns = now + ticks * kNsPerSecond / kPitHz;
+    // The deadline it serves, not the tick it fires on (up to a tick later, never earlier): a
+    // thread that asks again for the same deadline must not reprogram (3 port writes, each an
+    // exit into QEMU) because of the rounding.
+    armed_ns = deadline_ns - now <= reach_ns ? deadline_ns : now + ticks * kNsPerSecond / kPitHz;
 }
 
 }  // namespace
