@@ -11,9 +11,23 @@ void Event::signal() {
     IrqGuard guard;
     if (ListNode* n = waiters_.pop_front()) {
         sched::wake(KERNEL_CONTAINER_OF(n, Thread, run_link), Status::kOk);
-        sched::reschedule();
     } else {
         signalled_ = true;
+    }
+    // Also with no waiter: a thread that handed the CPU to a lower one (sched::handoff) is ready
+    // and may be the one this signal is for; it takes the CPU back now.
+    sched::reschedule();
+}
+
+void Event::signal_and_run() {
+    IrqGuard guard;
+    if (ListNode* n = waiters_.pop_front()) {
+        Thread* t = KERNEL_CONTAINER_OF(n, Thread, run_link);
+        sched::wake(t, Status::kOk);
+        sched::handoff(t);
+    } else {
+        signalled_ = true;
+        sched::reschedule();
     }
 }
 

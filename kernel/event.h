@@ -15,6 +15,10 @@ public:
     Event& operator=(const Event&) = delete;
 
     void signal();
+    // As signal(), and the waiter it wakes runs at once, before the caller continues, even when
+    // it ranks lower (sched::handoff: the caller gets the CPU back when that thread blocks, at
+    // the next reschedule, or within a time slice). Not from interrupt context.
+    void signal_and_run();
     // kOk when signalled, kTimedOut when the deadline passed first (0: poll).
     Status wait(uint64_t deadline_ns);
     size_t waiter_count() const;

@@ -612,7 +612,7 @@ void record_unregister(SenderRecord* r) {
     g.free_indices[g.free_count++] = r->index;
 }
 
-Status enqueue_remote(Channel* ch, SenderRecord* r) {
+Status enqueue_remote(Channel* ch, SenderRecord* r, bool run_receiver_now) {
     if (!ch || !r || r->kind != SenderKind::kRemote || g.records[r->index] != r)
         return Status::kInvalidArgument;
     IrqGuard guard;
@@ -622,7 +622,8 @@ Status enqueue_remote(Channel* ch, SenderRecord* r) {
     if (Thread* t = pop_receiver(ch)) {
         deliver_message(r, t, t->receive.parts, t->receive.info);
         sched::wake(t, Status::kOk);
-        sched::reschedule();
+        if (run_receiver_now) sched::handoff(t);
+        else sched::reschedule();
     } else {
         enqueue_sender(ch, r);
     }

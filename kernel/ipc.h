@@ -224,7 +224,10 @@ void set_remote_sender_ops(const RemoteSenderOps* ops);
 void set_remote_connection_ops(const RemoteConnectionOps* ops);
 Status record_register(SenderRecord* record);
 void record_unregister(SenderRecord* record);
-Status enqueue_remote(Channel* channel, SenderRecord* record);
+// run_receiver_now: a receiver waiting on the channel takes the message and runs at once, before
+// the caller continues (sched::handoff); the bridge's net thread passes true so a server answers
+// within the pass that received the request.
+Status enqueue_remote(Channel* channel, SenderRecord* record, bool run_receiver_now = false);
 void cancel_remote(SenderRecord* record);
 
 // ---- Observability ----

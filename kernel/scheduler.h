@@ -66,6 +66,13 @@ Status block(uint64_t deadline_ns, void (*cancel)(Thread*), void* wait_object);
 void wake(Thread* thread, Status status);
 // Switches to the best ready thread if it outranks the current one.
 void reschedule();
+// Runs `thread`, just made ready, at once even if it ranks below the current thread (a direct
+// hand-off, as L4's IPC fast path does): the current thread stays first in line at its priority
+// and gets the CPU back when `thread` blocks, at the next reschedule (any wake-up, any signal,
+// the timer), and within one time slice at the latest. The net thread hands a remote request to
+// the server receiving it, and a remote reply to its sender, this way: the other side's work
+// then runs inside the pass that received the packet, not in a pass of its own.
+void handoff(Thread* thread);
 // Changes effective priority, moving the thread between ready queues if needed. No switch.
 void set_effective_priority(Thread* thread, uint8_t priority);
 // The highest ready priority, or -1.

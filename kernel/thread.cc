@@ -213,6 +213,28 @@ void reschedule() {
     }
 }
 
+void handoff(Thread* t) {
+    Thread* cur = g.current;
+    if (t == cur || t->state != ThreadState::kReady) return;
+    if (t->priority > cur->priority) {  // no hand-off needed: it outranks us and runs now
+        reschedule();
+        return;
+    }
+    // The bound: a timer interrupt within one slice ends the hand-off (on_timer reschedules). The
+    // timer is usually armed sooner anyway (the net thread's protocol timers), so this rarely
+    // reprograms it.
+    if (g.slice_end_ns == kNoDeadline && g.programmed_ns > arch::now_ns() + kTimeSliceNs) {
+        g.slice_end_ns = deadline_after(kTimeSliceNs);
+        program_timer();
+    }
+    enqueue_ready(cur, true);  // first in line: it runs as soon as t stops
+    dequeue_ready(t);
+    t->state = ThreadState::kRunning;
+    g.current = t;
+    ++g.stats.context_switches;
+    arch::context_switch(&cur->context, &t->context);
+}
+
 void set_effective_priority(Thread* t, uint8_t priority) {
     if (t->priority == priority) return;
     if (t->state == ThreadState::kReady) {

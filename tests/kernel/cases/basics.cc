@@ -172,3 +172,56 @@ KTEST(thread_snapshot_lists_live_threads) {
     heap::release(all);
     KCHECK_OK(thread_join(t.value).status);
 }
+
+namespace {
+struct Handoff {
+    Event go, back;
+    int order[4] = {};
+    int n = 0;
+    uint64_t spin_ns = 0;     // > 0: after running, spin this long without blocking
+    uint64_t spin_end_ns = 0;
+};
+void handoff_low(void* arg) {
+    auto* h = static_cast<Handoff*>(arg);
+    h->go.wait(kNoDeadline);
+    h->order[h->n++] = 1;  // runs before the signaller goes on, though it ranks lower
+    if (h->spin_ns) {
+        busy_until(now_ns() + h->spin_ns);
+        h->spin_end_ns = now_ns();
+        return;
+    }
+    h->back.signal();      // no waiter: the higher thread that handed off takes the CPU back
+    h->order[h->n++] = 3;
+}
+}  // namespace
+
+KTEST(event_signal_and_run_hands_the_cpu_to_a_lower_waiter_until_it_stops) {
+    auto* h = new (heap::allocate(sizeof(Handoff))) Handoff;
+    KREQUIRE(h);
+    auto t = thread_create("low", handoff_low, h, kPriorityDefault - 1);
+    KREQUIRE(t.is_ok());
+    KREQUIRE(wait_until([&] { return h->go.waiter_count() == 1; }));
+    h->go.signal_and_run();
+    h->order[h->n++] = 2;
+    KCHECK_OK(h->back.wait(0));  // the low thread's signal is still there for us
+    KCHECK_OK(thread_join(t.value).status);
+    KCHECK_EQ(h->n, 3);
+    KCHECK_EQ(h->order[0], 1);
+    KCHECK_EQ(h->order[1], 2);  // plain signal() would give 2, 1, 3; no reschedule in back.signal()
+    KCHECK_EQ(h->order[2], 3);  // would give 1, 3, 2
+    // A thread handed the CPU that never blocks keeps it at most about a time slice.
+    h->~Handoff();
+    h = new (h) Handoff;
+    h->spin_ns = 8 * kTimeSliceNs;
+    t = thread_create("low", handoff_low, h, kPriorityDefault - 1);
+    KREQUIRE(t.is_ok());
+    KREQUIRE(wait_until([&] { return h->go.waiter_count() == 1; }));
+    h->go.signal_and_run();
+    const uint64_t back_ns = now_ns();
+    KCHECK_EQ(h->n, 1);
+    KCHECK_EQ(h->spin_end_ns, 0u);  // we are back while it still spins: the slice ended the hand-off
+    KCHECK_OK(thread_join(t.value).status);
+    KCHECK(back_ns < h->spin_end_ns);
+    h->~Handoff();
+    heap::release(h);
+}

@@ -124,3 +124,51 @@ KTEST(ipc_remote_sender_record_uses_bridge_ops) {
     heap::release(s);
     KCHECK_OK(disconnect(conn.value));
 }
+
+namespace {
+struct LowServer {
+    Channel* ch;
+    int served = 0;
+};
+void low_server(void* arg) {
+    auto* l = static_cast<LowServer*>(arg);
+    for (int i = 0; i < 2; ++i) {
+        char buf[8];
+        MutPart in{buf, sizeof(buf)};
+        ReceiveInfo info{};
+        if (receive(l->ch, one(in), kNoDeadline, &info) != Status::kOk) return;
+        Part out{"ok", 2};
+        reply(info.id, 0, one(out));
+        ++l->served;
+    }
+}
+}  // namespace
+
+// The net thread's hand-off: with run_receiver_now, a lower-priority server waiting in receive
+// serves the remote request before enqueue_remote returns; without it, only once the caller
+// blocks.
+KTEST(ipc_remote_enqueue_can_run_the_receiver_at_once) {
+    set_remote_sender_ops(&kOps);
+    auto ch = channel_create();
+    KREQUIRE(ch.is_ok());
+    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    KREQUIRE(s);
+    init_remote(s, kPriorityDefault);
+    KREQUIRE(record_register(&s->record) == Status::kOk);
+    LowServer l{ch.value};
+    auto t = thread_create("lowsrv", low_server, &l, kPriorityDefault - 2);
+    KREQUIRE(t.is_ok());
+    KREQUIRE(wait_receivers(ch.value, 1));
+    KCHECK_OK(enqueue_remote(ch.value, &s->record));
+    KCHECK_EQ(s->completions, 0);  // ordinary wake: the lower server has not run yet
+    KREQUIRE(wait_until([&] { return s->completions == 1 && channel_stats(ch.value).receivers_waiting == 1; }));
+    KCHECK_OK(enqueue_remote(ch.value, &s->record, true));
+    KCHECK_EQ(s->completions, 2);  // served and replied inside the call
+    KCHECK_EQ(s->reply_size, 2u);
+    KCHECK_OK(thread_join(t.value).status);
+    KCHECK_EQ(l.served, 2);
+    record_unregister(&s->record);
+    set_remote_sender_ops(nullptr);
+    heap::release(s);
+    KCHECK_OK(channel_destroy(ch.value));
+}
