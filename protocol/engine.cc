@@ -2597,6 +2597,16 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     return ErrorCode::kOk;
 }
 
+size_t Engine::copy_eager(RequestHandle handle, uint32_t offset, MutableChain dst) {
+    if (!ok_) return 0;
+    E e{*impl_, config_, stats_};
+    Req* r = e.req_of(handle);
+    if (!r || r->state != ReqState::kDelivered || offset >= r->eager) return 0;
+    const uint32_t n = uint32_t(min_u64(chain_size(dst), r->eager - offset));
+    if (n) e.pool_read(r->pool_head, offset, dst, 0, n);
+    return n;
+}
+
 ErrorCode Engine::abandon_read(Instant now, RequestHandle handle) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};

@@ -250,6 +250,11 @@ public:
     // Copies request bytes [offset, offset + size(dst)) into dst, pulling from the client what is
     // not here; ends with kReadDone. One read at a time per request.
     ErrorCode read(Instant now, RequestHandle request, uint32_t offset, MutableChain dst);
+    // Copies what of [offset, offset + size(dst)) arrived eagerly (the kRequest event's
+    // eager_bytes are kept from kRequest until reply, error or kRequestCancelled) into dst, at
+    // once: no pull, no kReadDone, no change of state. Returns the bytes copied (0 for an unknown
+    // or finished request). A small request is whole after this; read() fetches the rest.
+    size_t copy_eager(RequestHandle request, uint32_t offset, MutableChain dst);
     // Gives up the read in progress (the reader's deadline passed): from now on nothing is
     // written into its dst and no kReadDone follows; bytes of it that arrive later are dropped.
     // The request stays delivered: a later read() starts again. kInvalid when none is reading.

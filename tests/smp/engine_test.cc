@@ -249,6 +249,46 @@ TEST(Engine, AbandonedReadWritesNothingMoreAndCanBeReadAgain) {
     EXPECT_EQ(done.size, 2u);
 }
 
+TEST(Engine, CopyEagerGivesTheEagerBytesAtOnceWithoutAReadOrAnEvent) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(20000);  // eager part, then a pulled rest
+    for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t(i * 13 + 5);
+    std::vector<uint8_t> rep(16);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    const RequestHandle h{req.handle};
+    ASSERT_GT(req.eager_bytes, 100u);
+    ASSERT_LT(req.eager_bytes, msg.size());
+    // The whole eager part, a window inside it, and a window running past its end.
+    std::vector<uint8_t> got(msg.size(), 0xEE);
+    MutableBytes gp{got.data(), got.size()};
+    EXPECT_EQ(b.engine->copy_eager(h, 0, MutableChain{&gp, 1}), req.eager_bytes);
+    EXPECT_TRUE(std::equal(got.begin(), got.begin() + req.eager_bytes, msg.begin()));
+    EXPECT_EQ(got[req.eager_bytes], 0xEE);  // nothing past the eager part
+    std::vector<uint8_t> mid(50);
+    MutableBytes mdp{mid.data(), mid.size()};
+    EXPECT_EQ(b.engine->copy_eager(h, 70, MutableChain{&mdp, 1}), 50u);
+    EXPECT_TRUE(std::equal(mid.begin(), mid.end(), msg.begin() + 70));
+    EXPECT_EQ(b.engine->copy_eager(h, req.eager_bytes - 10, MutableChain{&mdp, 1}), 10u);
+    EXPECT_EQ(b.engine->copy_eager(h, req.eager_bytes, MutableChain{&mdp, 1}), 0u);
+    Event ev;
+    EXPECT_FALSE(take(b, EventType::kReadDone, ev));  // no event, no read started:
+    std::vector<uint8_t> all(msg.size());
+    MutableBytes ap{all.data(), all.size()};
+    ASSERT_EQ(b.engine->read(w.now, h, 0, MutableChain{&ap, 1}), ErrorCode::kOk);  // read() is free
+    w.run([&] { return take(b, EventType::kReadDone, ev); });
+    EXPECT_TRUE(all == msg);
+    ConstBytes ok{reinterpret_cast<const uint8_t*>("ok"), 2};
+    ASSERT_EQ(b.engine->reply(w.now, h, 0, ConstChain{&ok, 1}), ErrorCode::kOk);
+    EXPECT_EQ(b.engine->copy_eager(h, 0, MutableChain{&gp, 1}), 0u);  // replied: the pool is freed
+    EXPECT_EQ(b.engine->copy_eager(RequestHandle{0}, 0, MutableChain{&gp, 1}), 0u);
+}
+
 TEST(Engine, TxnNumbersWrapPastTheTopWithoutAStop) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     a.config.first_txn = 0xFFFFFFFFu - 20;  // 40 calls cross 2^32-1 -> 1 (0 is never a txn)
