@@ -67,6 +67,7 @@ TurnStats g_turn;
 uint64_t g_last_irq_ns, g_last_tx_ns;
 bool g_irq_since_tx, g_tx_since_irq;
 bool g_turn_on;
+uint64_t g_pass_now_ns;  // the clock read of the net thread's current pass (0 before the first)
 
 void wake_from_irq(void*) {
     if (!g_turn_on) {
@@ -383,10 +384,10 @@ kernel::Status submit(Request* r) {
 }
 
 // ---- The loop ----------------------------------------------------------------------------------
-uint64_t run_clients() {
+uint64_t run_clients(uint64_t now) {
     uint64_t next = kernel::kNoDeadline;
     for (size_t i = 0; i < g_client_count; ++i) {
-        uint64_t d = g_clients[i].run(g_clients[i].ctx, arch::now_ns());
+        uint64_t d = g_clients[i].run(g_clients[i].ctx, now);
         if (d < next) next = d;
     }
     return next;
@@ -400,6 +401,10 @@ void net_thread_main(void*) {
         // Frames this pass sends (ICMP and TCP answers in lwIP's input, the clients' bursts) go
         // to the device with one kick at the end of the pass (nic_tx_flush), not one each.
         nic_tx_hold_kicks(g_nic);
+        // One clock read serves the pass: lwIP's clock (sys_now), the clients and the sleep
+        // deadline (a pass used to read it ~8 times; each read is a TCG helper call).
+        const uint64_t now = arch::now_ns();
+        g_pass_now_ns = now;
         // Drain received frames, at most one ring's worth, so timers are not starved by a flood.
         bool more = true;
         for (size_t pass = 0; more && pass < kRxRingSlots / kRxBudgetPerPass; ++pass) {
@@ -411,11 +416,11 @@ void net_thread_main(void*) {
             g_request = nullptr;
         }
         sys_check_timeouts();
-        uint64_t client_deadline = run_clients();
+        uint64_t client_deadline = run_clients(now);
         u32_t sleep_ms = sys_timeouts_sleeptime();
         uint64_t deadline = sleep_ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE
                                 ? kernel::kNoDeadline
-                                : arch::now_ns() + uint64_t(sleep_ms) * 1000000u;
+                                : now + uint64_t(sleep_ms) * 1000000u;
         if (client_deadline < deadline) deadline = client_deadline;
         if (more) deadline = 0;  // frames may still be waiting: poll the event, do not sleep
         nic_tx_flush(g_nic);
@@ -480,6 +485,8 @@ bool net_register_client(const NetClient& client) {
 void net_wake() { g_wake.signal(); }
 
 uint64_t net_last_irq_ns() { return g_last_irq_ns; }
+
+uint64_t net_pass_now_ns() { return g_pass_now_ns ? g_pass_now_ns : arch::now_ns(); }
 
 void net_note_transmit() {
     if (!g_turn_on) return;

@@ -67,6 +67,8 @@ struct TurnStats {
 TurnStats net_turn_stats(bool reset);
 void net_turn_stats_enable(bool on);   // off by default (a clock read per interrupt and frame)
 uint64_t net_last_irq_ns();   // when the NIC last interrupted
+// The net thread's clock for lwIP (sys_now): read once at the start of each pass. Net thread only.
+uint64_t net_pass_now_ns();
 void net_note_transmit();     // called by the port for every frame handed to the NIC
 
 // Called from a thread other than the net thread (they block it until done).

@@ -11,7 +11,7 @@
 
 extern "C" {
 
-uint64_t net_port_now_ns(void) { return arch::now_ns(); }
+uint64_t net_port_now_ns(void) { return net::net_pass_now_ns(); }
 
 void net_port_console(const char* text) { kernel::print("%s", text); }
 
