@@ -247,7 +247,8 @@ def qemu_command(state, node, image, nic, memory_mb):
     cmd += ["-device", f"{device},netdev=n0,romfile=,mac={node['mac']}"]
     # A diagnostic knob, e.g. SMP_QEMU_EXTRA="-icount shift=0": the guest clock then counts
     # instructions while a node runs, so the bridge's `lat` stage times become instruction counts.
-    cmd += os.environ.get("SMP_QEMU_EXTRA", "").split()
+    # "{name}" becomes the node's name (a monitor socket or log file per node).
+    cmd += os.environ.get("SMP_QEMU_EXTRA", "").replace("{name}", name).split()
     return cmd
 
 

@@ -34,7 +34,16 @@ constexpr size_t kRxChainMax = 64;          // pbufs of one received datagram
 constexpr size_t kTxBurstMax = 256;         // packets sent per run before others get a turn
 constexpr uint8_t kSmpProtocol = smp::wire::kIpProtocol;
 
-uint64_t now_us() { return arch::now_ns() / 1000; }
+// The engine's clock, in microseconds, never going back: now_us() reads the TSC (where a
+// packet's time matters: received, sent), last_us() gives the latest time read (the net
+// thread's pass time or a later packet's) for the calls between, without a read of its own.
+smp::Instant g_last_us;
+smp::Instant now_us() {
+    const smp::Instant t = arch::now_ns() / 1000;
+    if (t > g_last_us) g_last_us = t;
+    return g_last_us;
+}
+smp::Instant last_us() { return g_last_us; }
 
 struct IrqLock {
     uint64_t s = arch::irq_save();
@@ -97,7 +106,6 @@ struct RemoteRec {
     uint32_t handle = 0;         // smp::RequestHandle value
     uint8_t* eager = nullptr;    // Config::eager_bytes_max bytes
     uint32_t eager_len = 0;
-    bool eager_read_pending = false;
     Op* read_op = nullptr;
     size_t attached_index = 0;
     // Completion (filled in complete(), interrupts disabled)
@@ -221,7 +229,9 @@ void lat_server_done() {
 Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
 RemoteRec* rec_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, RemoteRec, link); }
 
-void finish(Op* op, Status s) {
+// run_caller_now: the op's thread runs at once (Event::signal_and_run), before this pass goes on;
+// for a send's reply, so the caller's next call is taken in this same pass.
+void finish(Op* op, Status s, bool run_caller_now = false) {
     op->status = s;
     {
         IrqLock lock;
@@ -231,7 +241,8 @@ void finish(Op* op, Status s) {
             op->in_abandons = false;
         }
     }
-    op->done.signal();
+    if (run_caller_now) op->done.signal_and_run();
+    else op->done.signal();
 }
 
 // submit() with a deadline, for ops the net thread can give up (kRead, kLookup): past the deadline an op
@@ -353,7 +364,20 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
 // A packet the NIC's TX ring had no room for (lwIP's ERR_MEM): kept and sent first next time,
 // rather than lost and retransmitted an RTO later.
 struct pbuf* g_held;
-struct pbuf* g_spare;  // an unused pbuf of mtu_max bytes for the next packet (transmit())
+// The packet buffer transmit() has the engine write into: static memory with room for lwIP's
+// IP and Ethernet headers in front, wrapped in a custom pbuf for each packet (a heap pbuf costs
+// an allocation, a trim to the packet's size and a free: ~300 guest instructions per packet).
+// lwIP hands it back through tx_buf_free once the driver has copied the frame (at once, in
+// linkoutput); while something holds it (the ring-full retry, ARP's queue), packets use heap
+// pbufs.
+constexpr size_t kTxHeadroom = LWIP_MEM_ALIGN_SIZE(PBUF_IP);  // Ethernet and IP headers
+struct TxBuf {
+    struct pbuf_custom pc;
+    uint8_t* mem;  // kTxHeadroom + mtu_max bytes
+    bool busy;
+};
+TxBuf g_txbuf;
+void tx_buf_free(struct pbuf*) { g_txbuf.busy = false; }
 ip_addr_t g_held_to;
 u16_t g_held_len;  // the protocol packet's own bytes (no headers)
 constexpr uint64_t kTxRetryNs = 25'000;  // QEMU drains the TX ring in its next bottom half: tens of us
@@ -373,21 +397,25 @@ TxResult transmit() {
         g_held = nullptr;
     }
     for (size_t i = 0; i < kTxBurstMax; ++i) {
-        // The engine writes the packet straight into the pbuf (one copy fewer per packet than
-        // staging it in tx_buffer); the pbuf is trimmed to the packet's size afterwards.
-        // A pbuf of the MTU is kept across calls: most calls find nothing to send, and an
-        // allocation and free for each of them cost more than the engine's look.
-        if (!g_spare) g_spare = pbuf_alloc(PBUF_IP, g.config.mtu_max, PBUF_RAM);
-        struct pbuf* p = g_spare;
-        uint8_t* out = p ? static_cast<uint8_t*>(p->payload) : g.tx_buffer;
+        // The engine writes the packet straight into the buffer lwIP sends (no staging copy).
+        const bool own = !g_txbuf.busy;
+        uint8_t* out = own ? g_txbuf.mem + kTxHeadroom : g.tx_buffer;
         smp::Transmit t = g.engine->poll_transmit(now_us(), out, g.config.mtu_max);
         if (t.bytes == 0) return TxResult::kDone;
+        struct pbuf* p;
+        if (own) {
+            g_txbuf.pc.custom_free_function = tx_buf_free;
+            p = pbuf_alloced_custom(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM, &g_txbuf.pc,
+                                    g_txbuf.mem, static_cast<u16_t>(kTxHeadroom + g.config.mtu_max));
+            g_txbuf.busy = p != nullptr;
+        } else {
+            p = pbuf_alloc(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM);
+            if (p) pbuf_take(p, g.tx_buffer, static_cast<u16_t>(t.bytes));
+        }
         if (!p) {
             ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
             continue;
         }
-        g_spare = nullptr;
-        pbuf_realloc(p, static_cast<u16_t>(t.bytes));
         ip_addr_t to;
         ip_addr_set_ip4_u32(&to, lwip_htonl(t.dst_ipv4));
         const err_t err = raw_sendto(g.pcb, p, &to);
@@ -439,7 +467,6 @@ void free_rec(RemoteRec* r) {
     r->phase = Phase::kFree;
     r->handle = 0;
     r->read_op = nullptr;
-    r->eager_read_pending = false;
     g.free_recs.push_back(&r->link);
 }
 
@@ -601,7 +628,7 @@ void answer_reserved(const smp::Event& e) {
     }
     if (!slot) {
         ++g.answers_busy;
-        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kBusy);
+        g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kBusy);
         return;
     }
     char* const text = slot->text;
@@ -619,12 +646,12 @@ void answer_reserved(const smp::Event& e) {
         // The question (a service name) arrived eagerly: read it now.
         uint32_t q = e.size < sizeof g_question - 1 ? e.size : sizeof g_question - 1;
         smp::MutableBytes mb{g_question, q};
-        g.engine->read(now_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1});
+        g.engine->read(last_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1});
         g_question[q] = 0;
         n = format_stats_line(reinterpret_cast<const char*>(g_question), text, kAnswerBytes);
     }
     slot->part = smp::ConstBytes{reinterpret_cast<const uint8_t*>(text), n};
-    if (g.engine->reply(now_us(), smp::RequestHandle{e.handle}, 0, smp::ConstChain{&slot->part, 1}) ==
+    if (g.engine->reply(last_us(), smp::RequestHandle{e.handle}, 0, smp::ConstChain{&slot->part, 1}) ==
         smp::ErrorCode::kOk) {
         slot->busy = true;  // until kReplyDone
         slot->handle = e.handle;
@@ -640,12 +667,12 @@ void on_request(const smp::Event& e) {
     Attached* a = attached_at(e.channel);
     if (!a) {
         ++g.no_channel;
-        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kNoSuchChannel);
+        g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kNoSuchChannel);
         return;
     }
     kernel::ListNode* n = g.free_recs.pop_front();
     if (!n) {  // cannot happen: the pool has requests_max records
-        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
+        g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
         return;
     }
     RemoteRec* r = rec_of(n);
@@ -663,19 +690,18 @@ void on_request(const smp::Event& e) {
     r->eager_len = e.eager_bytes < g.config.eager_bytes_max ? e.eager_bytes : g.config.eager_bytes_max;
     if (r->eager_len > e.size) r->eager_len = e.size;
     if (r->eager_len) {
-        // The eager bytes are in the engine's pool: this read ends at once (kReadDone queued).
+        // The eager bytes are in the engine's pool: copied at once, no read to track.
         smp::MutableBytes mb{r->eager, r->eager_len};
-        if (g.engine->read(now_us(), smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1}) ==
-            smp::ErrorCode::kOk)
-            r->eager_read_pending = true;
-        else
-            r->eager_len = 0;
+        r->eager_len = static_cast<uint32_t>(
+            g.engine->copy_eager(smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1}));
     }
     g_lat.s[0] = g_lat.rx_irq;
     g_lat.s[1] = g_lat.rx_now;
     g_lat.s[2] = lat_now();
-    if (kernel::enqueue_remote(a->channel, &k) != Status::kOk) {
-        g.engine->error(now_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
+    // A server waiting in receive takes the request and runs now: its reply is then sent
+    // within this pass, not the next one.
+    if (kernel::enqueue_remote(a->channel, &k, true) != Status::kOk) {
+        g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
         free_rec(r);
     }
 }
@@ -701,9 +727,7 @@ void on_event(const smp::Event& e) {
     case smp::EventType::kReadDone: {
         RemoteRec* r = find_rec(e.handle);
         if (!r) break;
-        if (r->eager_read_pending) {
-            r->eager_read_pending = false;
-        } else if (r->read_op) {
+        if (r->read_op) {
             Op* op = r->read_op;
             r->read_op = nullptr;
             op->size = e.bytes;
@@ -727,7 +751,7 @@ void on_event(const smp::Event& e) {
             g_lat.c[3] = g_lat.rx_irq;
             g_lat.c[4] = g_lat.rx_now;
             g_lat.c[5] = lat_now();
-            finish(op, from_wire(e.error, e.status));
+            finish(op, from_wire(e.error, e.status), true);
             break;
         }
         break;
@@ -760,7 +784,7 @@ void on_event(const smp::Event& e) {
             // Detection time: how long after the peer was last heard from it was declared down
             // (a peer never heard from has no figure).
             if (Heard* h = heard_find(g.engine->peer_info(e.peer).ipv4)) {
-                const smp::Instant now = now_us();
+                const smp::Instant now = last_us();
                 if (!h->down_since_heard)
                     h->down_detect_us = now > h->last_us ? now - h->last_us : 0;
                 h->down_since_heard = true;
@@ -772,7 +796,7 @@ void on_event(const smp::Event& e) {
 }
 
 void start_op(Op* op) {
-    const smp::Instant now = now_us();
+    const smp::Instant now = last_us();
     switch (op->kind) {
     case OpKind::kSend: {
         g_lat.c[1] = lat_now();
@@ -863,7 +887,7 @@ void start_op(Op* op) {
 }
 
 void complete_rec(RemoteRec* r) {
-    const smp::Instant now = now_us();
+    const smp::Instant now = last_us();
     g_lat.s[4] = lat_now();
     g_lat.s_wait_tx = g_lat.on;
     smp::ErrorCode e;
@@ -893,7 +917,8 @@ void net_start_client(void*) {
 
 uint64_t net_run(void*, uint64_t now_ns) {
     if (!g.running) return kernel::kNoDeadline;
-    const smp::Instant now = now_ns / 1000;
+    if (now_ns / 1000 > g_last_us) g_last_us = now_ns / 1000;
+    const smp::Instant now = last_us();
     if (g.engine->next_timeout() <= now) g.engine->handle_timeout(now);
     // Round 0 always runs (a datagram handled in raw_input may have left events and packets);
     // later rounds only when the previous one left more to do (ops or completions queued by
@@ -1036,10 +1061,11 @@ void init() {
     const size_t bytes = smp::Engine::memory_bytes(c);
     void* arena = kernel::heap::allocate(bytes);  // 16-byte aligned (heap::kAlignBytes)
     g.tx_buffer = static_cast<uint8_t*>(kernel::heap::allocate(c.mtu_max));
+    g_txbuf.mem = static_cast<uint8_t*>(kernel::heap::allocate(kTxHeadroom + c.mtu_max));
     g.rec_count = c.requests_max;
     g.recs = static_cast<RemoteRec*>(kernel::heap::allocate(sizeof(RemoteRec) * g.rec_count));
     uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(size_t(c.eager_bytes_max) * g.rec_count));
-    if (!arena || !g.tx_buffer || !g.recs || !eager) {
+    if (!arena || !g.tx_buffer || !g_txbuf.mem || !g.recs || !eager) {
         print_wire_error("out of memory for the engine: no remote IPC");
         return;
     }
