@@ -39,6 +39,17 @@ public:
         n->next->prev = n->prev;
         n->prev = n->next = nullptr;
     }
+    // Moves every node of `from` to the back of this list, in order, in constant time.
+    void splice_back(List& from) {
+        if (from.empty()) return;
+        ListNode* first = from.head_.next;
+        ListNode* last = from.head_.prev;
+        first->prev = head_.prev;
+        head_.prev->next = first;
+        last->next = &head_;
+        head_.prev = last;
+        from.init();
+    }
     size_t size() const {
         size_t count = 0;
         for (const ListNode* n = head_.next; n != &head_; n = n->next) ++count;

@@ -915,17 +915,15 @@ void net_start_client(void*) {
     g.running = true;
 }
 
-uint64_t net_run(void*, uint64_t now_ns) {
-    if (!g.running) return kernel::kNoDeadline;
-    if (now_ns / 1000 > g_last_us) g_last_us = now_ns / 1000;
-    const smp::Instant now = last_us();
-    if (g.engine->next_timeout() <= now) g.engine->handle_timeout(now);
-    // Round 0 always runs (a datagram handled in raw_input may have left events and packets);
-    // later rounds only when the previous one left more to do (ops or completions queued by
-    // other threads meanwhile, a burst cut short, events raised while transmitting), so an
-    // exchange costs one pass, not a pass plus an empty one (~300 guest instructions each).
-    bool idle = false;
-    bool ring_full = false;
+enum class Rounds { kIdle, kBusy, kRingFull };
+
+// What other threads queued (ops, completions, abandons), the engine's events and its packets,
+// round after round until a round finds nothing new: round 0 always runs (a datagram handled in
+// raw_input may have left events and packets); later rounds only when the previous one left
+// more to do (ops or completions queued by other threads meanwhile, or by a thread handed the
+// CPU, a burst cut short, events raised while transmitting), so an exchange costs one pass,
+// not a pass plus an empty one (~300 guest instructions each).
+Rounds run_rounds(smp::Instant now) {
     bool again = true;
     for (int round = 0; round < 8; ++round) {
         kernel::List ops, completions, abandoned;
@@ -934,31 +932,22 @@ uint64_t net_run(void*, uint64_t now_ns) {
         abandoned.init();
         {
             IrqLock lock;
-            while (kernel::ListNode* n = g.ops.pop_front()) {
-                op_of(n)->taken = true;
-                ops.push_back(n);
-            }
-            while (kernel::ListNode* n = g.completions.pop_front()) completions.push_back(n);
-            while (kernel::ListNode* n = g.abandons.pop_front()) {
+            for (kernel::ListNode* n = g.ops.front(); n; n = g.ops.next(n)) op_of(n)->taken = true;
+            ops.splice_back(g.ops);
+            completions.splice_back(g.completions);
+            for (kernel::ListNode* n = g.abandons.front(); n; n = g.abandons.next(n))
                 KERNEL_CONTAINER_OF(n, Op, abandon_link)->in_abandons = false;
-                abandoned.push_back(n);
-            }
+            abandoned.splice_back(g.abandons);
         }
-        if (!again && ops.empty() && completions.empty() && abandoned.empty()) {
-            idle = true;
-            break;
-        }
+        if (!again && ops.empty() && completions.empty() && abandoned.empty()) return Rounds::kIdle;
         again = false;
-        give_up(now, abandoned);
+        if (!abandoned.empty()) give_up(now, abandoned);
         while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
         while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
         smp::Event e;
         while (g.engine->poll_event(e)) on_event(e);  // the transmit below sends what they left
         const TxResult tx = transmit();
-        if (tx == TxResult::kRingFull) {
-            ring_full = true;
-            break;
-        }
+        if (tx == TxResult::kRingFull) return Rounds::kRingFull;
         if (tx == TxResult::kMore) again = true;
         // Anything the transmit pass raised (rare) is handled now; it may need another pass.
         while (g.engine->poll_event(e)) {
@@ -966,14 +955,29 @@ uint64_t net_run(void*, uint64_t now_ns) {
             again = true;
         }
     }
-    const smp::Instant t = g.engine->next_timeout();
+    return Rounds::kBusy;
+}
+
+uint64_t net_run(void*, uint64_t now_ns) {
+    if (!g.running) return kernel::kNoDeadline;
+    if (now_ns / 1000 > g_last_us) g_last_us = now_ns / 1000;
+    const smp::Instant now = last_us();
+    // Timers after the rounds: the packet that woke us is answered first, and the one look at
+    // next_timeout below serves both the check and the sleep deadline.
+    Rounds r = run_rounds(now);
+    smp::Instant t = g.engine->next_timeout();
+    if (r != Rounds::kRingFull && t <= now) {
+        g.engine->handle_timeout(now);
+        r = run_rounds(now);  // what the timers left: retransmissions, probes, events
+        t = g.engine->next_timeout();
+    }
     uint64_t next = t == smp::kNever ? kernel::kNoDeadline : t * 1000;
-    if (ring_full) {
+    if (r == Rounds::kRingFull) {
         // The device frees TX slots on its own time: try again shortly, without spinning.
         const uint64_t retry = now_ns + kTxRetryNs;
         return retry < next ? retry : next;
     }
-    if (!idle) return 0;  // more to do: run again at once
+    if (r == Rounds::kBusy) return 0;  // more to do: run again at once
     return next;
 }
 

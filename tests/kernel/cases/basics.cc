@@ -225,3 +225,34 @@ KTEST(event_signal_and_run_hands_the_cpu_to_a_lower_waiter_until_it_stops) {
     h->~Handoff();
     heap::release(h);
 }
+
+KTEST(list_splice_back_moves_every_node_in_order) {
+    struct Item {
+        ListNode link;
+        int value;
+    };
+    Item items[5];
+    List a, b;
+    a.init();
+    b.init();
+    a.splice_back(b);  // both empty: nothing happens
+    KCHECK(a.empty() && b.empty());
+    for (int i = 0; i < 5; ++i) {
+        items[i].value = i;
+        (i < 2 ? a : b).push_back(&items[i].link);
+    }
+    a.splice_back(b);
+    KCHECK(b.empty());
+    KCHECK_EQ(a.size(), 5u);
+    int expect = 0;
+    for (ListNode* n = a.front(); n; n = a.next(n))
+        KCHECK_EQ(KERNEL_CONTAINER_OF(n, Item, link)->value, expect++);
+    KCHECK_EQ(KERNEL_CONTAINER_OF(a.back(), Item, link)->value, 4);
+    b.splice_back(a);  // into an empty list
+    KCHECK(a.empty());
+    KCHECK_EQ(b.size(), 5u);
+    KCHECK_EQ(KERNEL_CONTAINER_OF(b.front(), Item, link)->value, 0);
+    List::remove(&items[4].link);  // the links are whole: the last one comes off cleanly
+    KCHECK_EQ(KERNEL_CONTAINER_OF(b.back(), Item, link)->value, 3);
+    KCHECK_EQ(b.size(), 4u);
+}
