@@ -364,22 +364,51 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
 // A packet the NIC's TX ring had no room for (lwIP's ERR_MEM): kept and sent first next time,
 // rather than lost and retransmitted an RTO later.
 struct pbuf* g_held;
-// The packet buffer transmit() has the engine write into: static memory with room for lwIP's
-// IP and Ethernet headers in front, wrapped in a custom pbuf for each packet (a heap pbuf costs
-// an allocation, a trim to the packet's size and a free: ~300 guest instructions per packet).
-// lwIP hands it back through tx_buf_free once the driver has copied the frame (at once, in
-// linkoutput); while something holds it (the ring-full retry, ARP's queue), packets use heap
-// pbufs.
-constexpr size_t kTxHeadroom = LWIP_MEM_ALIGN_SIZE(PBUF_IP);  // Ethernet and IP headers
+// The packet buffer transmit() has the engine write into: static memory with room for the
+// Ethernet header in front, then the IP header we write (the PCB is HDRINCL: lwIP neither builds
+// nor checksums it, and does not add and remove header room twice), then the SMP packet;
+// wrapped in a custom pbuf for each packet (a heap pbuf costs an allocation, a trim to the
+// packet's size and a free: ~300 guest instructions per packet). lwIP hands it back through
+// tx_buf_free once the driver has copied the frame (at once, in linkoutput); while something
+// holds it (the ring-full retry, ARP's queue), packets are staged in tx_buffer and copied into
+// heap pbufs.
+constexpr size_t kTxLinkRoom = LWIP_MEM_ALIGN_SIZE(PBUF_LINK);  // the Ethernet header
+constexpr size_t kIpHeaderBytes = IP_HLEN;
 struct TxBuf {
     struct pbuf_custom pc;
-    uint8_t* mem;  // kTxHeadroom + mtu_max bytes
+    uint8_t* mem;  // kTxLinkRoom + kIpHeaderBytes + mtu_max bytes
     bool busy;
 };
+uint16_t g_ip_id;
+
+// Version 4, no options, DF (SPEC 2: never fragmented), TTL 64, protocol 121, our address.
+void write_ip_header(uint8_t* ip, size_t payload_bytes, uint32_t dst_ipv4) {
+    const size_t total = kIpHeaderBytes + payload_bytes;
+    const uint32_t src = g.config.local_ipv4;
+    const uint16_t id = ++g_ip_id;
+    ip[0] = 0x45;
+    ip[1] = 0;
+    ip[2] = static_cast<uint8_t>(total >> 8);
+    ip[3] = static_cast<uint8_t>(total);
+    ip[4] = static_cast<uint8_t>(id >> 8);
+    ip[5] = static_cast<uint8_t>(id);
+    ip[6] = 0x40;  // DF
+    ip[7] = 0;
+    ip[8] = IP_DEFAULT_TTL;
+    ip[9] = kSmpProtocol;
+    ip[10] = ip[11] = 0;
+    for (int i = 0; i < 4; ++i) {
+        ip[12 + i] = static_cast<uint8_t>(src >> (24 - 8 * i));
+        ip[16 + i] = static_cast<uint8_t>(dst_ipv4 >> (24 - 8 * i));
+    }
+    const uint16_t c = smp::wire::ipv4_header_checksum(ip, kIpHeaderBytes);
+    ip[10] = static_cast<uint8_t>(c >> 8);
+    ip[11] = static_cast<uint8_t>(c);
+}
 TxBuf g_txbuf;
 void tx_buf_free(struct pbuf*) { g_txbuf.busy = false; }
 ip_addr_t g_held_to;
-u16_t g_held_len;  // the protocol packet's own bytes (no headers)
+u16_t g_held_len;  // the IP packet's bytes (lwIP may have added an Ethernet header in front)
 constexpr uint64_t kTxRetryNs = 25'000;  // QEMU drains the TX ring in its next bottom half: tens of us
 
 enum class TxResult { kDone, kMore, kRingFull };
@@ -388,7 +417,7 @@ enum class TxResult { kDone, kMore, kRingFull };
 // busy (a packet is held for the retry).
 TxResult transmit() {
     if (g_held) {
-        // lwIP left the IP and Ethernet headers it added on the failed attempt: drop them.
+        // lwIP left the Ethernet header it added on the failed attempt: drop it.
         if (g_held->tot_len > g_held_len) pbuf_remove_header(g_held, g_held->tot_len - g_held_len);
         const err_t err = raw_sendto(g.pcb, g_held, &g_held_to);
         if (err == ERR_MEM) return TxResult::kRingFull;
@@ -399,18 +428,20 @@ TxResult transmit() {
     for (size_t i = 0; i < kTxBurstMax; ++i) {
         // The engine writes the packet straight into the buffer lwIP sends (no staging copy).
         const bool own = !g_txbuf.busy;
-        uint8_t* out = own ? g_txbuf.mem + kTxHeadroom : g.tx_buffer;
-        smp::Transmit t = g.engine->poll_transmit(now_us(), out, g.config.mtu_max);
+        uint8_t* ip = own ? g_txbuf.mem + kTxLinkRoom : g.tx_buffer;
+        smp::Transmit t = g.engine->poll_transmit(now_us(), ip + kIpHeaderBytes, g.config.mtu_max);
         if (t.bytes == 0) return TxResult::kDone;
+        write_ip_header(ip, t.bytes, t.dst_ipv4);
+        const u16_t ip_bytes = static_cast<u16_t>(kIpHeaderBytes + t.bytes);
         struct pbuf* p;
         if (own) {
             g_txbuf.pc.custom_free_function = tx_buf_free;
-            p = pbuf_alloced_custom(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM, &g_txbuf.pc,
-                                    g_txbuf.mem, static_cast<u16_t>(kTxHeadroom + g.config.mtu_max));
+            p = pbuf_alloced_custom(PBUF_LINK, ip_bytes, PBUF_RAM, &g_txbuf.pc, g_txbuf.mem,
+                                    static_cast<u16_t>(kTxLinkRoom + kIpHeaderBytes + g.config.mtu_max));
             g_txbuf.busy = p != nullptr;
         } else {
-            p = pbuf_alloc(PBUF_IP, static_cast<u16_t>(t.bytes), PBUF_RAM);
-            if (p) pbuf_take(p, g.tx_buffer, static_cast<u16_t>(t.bytes));
+            p = pbuf_alloc(PBUF_LINK, ip_bytes, PBUF_RAM);
+            if (p) pbuf_take(p, g.tx_buffer, ip_bytes);
         }
         if (!p) {
             ++g.tx_no_pbuf;  // lost like a dropped frame: the engine retransmits
@@ -423,7 +454,7 @@ TxResult transmit() {
             ++g.tx_err_mem;
             g_held = p;
             g_held_to = to;
-            g_held_len = static_cast<u16_t>(t.bytes);
+            g_held_len = ip_bytes;
             return TxResult::kRingFull;
         }
         if (err != ERR_OK) ++g.tx_errors;
@@ -911,6 +942,7 @@ void net_start_client(void*) {
         kernel::print("bridge: error: raw_new(%u) failed: remote IPC is off\n", kSmpProtocol);
         return;
     }
+    raw_setflags(g.pcb, RAW_FLAGS_HDRINCL);  // transmit() writes the IP header
     raw_recv(g.pcb, raw_input, nullptr);
     g.running = true;
 }
@@ -1064,8 +1096,8 @@ void init() {
     }
     const size_t bytes = smp::Engine::memory_bytes(c);
     void* arena = kernel::heap::allocate(bytes);  // 16-byte aligned (heap::kAlignBytes)
-    g.tx_buffer = static_cast<uint8_t*>(kernel::heap::allocate(c.mtu_max));
-    g_txbuf.mem = static_cast<uint8_t*>(kernel::heap::allocate(kTxHeadroom + c.mtu_max));
+    g.tx_buffer = static_cast<uint8_t*>(kernel::heap::allocate(kIpHeaderBytes + c.mtu_max));
+    g_txbuf.mem = static_cast<uint8_t*>(kernel::heap::allocate(kTxLinkRoom + kIpHeaderBytes + c.mtu_max));
     g.rec_count = c.requests_max;
     g.recs = static_cast<RemoteRec*>(kernel::heap::allocate(sizeof(RemoteRec) * g.rec_count));
     uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(size_t(c.eager_bytes_max) * g.rec_count));
