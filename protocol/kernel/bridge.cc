@@ -958,24 +958,28 @@ enum class Rounds { kIdle, kBusy, kRingFull };
 Rounds run_rounds(smp::Instant now) {
     bool again = true;
     for (int round = 0; round < 8; ++round) {
-        kernel::List ops, completions, abandoned;
-        ops.init();
-        completions.init();
-        abandoned.init();
-        {
-            IrqLock lock;
-            for (kernel::ListNode* n = g.ops.front(); n; n = g.ops.next(n)) op_of(n)->taken = true;
-            ops.splice_back(g.ops);
-            completions.splice_back(g.completions);
-            for (kernel::ListNode* n = g.abandons.front(); n; n = g.abandons.next(n))
-                KERNEL_CONTAINER_OF(n, Op, abandon_link)->in_abandons = false;
-            abandoned.splice_back(g.abandons);
-        }
-        if (!again && ops.empty() && completions.empty() && abandoned.empty()) return Rounds::kIdle;
+        // A look without the lock: a thread that queues something after it wakes us again.
+        const bool queued = !g.ops.empty() || !g.completions.empty() || !g.abandons.empty();
+        if (!again && !queued) return Rounds::kIdle;
         again = false;
-        if (!abandoned.empty()) give_up(now, abandoned);
-        while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
-        while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
+        if (queued) {
+            kernel::List ops, completions, abandoned;
+            ops.init();
+            completions.init();
+            abandoned.init();
+            {
+                IrqLock lock;
+                for (kernel::ListNode* n = g.ops.front(); n; n = g.ops.next(n)) op_of(n)->taken = true;
+                ops.splice_back(g.ops);
+                completions.splice_back(g.completions);
+                for (kernel::ListNode* n = g.abandons.front(); n; n = g.abandons.next(n))
+                    KERNEL_CONTAINER_OF(n, Op, abandon_link)->in_abandons = false;
+                abandoned.splice_back(g.abandons);
+            }
+            if (!abandoned.empty()) give_up(now, abandoned);
+            while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
+            while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
+        }
         smp::Event e;
         while (g.engine->poll_event(e)) on_event(e);  // the transmit below sends what they left
         const TxResult tx = transmit();
