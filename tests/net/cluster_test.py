@@ -395,6 +395,57 @@ def test_sixteen(args):
     return 0
 
 
+def parse_profile(text):
+    """./smp profile's output: {node: (per_call, {function: per_call})}."""
+    nodes, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^(node\d+): (\d+) instructions, (\d+) per call$", line)
+        if m:
+            cur = m.group(1)
+            nodes[cur] = (int(m.group(3)), {})
+            continue
+        m = re.match(r"^\s+([0-9.]+)\s+[0-9.]+%\s+(.*)$", line)
+        if m and cur:
+            nodes[cur][1][m.group(2)] = float(m.group(1))
+    return nodes
+
+
+def test_profile(args):
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return SKIP
+    run_dir = tempfile.mkdtemp(prefix="smp-net-profile-")
+    c = Cluster(args.kernel, run_dir, f"smpnet-p{os.getpid()}")
+    try:
+        r = c.smp("profile", "--calls", "0", check_ok=False)
+        check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1,
+              f"--calls 0: expected one error line and status 2, got {r.returncode}: {r.stderr}")
+        smp = parse_profile(c.smp("profile", "--calls", "30", "--top", "1000",
+                                  "--kernel", args.kernel).stdout)
+        ping = parse_profile(c.smp("profile", "--ping", "--calls", "30", "--top", "1000",
+                                   "--kernel", args.kernel).stdout)
+        check(set(smp) == {"node1", "node2"} and set(ping) == {"node1", "node2"},
+              f"expected both nodes profiled: {sorted(smp)} {sorted(ping)}")
+        # The calls ran where they should: the client's engine sent, the server's received and
+        # its echo thread took the requests; the pings went through lwIP's ICMP on node2.
+        check("smp::Engine::start_send" in " ".join(smp["node1"][1]), "no start_send on node1")
+        for f in ("smp::Engine::handle_datagram", "kernel::receive", "kernel::reply"):
+            check(any(k.startswith(f) for k in smp["node2"][1]), f"no {f} on node2")
+        check("icmp_input" in ping["node2"][1], "no icmp_input on node2 during the pings")
+        check(smp["node2"][0] > ping["node2"][0],
+              f"an SMP call cost node2 {smp['node2'][0]} instructions, not more than an ICMP echo "
+              f"({ping['node2'][0]}): the counts cannot be right")
+        print(f"node2 per 64 B exchange: SMP {smp['node2'][0]}, ICMP {ping['node2'][0]} instructions")
+        left = [f for f in os.listdir(c.run_dir) if f.endswith((".trace", ".mon"))]
+        check(not left, f"profile left files behind: {left}")
+    finally:
+        c.down()
+    assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
 def test_badcmdline(args):
     r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
                         "-m", "64", "-serial", "stdio", "-device",
@@ -413,7 +464,7 @@ def test_badcmdline(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline"])
+    ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline", "profile"])
     ap.add_argument("--nic", default="virtio", choices=["virtio", "e1000"])
     ap.add_argument("--kernel", required=True)
     args = ap.parse_args()
@@ -422,7 +473,8 @@ def main():
         return 1
     try:
         return {"nic": test_nic, "crash": test_crash, "user": test_user,
-                "sixteen": test_sixteen, "badcmdline": test_badcmdline}[args.what](args)
+                "sixteen": test_sixteen, "badcmdline": test_badcmdline,
+                "profile": test_profile}[args.what](args)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
