@@ -429,7 +429,10 @@ TxResult transmit() {
         // The engine writes the packet straight into the buffer lwIP sends (no staging copy).
         const bool own = !g_txbuf.busy;
         uint8_t* ip = own ? g_txbuf.mem + kTxLinkRoom : g.tx_buffer;
-        smp::Transmit t = g.engine->poll_transmit(now_us(), ip + kIpHeaderBytes, g.config.mtu_max);
+        // The pass's clock for the first look (most find nothing, and a packet's RTO is
+        // milliseconds); a fresh reading for the rest of a burst, which can take a while.
+        smp::Transmit t = g.engine->poll_transmit(i == 0 ? last_us() : now_us(), ip + kIpHeaderBytes,
+                                                  g.config.mtu_max);
         if (t.bytes == 0) return TxResult::kDone;
         write_ip_header(ip, t.bytes, t.dst_ipv4);
         const u16_t ip_bytes = static_cast<u16_t>(kIpHeaderBytes + t.bytes);
@@ -957,6 +960,7 @@ enum class Rounds { kIdle, kBusy, kRingFull };
 // not a pass plus an empty one (~300 guest instructions each).
 Rounds run_rounds(smp::Instant now) {
     bool again = true;
+    smp::Event e;
     for (int round = 0; round < 8; ++round) {
         // A look without the lock: a thread that queues something after it wakes us again.
         const bool queued = !g.ops.empty() || !g.completions.empty() || !g.abandons.empty();
@@ -980,7 +984,6 @@ Rounds run_rounds(smp::Instant now) {
             while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
             while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
         }
-        smp::Event e;
         while (g.engine->poll_event(e)) on_event(e);  // the transmit below sends what they left
         const TxResult tx = transmit();
         if (tx == TxResult::kRingFull) return Rounds::kRingFull;
