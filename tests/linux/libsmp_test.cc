@@ -67,18 +67,37 @@ class LibsmpTest : public ::testing::Test {
     ASSERT_TRUE(server_ && client_);
   }
   virtual int64_t spin_ns() const { return 0; }
-  // Runs `serve` on the server endpoint in a thread while the test body is the client.
-  void serve(std::function<void(sl::Endpoint&)> body) {
+  // The server thread's lifetime, held by the test body. Its end (the end of the body's scope,
+  // also when an ASSERT returns early) tells the server that the client is done and joins it,
+  // so a serve body may use the test body's locals: they are destroyed only after it. TearDown
+  // alone comes too late: it runs once the body's locals are gone (see BusyPollTest).
+  class [[nodiscard]] Serving {
+   public:
+    explicit Serving(LibsmpTest* t) : t_(t) {}
+    Serving(const Serving&) = delete;
+    Serving& operator=(const Serving&) = delete;
+    ~Serving() { t_->end_serving(); }
+
+   private:
+    LibsmpTest* t_;
+  };
+  // Runs `serve` on the server endpoint in a thread while the test body is the client; keep the
+  // result in a variable declared after every local that `body` uses.
+  Serving serve(std::function<void(sl::Endpoint&)> body) {
     thread_ = std::thread([this, body] {
       body(*server_);
       server_->flush(in(2 * kSecondNs));
     });
+    return Serving(this);
   }
-  void TearDown() override {
-    client_done = true;  // also when an ASSERT ended the test body early
-    if (client_) client_->close();  // the last reply's ACK leaves, so the server's flush ends
+  // Idempotent: the client is done, its endpoint lets the last reply's ACK leave (so the
+  // server's flush ends), the server thread is joined.
+  void end_serving() {
+    client_done = true;
+    if (client_) client_->close();
     if (thread_.joinable()) thread_.join();
   }
+  void TearDown() override { end_serving(); }
   std::unique_ptr<sl::Endpoint> server_, client_;
   std::thread thread_;
   std::atomic<bool> client_done{false};
@@ -87,7 +106,7 @@ class LibsmpTest : public ::testing::Test {
 TEST_F(LibsmpTest, PartialReceiveThenReadAtOffsets) {
   ASSERT_EQ(server_->attach("sum"), sl::Status::kOk);
   constexpr size_t kSize = 300'000;  // past the eager size: the rest is pulled by read()
-  serve([&](sl::Endpoint& s) {
+  const Serving serving = serve([&](sl::Endpoint& s) {
     sl::Request r;
     ASSERT_EQ(s.receive(&r, in(10 * kSecondNs), 100), sl::Status::kOk);
     ASSERT_EQ(r.size_bytes, kSize);
@@ -108,7 +127,7 @@ TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
   ASSERT_EQ(server_->attach("sum"), sl::Status::kOk);
   constexpr size_t kSize = 300'000;
   std::vector<uint8_t> abandoned(100'000, 0xEE);
-  serve([&](sl::Endpoint& s) {
+  const Serving serving = serve([&](sl::Endpoint& s) {
     sl::Request r;
     ASSERT_EQ(s.receive(&r, in(10 * kSecondNs), 100), sl::Status::kOk);
     // A deadline already past: the pull cannot have come back, so the read gives up...
@@ -120,13 +139,13 @@ TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
     EXPECT_EQ(s.reply(r, sum_bytes(all), in(kSecondNs)), sl::Status::kOk);
   });
   expect_sum_reply(*client_, kSize, 5);
-  if (thread_.joinable()) thread_.join();  // the server is done with `abandoned`
+  end_serving();  // the server is done with `abandoned`
   EXPECT_EQ(abandoned, std::vector<uint8_t>(abandoned.size(), 0xEE));  // nothing landed late
 }
 
 TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
   ASSERT_EQ(server_->attach("refuse"), sl::Status::kOk);
-  serve([&](sl::Endpoint& s) {
+  const Serving serving = serve([&](sl::Endpoint& s) {
     sl::Request r;
     ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
     EXPECT_EQ(s.error(r, sl::Status::kRemoteError, in(kSecondNs)), sl::Status::kOk);
@@ -140,7 +159,7 @@ TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
 
 TEST_F(LibsmpTest, ClientDeadlinePassesWhileTheServerHoldsTheRequest) {
   ASSERT_EQ(server_->attach("slow"), sl::Status::kOk);
-  serve([&](sl::Endpoint& s) {
+  const Serving serving = serve([&](sl::Endpoint& s) {
     sl::Request r;
     ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
     while (!client_done) s.poll(in(10'000'000));  // hold it, keep the endpoint running
@@ -161,7 +180,7 @@ TEST_F(LibsmpTest, UnknownNodeAndUnknownService) {
   EXPECT_EQ(server_->attach(std::string(33, 'n')), sl::Status::kBadArgument);
   ASSERT_EQ(server_->attach("twice"), sl::Status::kOk);
   EXPECT_EQ(server_->attach("twice"), sl::Status::kBusy);
-  serve([&](sl::Endpoint& s) {
+  const Serving serving = serve([&](sl::Endpoint& s) {
     while (!client_done) s.poll(in(10'000'000));  // answers the name queries
   });
   sl::Connection c;
@@ -172,7 +191,10 @@ TEST_F(LibsmpTest, UnknownNodeAndUnknownService) {
 }
 
 // Busy-poll (Config::spin_ns) changes only how the endpoints wait: echoes of every kind of size
-// (one packet, several, past the eager size so that the rest is pulled) come back intact.
+// (one packet, several, past the eager size so that the rest is pulled) come back intact, and
+// each call reaches the server exactly once, in order (0 and 64 B come twice with the same
+// bytes: a reply handed to a later call, or a request served twice, would pass the client's
+// own checks).
 class BusyPollTest : public LibsmpTest {
  protected:
   int64_t spin_ns() const override { return 200'000; }
@@ -181,12 +203,23 @@ class BusyPollTest : public LibsmpTest {
 TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
   ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
   const std::vector<size_t> sizes = {0, 1, 64, 1500, 65536, 300'000, 64, 0};
-  serve([&](sl::Endpoint& s) {
+  std::vector<size_t> served;  // the sizes the server received, in order
+  const Serving serving = serve([&](sl::Endpoint& s) {
     for (size_t i = 0; i < sizes.size(); ++i) {
       sl::Request r;
-      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk) << "request " << i;
+      served.push_back(r.size_bytes);
       ASSERT_EQ(s.reply(r, std::move(r.data), in(kSecondNs)), sl::Status::kOk);
     }
+    // This case once flaked (about 1 run in 700 with both cores busy) as a 10 s timeout of a
+    // ninth receive, every send of the client fine: the server thread, preempted after its last
+    // reply, evaluated the loop's condition after the test body had returned, read the
+    // destroyed `sizes` (a garbage size) and waited for a request that never comes. Here that
+    // order is forced: the server stays up until the client's body is done (no ninth request
+    // comes meanwhile) and only then looks at `sizes` again, so the case fails every time if
+    // `sizes` can be gone by then. The Serving guard ends the server before the body's locals.
+    while (!client_done) s.poll(in(1'000'000));
+    EXPECT_EQ(served.size(), sizes.size());
   });
   sl::Connection c;
   ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
@@ -196,6 +229,8 @@ TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
     ASSERT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk) << size;
     EXPECT_EQ(reply, msg) << size;
   }
+  end_serving();
+  EXPECT_EQ(served, sizes);  // each call was served once, in order
 }
 
 TEST(LibsmpConfig, NegativeSpinIsRefused) {
