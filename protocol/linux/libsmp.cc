@@ -706,6 +706,16 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
       d.cancelled.erase(e.handle);
       continue;  // nothing to answer: look for the next request
     }
+    if (s == Status::kTimeout) {
+      // The deadline passed while the rest was being pulled: nothing is received, and the
+      // request goes back to the head of the queue, whole (read() gave the pull up; no byte
+      // lands later), for the next receive(). Returned here, it would be lost: the caller sees
+      // a timeout, not a request to answer, and its client would wait for a reply that never
+      // comes.
+      d.requests.push_front(e);
+      *out = Request{};
+      return Status::kTimeout;
+    }
     return s;
   }
 }

@@ -119,6 +119,8 @@ class Endpoint {
 
   Status attach(std::string_view service);
   // The next request; its first min(size, read_max) bytes are in out->data, the rest is read().
+  // kTimeout: nothing received, also when the deadline passed while those bytes were still
+  // being pulled from the client (that request stays first in line for the next receive).
   Status receive(Request* out, TimeNs deadline, size_t read_max = kMessageBytesMax);
   // Bytes [offset, offset + bytes) of a received request (pulled from the client as needed).
   // kTimeout when the deadline passes first: nothing more is written into dst, and the request

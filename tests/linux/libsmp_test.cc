@@ -143,6 +143,32 @@ TEST_F(LibsmpTest, ReadPastItsDeadlineLeavesTheRequestReadable) {
   EXPECT_EQ(abandoned, std::vector<uint8_t>(abandoned.size(), 0xEE));  // nothing landed late
 }
 
+// receive() whose deadline passes while it pulls the request's bytes returns kTimeout and
+// keeps the request: the next receive() gets it whole (the old code popped it and lost it).
+TEST_F(LibsmpTest, ReceiveThatTimesOutMidPullKeepsTheRequest) {
+  ASSERT_EQ(server_->attach("sum"), sl::Status::kOk);
+  constexpr size_t kSize = 300'000;  // past the eager part: receive() must pull the rest
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    auto delivered = [&] {
+      for (const auto& [name, value] : s.stats())
+        if (name == "requests_delivered") return value;
+      return uint64_t{0};
+    };
+    const sl::TimeNs give_up = in(10 * kSecondNs);
+    while (delivered() == 0 && sl::monotonic_ns() < give_up) s.poll(in(1'000'000));
+    ASSERT_EQ(delivered(), 1u);  // queued here, its rest still at the client
+    sl::Request r;
+    // A deadline already past: the pull cannot have come back.
+    EXPECT_EQ(s.receive(&r, sl::monotonic_ns()), sl::Status::kTimeout);
+    EXPECT_EQ(r.receive_id, 0u);
+    ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+    ASSERT_EQ(r.size_bytes, kSize);
+    ASSERT_EQ(r.data.size(), kSize);
+    EXPECT_EQ(s.reply(r, sum_bytes(r.data), in(kSecondNs)), sl::Status::kOk);
+  });
+  expect_sum_reply(*client_, kSize, 11);
+}
+
 TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
   ASSERT_EQ(server_->attach("refuse"), sl::Status::kOk);
   const Serving serving = serve([&](sl::Endpoint& s) {
