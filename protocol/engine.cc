@@ -713,6 +713,15 @@ struct E {
         if (rto > c.rto_max_us) rto = c.rto_max_us;
         p.rto_us = uint32_t(rto);
     }
+    // A reply comes no sooner than a round trip after its request left, however fast the server:
+    // one that came back faster than srtt proves srtt too high, and is a sample (SPEC 5.2). A
+    // slower one says nothing (the server's own work) and is not used. Without this, a peer's
+    // RTO kept the first HELLO's round trip for as long as traffic flowed (no probes while the
+    // peer is heard from), and a boot's first one is slow (ARP; under QEMU, cold code).
+    void reply_time_sample(Instant now, Peer& p, const Send& s) {
+        if (s.retransmission || !p.rtt_init || now < s.sent_at) return;
+        if (now - s.sent_at < p.srtt_us) rtt_sample(p, s.sent_at, now);
+    }
     uint32_t backoff(uint32_t rto) const { return rto >= c.rto_max_us / 2 ? c.rto_max_us : rto * 2; }
     void connect(Instant now, uint16_t pi) {
         Peer& p = peer_at(pi);
@@ -1343,6 +1352,7 @@ struct E {
             s->rto_at = now + s->rto_us;
             return;
         }
+        if (s->state != SendState::kReceiving) reply_time_sample(now, p, *s);
         if (y.error != ErrorCode::kOk) {
             s->reply_total = 0;
             s->reply_status = y.status;
@@ -1364,7 +1374,6 @@ struct E {
             return;
         }
         if (s->state != SendState::kReceiving) {
-            // No RTT sample here: the time includes the server application's own work.
             s->state = SendState::kReceiving;
             s->tx_request = false;
             s->reply_total = y.total_bytes;

@@ -2,6 +2,7 @@
 // contracts (16 MiB messages, truncation, pulses coalescing, names, cancel, credit, reboot).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -287,6 +288,63 @@ TEST(Engine, CopyEagerGivesTheEagerBytesAtOnceWithoutAReadOrAnEvent) {
     ASSERT_EQ(b.engine->reply(w.now, h, 0, ConstChain{&ok, 1}), ErrorCode::kOk);
     EXPECT_EQ(b.engine->copy_eager(h, 0, MutableChain{&gp, 1}), 0u);  // replied: the pool is freed
     EXPECT_EQ(b.engine->copy_eager(RequestHandle{0}, 0, MutableChain{&gp, 1}), 0u);
+}
+
+// SPEC 5.2: a reply faster than srtt is an RTT sample (a round trip can only be shorter), so
+// an inflated first HELLO sample does not keep the RTO high while calls flow (before, the RTO
+// stayed at the first HELLO's figure as long as the peer was heard from: no probes then); a
+// slow reply (the server's own work) is not a sample.
+TEST(Engine, FastRepliesBringAnInflatedRtoDownSlowOnesDoNotRaiseIt) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    auto call = [&](Instant server_delay) {
+        std::vector<uint8_t> msg(64, 7), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Event ev;
+        w.run([&] {
+            if (server_delay && std::any_of(b.events.begin(), b.events.end(),
+                                            [](const Event& e) { return e.type == EventType::kRequest; })) {
+                w.now += server_delay;  // the server takes its time before it reads and replies
+                server_delay = 0;
+            }
+            echo.step(w);
+            return take(a, EventType::kSendDone, ev);
+        });
+        ASSERT_EQ(ev.error, ErrorCode::kOk);
+    };
+    // The first contact's HELLO waits 15 ms on its way (ARP, a cold path): srtt ~15 ms. (Less
+    // than a probe interval, 20 ms: a longer silence would bring a probe, a sample of its own.)
+    uint8_t buf[2048];
+    std::vector<uint8_t> msg(64, 1), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Transmit hello = a.engine->poll_transmit(w.now, buf, sizeof buf);
+    ASSERT_GT(hello.bytes, 0u);
+    w.now += 15'000;
+    b.engine->handle_datagram(w.now, a.config.local_ipv4, b.config.local_ipv4, buf, hello.bytes);
+    Event ev;
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, ev);
+    });
+    ASSERT_EQ(ev.error, ErrorCode::kOk);
+    const PeerInfo first = a.engine->peer_info(peer);
+    EXPECT_GE(first.srtt_us, 10'000u);  // the first call's fast reply took some off already
+    EXPECT_GE(first.rto_us, 30'000u);
+    // Replies slower than srtt (the server works 18 ms on each): no sample.
+    ASSERT_LT(first.srtt_us, 18'000u);
+    for (int i = 0; i < 5; i++) call(18'000);
+    EXPECT_EQ(a.engine->peer_info(peer).srtt_us, first.srtt_us);
+    EXPECT_EQ(a.engine->peer_info(peer).rto_us, first.rto_us);
+    // Replies that come back at once: srtt and the RTO come down to the floor.
+    for (int i = 0; i < 60; i++) call(0);
+    EXPECT_LT(a.engine->peer_info(peer).srtt_us, 1'000u);
+    EXPECT_EQ(a.engine->peer_info(peer).rto_us, a.config.rto_min_us);
 }
 
 TEST(Engine, TxnNumbersWrapPastTheTopWithoutAStop) {
