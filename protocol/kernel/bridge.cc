@@ -328,6 +328,9 @@ void str_copy(char* dst, const char* src, size_t cap) {
 
 // ---- lwIP side ---------------------------------------------------------------------------------
 
+enum class Rounds { kIdle, kBusy, kRingFull };
+Rounds run_rounds(smp::Instant now);
+
 u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
     // A raw PCB's pbuf starts at the IP header.
     const struct ip_hdr* ip = static_cast<const struct ip_hdr*>(p->payload);
@@ -356,6 +359,11 @@ u8_t raw_input(void*, struct raw_pcb*, struct pbuf* p, const ip_addr_t* addr) {
         const smp::Instant now = now_us();
         heard_from(src, now);
         g.engine->handle_datagram(now, src, dst, smp::ConstChain{parts, n});
+        // What the datagram caused (a request for a server here, a reply for a caller, packets
+        // to send) is taken care of now, inside lwIP's input like an ICMP echo's answer, not
+        // after the rest of the pass (the driver's ring, lwIP's timers): a request's server
+        // runs, and its reply leaves, before this returns. net_run still runs later in the pass.
+        run_rounds(now);
     }
     pbuf_free(p);
     return 1;
@@ -949,8 +957,6 @@ void net_start_client(void*) {
     raw_recv(g.pcb, raw_input, nullptr);
     g.running = true;
 }
-
-enum class Rounds { kIdle, kBusy, kRingFull };
 
 // What other threads queued (ops, completions, abandons), the engine's events and its packets,
 // round after round until a round finds nothing new: round 0 always runs (a datagram handled in
