@@ -77,7 +77,11 @@ void cmd_lat(int argc, char** argv) {
 void cmd_threads(int, char**) {
     static kernel::ThreadInfo rows[64];
     size_t live = kernel::thread_snapshot(rows, 64);
-    kernel::print("threads: %zu live\n", live);
+    const kernel::SchedulerStats st = kernel::scheduler_stats();
+    kernel::print("threads: %zu live context_switches=%lu preemptions=%lu timer_interrupts=%lu\n", live,
+                  static_cast<unsigned long>(st.context_switches),
+                  static_cast<unsigned long>(st.preemptions),
+                  static_cast<unsigned long>(st.timer_interrupts));
     for (size_t i = 0; i < live && i < 64; ++i) {
         kernel::print("  %4u %-16s prio=%u/%u %s\n", rows[i].id, rows[i].name, rows[i].base_priority,
                       rows[i].priority, kernel::thread_state_name(rows[i].state));
