@@ -200,19 +200,32 @@ TEST(Engine, SixteenMiBBothWaysIsPulled) {
               ErrorCode::kTooLarge);
 }
 
+// A 1-channel send from a to b, run until b has the kRequest. The buffers, and the part arrays
+// the engine borrows until kSendDone, live in `d`.
+struct Delivered {
+    std::vector<uint8_t> msg, rep;
+    ConstBytes mp{};
+    MutableBytes rp{};
+    Event req;
+};
+void send_until_delivered(Wire& w, Box& a, Box& b, PeerRef peer, Delivered& d) {
+    d.mp = ConstBytes{d.msg.data(), d.msg.size()};
+    d.rp = MutableBytes{d.rep.data(), d.rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&d.mp, 1}, MutableChain{&d.rp, 1}, kNever, 0).ok());
+    w.run([&] { return take(b, EventType::kRequest, d.req); });
+}
+
 TEST(Engine, AbandonedReadWritesNothingMoreAndCanBeReadAgain) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
     PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
-    std::vector<uint8_t> msg(300000);  // far past the eager limit: the rest is pulled
-    for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t(i * 7 + (i >> 11));
-    std::vector<uint8_t> rep(16);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    Event req;
-    w.run([&] { return take(b, EventType::kRequest, req); });
-    const RequestHandle h{req.handle};
+    Delivered d;
+    d.msg.resize(300000);  // far past the eager limit: the rest is pulled
+    for (size_t i = 0; i < d.msg.size(); i++) d.msg[i] = uint8_t(i * 7 + (i >> 11));
+    d.rep.resize(16);
+    send_until_delivered(w, a, b, peer, d);
+    const std::vector<uint8_t>& msg = d.msg;
+    const RequestHandle h{d.req.handle};
     EXPECT_EQ(b.engine->abandon_read(w.now, h), ErrorCode::kInvalid);  // no read yet
     // Read the tail (pulled), and give up before a single DATA packet has moved.
     std::vector<uint8_t> first(msg.size(), 0xEE);
@@ -254,14 +267,13 @@ TEST(Engine, CopyEagerGivesTheEagerBytesAtOnceWithoutAReadOrAnEvent) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
     PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
-    std::vector<uint8_t> msg(20000);  // eager part, then a pulled rest
-    for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t(i * 13 + 5);
-    std::vector<uint8_t> rep(16);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    Event req;
-    w.run([&] { return take(b, EventType::kRequest, req); });
+    Delivered d;
+    d.msg.resize(20000);  // eager part, then a pulled rest
+    for (size_t i = 0; i < d.msg.size(); i++) d.msg[i] = uint8_t(i * 13 + 5);
+    d.rep.resize(16);
+    send_until_delivered(w, a, b, peer, d);
+    const std::vector<uint8_t>& msg = d.msg;
+    const Event& req = d.req;
     const RequestHandle h{req.handle};
     ASSERT_GT(req.eager_bytes, 100u);
     ASSERT_LT(req.eager_bytes, msg.size());
