@@ -886,7 +886,10 @@ struct E {
         s.tx_offset = 0;
         s.retries = 0;
         s.rto_us = p.rto_us;
-        s.rto_at = now + s.rto_us;
+        // The first timeout also waits out the server's delayed acknowledgement (SPEC 5.2): a
+        // request it is still serving is acknowledged after ack_delay, and a timeout of rto
+        // alone (2 ms at its floor) sent every request served longer than that twice.
+        s.rto_at = now + s.rto_us + c.ack_delay_us;
         s.sent_at = now;
         note_business(now, p);
         want_tx(s);
