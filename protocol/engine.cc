@@ -207,6 +207,8 @@ struct Req {
     Instant rto_at = kNever;
     uint32_t rto_us = 0;
     uint16_t retries = 0;
+    Instant reply_at = 0;      // when the reply was given (its first packet leaves then)
+    bool reply_resent = false; // sent again (timeout or a repeated REQUEST): no RTT sample
     RangeSet out;              // reply bytes the client pulled and we still owe
 };
 
@@ -1204,6 +1206,7 @@ struct E {
             if (r->state == ReqState::kReplying && !r->reply_heard) {
                 r->tx_reply = true;  // the reply was lost: send it again now
                 r->tx_offset = 0;
+                r->reply_resent = true;
                 want_tx(*r);
             } else if (r->state == ReqState::kDelivered) {
                 queue_ack(now, p, q.txn, AckKind::kRequestReceived, 0);
@@ -1317,7 +1320,10 @@ struct E {
         want_tx(r);
         r.retries = 0;
         r.rto_us = p.rto_us;
-        r.rto_at = now + r.rto_us;
+        // As a request's (start_tx): the client's delayed acknowledgement must have time to come.
+        r.rto_at = now + r.rto_us + c.ack_delay_us;
+        r.reply_at = now;
+        r.reply_resent = false;
         // The request's eager bytes are no longer needed: credit returns to the pool now.
         p.pool_bytes -= r.held;
         r.held = 0;
@@ -1495,6 +1501,11 @@ struct E {
         if (kind == AckKind::kReplyReceived) {
             Req* r = find_req(pi, txn);
             if (r && r->state == ReqState::kReplying) {
+                // The server's side of reply_time_sample: the client's acknowledgement cannot
+                // come sooner than a round trip after the reply left (SPEC 5.2).
+                Peer& p = peer_at(pi);
+                if (!r->reply_resent && p.rtt_init && now >= r->reply_at && now - r->reply_at < p.srtt_us)
+                    rtt_sample(p, r->reply_at, now);
                 req_event(*r, EventType::kReplyDone, ErrorCode::kOk);
                 free_req(*r);
             }
@@ -1919,6 +1930,7 @@ void Engine::handle_timeout(Instant now) {
             }
             r.tx_reply = true;
             r.tx_offset = 0;
+            r.reply_resent = true;
             r.rto_us = e.backoff(r.rto_us);
             r.rto_at = now + r.rto_us;
             stats_.retransmissions++;

@@ -41,6 +41,8 @@ struct Wire {
     uint64_t packets = 0;
     bool b_dead = false;  // b's machine stopped: nothing reaches it, nothing leaves it
     std::vector<wire::Type> types;
+    // Called with each packet before it is delivered (may move `now`: a packet held up).
+    std::function<void(const Box& from, const wire::Message& m)> before_deliver;
 
     // Moves packets and time until nothing is left to do or `until` says stop.
     void run(const std::function<bool()>& until, Instant limit = 60'000'000) {
@@ -60,6 +62,7 @@ struct Wire {
                     wire::Message m;
                     wire::decode(buf, t.bytes, from->config.local_ipv4, t.dst_ipv4, m);
                     types.push_back(m.header.type);
+                    if (before_deliver) before_deliver(*from, m);
                     if (getenv("SMP_TRACE"))
                         printf("%llu %s txn=%u flags=%x ack=%u\n", (unsigned long long)now, wire::type_name(m.header.type),
                                m.request.txn, m.header.flags, m.header.ack), printf("  probe seq %u bytes %u len %u\n", m.probe.seq, m.probe.probe_bytes, m.header.length);
@@ -381,6 +384,39 @@ TEST(Engine, ARequestServedLongerThanTheRtoIsSentOnce) {
     for (int i = 0; i < 5; i++) echo_call(w, a, b, echo, peer, kServed);
     EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
     EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+}
+
+// The server's side (SPEC 5.2): the client's acknowledgement of a reply cannot come sooner than a
+// round trip after the reply left, so one that comes faster than srtt is a sample too. Before,
+// a node that only served a peer kept the RTO of its first probe of it for good (its REPLY
+// retransmission timer: tens of ms after a slow first probe).
+TEST(Engine, FastAcknowledgementsOfRepliesBringTheServersRtoDown) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    bool held = false;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kProbe && !held) {
+            w.now += 15'000;  // the server's first probe of the client is slow (a cold path)
+            held = true;
+        }
+    };
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    echo_call(w, a, b, echo, peer, 0);
+    ASSERT_TRUE(held);
+    const PeerRef client = b.engine->peer(a.config.local_ipv4, 0).value;
+    EXPECT_GE(b.engine->peer_info(client).srtt_us, 10'000u);
+    EXPECT_GE(b.engine->peer_info(client).rto_us, 30'000u);
+    for (int i = 0; i < 60; i++) echo_call(w, a, b, echo, peer, 0);
+    EXPECT_LT(b.engine->peer_info(client).srtt_us, 1'000u);
+    EXPECT_EQ(b.engine->peer_info(client).rto_us, b.config.rto_min_us);
+    // A last call and no next one: the client acknowledges the reply after ack_delay, which is
+    // no shorter than the RTO now; the reply's first timeout waits for that, so it is not sent
+    // twice.
+    const uint64_t retransmissions = b.engine->stats().retransmissions;
+    echo_call(w, a, b, echo, peer, 0);
+    w.run([] { return false; }, w.now + 10'000);
+    EXPECT_EQ(b.engine->stats().retransmissions, retransmissions);
 }
 
 TEST(Engine, TxnNumbersWrapPastTheTopWithoutAStop) {
