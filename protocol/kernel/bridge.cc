@@ -204,6 +204,7 @@ void heard_from(uint32_t ipv4, smp::Instant now) {
 // queued to the channel, server replied, net thread completes, reply sent). Meaningful with one
 // call at a time only (with several, marks of different calls mix).
 constexpr size_t kClientMarks = 7, kServerMarks = 6;
+constexpr size_t kLatSamples = 1024;  // per stage: medians over the first this many round trips
 struct Lat {
     uint64_t c[kClientMarks], s[kServerMarks];
     uint64_t c_sum[kClientMarks], s_sum[kServerMarks];
@@ -213,17 +214,43 @@ struct Lat {
     bool on;  // `lat on`: off by default, so the marks cost a test each, not a clock read
 };
 Lat g_lat;
+// Each stage's samples, for medians: a mean is one preempted or first-time call away from
+// meaning nothing under TCG (a stage's mean and median differed 10x in real-time runs).
+uint32_t g_lat_c_samples[kClientMarks][kLatSamples], g_lat_s_samples[kServerMarks][kLatSamples];
 uint64_t lat_now() { return g_lat.on ? arch::now_ns() : 0; }
 
+uint32_t clamp32(uint64_t v) { return v > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(v); }
 void lat_client_done() {
     if (!g_lat.on) return;
-    for (size_t i = 1; i < kClientMarks; ++i) g_lat.c_sum[i] += g_lat.c[i] - g_lat.c[i - 1];
+    for (size_t i = 1; i < kClientMarks; ++i) {
+        const uint64_t d = g_lat.c[i] - g_lat.c[i - 1];
+        g_lat.c_sum[i] += d;
+        if (g_lat.c_count < kLatSamples) g_lat_c_samples[i][g_lat.c_count] = clamp32(d);
+    }
     ++g_lat.c_count;
 }
 void lat_server_done() {
     if (!g_lat.on) return;
-    for (size_t i = 1; i < kServerMarks; ++i) g_lat.s_sum[i] += g_lat.s[i] - g_lat.s[i - 1];
+    for (size_t i = 1; i < kServerMarks; ++i) {
+        const uint64_t d = g_lat.s[i] - g_lat.s[i - 1];
+        g_lat.s_sum[i] += d;
+        if (g_lat.s_count < kLatSamples) g_lat_s_samples[i][g_lat.s_count] = clamp32(d);
+    }
     ++g_lat.s_count;
+}
+
+// The median of a stage's first n samples (sorts them in place: printing ends a measurement).
+unsigned long lat_median(uint32_t* a, uint64_t count) {
+    const size_t n = count < kLatSamples ? static_cast<size_t>(count) : kLatSamples;
+    if (n == 0) return 0;
+    for (size_t gap = n / 2; gap > 0; gap /= 2)
+        for (size_t i = gap; i < n; ++i) {
+            const uint32_t v = a[i];
+            size_t j = i;
+            for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
+            a[j] = v;
+        }
+    return a[n / 2];
 }
 
 Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
@@ -1378,11 +1405,21 @@ void print_lat(int on) {
                   static_cast<unsigned long>(l.c_count), mean(l.c_sum[1], l.c_count),
                   mean(l.c_sum[2], l.c_count), mean(l.c_sum[3], l.c_count), mean(l.c_sum[4], l.c_count),
                   mean(l.c_sum[5], l.c_count), mean(l.c_sum[6], l.c_count));
+    auto cm = [&](size_t i) { return lat_median(g_lat_c_samples[i], l.c_count); };
+    auto sm = [&](size_t i) { return lat_median(g_lat_s_samples[i], l.s_count); };
+    if (l.c_count)
+        kernel::print("lat: client medians to_net=%lu engine_tx=%lu wire=%lu irq_to_rx=%lu "
+                      "rx_to_done=%lu done_to_caller=%lu\n",
+                      cm(1), cm(2), cm(3), cm(4), cm(5), cm(6));
     kernel::print("lat: server n=%lu irq_to_rx=%lu rx_to_queued=%lu queued_to_reply=%lu "
                   "reply_to_net=%lu net_to_tx=%lu\n",
                   static_cast<unsigned long>(l.s_count), mean(l.s_sum[1], l.s_count),
                   mean(l.s_sum[2], l.s_count), mean(l.s_sum[3], l.s_count), mean(l.s_sum[4], l.s_count),
                   mean(l.s_sum[5], l.s_count));
+    if (l.s_count)
+        kernel::print("lat: server medians irq_to_rx=%lu rx_to_queued=%lu queued_to_reply=%lu "
+                      "reply_to_net=%lu net_to_tx=%lu\n",
+                      sm(1), sm(2), sm(3), sm(4), sm(5));
 }
 
 void print_stats() {
