@@ -592,6 +592,20 @@ Status pulse(Connection* c, int32_t code, int64_t value) {
 
 // ---- Bridge hooks --------------------------------------------------------------------------
 
+Status pulse_remote(Channel* ch, PulseSlot* slot, int32_t code, int64_t value, uint8_t priority,
+                    SenderId sender) {
+    if (!ch || !slot || code < 0) return Status::kInvalidArgument;
+    IrqGuard guard;
+    ++g.stats.remote_pulses;
+    slot->code = code;
+    slot->value = value;
+    slot->priority = priority;
+    slot->sender = sender;
+    queue_pulse(ch, slot);
+    sched::reschedule();
+    return Status::kOk;
+}
+
 void set_remote_sender_ops(const RemoteSenderOps* ops) { g.sender_ops = ops; }
 void set_remote_connection_ops(const RemoteConnectionOps* ops) { g.connection_ops = ops; }
 

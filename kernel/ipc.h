@@ -62,6 +62,9 @@
 // If the remote sender gives up (deadline, host down), the bridge calls cancel_remote(): a
 // queued record leaves the queue; a received one is abandoned (unblock pulse, kSenderUnblocked
 // for the server) exactly as for a local timeout.
+// Remote PULSES: the bridge owns a PulseSlot per remote sender it tells apart and calls
+// pulse_remote(), so pulses from different remote senders stay apart (each with its sender and
+// priority) as pulses from different local connections do, and pulses from one coalesce.
 // Remote CONNECTIONS (a local thread sending to another node): connect_remote(handle) gives a
 // Connection whose send/pulse/disconnect call RemoteConnectionOps (set_remote_connection_ops)
 // in the caller's thread; the bridge blocks the caller itself (e.g. on an Event) until the reply.
@@ -229,6 +232,12 @@ void record_unregister(SenderRecord* record);
 // within the pass that received the request.
 Status enqueue_remote(Channel* channel, SenderRecord* record, bool run_receiver_now = false);
 void cancel_remote(SenderRecord* record);
+// Queues (or coalesces into) `slot`, a pending pulse the bridge owns, with the remote sender's
+// identity and priority: kOk, or kInvalidArgument (no channel or slot, code < 0). Never blocks,
+// never allocates. The slot stays the bridge's: pending (slot->link linked) until a receive
+// takes it or channel_destroy drops it; reuse it for another sender only while not pending.
+Status pulse_remote(Channel* channel, PulseSlot* slot, int32_t code, int64_t value,
+                    uint8_t priority, SenderId sender);
 
 // ---- Observability ----
 struct ChannelStats {
@@ -246,6 +255,7 @@ struct IpcStats {
     uint64_t pulses;          // pulse() calls on local connections (coalesced ones included)
     uint64_t send_timeouts;   // sends ended by their deadline (queued or after receive)
     uint64_t unblock_pulses;  // of those, ones a server had received (the unblock race)
+    uint64_t remote_pulses;   // pulse_remote() calls (coalesced ones included)
 };
 IpcStats ipc_stats();
 

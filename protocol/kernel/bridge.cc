@@ -115,10 +115,21 @@ struct RemoteRec {
     smp::ConstBytes reply_part{nullptr, 0};
 };
 
+// Remote pulses into an attached channel: one kernel pulse slot per remote sender (an engine
+// peer: a node, or a Linux process), so pulses from different senders stay apart with their own
+// sender and priority, as pulses from different local connections do; one sender's coalesce.
+// A slot is given to another sender only while it holds no pending pulse. With every slot
+// pending for other senders, the pulse coalesces into the last one (counted pulses_shared).
+constexpr size_t kPulseSlotsPerName = 8;
+struct RemotePulseSlot {
+    kernel::PulseSlot slot;
+    uint32_t peer;  // smp::PeerRef value of the sender it serves now (0: never used)
+};
+
 struct Attached {
     char name[kServiceNameBytes];
     kernel::Channel* channel;  // nullptr: free slot
-    kernel::Connection* pulses; // local connection that carries remote pulses into the channel
+    RemotePulseSlot pulse_slots[kPulseSlotsPerName];
     uint64_t requests;
 };
 
@@ -144,7 +155,7 @@ struct Bridge {
     Attached attached[kAttachedMax];
     // Counters of the bridge itself.
     uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
-             pulses_in = 0, pulses_dropped = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0,
+             pulses_in = 0, pulses_dropped = 0, pulses_shared = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0,
              answers_busy = 0;  // reserved requests refused BUSY: every answer slot in flight
 };
 Bridge g;
@@ -789,6 +800,22 @@ void on_request_cancelled(const smp::Event& e) {
     // kCompleting: the reply/error below gets kInvalid and frees it.
 }
 
+// The pulse slot for sender `peer` (interrupts disabled): its own, else one free (not pending),
+// else the last one, shared (counted).
+kernel::PulseSlot* pulse_slot_for(Attached& a, uint32_t peer) {
+    RemotePulseSlot* free_slot = nullptr;
+    for (RemotePulseSlot& ps : a.pulse_slots) {
+        if (ps.peer == peer) return &ps.slot;
+        if (!free_slot && !ps.slot.link.linked()) free_slot = &ps;
+    }
+    if (free_slot) {
+        free_slot->peer = peer;
+        return &free_slot->slot;
+    }
+    ++g.pulses_shared;
+    return &a.pulse_slots[kPulseSlotsPerName - 1].slot;
+}
+
 void on_event(const smp::Event& e) {
     switch (e.type) {
     case smp::EventType::kRequest: on_request(e); break;
@@ -836,15 +863,22 @@ void on_event(const smp::Event& e) {
         }
         break;
     case smp::EventType::kPulse: {
-        // Remote pulses enter the channel through one local connection per attached name, so
-        // they never allocate and never overflow. FIXME: pulses from different remote senders
-        // coalesce into that one slot (the kernel has no pool of remote pulse slots yet), and
-        // the receiver sees this node's net thread as the sender.
         ++g.pulses_in;
         Attached* a = attached_at(e.channel);
-        if (!a || !a->pulses || e.code < 0 ||
-            kernel::pulse(a->pulses, e.code, static_cast<int64_t>(e.value)) != Status::kOk)
+        if (!a || e.code < 0) {
             ++g.pulses_dropped;
+            break;
+        }
+        const uint8_t prio = e.priority < kernel::kPriorityMin ? kernel::kPriorityMin
+                           : e.priority > kernel::kPriorityMax ? kernel::kPriorityMax : e.priority;
+        Status st;
+        {
+            IrqLock lock;  // a receive takes slots off the channel meanwhile
+            kernel::PulseSlot* slot = pulse_slot_for(*a, e.peer.value);
+            st = kernel::pulse_remote(a->channel, slot, e.code, static_cast<int64_t>(e.value), prio,
+                                      kernel::SenderId{e.peer.value, 0});
+        }
+        if (st != Status::kOk) ++g.pulses_dropped;
         break;
     }
     case smp::EventType::kPeerDown:
@@ -942,8 +976,7 @@ void start_op(Op* op) {
             str_copy(a.name, op->name, sizeof a.name);
             a.channel = op->channel;
             a.requests = 0;
-            auto pc = kernel::connect(op->channel);
-            a.pulses = pc.is_ok() ? pc.value : nullptr;
+            for (RemotePulseSlot& ps : a.pulse_slots) ps = RemotePulseSlot{};
         }
         finish(op, from_wire(e, 0));
         return;
@@ -1293,7 +1326,7 @@ const char* peer_state_name(smp::PeerState s) {
 struct StatsSnap {
     smp::Stats s;
     uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, tx_err_mem, no_channel, pulses_in, pulses_dropped,
-        peer_down_events,
+        pulses_shared, peer_down_events,
         reply_alloc_failed, requests_in, answers_busy;
     size_t hwm_queue;
 };
@@ -1307,6 +1340,7 @@ void snap_stats(void* ctx) {
     s->no_channel = g.no_channel;
     s->pulses_in = g.pulses_in;
     s->pulses_dropped = g.pulses_dropped;
+    s->pulses_shared = g.pulses_shared;
     s->peer_down_events = g.peer_down_events;
     s->reply_alloc_failed = g.reply_alloc_failed;
     s->requests_in = g.requests_in;
@@ -1442,11 +1476,11 @@ void print_stats() {
                   u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
                   "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_ring_full=%lu "
-                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu reply_no_memory=%lu answers_busy=%lu\n",
+                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu pulses_shared=%lu reply_no_memory=%lu answers_busy=%lu\n",
                   u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
                   u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
                   u(s.tx_no_pbuf), u(s.tx_errors), u(s.tx_err_mem), u(s.no_channel), u(s.pulses_in), u(s.pulses_dropped),
-                  u(s.reply_alloc_failed), u(s.answers_busy));
+                  u(s.pulses_shared), u(s.reply_alloc_failed), u(s.answers_busy));
     kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
                   "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "
                   "engine_arena_bytes=%zu\n",

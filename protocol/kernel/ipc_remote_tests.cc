@@ -31,7 +31,19 @@ struct ServerState {
     int32_t last_code;
     int64_t last_value;
     int32_t last_sleep_status;    // what reply() returned after a sleep request
+    // Since the last `ipctest reset`: user pulse deliveries (receives that returned one) and the
+    // distinct senders they named (the first kSendersMax), for `ipctest` in the shell.
+    static constexpr size_t kSendersMax = 8;
+    uint32_t deliveries;
+    uint32_t delivered_pulses;    // coalesced ones counted
+    uint32_t senders[kSendersMax];
+    uint32_t sender_count;
+    bool sleeping;                // serving an 's'/'S' request or an `ipctest pause` now
+    uint64_t pause_ns;            // `ipctest pause MS`: how long the next pause pulse holds it
 };
+// `ipctest pause MS` pulses the server with this code (from a local connection): it stops
+// receiving for MS, so remote pulses pend meanwhile. Not counted as a user pulse.
+constexpr int32_t kPausePulseCode = 126;
 ServerState g_srv;
 
 uint32_t get_u32(const uint8_t* p) {
@@ -90,10 +102,20 @@ void server_main(void*) {
         if (info.kind == kernel::ReceiveKind::kPulse) {
             if (info.pulse_code == kernel::kPulseCodeUnblock) {
                 ++g_srv.unblocks;
+            } else if (info.pulse_code == kPausePulseCode && info.sender.node == 0) {
+                g_srv.sleeping = true;
+                kernel::sleep_for(g_srv.pause_ns);
+                g_srv.sleeping = false;
             } else {
                 g_srv.pulses += info.pulse_count;
                 g_srv.last_code = info.pulse_code;
                 g_srv.last_value = info.pulse_value;
+                ++g_srv.deliveries;
+                g_srv.delivered_pulses += info.pulse_count;
+                bool seen = false;
+                for (uint32_t i = 0; i < g_srv.sender_count; ++i) seen = seen || g_srv.senders[i] == info.sender.node;
+                if (!seen && g_srv.sender_count < ServerState::kSendersMax)
+                    g_srv.senders[g_srv.sender_count++] = info.sender.node;
             }
             continue;
         }
@@ -124,7 +146,9 @@ void server_main(void*) {
         case 'r': kernel::reply(info.id, static_cast<int32_t>(arg), kernel::Parts{nullptr, 0}); break;
         case 'x': kernel::error(info.id, static_cast<Status>(arg)); break;
         case 's': {
+            g_srv.sleeping = true;
             kernel::sleep_for(uint64_t(arg) * kMs);
+            g_srv.sleeping = false;
             g_srv.last_sleep_status =
                 static_cast<int32_t>(kernel::reply(info.id, 0, kernel::Parts{nullptr, 0}));
             break;
@@ -133,7 +157,9 @@ void server_main(void*) {
             uint32_t ms = 0;
             for (size_t i = 1; i < info.copied && small[i] >= '0' && small[i] <= '9'; ++i)
                 ms = ms * 10 + uint32_t(small[i] - '0');
+            g_srv.sleeping = true;
             kernel::sleep_for(uint64_t(ms) * kMs);
+            g_srv.sleeping = false;
             static const char kSlept[] = "slept";
             kernel::Part rp{kSlept, sizeof kSlept - 1};
             g_srv.last_sleep_status = static_cast<int32_t>(kernel::reply(info.id, 0, kernel::Parts{&rp, 1}));
@@ -498,6 +524,54 @@ void cmd_remote_ipc_tests(int argc, char** argv) {
     kernel::print("%d passed, %d failed\n", g_passed, g_failed);
 }
 
+// `ipctest [reset | pause MS]`: what _ipctest's channel delivered since the last reset (read in
+// place: the shell runs on this node), or hold the server MS without receiving (remote pulses
+// then pend, so a cross-node test sees how they are kept apart or coalesced). Returns at once.
+void cmd_ipctest(int argc, char** argv) {
+    if (argc == 2 && kernel::string_equal(argv[1], "reset")) {
+        g_srv.deliveries = g_srv.delivered_pulses = g_srv.sender_count = 0;
+        kernel::print("ipctest: reset\n");
+        return;
+    }
+    if (argc == 3 && kernel::string_equal(argv[1], "pause")) {
+        uint64_t ms = 0;
+        for (const char* p = argv[2]; *p; ++p) {
+            if (*p < '0' || *p > '9' || ms > 60'000) {
+                kernel::print("ipctest: error: pause takes milliseconds (0..60000)\n");
+                return;
+            }
+            ms = ms * 10 + uint64_t(*p - '0');
+        }
+        static kernel::Connection* local;
+        if (!local && g_srv.channel) {
+            auto c = kernel::connect(g_srv.channel);
+            if (c.is_ok()) local = c.value;
+        }
+        if (!local || ms > 60'000) {
+            kernel::print("ipctest: error: %s\n", local ? "pause takes milliseconds (0..60000)"
+                                                         : "no _ipctest channel");
+            return;
+        }
+        g_srv.pause_ns = ms * kMs;
+        const Status st = kernel::pulse(local, kPausePulseCode, 0);
+        if (st != Status::kOk) {
+            kernel::print("ipctest: error: %s\n", kernel::status_name(st));
+            return;
+        }
+        kernel::print("ipctest: pausing %lu ms\n", static_cast<unsigned long>(ms));
+        return;
+    }
+    if (argc != 1) {
+        kernel::print("ipctest: error: usage: ipctest [reset | pause MS]\n");
+        return;
+    }
+    kernel::print("ipctest: sleeping=%u deliveries=%u pulses=%u senders=%u", g_srv.sleeping ? 1u : 0u,
+                  g_srv.deliveries, g_srv.delivered_pulses, g_srv.sender_count);
+    for (uint32_t i = 0; i < g_srv.sender_count; ++i)
+        kernel::print("%s%u", i ? "," : " sender_nodes=", g_srv.senders[i]);
+    kernel::print("\n");
+}
+
 }  // namespace
 
 void ipc_test_server_start() {
@@ -506,6 +580,9 @@ void ipc_test_server_start() {
     net::shell_register(net::ShellCommand{"remote-ipc-tests", "remote-ipc-tests NODE",
                                           "the IPC cases with the server on NODE",
                                           cmd_remote_ipc_tests});
+    net::shell_register(net::ShellCommand{"ipctest", "ipctest [reset | pause MS]",
+                                          "what _ipctest's channel delivered (pulses by sender)",
+                                          cmd_ipctest});
 }
 
 }  // namespace bridge

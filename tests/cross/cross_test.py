@@ -138,6 +138,44 @@ def case_ipc_remote(args, nc, rm):
           f"({local['passed']})")
 
 
+def ipctest_state(rm, state, node):
+    text = rm.shell_text(state, node, "ipctest")
+    m = re.search(r"ipctest: sleeping=(\d+) deliveries=(\d+) pulses=(\d+) senders=(\d+)", text)
+    if not m:
+        raise Failure(f"{node}: unexpected ipctest output: {text!r}")
+    return dict(zip(("sleeping", "deliveries", "pulses", "senders"), map(int, m.groups())))
+
+
+def case_pulses(args, nc, rm):
+    """Remote pulses from two nodes into one channel while its server is not receiving: they
+    stay apart, one delivery per sending node with its own sender (as pulses from two local
+    connections), and one node's pulses coalesce (as one connection's)."""
+    state = state_or_fail(nc)
+    for pause_ms in (3000, 10000, 30000):   # longer only if the console was too slow for it
+        rm.shell_text(state, "node2", "ipctest reset")
+        out = rm.shell_text(state, "node2", f"ipctest pause {pause_ms}")
+        check("pausing" in out, f"node2's _ipctest paused: {out}")
+        for node, code, value in (("node1", 5, 11), ("node1", 5, 12), ("node3", 6, 31)):
+            out = rm.shell_text(state, node, f"pulse node2/_ipctest {code} {value}")
+            check("pulse: sent" in out, f"{node} pulsed node2/_ipctest: {out}")
+        if ipctest_state(rm, state, "node2")["sleeping"]:
+            break
+        print(f"the {pause_ms} ms pause ended before the pulses were all sent: again, longer")
+    else:
+        raise Failure("node2's _ipctest was never still paused after the three pulses")
+    deadline = time.monotonic() + kGuardS
+    st = ipctest_state(rm, state, "node2")
+    while (st["sleeping"] or st["pulses"] < 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        st = ipctest_state(rm, state, "node2")
+    print(rm.shell_text(state, "node2", "ipctest"))
+    check(st["pulses"] == 3, f"all 3 pulses reached the server: {st}")
+    check(st["deliveries"] == 2 and st["senders"] == 2,
+          f"one delivery per sending node, each naming its node (node1's two coalesced): {st}")
+    stats = rm.shell_text(state, "node2", "stats")
+    check(re.search(r"pulses_shared=0\b", stats) is not None, "no pulse had to share a slot")
+
+
 def case_concurrent(args, nc, rm):
     state = state_or_fail(nc)
     before = rm.servicestat(state, "node1", "echo")
@@ -469,6 +507,7 @@ def case_cleanup(args, nc, rm):
 
 
 CASES = {"setup": case_setup, "sizes": case_sizes, "ipc_remote": case_ipc_remote,
+         "pulses": case_pulses,
          "concurrent": case_concurrent,
          "faults": case_faults, "partition": case_partition, "kill": case_kill,
          "linux": case_linux, "linux_large": case_linux_large, "cleanup": case_cleanup}

@@ -172,3 +172,43 @@ KTEST(ipc_remote_enqueue_can_run_the_receiver_at_once) {
     heap::release(s);
     KCHECK_OK(channel_destroy(ch.value));
 }
+
+// Remote pulses (pulse_remote): the bridge's slot per remote sender keeps senders apart (each
+// delivery carries its sender and priority) and coalesces one sender's pulses, as connections
+// do locally; slots never allocate and channel_destroy drops pending ones.
+KTEST(ipc_remote_pulses_stay_apart_per_sender_slot) {
+    auto ch = channel_create();
+    KREQUIRE(ch.is_ok());
+    PulseSlot a{}, b{};
+    const SenderId node3{3, 0}, node5{5, 0};
+    const uint64_t allocs = heap::stats().allocation_count;
+    const uint64_t before = ipc_stats().remote_pulses;
+    KCHECK_OK(pulse_remote(ch.value, &a, 1, 10, kPriorityDefault + 2, node3));
+    KCHECK_OK(pulse_remote(ch.value, &b, 7, 70, kPriorityDefault, node5));
+    KCHECK_OK(pulse_remote(ch.value, &a, 2, 20, kPriorityDefault + 2, node3));  // coalesces into a
+    KCHECK_EQ(heap::stats().allocation_count, allocs);
+    KCHECK_EQ(ipc_stats().remote_pulses, before + 3);
+    KCHECK_EQ(channel_stats(ch.value).pulses_pending, 2u);
+    KCHECK(a.link.linked() && b.link.linked());
+    ReceiveInfo info{};
+    KCHECK_OK(receive(ch.value, none_mut(), 0, &info));
+    KCHECK(info.kind == ReceiveKind::kPulse);
+    KCHECK_EQ(info.sender.node, 3u);
+    KCHECK_EQ(info.pulse_code, 2);
+    KCHECK_EQ(info.pulse_value, 20);
+    KCHECK_EQ(info.pulse_count, 2u);
+    KCHECK_EQ(info.priority, kPriorityDefault + 2);
+    KCHECK(!a.link.linked());  // taken: the bridge may give the slot to another sender
+    KCHECK_OK(receive(ch.value, none_mut(), 0, &info));
+    KCHECK_EQ(info.sender.node, 5u);
+    KCHECK_EQ(info.pulse_value, 70);
+    KCHECK_EQ(info.pulse_count, 1u);
+    KCHECK_STATUS(receive(ch.value, none_mut(), 0, &info), Status::kTimedOut);
+    KCHECK_STATUS(pulse_remote(ch.value, &a, -1, 0, kPriorityDefault, node3), Status::kInvalidArgument);
+    KCHECK_STATUS(pulse_remote(nullptr, &a, 1, 0, kPriorityDefault, node3), Status::kInvalidArgument);
+    KCHECK_STATUS(pulse_remote(ch.value, nullptr, 1, 0, kPriorityDefault, node3), Status::kInvalidArgument);
+    KCHECK_OK(pulse_remote(ch.value, &b, 8, 80, kPriorityDefault, node5));
+    KCHECK_OK(channel_destroy(ch.value));  // drops the pending one: the slot is free again
+    KCHECK(!b.link.linked());
+    KCHECK_EQ(b.count, 0u);
+}
