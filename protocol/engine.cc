@@ -2395,6 +2395,18 @@ PeerInfo Engine::peer_info(PeerRef ref) const {
     return info;
 }
 
+size_t Engine::peer_list(PeerRef* out, size_t cap) const {
+    if (!ok_) return 0;
+    E e{*impl_, const_cast<Config&>(config_), const_cast<Stats&>(stats_)};
+    size_t n = 0;
+    for (uint16_t i = 0; i < impl_->peers_hi; i++) {
+        if (impl_->peers[i].state == PeerState::kFree) continue;
+        if (n < cap) out[n] = e.ref_of(i);
+        ++n;
+    }
+    return n;
+}
+
 ErrorCode Engine::name_attach(const char* name, uint32_t channel) {
     if (!ok_ || !name) return ErrorCode::kInvalid;
     size_t len = cstr_len(name, wire::kNameBytesMax);

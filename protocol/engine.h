@@ -229,6 +229,9 @@ public:
     // A node of the static peer table, by name (kNoSuchService if none).
     Result<PeerRef> peer_by_name(const char* node);
     PeerInfo peer_info(PeerRef peer) const;
+    // Every peer in the table (static and learned, any state but free), in table order: writes
+    // at most `cap` refs to `out`, returns how many there are (may exceed cap).
+    size_t peer_list(PeerRef* out, size_t cap) const;
     ErrorCode name_attach(const char* name, uint32_t channel);
     ErrorCode name_detach(const char* name);
     // Resolves a service name: locally, in the cache, else by asking `where` (if valid) or every

@@ -1296,9 +1296,13 @@ struct PeerRow {
     uint32_t downs;            // "host down" events seen for its address
     uint64_t down_detect_us;   // the last one's detection time (after the last packet heard)
 };
+constexpr size_t kLearnedRowsMax = 64;  // the engine's peers_max
 struct PeersSnap {
     PeerRow rows[kStaticPeersMax];
     size_t count;
+    smp::PeerInfo learned[kLearnedRowsMax];  // peers the engine added, not in the static table
+    size_t learned_count;                    // listed (at most kLearnedRowsMax)
+    size_t learned_total;
 };
 void snap_peers(void* ctx) {
     auto* s = static_cast<PeersSnap*>(ctx);
@@ -1313,6 +1317,22 @@ void snap_peers(void* ctx) {
         row.downs = h ? h->downs : 0;
         row.down_detect_us = h ? h->down_detect_us : 0;
     }
+    // The rest of the engine's table: peers learned from their datagrams (Linux processes with
+    // their own endpoints, nodes not in peers=) or added by name lookups.
+    static smp::PeerRef refs[kLearnedRowsMax + kStaticPeersMax];
+    const size_t n = g.engine->peer_list(refs, kLearnedRowsMax + kStaticPeersMax);
+    s->learned_count = s->learned_total = 0;
+    for (size_t i = 0; i < n && i < kLearnedRowsMax + kStaticPeersMax; ++i) {
+        bool is_static = false;
+        for (size_t k = 0; k < s->count && !is_static; ++k) {
+            auto p = g.engine->peer_by_name(g.static_peers[k].name);
+            is_static = p.ok() && p.value.value == refs[i].value;
+        }
+        if (is_static) continue;
+        ++s->learned_total;
+        if (s->learned_count < kLearnedRowsMax) s->learned[s->learned_count++] = g.engine->peer_info(refs[i]);
+    }
+    if (n > kLearnedRowsMax + kStaticPeersMax) s->learned_total += n - (kLearnedRowsMax + kStaticPeersMax);
 }
 const char* peer_state_name(smp::PeerState s) {
     switch (s) {
@@ -1370,8 +1390,15 @@ void print_peers() {
     // detect_bound_ms: the configured bound on detecting a dead peer (probe interval x K);
     // downs: "host down" events for the peer; down_detect_ms: how long after its last packet
     // arrived here the first of them (since that packet) came.
-    kernel::print("peers: %zu static detect_bound_ms=%lu\n", s.count,
+    kernel::print("peers: %zu static %zu learned detect_bound_ms=%lu\n", s.count, s.learned_total,
                   static_cast<unsigned long>(g.config.dead_after_us() / 1000));
+    auto print_info = [](const smp::PeerInfo& in) {
+        kernel::print("state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u outstanding_bytes=%u "
+                      "incarnation=%lx detect_bound_ms=%lu",
+                      peer_state_name(in.state), in.srtt_us, in.rto_us, in.mtu, in.credit_bytes,
+                      in.outstanding_bytes, static_cast<unsigned long>(in.incarnation),
+                      static_cast<unsigned long>(g.config.dead_after_us() / 1000));
+    };
     for (size_t i = 0; i < s.count; ++i) {
         const PeerRow& r = s.rows[i];
         char addr[16];
@@ -1380,18 +1407,26 @@ void print_peers() {
             kernel::print("  %-10s (not in table)\n", r.name);
             continue;
         }
-        kernel::print("  %-10s %-15s state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u "
-                      "outstanding_bytes=%u incarnation=%lx detect_bound_ms=%lu",
-                      r.name, addr, peer_state_name(r.info.state), r.info.srtt_us, r.info.rto_us,
-                      r.info.mtu, r.info.credit_bytes, r.info.outstanding_bytes,
-                      static_cast<unsigned long>(r.info.incarnation),
-                      static_cast<unsigned long>(g.config.dead_after_us() / 1000));
+        kernel::print("  %-10s %-15s ", r.name, addr);
+        print_info(r.info);
         if (r.downs) {
             kernel::print(" downs=%u down_detect_ms=%lu", r.downs,
                           static_cast<unsigned long>(r.down_detect_us / 1000));
         }
         kernel::print("\n");
     }
+    // Learned peers: ADDRESS:ENDPOINT (a Linux process's endpoint; 0 for a kernel node).
+    for (size_t i = 0; i < s.learned_count; ++i) {
+        const smp::PeerInfo& in = s.learned[i];
+        char addr[16], where[24];
+        net::format_ipv4(in.ipv4, addr, sizeof addr);
+        kernel::format(where, sizeof where, "%s:%u", addr, static_cast<unsigned>(in.endpoint));
+        kernel::print("  %-10s %-21s ", "learned", where);
+        print_info(in);
+        kernel::print("\n");
+    }
+    if (s.learned_total > s.learned_count)
+        kernel::print("  (%zu more learned peers not listed)\n", s.learned_total - s.learned_count);
 }
 
 size_t static_peer_names(const char** out, size_t cap) {

@@ -443,6 +443,12 @@ def case_linux(args, nc, rm):
               f"smpctl -> {nd['name']}/echo: {r.returncode} {r.stdout!r} {r.stderr.strip()}")
     same, err = smpctl_echo_file(ns, base, tmp, "node2", 3000)
     check(same, f"smpctl -> node2/echo 3000 B (segmented) comes back intact {err}")
+    # smpctl's endpoint is not in the nodes' static table: `peers` lists it as learned.
+    table = rm.shell_text(state, "node2", "peers")
+    print(table)
+    m = re.search(rf"^\s*learned\s+{re.escape(nc.NS_ADDRESS)}:(\d+)\s+state=up\b", table, re.M)
+    check(m and int(m.group(1)) != 0,
+          f"node2's peers lists smpctl's endpoint {nc.NS_ADDRESS}:N (learned, up)")
     # The nodes' static peer table (peers= on their command line, from ./smp up) names the
     # namespace's address; nodes call the Linux server by that name.
     table = rm.shell_text(state, "node1", "peers")

@@ -334,6 +334,28 @@ void echo_call(Wire& w, Box& a, Box& b, Echo& echo, PeerRef peer, Instant server
     ASSERT_EQ(echo_send(w, a, b, echo, peer, msg, rep, server_delay).error, ErrorCode::kOk);
 }
 
+TEST(Engine, PeerListNamesEveryPeerInTheTableLearnedOnesToo) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22), c(0x0A000003, 33);
+    Wire w{a, b};
+    PeerRef none[1];
+    EXPECT_EQ(a.engine->peer_list(none, 1), 0u);  // nothing known yet
+    Echo echo{a};
+    // b calls a: a learns b from the datagram (not from a table or a call of its own).
+    PeerRef to_a = b.engine->peer(a.config.local_ipv4, 0).value;
+    echo_call(w, b, a, echo, to_a, 0);
+    // a adds c itself (never heard from).
+    PeerRef to_c = a.engine->peer(c.config.local_ipv4, 0).value;
+    PeerRef refs[4];
+    ASSERT_EQ(a.engine->peer_list(refs, 4), 2u);
+    std::vector<uint32_t> addrs;
+    for (int i = 0; i < 2; i++) addrs.push_back(a.engine->peer_info(refs[i]).ipv4);
+    std::sort(addrs.begin(), addrs.end());
+    EXPECT_EQ(addrs, (std::vector<uint32_t>{b.config.local_ipv4, c.config.local_ipv4}));
+    EXPECT_TRUE(refs[0].value == to_c.value || refs[1].value == to_c.value);
+    EXPECT_EQ(a.engine->peer_list(refs, 1), 2u);  // the count, whatever fits
+    EXPECT_NE(a.engine->peer_info(refs[0]).state, PeerState::kFree);
+}
+
 // SPEC 5.2: a reply faster than srtt is an RTT sample (a round trip can only be shorter), so
 // an inflated first HELLO sample does not keep the RTO high while calls flow (before, the RTO
 // stayed at the first HELLO's figure as long as the peer was heard from: no probes then); a
