@@ -2093,6 +2093,9 @@ Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
         if (size - wire::kIpv4HeaderBytes > cap) return Transmit{};
         msg.header.type = Type::kProbe;
         p.mtu_seq = ++p.probe_seq;
+        // Its PROBE_ACK is a round-trip sample like a liveness probe's (on_probe_ack samples
+        // the latest sequence): the time it left is this one's, not the last liveness probe's.
+        p.probe_sent_at = now;
         msg.probe = wire::Probe{p.mtu_seq, size};
         msg.pad_to_bytes = size;
         return emit(e, pi, msg, out, cap, 0, 0);

@@ -356,6 +356,24 @@ TEST(Engine, PeerListNamesEveryPeerInTheTableLearnedOnesToo) {
     EXPECT_NE(a.engine->peer_info(refs[0]).state, PeerState::kFree);
 }
 
+// A path-MTU probe shares the probe sequence with liveness probes: its acknowledgement is a
+// round trip of its own, not of the last liveness probe (none had been sent: the sample was the
+// time since the engine started, so every peer's srtt jumped to 1/8 of the node's uptime and
+// its RTO to the maximum, 200 ms, on a cluster 36 ms and 1.2 s for Linux peers).
+TEST(Engine, PathMtuProbeAcknowledgementIsItsOwnRoundTrip) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    w.now = 5'000'000;  // the engines have run 5 s before their first exchange
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    echo_call(w, a, b, echo, peer, 0);
+    w.run(nullptr);  // the MTU probe and its acknowledgement, the last ACK
+    const PeerInfo info = a.engine->peer_info(peer);
+    EXPECT_EQ(info.mtu, 1500);          // the probe was answered
+    EXPECT_LT(info.srtt_us, 1'000u);    // this wire delivers at once: no sample is seconds long
+    EXPECT_LT(info.rto_us, 10'000u);
+}
+
 // SPEC 5.2: a reply faster than srtt is an RTT sample (a round trip can only be shorter), so
 // an inflated first HELLO sample does not keep the RTO high while calls flow (before, the RTO
 // stayed at the first HELLO's figure as long as the peer was heard from: no probes then); a
