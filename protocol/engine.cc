@@ -2444,6 +2444,18 @@ ErrorCode Engine::name_detach(const char* name) {
     return ErrorCode::kNoSuchService;
 }
 
+ErrorCode Engine::cancel_lookup(LookupHandle h) {
+    if (!ok_) return ErrorCode::kInvalid;
+    const uint32_t i = h.value & 0xFFFF;
+    if (i == 0 || i > config_.lookups_max) return ErrorCode::kInvalid;
+    Lookup& l = impl_->lookups[i - 1];
+    if (!l.used || l.gen != (h.value >> 16)) return ErrorCode::kInvalid;
+    l.used = false;
+    l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);  // a late NAME_REPLY names the old generation
+    impl_->nt_valid = false;
+    return ErrorCode::kOk;
+}
+
 Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef where) {
     if (!ok_ || !name) return {ErrorCode::kInvalid, {}};
     E e{*impl_, config_, stats_};

@@ -237,6 +237,9 @@ public:
     // Resolves a service name: locally, in the cache, else by asking `where` (if valid) or every
     // static peer. Ends with a kNameResolved event (also when answered at once).
     Result<LookupHandle> name_lookup(Instant now, const char* name, PeerRef where = PeerRef{});
+    // Ends a lookup whose caller gave up: its slot is free at once and no kNameResolved follows
+    // (one already queued still comes; a late answer is dropped). kInvalid: unknown or finished.
+    ErrorCode cancel_lookup(LookupHandle lookup);
 
     // ---- Client side ----
     // Starts a send of `message` to `channel` at `peer`; the reply goes into `reply`. Both chains

@@ -317,7 +317,7 @@ Status submit(Op* op) { return submit_until(op, kernel::kNoDeadline); }
 
 // Net thread: ends the ops handed back by submit_until (each still in progress: finish() takes
 // a finished one off the list). A read's pull is abandoned; a lookup leaves g.lookups and the
-// engine's answer, when it comes, finds no op and is dropped.
+// engine ends it (its slot free at once, not after the K probe intervals of asking).
 void give_up(smp::Instant now, kernel::List& abandoned) {
     while (kernel::ListNode* n = abandoned.pop_front()) {
         Op* op = KERNEL_CONTAINER_OF(n, Op, abandon_link);
@@ -328,6 +328,7 @@ void give_up(smp::Instant now, kernel::List& abandoned) {
             r->read_op = nullptr;
         } else {
             kernel::List::remove(&op->link);  // kLookup: on g.lookups until answered
+            g.engine->cancel_lookup(smp::LookupHandle{op->handle});
         }
         finish(op, Status::kTimedOut);
     }

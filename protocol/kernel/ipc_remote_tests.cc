@@ -508,6 +508,19 @@ void run_cases(const char* node) {
                    "name_open past its 20 ms deadline (host silent): timed-out",
                    "status %lu after %lu ms", uint64_t(r.status), waited_ms);
             if (r.is_ok()) kernel::disconnect(r.value);
+            // Each one given up frees its engine lookup at once: more than the engine's 16
+            // lookups in a row all time out (before, the 17th found every slot still asking
+            // the silent peer: no-resources).
+            uint32_t timed_out = 0;
+            uint64_t other = 0;
+            for (int i = 0; i < 24; ++i) {
+                auto q = name_open("_absent_everywhere", kernel::deadline_after(5'000'000), nullptr);
+                if (!q.is_ok() && q.status == Status::kTimedOut) ++timed_out;
+                else other = uint64_t(q.is_ok() ? Status::kOk : q.status);
+                if (q.is_ok()) kernel::disconnect(q.value);
+            }
+            expect(timed_out == 24, "24 name_opens given up in a row: each timed-out, none short of lookups",
+                   "timed-out %lu, another status %lu", timed_out, other);
         } else {
             expect(true, "name_open past its deadline: skipped (no static peer named host)");
         }

@@ -524,7 +524,16 @@ Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadli
   const Result<LookupHandle> l = d.engine->name_lookup(d.now(), service.c_str(), where);
   if (!l.ok()) return from_wire(l.error);
   const uint32_t h = l.value.value;
-  if (!d.pump([&] { return d.lookups_done.count(h) != 0; }, deadline)) return Status::kTimeout;
+  if (!d.pump([&] { return d.lookups_done.count(h) != 0; }, deadline)) {
+    // Given up: the engine frees the lookup's slot now (not after its K probe intervals). When
+    // it had ended meanwhile, its answer is queued: take it in and drop it, so nothing is kept.
+    if (d.engine->cancel_lookup(LookupHandle{h}) != ErrorCode::kOk) {
+      smp::Event ev;
+      while (d.engine->poll_event(ev)) d.dispatch(ev);
+      d.lookups_done.erase(h);
+    }
+    return Status::kTimeout;
+  }
   const smp::Event e = d.lookups_done[h];
   d.lookups_done.erase(h);
   if (e.error != ErrorCode::kOk) return from_wire(e.error);

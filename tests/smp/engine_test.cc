@@ -588,6 +588,36 @@ TEST(Engine, NamesResolveThroughTheStaticTable) {
     EXPECT_EQ(a.engine->peer_by_name("n9").error, ErrorCode::kNoSuchService);
 }
 
+// A lookup its caller gave up frees its slot at once (before: the slot stayed until the engine
+// ended the lookup, K probe intervals, so many given up at once exhausted lookups_max).
+TEST(Engine, CancelledLookupFreesItsSlotAndEndsSilently) {
+    StaticPeer table[2] = {{"n1", 0x0A000001, 0}, {"n2", 0x0A000002, 0}};
+    Box a(0x0A000001, 11, table, 2), b(0x0A000002, 22, table, 2);
+    a.config.lookups_max = 2;
+    a.start();
+    Wire w{a, b};
+    w.b_dead = true;  // nobody answers: lookups would run their whole course
+    auto l1 = a.engine->name_lookup(w.now, "one");
+    auto l2 = a.engine->name_lookup(w.now, "two");
+    ASSERT_TRUE(l1.ok() && l2.ok());
+    EXPECT_EQ(a.engine->name_lookup(w.now, "three").error, ErrorCode::kNoResources);  // both busy
+    EXPECT_EQ(a.engine->cancel_lookup(l1.value), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->cancel_lookup(l1.value), ErrorCode::kInvalid);  // already ended
+    EXPECT_EQ(a.engine->cancel_lookup(LookupHandle{}), ErrorCode::kInvalid);
+    auto l3 = a.engine->name_lookup(w.now, "three");
+    ASSERT_TRUE(l3.ok());  // the freed slot
+    EXPECT_NE(l3.value.value, l1.value.value);  // a new generation: the old handle stays dead
+    EXPECT_EQ(a.engine->cancel_lookup(l1.value), ErrorCode::kInvalid);
+    w.run(nullptr);  // every timer to its end
+    std::vector<uint32_t> ended;
+    for (const Event& e : a.events)
+        if (e.type == EventType::kNameResolved) ended.push_back(e.handle);
+    std::sort(ended.begin(), ended.end());
+    std::vector<uint32_t> want{l2.value.value, l3.value.value};
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(ended, want);  // the cancelled one never ends with an event
+}
+
 TEST(Engine, CreditKeepsSendersAtHome) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     b.config.window_txns = 2;
