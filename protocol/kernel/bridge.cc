@@ -1393,10 +1393,14 @@ void print_peers() {
     // arrived here the first of them (since that packet) came.
     kernel::print("peers: %zu static %zu learned detect_bound_ms=%lu\n", s.count, s.learned_total,
                   static_cast<unsigned long>(g.config.dead_after_us() / 1000));
+    // The engine says kDown both before a first connection and after "host down": a peer never
+    // declared down (no host-down event for its address) is shown as idle, not down.
     auto print_info = [](const smp::PeerInfo& in) {
+        const Heard* h = heard_find(in.ipv4);
+        const bool idle = in.state == smp::PeerState::kDown && (!h || h->downs == 0);
         kernel::print("state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u outstanding_bytes=%u "
                       "incarnation=%lx detect_bound_ms=%lu",
-                      peer_state_name(in.state), in.srtt_us, in.rto_us, in.mtu, in.credit_bytes,
+                      idle ? "idle" : peer_state_name(in.state), in.srtt_us, in.rto_us, in.mtu, in.credit_bytes,
                       in.outstanding_bytes, static_cast<unsigned long>(in.incarnation),
                       static_cast<unsigned long>(g.config.dead_after_us() / 1000));
     };
