@@ -222,6 +222,12 @@ void dispatch(char* line) {
     if (argc == 0) return;
     for (size_t i = 0; i < g_command_count; ++i) {
         if (streq(g_commands[i].name, argv[0])) {
+            // A command whose usage is its bare name takes no arguments: one given is an error,
+            // not silently ignored.
+            if (argc > 1 && streq(g_commands[i].usage, g_commands[i].name)) {
+                kernel::print("%s: error: takes no arguments\n", argv[0]);
+                return;
+            }
             g_commands[i].run(argc, argv);
             return;
         }

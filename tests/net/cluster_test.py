@@ -209,6 +209,8 @@ def test_nic(args):
               f"help does not list the commands: {out}")
         out = c.console("node1", "nosuchcommand", r"^shell: error")
         check("unknown command 'nosuchcommand'" in out, f"bad command not reported: {out}")
+        out = c.console("node1", "netstat extra", r"^netstat: ")
+        check("netstat: error: takes no arguments" in out, f"an argument to netstat not reported: {out}")
         print("100 pings from the namespace to every node:")
         ping_all_from_namespace(c)
         print("nodes ping each other (shell `ping`):")
