@@ -64,6 +64,8 @@ size_t g_client_count;
 bool g_thread_started;
 
 TurnStats g_turn;
+uint32_t g_in_samples[kTurnSamples], g_out_samples[kTurnSamples];
+uint32_t clamp_u32(uint64_t v) { return v > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(v); }
 uint64_t g_last_irq_ns, g_last_tx_ns;
 bool g_irq_since_tx, g_tx_since_irq;
 bool g_turn_on;
@@ -78,6 +80,7 @@ void wake_from_irq(void*) {
     g_last_irq_ns = now;
     if (g_tx_since_irq) {
         g_turn.outside_ns += now - g_last_tx_ns;
+        if (g_turn.outside_count < kTurnSamples) g_out_samples[g_turn.outside_count] = clamp_u32(now - g_last_tx_ns);
         ++g_turn.outside_count;
         g_tx_since_irq = false;
     }
@@ -494,6 +497,7 @@ void net_note_transmit() {
     uint64_t s = arch::irq_save();
     if (g_irq_since_tx) {
         g_turn.in_node_ns += now - g_last_irq_ns;
+        if (g_turn.in_node_count < kTurnSamples) g_in_samples[g_turn.in_node_count] = clamp_u32(now - g_last_irq_ns);
         ++g_turn.in_node_count;
         g_irq_since_tx = false;
     }
@@ -512,11 +516,30 @@ void net_turn_stats_enable(bool on) {
     arch::irq_restore(s);
 }
 
+uint32_t median_u32(uint32_t* a, size_t n) {
+    if (n == 0) return 0;
+    for (size_t gap = n / 2; gap > 0; gap /= 2)  // shell sort: n is at most a few thousand
+        for (size_t i = gap; i < n; ++i) {
+            const uint32_t v = a[i];
+            size_t j = i;
+            for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
+            a[j] = v;
+        }
+    return a[n / 2];
+}
+
 TurnStats net_turn_stats(bool reset) {
+    static uint32_t in[kTurnSamples], out[kTurnSamples];
     uint64_t s = arch::irq_save();
     TurnStats t = g_turn;
+    const size_t ni = t.in_node_count < kTurnSamples ? t.in_node_count : kTurnSamples;
+    const size_t no = t.outside_count < kTurnSamples ? t.outside_count : kTurnSamples;
+    for (size_t i = 0; i < ni; ++i) in[i] = g_in_samples[i];
+    for (size_t i = 0; i < no; ++i) out[i] = g_out_samples[i];
     if (reset) g_turn = TurnStats{};
     arch::irq_restore(s);
+    t.in_node_median_ns = median_u32(in, ni);
+    t.outside_median_ns = median_u32(out, no);
     return t;
 }
 

@@ -63,7 +63,11 @@ LwipCounters net_lwip_counters();
 struct TurnStats {
     uint64_t in_node_ns, in_node_count;     // interrupt -> next transmit
     uint64_t outside_ns, outside_count;     // transmit -> next interrupt
+    uint64_t in_node_median_ns, outside_median_ns;  // over the first kTurnSamples of each
 };
+constexpr size_t kTurnSamples = 1024;
+// The median of a[0..n) (sorted in place).
+uint32_t median_u32(uint32_t* a, size_t n);
 TurnStats net_turn_stats(bool reset);
 void net_turn_stats_enable(bool on);   // off by default (a clock read per interrupt and frame)
 uint64_t net_last_irq_ns();   // when the NIC last interrupted

@@ -252,16 +252,7 @@ void lat_server_done() {
 
 // The median of a stage's first n samples (sorts them in place: printing ends a measurement).
 unsigned long lat_median(uint32_t* a, uint64_t count) {
-    const size_t n = count < kLatSamples ? static_cast<size_t>(count) : kLatSamples;
-    if (n == 0) return 0;
-    for (size_t gap = n / 2; gap > 0; gap /= 2)
-        for (size_t i = gap; i < n; ++i) {
-            const uint32_t v = a[i];
-            size_t j = i;
-            for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
-            a[j] = v;
-        }
-    return a[n / 2];
+    return net::median_u32(a, count < kLatSamples ? static_cast<size_t>(count) : kLatSamples);
 }
 
 Op* op_of(kernel::ListNode* n) { return KERNEL_CONTAINER_OF(n, Op, link); }
@@ -1471,9 +1462,12 @@ void print_lat(int on) {
     }
     if (!l.on) kernel::print("lat: off (`lat on` first)\n");
     auto mean = [](uint64_t sum, uint64_t n) { return static_cast<unsigned long>(n ? sum / n : 0); };
-    kernel::print("lat: node in_node_ns=%lu (n=%lu) outside_ns=%lu (n=%lu)\n",
+    kernel::print("lat: node in_node_ns=%lu (n=%lu) outside_ns=%lu (n=%lu) medians in_node_ns=%lu "
+                  "outside_ns=%lu\n",
                   mean(t.in_node_ns, t.in_node_count), static_cast<unsigned long>(t.in_node_count),
-                  mean(t.outside_ns, t.outside_count), static_cast<unsigned long>(t.outside_count));
+                  mean(t.outside_ns, t.outside_count), static_cast<unsigned long>(t.outside_count),
+                  static_cast<unsigned long>(t.in_node_median_ns),
+                  static_cast<unsigned long>(t.outside_median_ns));
     kernel::print("lat: client n=%lu to_net=%lu engine_tx=%lu wire=%lu irq_to_rx=%lu rx_to_done=%lu "
                   "done_to_caller=%lu\n",
                   static_cast<unsigned long>(l.c_count), mean(l.c_sum[1], l.c_count),
