@@ -109,7 +109,8 @@ struct PacketLater {
     }
 };
 
-enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup, kRandomPulse, kRandomLookup };
+enum class AppKind { kStartSend, kCancel, kReply, kCrash, kRestart, kPulse, kLookup, kRandomPulse, kRandomLookup,
+                     kCancelLookup };
 struct AppTimer {
     uint64_t at, seq;
     AppKind kind;
@@ -159,6 +160,7 @@ public:
     std::set<int> busy_at_crash_;
     std::set<uint32_t> pulse_sent_, pulse_seen_;
     std::map<std::pair<int, uint32_t>, int> lookups_;  // (node, lookup handle) -> target
+    std::set<std::pair<int, uint32_t>> lookups_cancelled_;  // (node, handle) given up: no event may follow
     std::map<std::tuple<int, int, int>, uint32_t> pulse_last_;  // (from, to, code) -> last value
     uint32_t next_pulse_ = kPulseValueBase;
     std::map<std::pair<int, uint32_t>, uint64_t> server_must_end_by_;  // held requests of a dead client
@@ -634,6 +636,7 @@ void Sim::on_event(Node& n, const Event& ev) {
         }
         case EventType::kNameResolved: {
             res_.names_resolved++;
+            if (lookups_cancelled_.count({n.index, ev.handle})) fail("a cancelled lookup ended with an event");
             auto it = lookups_.find({n.index, ev.handle});
             if (it == lookups_.end()) break;  // the scenario's own lookups
             int target = it->second;
@@ -735,6 +738,21 @@ void Sim::app_timer(const AppTimer& t) {
             if (!h.ok()) return;  // table full: the caller is told at once
             if (lookups_.count({n.index, h.value.value})) fail("lookup handle reused while in use");
             lookups_[{n.index, h.value.value}] = target;
+            lookups_cancelled_.erase({n.index, h.value.value});  // a new lookup under an old value
+            // A third of them are given up by their caller a while later (Engine::cancel_lookup).
+            if (rng_.chance(0.33)) schedule(now_ + rng_.below(300'000), AppKind::kCancelLookup, t.node, h.value.value);
+            break;
+        }
+        case AppKind::kCancelLookup: {
+            if (!n.alive || t.epoch != n.epoch) return;
+            auto it = lookups_.find({n.index, uint32_t(t.key)});
+            if (it == lookups_.end()) return;  // it ended first: its event came
+            if (n.engine->cancel_lookup(LookupHandle{uint32_t(t.key)}) == ErrorCode::kOk) {
+                lookups_.erase(it);
+                lookups_cancelled_.insert({n.index, uint32_t(t.key)});
+                res_.lookups_cancelled++;
+            }
+            // kInvalid: it has just ended, its event is queued and must still come (lookups_)
             break;
         }
         case AppKind::kCrash: crash(t.node); return;

@@ -42,7 +42,7 @@ struct Result {
     uint64_t packets = 0, lost = 0, duplicated = 0, too_big = 0;
     uint64_t retransmissions = 0, duplicates_suppressed = 0, probes = 0;
     uint64_t eager_trimmed = 0;        // requests whose announced eager part exceeded the receiver's
-    uint64_t pulses = 0, names_resolved = 0;
+    uint64_t pulses = 0, names_resolved = 0, lookups_cancelled = 0;
     uint64_t sim_time_us = 0;
     uint64_t detection_max_us = 0;     // crash/partition to the last outstanding send's end
     uint64_t detections = 0;           // sends waiting on the crashed node that were told
