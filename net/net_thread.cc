@@ -65,7 +65,6 @@ bool g_thread_started;
 
 TurnStats g_turn;
 uint32_t g_in_samples[kTurnSamples], g_out_samples[kTurnSamples];
-uint32_t clamp_u32(uint64_t v) { return v > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(v); }
 uint64_t g_last_irq_ns, g_last_tx_ns;
 bool g_irq_since_tx, g_tx_since_irq;
 bool g_turn_on;
@@ -80,7 +79,8 @@ void wake_from_irq(void*) {
     g_last_irq_ns = now;
     if (g_tx_since_irq) {
         g_turn.outside_ns += now - g_last_tx_ns;
-        if (g_turn.outside_count < kTurnSamples) g_out_samples[g_turn.outside_count] = clamp_u32(now - g_last_tx_ns);
+        if (g_turn.outside_count < kTurnSamples)
+            g_out_samples[g_turn.outside_count] = clamp_u32(now - g_last_tx_ns);
         ++g_turn.outside_count;
         g_tx_since_irq = false;
     }
@@ -497,7 +497,8 @@ void net_note_transmit() {
     uint64_t s = arch::irq_save();
     if (g_irq_since_tx) {
         g_turn.in_node_ns += now - g_last_irq_ns;
-        if (g_turn.in_node_count < kTurnSamples) g_in_samples[g_turn.in_node_count] = clamp_u32(now - g_last_irq_ns);
+        if (g_turn.in_node_count < kTurnSamples)
+            g_in_samples[g_turn.in_node_count] = clamp_u32(now - g_last_irq_ns);
         ++g_turn.in_node_count;
         g_irq_since_tx = false;
     }

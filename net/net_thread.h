@@ -66,8 +66,11 @@ struct TurnStats {
     uint64_t in_node_median_ns, outside_median_ns;  // over the first kTurnSamples of each
 };
 constexpr size_t kTurnSamples = 1024;
-// The median of a[0..n) (sorted in place).
+// The median of a[0..n) (sorted in place); a duration clamped to 32 bits for such samples.
 uint32_t median_u32(uint32_t* a, size_t n);
+inline uint32_t clamp_u32(uint64_t v) {
+    return v > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(v);
+}
 TurnStats net_turn_stats(bool reset);
 void net_turn_stats_enable(bool on);   // off by default (a clock read per interrupt and frame)
 uint64_t net_last_irq_ns();   // when the NIC last interrupted

@@ -155,7 +155,8 @@ struct Bridge {
     Attached attached[kAttachedMax];
     // Counters of the bridge itself.
     uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
-             pulses_in = 0, pulses_dropped = 0, pulses_shared = 0, peer_down_events = 0, reply_alloc_failed = 0, requests_in = 0,
+             pulses_in = 0, pulses_dropped = 0, pulses_shared = 0, peer_down_events = 0,
+             reply_alloc_failed = 0, requests_in = 0,
              answers_busy = 0;  // reserved requests refused BUSY: every answer slot in flight
 };
 Bridge g;
@@ -230,13 +231,12 @@ Lat g_lat;
 uint32_t g_lat_c_samples[kClientMarks][kLatSamples], g_lat_s_samples[kServerMarks][kLatSamples];
 uint64_t lat_now() { return g_lat.on ? arch::now_ns() : 0; }
 
-uint32_t clamp32(uint64_t v) { return v > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(v); }
 void lat_client_done() {
     if (!g_lat.on) return;
     for (size_t i = 1; i < kClientMarks; ++i) {
         const uint64_t d = g_lat.c[i] - g_lat.c[i - 1];
         g_lat.c_sum[i] += d;
-        if (g_lat.c_count < kLatSamples) g_lat_c_samples[i][g_lat.c_count] = clamp32(d);
+        if (g_lat.c_count < kLatSamples) g_lat_c_samples[i][g_lat.c_count] = net::clamp_u32(d);
     }
     ++g_lat.c_count;
 }
@@ -245,7 +245,7 @@ void lat_server_done() {
     for (size_t i = 1; i < kServerMarks; ++i) {
         const uint64_t d = g_lat.s[i] - g_lat.s[i - 1];
         g_lat.s_sum[i] += d;
-        if (g_lat.s_count < kLatSamples) g_lat_s_samples[i][g_lat.s_count] = clamp32(d);
+        if (g_lat.s_count < kLatSamples) g_lat_s_samples[i][g_lat.s_count] = net::clamp_u32(d);
     }
     ++g_lat.s_count;
 }
@@ -1311,10 +1311,11 @@ void snap_peers(void* ctx) {
     }
     // The rest of the engine's table: peers learned from their datagrams (Linux processes with
     // their own endpoints, nodes not in peers=) or added by name lookups.
-    static smp::PeerRef refs[kLearnedRowsMax + kStaticPeersMax];
-    const size_t n = g.engine->peer_list(refs, kLearnedRowsMax + kStaticPeersMax);
+    constexpr size_t kRefsMax = kLearnedRowsMax + kStaticPeersMax;
+    static smp::PeerRef refs[kRefsMax];
+    const size_t n = g.engine->peer_list(refs, kRefsMax);
     s->learned_count = s->learned_total = 0;
-    for (size_t i = 0; i < n && i < kLearnedRowsMax + kStaticPeersMax; ++i) {
+    for (size_t i = 0; i < n && i < kRefsMax; ++i) {
         bool is_static = false;
         for (size_t k = 0; k < s->count && !is_static; ++k) {
             auto p = g.engine->peer_by_name(g.static_peers[k].name);
@@ -1322,9 +1323,10 @@ void snap_peers(void* ctx) {
         }
         if (is_static) continue;
         ++s->learned_total;
-        if (s->learned_count < kLearnedRowsMax) s->learned[s->learned_count++] = g.engine->peer_info(refs[i]);
+        if (s->learned_count < kLearnedRowsMax)
+            s->learned[s->learned_count++] = g.engine->peer_info(refs[i]);
     }
-    if (n > kLearnedRowsMax + kStaticPeersMax) s->learned_total += n - (kLearnedRowsMax + kStaticPeersMax);
+    if (n > kRefsMax) s->learned_total += n - kRefsMax;  // beyond the refs array: all learned
 }
 const char* peer_state_name(smp::PeerState s) {
     switch (s) {
