@@ -71,6 +71,8 @@ void* allocate(size_t bytes) {
     b->next_free = nullptr;
     ++g_stats.allocation_count;
     g_stats.bytes_in_use += b->size;
+    if (g_stats.bytes_in_use > g_stats.bytes_in_use_high)
+        g_stats.bytes_in_use_high = g_stats.bytes_in_use;
     // Freed payloads are poisoned (ASan build): a kernel use-after-free is reported. This also
     // clears stack redzones that a dead thread's frames left behind.
     KERNEL_ASAN_UNPOISON(b + 1, b->size);

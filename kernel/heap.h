@@ -19,6 +19,7 @@ struct Stats {
     uint64_t allocation_count;  // successful allocate() calls since init
     uint64_t failure_count;     // allocate() calls that returned nullptr
     size_t bytes_in_use;        // payload bytes currently allocated
+    size_t bytes_in_use_high;   // the most bytes_in_use has been since init
     size_t bytes_total;         // size of the region
     size_t blocks_in_use;
 };

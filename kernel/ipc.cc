@@ -73,11 +73,12 @@ size_t record_copy_out(SenderRecord* r, size_t offset, MutParts dst) {
 }
 
 // Ends a send: the record goes idle and its sender learns the outcome.
-void record_complete(SenderRecord* r, Status status, int32_t code, Parts reply) {
+void record_complete(SenderRecord* r, Status status, int32_t code, Parts reply,
+                     ReplyHold* hold = nullptr) {
     r->state = RecordState::kIdle;
     r->server = nullptr;
     if (r->kind == SenderKind::kRemote) {
-        if (g.sender_ops) g.sender_ops->complete(r, status, code, reply);
+        if (g.sender_ops) g.sender_ops->complete(r, status, code, reply, hold);
         return;
     }
     r->result = status;
@@ -526,15 +527,20 @@ Status receive(Channel* ch, MutParts parts, uint64_t deadline_ns, ReceiveInfo* i
 Status reply(ReceiveId id, int32_t code, Parts reply_parts) {
     if (!parts_valid(reply_parts.parts, reply_parts.count)) return Status::kInvalidArgument;
     if (parts_size(reply_parts) > kMessageBytesMax) return Status::kMessageTooLarge;
-    IrqGuard guard;
-    bool abandoned;
-    SenderRecord* r = lookup(id, &abandoned);
-    if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
-    drop_held(r->server, r);
-    ++g.stats.replies;
-    record_complete(r, Status::kOk, code, reply_parts);
-    sched::reschedule();
-    return Status::kOk;
+    ReplyHold hold;
+    {
+        IrqGuard guard;
+        bool abandoned;
+        SenderRecord* r = lookup(id, &abandoned);
+        if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
+        drop_held(r->server, r);
+        ++g.stats.replies;
+        record_complete(r, Status::kOk, code, reply_parts, &hold);
+        sched::reschedule();
+    }
+    if (!hold.held) return Status::kOk;
+    hold.done.wait(kNoDeadline);  // the bridge signals when the sender's node has it, or is gone
+    return hold.result;
 }
 
 Status error(ReceiveId id, Status status) {

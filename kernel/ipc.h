@@ -55,8 +55,9 @@
 //   read      - may block up to a deadline while the bridge pulls data from the sender's node;
 //               called in the reading thread with interrupts enabled (the record may be
 //               cancelled meanwhile: the bridge re-checks it);
-//   complete  - the reply or error (reply parts valid only during the call; must not block;
-//               interrupts disabled). After complete() the record is idle and reusable.
+//   complete  - the reply or error (reply parts valid only during the call, unless complete()
+//               holds them, see ReplyHold; must not block; interrupts disabled). After
+//               complete() the record is idle and reusable.
 // Errors reach a remote record through complete() too: kChannelDestroyed, kServerExited, or
 // the status a server gave error().
 // If the remote sender gives up (deadline, host down), the bridge calls cancel_remote(): a
@@ -74,6 +75,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "list.h"
 #include "status.h"
 #include "thread.h"
@@ -178,11 +180,25 @@ struct SenderRecord {
     void* remote_context;
 };
 
+// A reply sent from the replier's own buffers, not copied: reply() passes one to complete(),
+// which sets `held` when it keeps the reply's parts (a large reply the sender's node pulls), and
+// reply() then waits on `done` (the replier stays blocked, so its parts stay valid) and returns
+// `result`, set by the bridge before it signals: kOk once the sender's node has the whole reply,
+// kSenderUnblocked if that node gave up or died first. Lives on the replier's stack: the bridge
+// touches it no more once it has signalled.
+struct ReplyHold {
+    Event done;
+    Status result = Status::kOk;
+    bool held = false;
+};
+
 struct RemoteSenderOps {
     size_t (*copy_out)(SenderRecord* record, size_t offset, MutParts destination);
     Result<size_t> (*read)(SenderRecord* record, size_t offset, MutParts destination,
                            uint64_t deadline_ns);
-    void (*complete)(SenderRecord* record, Status status, int32_t code, Parts reply);
+    // hold: non-null for a reply() (may be held); null for errors and the kernel's own outcomes.
+    void (*complete)(SenderRecord* record, Status status, int32_t code, Parts reply,
+                     ReplyHold* hold);
 };
 
 struct RemoteConnectionOps {
@@ -207,7 +223,10 @@ Result<size_t> send(Connection* connection, Parts message, MutParts reply, uint6
                     int32_t* reply_code = nullptr);
 // kOk and *info filled; or kTimedOut, kChannelDestroyed, kInvalidArgument.
 Status receive(Channel* channel, MutParts parts, uint64_t deadline_ns, ReceiveInfo* info);
-// kOk; kBadReceiveId; kSenderUnblocked (the sender timed out after receive); kInvalidArgument.
+// kOk; kBadReceiveId; kSenderUnblocked (the sender timed out after receive, or, for a large
+// reply to another node, that node gave up or died before it had the whole reply);
+// kInvalidArgument. A large reply to another node is not copied: reply() returns once it is
+// delivered (see ReplyHold).
 Status reply(ReceiveId id, int32_t code, Parts reply);
 // The sender's send returns `status` (must not be kOk).
 Status error(ReceiveId id, Status status);

@@ -111,8 +111,11 @@ struct RemoteRec {
     // Completion (filled in complete(), interrupts disabled)
     Status status = Status::kOk;
     int32_t code = 0;
-    uint8_t* reply_buf = nullptr;
-    smp::ConstBytes reply_part{nullptr, 0};
+    // The reply the engine sends: in `eager` (a small one, copied) or the replier's own parts
+    // (a large one, not copied: the replier waits in reply() on `hold` until kReplyDone).
+    smp::ConstBytes reply_parts[kernel::kPartsMax];
+    size_t reply_count = 0;
+    kernel::ReplyHold* hold = nullptr;
 };
 
 // Remote pulses into an attached channel: one kernel pulse slot per remote sender (an engine
@@ -156,7 +159,7 @@ struct Bridge {
     // Counters of the bridge itself.
     uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
              pulses_in = 0, pulses_dropped = 0, pulses_shared = 0, peer_down_events = 0,
-             reply_alloc_failed = 0, requests_in = 0,
+             requests_in = 0,
              answers_busy = 0;  // reserved requests refused BUSY: every answer slot in flight
 };
 Bridge g;
@@ -532,10 +535,20 @@ RemoteRec* find_rec(uint32_t handle) {
     return nullptr;
 }
 
+// A held reply's replier learns the outcome and returns from reply(); its ReplyHold (on its
+// stack) is not touched after the signal.
+void release_hold(RemoteRec* r, Status result) {
+    kernel::ReplyHold* h = r->hold;
+    if (!h) return;
+    r->hold = nullptr;
+    h->result = result;
+    h->done.signal();
+}
+
 void free_rec(RemoteRec* r) {
     if (g_rec_index[rec_slot(r->handle)] == r) g_rec_index[rec_slot(r->handle)] = nullptr;
-    if (r->reply_buf) kernel::heap::release(r->reply_buf);
-    r->reply_buf = nullptr;
+    release_hold(r, Status::kSenderUnblocked);  // freed before kReplyDone: the sender is gone
+    r->reply_count = 0;
     r->phase = Phase::kFree;
     r->handle = 0;
     r->read_op = nullptr;
@@ -572,34 +585,34 @@ kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
     return R::ok(op.size);
 }
 
-void rec_complete(kernel::SenderRecord* record, Status status, int32_t code, kernel::Parts reply) {
-    // Interrupts are disabled: copy the reply (its parts are valid only now) and hand the record
-    // to the net thread. FIXME: the reply is copied once more than a local one (into the
-    // record's eager buffer, or reply_buf); a zero-copy reply needs the server to stay blocked
-    // until the engine has sent it.
+void rec_complete(kernel::SenderRecord* record, Status status, int32_t code, kernel::Parts reply,
+                  kernel::ReplyHold* hold) {
+    // Interrupts are disabled: hand the record to the net thread with its reply. A small reply
+    // is copied into the record's eager buffer (the request is done with it); a larger one is
+    // sent from the replier's own buffers, the replier waiting in reply() until the sender's
+    // node has it all (kReplyDone), so no reply of any size takes this node's memory.
     RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
     g_lat.s[3] = lat_now();
     r->status = status;
     r->code = code;
-    r->reply_part = smp::ConstBytes{nullptr, 0};
+    r->reply_count = 0;
+    r->hold = nullptr;
     if (status == Status::kOk) {
         const size_t n = kernel::parts_size(reply);
         if (n && n <= g.config.eager_bytes_max) {
-            // The request is done with its eager buffer (nothing reads a replied record): a
-            // reply that fits goes there, with no heap allocation on the small-call path.
             kernel::MutPart mp{r->eager, n};
             kernel::copy_parts(kernel::MutParts{&mp, 1}, reply, 0);
-            r->reply_part = smp::ConstBytes{r->eager, n};
+            r->reply_parts[0] = smp::ConstBytes{r->eager, n};
+            r->reply_count = 1;
+        } else if (n && hold) {
+            for (size_t i = 0; i < reply.count; ++i)
+                r->reply_parts[i] = smp::ConstBytes{static_cast<const uint8_t*>(reply.parts[i].data),
+                                                    reply.parts[i].size};
+            r->reply_count = reply.count;
+            r->hold = hold;
+            hold->held = true;
         } else if (n) {
-            r->reply_buf = static_cast<uint8_t*>(kernel::heap::allocate(n));
-            if (!r->reply_buf) {
-                ++g.reply_alloc_failed;
-                r->status = Status::kNoMemory;
-            } else {
-                kernel::MutPart mp{r->reply_buf, n};
-                kernel::copy_parts(kernel::MutParts{&mp, 1}, reply, 0);
-                r->reply_part = smp::ConstBytes{r->reply_buf, n};
-            }
+            r->status = Status::kInvalidArgument;  // cannot happen: only reply() carries parts
         }
     }
     r->phase = Phase::kCompleting;
@@ -826,7 +839,10 @@ void on_event(const smp::Event& e) {
     case smp::EventType::kReplyDone: {
         if (release_answer(e.handle)) break;
         RemoteRec* r = find_rec(e.handle);
-        if (r && r->phase == Phase::kReplying) free_rec(r);
+        if (r && r->phase == Phase::kReplying) {
+            release_hold(r, e.error == smp::ErrorCode::kOk ? Status::kOk : Status::kSenderUnblocked);
+            free_rec(r);
+        }
         break;
     }
     case smp::EventType::kSendDone:
@@ -987,7 +1003,7 @@ void complete_rec(RemoteRec* r) {
     smp::ErrorCode e;
     if (r->status == Status::kOk) {
         e = g.engine->reply(now, smp::RequestHandle{r->handle}, static_cast<uint32_t>(r->code),
-                            smp::ConstChain{&r->reply_part, r->reply_part.size ? 1u : 0u});
+                            smp::ConstChain{r->reply_parts, r->reply_count});
     } else {
         e = g.engine->error(now, smp::RequestHandle{r->handle}, smp::ErrorCode::kAppError,
                             static_cast<uint32_t>(r->status));
@@ -1341,7 +1357,7 @@ struct StatsSnap {
     smp::Stats s;
     uint64_t rx_chain_too_long, tx_no_pbuf, tx_errors, tx_err_mem, no_channel, pulses_in, pulses_dropped,
         pulses_shared, peer_down_events,
-        reply_alloc_failed, requests_in, answers_busy;
+        requests_in, answers_busy;
     size_t hwm_queue;
 };
 void snap_stats(void* ctx) {
@@ -1356,7 +1372,6 @@ void snap_stats(void* ctx) {
     s->pulses_dropped = g.pulses_dropped;
     s->pulses_shared = g.pulses_shared;
     s->peer_down_events = g.peer_down_events;
-    s->reply_alloc_failed = g.reply_alloc_failed;
     s->requests_in = g.requests_in;
     s->answers_busy = g.answers_busy;
     s->hwm_queue = 0;
@@ -1512,11 +1527,11 @@ void print_stats() {
                   u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
                   "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_ring_full=%lu "
-                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu pulses_shared=%lu reply_no_memory=%lu answers_busy=%lu\n",
+                  "no_channel=%lu pulses_in=%lu pulses_dropped=%lu pulses_shared=%lu answers_busy=%lu\n",
                   u(decode), u(t.dropped_not_mine), u(t.dropped_auth), u(t.dropped_no_peer_slot),
                   u(t.dropped_unexpected), u(t.dropped_control_full), u(s.rx_chain_too_long),
                   u(s.tx_no_pbuf), u(s.tx_errors), u(s.tx_err_mem), u(s.no_channel), u(s.pulses_in), u(s.pulses_dropped),
-                  u(s.pulses_shared), u(s.reply_alloc_failed), u(s.answers_busy));
+                  u(s.pulses_shared), u(s.answers_busy));
     kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
                   "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "
                   "engine_arena_bytes=%zu\n",

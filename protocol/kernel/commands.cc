@@ -82,6 +82,9 @@ void cmd_threads(int, char**) {
                   static_cast<unsigned long>(st.context_switches),
                   static_cast<unsigned long>(st.preemptions),
                   static_cast<unsigned long>(st.timer_interrupts));
+    const kernel::heap::Stats h = kernel::heap::stats();
+    kernel::print("heap: in_use=%zu high=%zu total=%zu failed=%lu\n", h.bytes_in_use,
+                  h.bytes_in_use_high, h.bytes_total, static_cast<unsigned long>(h.failure_count));
     for (size_t i = 0; i < live && i < 64; ++i) {
         kernel::print("  %4u %-16s prio=%u/%u %s\n", rows[i].id, rows[i].name, rows[i].base_priority,
                       rows[i].priority, kernel::thread_state_name(rows[i].state));

@@ -15,6 +15,9 @@ struct RemoteSender {
     int32_t completed_code = 0;
     char reply[16] = {};
     size_t reply_size = 0;
+    bool hold_replies = false;     // keep a reply's parts, as the bridge does with large ones
+    ReplyHold* held = nullptr;
+    Parts held_parts{nullptr, 0};
 };
 
 RemoteSender* self_of(SenderRecord* r) { return reinterpret_cast<RemoteSender*>(r); }
@@ -33,12 +36,18 @@ Result<size_t> remote_read(SenderRecord* r, size_t offset, MutParts dst, uint64_
     return Result<size_t>::ok(copy_parts(dst, one(src), offset));
 }
 
-void remote_complete(SenderRecord* r, Status status, int32_t code, Parts reply) {
+void remote_complete(SenderRecord* r, Status status, int32_t code, Parts reply, ReplyHold* hold) {
     RemoteSender* s = self_of(r);
     ++s->completions;
     s->completed_status = status;
     s->completed_code = code;
     s->reply_size = parts_size(reply);
+    if (s->hold_replies && hold && s->reply_size) {
+        hold->held = true;  // the replier waits; its parts stay valid until we signal
+        s->held = hold;
+        s->held_parts = reply;
+        return;
+    }
     MutPart dst{s->reply, sizeof(s->reply)};
     copy_parts(one(dst), reply, 0);
 }
@@ -211,4 +220,59 @@ KTEST(ipc_remote_pulses_stay_apart_per_sender_slot) {
     KCHECK_OK(channel_destroy(ch.value));  // drops the pending one: the slot is free again
     KCHECK(!b.link.linked());
     KCHECK_EQ(b.count, 0u);
+}
+
+namespace {
+struct HeldReplier {
+    Channel* ch;
+    char answer[24];
+    Status replied = Status::kWouldBlock;  // what reply() returned
+};
+void held_replier(void* arg) {
+    auto* h = static_cast<HeldReplier*>(arg);
+    char buf[8];
+    MutPart in{buf, sizeof(buf)};
+    ReceiveInfo info{};
+    if (receive(h->ch, one(in), kNoDeadline, &info) != Status::kOk) return;
+    Part out{h->answer, sizeof(h->answer)};
+    h->replied = reply(info.id, 0, one(out));
+}
+}  // namespace
+
+// A reply the bridge holds (a large one to another node: sent from the replier's own buffer,
+// not copied): reply() blocks until the bridge signals, its parts readable meanwhile, and
+// returns the outcome the bridge gives (kOk delivered, kSenderUnblocked the sender's node gone).
+KTEST(ipc_remote_held_reply_blocks_the_replier_until_released) {
+    set_remote_sender_ops(&kOps);
+    auto ch = channel_create();
+    KREQUIRE(ch.is_ok());
+    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    KREQUIRE(s);
+    init_remote(s, kPriorityDefault);
+    s->hold_replies = true;
+    KREQUIRE(record_register(&s->record) == Status::kOk);
+    const Status outcomes[] = {Status::kSenderUnblocked, Status::kOk};
+    for (Status outcome : outcomes) {
+        s->held = nullptr;
+        HeldReplier h{ch.value, {}};
+        for (size_t i = 0; i < sizeof(h.answer); ++i) h.answer[i] = static_cast<char>('A' + i);
+        KCHECK_OK(enqueue_remote(ch.value, &s->record));
+        auto t = thread_create("replier", held_replier, &h, kPriorityDefault + 1);  // runs at once
+        KREQUIRE(t.is_ok());
+        KREQUIRE(s->held != nullptr);             // it replied and is held in reply()
+        KCHECK_STATUS(h.replied, Status::kWouldBlock);
+        KCHECK(s->record.state == RecordState::kIdle);
+        char got[24] = {};
+        MutPart g{got, sizeof(got)};
+        KCHECK_EQ(copy_parts(one(g), s->held_parts, 0), sizeof(got));  // its buffer, not a copy
+        KCHECK_EQ(got[23], 'X');
+        s->held->result = outcome;
+        s->held->done.signal();
+        KCHECK_OK(thread_join(t.value).status);
+        KCHECK_STATUS(h.replied, outcome);
+    }
+    record_unregister(&s->record);
+    set_remote_sender_ops(nullptr);
+    heap::release(s);
+    KCHECK_OK(channel_destroy(ch.value));
 }
