@@ -405,6 +405,32 @@ def case_kill(args, nc, rm):
               for o in outcomes[:-1]), "any failed attempt before it names the reboot")
     r = rm.calltest(state, "node1", "node3/echo", 70_000, 10)
     check(r["ok"] == 10 and r["failed"] == 0, f"calls to the new incarnation: {r['line']}")
+    # Now node3 as a client: node1's echo answers it 1 MiB replies, sent from the echo's own
+    # buffer while the echo waits in reply() until node3 has them. node3's death must end that
+    # wait (sender-unblocked) within the bound: node1's echo serves on.
+    def run_client():
+        try:
+            rm.calltest(state, "node3", "node1/echo", 1 << 20, 200, 2, timeout_s=kGuardS)
+        except Exception:
+            pass  # node3's console dies with it
+    t3 = threading.Thread(target=run_client)
+    base = rm.servicestat(state, "node1", "echo")["requests"]
+    t3.start()
+    deadline = time.monotonic() + kGuardS
+    while time.monotonic() < deadline and rm.servicestat(state, "node1", "echo")["requests"] < base + 3:
+        time.sleep(0.2)
+    pid = rm.kill_node(state, "node3")
+    print(f"killed node3's QEMU (pid {pid}) while node1's echo was answering it")
+    t3.join(kGuardS)
+    check(not t3.is_alive(), "node3's own calltest ended with it")
+    r = rm.calltest(state, "node2", "node1/echo", 1 << 20, 3, timeout_s=kGuardS)
+    check(r["ok"] == 3 and r["failed"] == 0,
+          f"node1's echo, which was answering node3, serves on after node3 died: {r['line']}")
+    rm.restart_node(state, "node3")
+    deadline = time.monotonic() + kGuardS
+    while time.monotonic() < deadline and not rm.call(state, "node1", "node3/echo", "back")["ok"]:
+        time.sleep(0.5)
+    check(rm.call(state, "node1", "node3/echo", "back")["ok"], "node3 booted again for the cases after")
 
 
 def smpctl_base(args, state, tmp):
