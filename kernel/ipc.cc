@@ -524,17 +524,29 @@ Status receive(Channel* ch, MutParts parts, uint64_t deadline_ns, ReceiveInfo* i
     return sched::block(deadline_ns, receive_cancel, ch);
 }
 
+// The received record that reply() or error() answers, off its server's held list (interrupts
+// disabled); nullptr and *why (kSenderUnblocked: its sender gave up, or kBadReceiveId) if none.
+SenderRecord* take_answered(ReceiveId id, Status* why) {
+    bool abandoned;
+    SenderRecord* r = lookup(id, &abandoned);
+    if (!r) {
+        *why = abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
+        return nullptr;
+    }
+    drop_held(r->server, r);
+    ++g.stats.replies;
+    return r;
+}
+
 Status reply(ReceiveId id, int32_t code, Parts reply_parts) {
     if (!parts_valid(reply_parts.parts, reply_parts.count)) return Status::kInvalidArgument;
     if (parts_size(reply_parts) > kMessageBytesMax) return Status::kMessageTooLarge;
     ReplyHold hold;
     {
         IrqGuard guard;
-        bool abandoned;
-        SenderRecord* r = lookup(id, &abandoned);
-        if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
-        drop_held(r->server, r);
-        ++g.stats.replies;
+        Status why;
+        SenderRecord* r = take_answered(id, &why);
+        if (!r) return why;
         record_complete(r, Status::kOk, code, reply_parts, &hold);
         sched::reschedule();
     }
@@ -546,11 +558,9 @@ Status reply(ReceiveId id, int32_t code, Parts reply_parts) {
 Status error(ReceiveId id, Status status) {
     if (status == Status::kOk) return Status::kInvalidArgument;
     IrqGuard guard;
-    bool abandoned;
-    SenderRecord* r = lookup(id, &abandoned);
-    if (!r) return abandoned ? Status::kSenderUnblocked : Status::kBadReceiveId;
-    drop_held(r->server, r);
-    ++g.stats.replies;
+    Status why;
+    SenderRecord* r = take_answered(id, &why);
+    if (!r) return why;
     record_complete(r, status, 0, Parts{nullptr, 0});
     sched::reschedule();
     return Status::kOk;

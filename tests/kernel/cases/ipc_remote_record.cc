@@ -63,6 +63,19 @@ void init_remote(RemoteSender* s, uint8_t priority) {
     for (size_t i = 0; i < sizeof(s->data); ++i) s->data[i] = static_cast<char>('a' + i % 26);
     s->eager_bytes = 8;
 }
+
+// A registered remote sender on the heap, with the test ops installed (nullptr if out of memory).
+RemoteSender* new_registered_remote(uint8_t priority) {
+    set_remote_sender_ops(&kOps);
+    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    if (!s) return nullptr;
+    init_remote(s, priority);
+    if (record_register(&s->record) != Status::kOk) {
+        heap::release(s);
+        return nullptr;
+    }
+    return s;
+}
 }  // namespace
 
 KTEST(ipc_remote_sender_record_uses_bridge_ops) {
@@ -157,13 +170,10 @@ void low_server(void* arg) {
 // serves the remote request before enqueue_remote returns; without it, only once the caller
 // blocks.
 KTEST(ipc_remote_enqueue_can_run_the_receiver_at_once) {
-    set_remote_sender_ops(&kOps);
     auto ch = channel_create();
     KREQUIRE(ch.is_ok());
-    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    RemoteSender* s = new_registered_remote(kPriorityDefault);
     KREQUIRE(s);
-    init_remote(s, kPriorityDefault);
-    KREQUIRE(record_register(&s->record) == Status::kOk);
     LowServer l{ch.value};
     auto t = thread_create("lowsrv", low_server, &l, kPriorityDefault - 2);
     KREQUIRE(t.is_ok());
@@ -243,14 +253,11 @@ void held_replier(void* arg) {
 // not copied): reply() blocks until the bridge signals, its parts readable meanwhile, and
 // returns the outcome the bridge gives (kOk delivered, kSenderUnblocked the sender's node gone).
 KTEST(ipc_remote_held_reply_blocks_the_replier_until_released) {
-    set_remote_sender_ops(&kOps);
     auto ch = channel_create();
     KREQUIRE(ch.is_ok());
-    auto* s = new (heap::allocate(sizeof(RemoteSender))) RemoteSender{};
+    RemoteSender* s = new_registered_remote(kPriorityDefault);
     KREQUIRE(s);
-    init_remote(s, kPriorityDefault);
     s->hold_replies = true;
-    KREQUIRE(record_register(&s->record) == Status::kOk);
     const Status outcomes[] = {Status::kSenderUnblocked, Status::kOk};
     for (Status outcome : outcomes) {
         s->held = nullptr;
