@@ -25,6 +25,7 @@
 Exit status 0 = pass, 77 = skipped (not root), anything else = failure with a reason.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -189,13 +190,25 @@ def netstat_ip_drop(c, node):
     return int(m.group(1))
 
 
+@contextlib.contextmanager
+def booted_here(args, tag, letter):
+    """A Cluster with its own run folder and namespace; after the block (when it passed): down,
+    nothing of ours left, the folder removed. The block boots what it needs (c.up)."""
+    run_dir = tempfile.mkdtemp(prefix=f"smp-net-{tag}-")
+    c = Cluster(args.kernel, run_dir, f"smpnet-{letter}{os.getpid()}")
+    try:
+        yield c
+    finally:
+        c.down()
+    assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def test_nic(args):
     if os.geteuid() != 0:
         print("skipped: needs root (network namespace, bridge, taps)")
         return SKIP
-    run_dir = tempfile.mkdtemp(prefix=f"smp-net-{args.nic}-")
-    c = Cluster(args.kernel, run_dir, f"smpnet-t{os.getpid()}")
-    try:
+    with booted_here(args, args.nic, "t") as c:
         c.up(N, args.nic)
         st = json.loads(c.smp("status", "--json").stdout)
         check(len(st["nodes"]) == N and all(n["state"] == "running" for n in st["nodes"]),
@@ -230,7 +243,7 @@ def test_nic(args):
             udp_echo_python(c, node_ip(i))
         print("ring capture holds ARP, ICMP and UDP that tshark decodes (saved before the flood, which\n"
               "would rotate them out of the bounded ring):")
-        pcap = os.path.join(run_dir, "cluster.pcap")
+        pcap = os.path.join(os.path.dirname(c.run_dir), "cluster.pcap")
         c.smp("capture", pcap)
         if shutil.which("tshark"):
             r = subprocess.run(["tshark", "-r", pcap, "-q", "-z", "io,phs"], capture_output=True,
@@ -269,10 +282,6 @@ def test_nic(args):
             out = c.console(f"node{i}", "netstat", r"^netstat: lwip")
             m = re.search(r"rx_errors=(\d+).*tx_errors=(\d+)", out)
             check(m and m.group(1) == "0" and m.group(2) == "0", f"node{i} counters: {out}")
-    finally:
-        c.down()
-    assert_nothing_left(c)
-    shutil.rmtree(run_dir, ignore_errors=True)
     print("PASS")
     return 0
 
@@ -377,9 +386,7 @@ def test_sixteen(args):
     if os.geteuid() != 0:
         print("skipped: needs root")
         return SKIP
-    run_dir = tempfile.mkdtemp(prefix="smp-net-16-")
-    c = Cluster(args.kernel, run_dir, f"smpnet-s{os.getpid()}")
-    try:
+    with booted_here(args, "16", "s") as c:
         c.up(16)
         procs = {i: subprocess.Popen([SMP, "exec", "ping", "-q", "-c", "5", "-i", "0.1", "-W", "3",
                                       node_ip(i)], env=c.env, stdout=subprocess.PIPE,
@@ -389,10 +396,6 @@ def test_sixteen(args):
             sent, received = ping_loss(out)
             check(sent == received == 5, f"node{i} of 16: {received}/{sent} pings answered")
         print("all 16 nodes answered 5/5 pings")
-    finally:
-        c.down()
-    assert_nothing_left(c)
-    shutil.rmtree(run_dir, ignore_errors=True)
     print("PASS")
     return 0
 
@@ -416,9 +419,7 @@ def test_profile(args):
     if os.geteuid() != 0:
         print("skipped: needs root")
         return SKIP
-    run_dir = tempfile.mkdtemp(prefix="smp-net-profile-")
-    c = Cluster(args.kernel, run_dir, f"smpnet-p{os.getpid()}")
-    try:
+    with booted_here(args, "profile", "p") as c:
         r = c.smp("profile", "--calls", "0", check_ok=False)
         check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1,
               f"--calls 0: expected one error line and status 2, got {r.returncode}: {r.stderr}")
@@ -440,10 +441,6 @@ def test_profile(args):
         print(f"node2 per 64 B exchange: SMP {smp['node2'][0]}, ICMP {ping['node2'][0]} instructions")
         left = [f for f in os.listdir(c.run_dir) if f.endswith((".trace", ".mon"))]
         check(not left, f"profile left files behind: {left}")
-    finally:
-        c.down()
-    assert_nothing_left(c)
-    shutil.rmtree(run_dir, ignore_errors=True)
     print("PASS")
     return 0
 
