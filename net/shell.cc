@@ -118,12 +118,12 @@ void cmd_netstat(int, char**) {
     LwipCounters l = net_lwip_counters();
     kernel::print("netstat: if=en0 driver=%s rx_frames=%lu rx_bytes=%lu rx_drops=%lu rx_errors=%lu "
                   "tx_frames=%lu tx_bytes=%lu tx_drops=%lu tx_errors=%lu interrupts=%lu "
-                  "device_missed=%lu kicks=%lu\n",
+                  "device_missed=%lu kicks=%lu spurious_interrupts=%lu\n",
                   nic_kind_name(nic->kind), (unsigned long)c.rx_frames, (unsigned long)c.rx_bytes,
                   (unsigned long)c.rx_drops, (unsigned long)c.rx_errors, (unsigned long)c.tx_frames,
                   (unsigned long)c.tx_bytes, (unsigned long)c.tx_drops, (unsigned long)c.tx_errors,
                   (unsigned long)c.interrupts, (unsigned long)c.rx_device_missed,
-                  (unsigned long)c.kicks);
+                  (unsigned long)c.kicks, (unsigned long)x86::irq_spurious_count());
     kernel::print("netstat: lwip rx_no_pbuf=%lu rx_own_frames=%lu udp_echoed=%lu tcp_discard_bytes=%lu "
                   "ip_recv=%u ip_drop=%u icmp_recv=%u udp_recv=%u tcp_recv=%u tcp_drop=%u "
                   "console_input_dropped=%lu\n",

@@ -163,10 +163,14 @@ bool e1000_start(Nic* nic, const uint8_t* mac) {
     return true;
 }
 
-void e1000_irq(void* arg) {
+bool e1000_irq_quiet(void* arg) {
     Nic* nic = static_cast<Nic*>(arg);
     // Reading ICR acknowledges every cause and lowers the line; 0: not ours (shared line).
-    if (rd(nic->e1000, kRegIcr) == 0) return;
+    return rd(nic->e1000, kRegIcr) != 0;
+}
+
+void e1000_irq(void* arg) {
+    Nic* nic = static_cast<Nic*>(arg);
     ++nic->counters.interrupts;
     nic->wake(nic->wake_ctx);
 }

@@ -31,13 +31,16 @@ Nic* nic_probe_and_start(const uint8_t* mac, WakeFn wake, void* wake_ctx) {
     nic->wake_ctx = wake_ctx;
     bool started = false;
     void (*irq)(void*) = nullptr;
+    bool (*irq_quiet)(void*) = nullptr;
     if (pci_find(kVirtioVendor, kVirtioNetTransitional, &nic->pci)) {
         nic->kind = NicKind::kVirtio;
         irq = virtio_net_irq;
+        irq_quiet = virtio_net_irq_quiet;
         started = virtio_net_start(nic, mac);
     } else if (pci_find(kIntelVendor, kE1000_82540em, &nic->pci)) {
         nic->kind = NicKind::kE1000;
         irq = e1000_irq;
+        irq_quiet = e1000_irq_quiet;
         started = e1000_start(nic, mac);
     } else {
         kernel::print("net: no supported NIC found on PCI (virtio-net 1af4:1000, e1000 8086:100e)\n");
@@ -47,7 +50,7 @@ Nic* nic_probe_and_start(const uint8_t* mac, WakeFn wake, void* wake_ctx) {
         kernel::print("net: %s start-up failed\n", nic_kind_name(nic->kind));
         return nullptr;
     }
-    if (!x86::irq_register(nic->pci.irq_line, irq, nic)) {
+    if (!x86::irq_register(nic->pci.irq_line, irq, nic, irq_quiet)) {
         kernel::print("net: cannot register IRQ %u for %s\n", nic->pci.irq_line,
                       nic_kind_name(nic->kind));
         return nullptr;

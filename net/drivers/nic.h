@@ -105,11 +105,15 @@ inline void copy_bytes(void* dst, const void* src, size_t n) { __builtin_memcpy(
 
 // Driver entry points (drivers/virtio_net.cc, drivers/e1000.cc).
 bool virtio_net_start(Nic* nic, const uint8_t* mac);
+// The interrupt: *_irq_quiet acknowledges it at the device (before the PIC's end of interrupt)
+// and says whether it was ours; *_irq then wakes the net thread.
+bool virtio_net_irq_quiet(void* nic);
 void virtio_net_irq(void* nic);
 size_t virtio_net_receive(Nic* nic, RxSink sink, void* ctx, size_t budget);
 bool virtio_net_transmit(Nic* nic, size_t length, TxFill fill, void* ctx);
 void virtio_net_tx_flush(Nic* nic);
 bool e1000_start(Nic* nic, const uint8_t* mac);
+bool e1000_irq_quiet(void* nic);
 void e1000_irq(void* nic);
 size_t e1000_receive(Nic* nic, RxSink sink, void* ctx, size_t budget);
 bool e1000_transmit(Nic* nic, size_t length, TxFill fill, void* ctx);

@@ -175,10 +175,14 @@ bool virtio_net_start(Nic* nic, const uint8_t* mac) {
     return true;
 }
 
-void virtio_net_irq(void* arg) {
+bool virtio_net_irq_quiet(void* arg) {
     Nic* nic = static_cast<Nic*>(arg);
     // Reading the ISR acknowledges (and lowers) the level-triggered line; 0: not ours (shared).
-    if (!(x86::inb(nic->virtio.io_base + kRegIsr) & 1)) return;
+    return x86::inb(nic->virtio.io_base + kRegIsr) & 1;
+}
+
+void virtio_net_irq(void* arg) {
+    Nic* nic = static_cast<Nic*>(arg);
     ++nic->counters.interrupts;
     nic->wake(nic->wake_ctx);
 }

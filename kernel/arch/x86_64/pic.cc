@@ -19,11 +19,14 @@ constexpr uint8_t kSpuriousLine = 7;  // of either chip (lines 7 and 15)
 struct Handler {
     void (*function)(void* ctx);
     void* ctx;
+    bool (*quiet)(void* ctx);  // may be null
     uint8_t line;
 };
+static_assert(kIrqHandlersMax <= 32, "pic_interrupt keeps one bit per handler");
 Handler handlers[kIrqHandlersMax];
 size_t handlers_count = 0;
 uint16_t mask = 0xffff;  // bit set = line masked
+uint64_t spurious = 0;
 
 void write_mask() {
     outb(kMasterData, uint8_t(mask));
@@ -61,8 +64,18 @@ void pic_interrupt(uint8_t line) {
     if ((line & 7) == kSpuriousLine) {
         uint16_t chip = line < 8 ? kMasterCommand : kSlaveCommand;
         if ((in_service(chip) & (1u << kSpuriousLine)) == 0) {
+            ++spurious;
             if (line >= 8) outb(kMasterCommand, kEndOfInterrupt);
             return;
+        }
+    }
+    // The devices first (their lines drop), then the PIC, then the handlers (which may switch
+    // threads): see irq_register.
+    uint32_t raised = 0;
+    if (line != kTimerIrqLine) {
+        for (size_t i = 0; i < handlers_count; ++i) {
+            const Handler& h = handlers[i];
+            if (h.line == line && (!h.quiet || h.quiet(h.ctx))) raised |= 1u << i;
         }
     }
     if (line >= 8) outb(kSlaveCommand, kEndOfInterrupt);
@@ -71,11 +84,13 @@ void pic_interrupt(uint8_t line) {
         timer_interrupt();
         return;
     }
-    for (size_t i = 0; i < handlers_count; ++i)
-        if (handlers[i].line == line) handlers[i].function(handlers[i].ctx);
+    for (size_t i = 0; raised; ++i, raised >>= 1)
+        if (raised & 1) handlers[i].function(handlers[i].ctx);
 }
 
-bool irq_register(uint8_t irq_line, void (*handler)(void* ctx), void* ctx) {
+uint64_t irq_spurious_count() { return spurious; }
+
+bool irq_register(uint8_t irq_line, void (*handler)(void* ctx), void* ctx, bool (*quiet)(void* ctx)) {
     if (irq_line >= kIrqLines || irq_line == kTimerIrqLine || irq_line == kCascadeIrqLine ||
         handler == nullptr)
         return false;
@@ -83,7 +98,7 @@ bool irq_register(uint8_t irq_line, void (*handler)(void* ctx), void* ctx) {
     asm volatile("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
     bool ok = handlers_count < kIrqHandlersMax;
     if (ok) {
-        handlers[handlers_count++] = Handler{handler, ctx, irq_line};
+        handlers[handlers_count++] = Handler{handler, ctx, quiet, irq_line};
         pic_unmask(irq_line);
     }
     if (flags & (1u << 9)) asm volatile("sti" : : : "memory");

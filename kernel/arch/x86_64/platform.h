@@ -42,16 +42,23 @@ void pci_config_write32(uint8_t bus, uint8_t dev, uint8_t fn, uint8_t offset, ui
 // Runs handler(ctx) in interrupt context (interrupts disabled) for a legacy IRQ line (0-15, as
 // read from PCI's interrupt-line register, config offset 0x3c, low byte). The port acknowledges
 // the interrupt controller BEFORE calling the handlers (so a handler may wake a thread and the
-// kernel may switch threads on the way out); a level-triggered PCI line that the handler does not
-// quieten will therefore fire again as soon as interrupts are enabled. Shared lines allowed
-// (several handlers per line, all called on every interrupt of that line, in registration order;
-// if one wakes a higher-priority thread and the kernel switches to it at once, the line's later
-// handlers run when the interrupted thread resumes, and a level-triggered line still asserted
-// re-fires meanwhile, so no device is left unserved). Unmasks the line.
+// kernel may switch threads on the way out). Before that acknowledgement it calls quiet(ctx), if
+// given: it must acknowledge the interrupt at the device (lowering a level-triggered line) and
+// say whether the device had raised it (false: handler is not called). A level-triggered PCI
+// line still asserted at the acknowledgement fires again at once; on a line behind the slave
+// PIC, one quieted just after fires as a spurious IRQ 15 instead (the master latched the
+// cascade's edge): an interrupt entry and three port accesses more per interrupt, which
+// quiet() saves. Shared lines allowed (several handlers per line: every quiet() first, then the
+// handlers whose device raised it, in registration order; if one wakes a higher-priority thread
+// and the kernel switches to it at once, the line's later handlers run when the interrupted
+// thread resumes). Unmasks the line.
 // Returns false if the table is full (kIrqHandlersMax) or the line is out of range, or is line 0
 // (the port's timer) or 2 (the PIC cascade).
 constexpr size_t kIrqHandlersMax = 16;
-bool irq_register(uint8_t irq_line, void (*handler)(void* ctx), void* ctx);
+bool irq_register(uint8_t irq_line, void (*handler)(void* ctx), void* ctx,
+                  bool (*quiet)(void* ctx) = nullptr);
+// Interrupts the PIC reported as spurious (line 7 or 15 with nothing in service), since boot.
+uint64_t irq_spurious_count();
 
 // ---- Memory for DMA -------------------------------------------------------------------------
 // Identity mapping below 4 GiB (see the top of this file): these are casts, checked nowhere.
