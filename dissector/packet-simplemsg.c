@@ -201,6 +201,7 @@ static int hf_smp_ack_kind = -1;
 static int hf_smp_cancel_reason = -1;
 static int hf_smp_pulse_code = -1;
 static int hf_smp_pulse_value = -1;
+static int hf_smp_pulse_source = -1;
 static int hf_smp_probe_seq = -1;
 static int hf_smp_probe_bytes = -1;
 static int hf_smp_padding = -1;
@@ -1183,10 +1184,12 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_txn_low, tvb, b + 4, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_channel, tvb, b + 8, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_pulse_code, tvb, b + 12, 1, ENC_BIG_ENDIAN);
-        proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 13, 3, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 13, 1, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_pulse_source, tvb, b + 14, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_pulse_value, tvb, b + 16, 4, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u code=%d value=%u", p->txn,
-                        p->channel, (gint8)tvb_get_guint8(tvb, b + 12), tvb_get_ntohl(tvb, b + 16));
+        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u code=%d value=%u src=%u", p->txn,
+                        p->channel, (gint8)tvb_get_guint8(tvb, b + 12), tvb_get_ntohl(tvb, b + 16),
+                        tvb_get_ntohs(tvb, b + 14));
         break;
     case SMP_PROBE:
     case SMP_PROBE_ACK:
@@ -1582,6 +1585,8 @@ proto_register_simplemsg(void)
             NULL, HFILL }},
         { &hf_smp_pulse_value, { "Value", "simplemsg.pulse_value", FT_UINT32, BASE_HEX_DEC, NULL,
             0x0, NULL, HFILL }},
+        { &hf_smp_pulse_source, { "Source connection", "simplemsg.pulse_source", FT_UINT16,
+            BASE_DEC, NULL, 0x0, "The sender's connection (0: none given)", HFILL }},
         { &hf_smp_probe_seq, { "Sequence", "simplemsg.probe_seq", FT_UINT32, BASE_DEC, NULL, 0x0,
             NULL, HFILL }},
         { &hf_smp_probe_bytes, { "Probe size", "simplemsg.probe_bytes", FT_UINT16,

@@ -160,6 +160,7 @@ struct Send {
     uint8_t priority = 0;
     int8_t code = 0;
     uint32_t value = 0;
+    uint16_t source = 0;       // pulses: the caller's connection number
     Instant rto_at = kNever;
     uint32_t rto_us = 0;
     uint16_t retries = 0;
@@ -1556,6 +1557,7 @@ struct E {
         ev.channel = q.channel;
         ev.code = q.code;
         ev.value = q.value;
+        ev.source = q.source;
         ev.priority = msg.header.priority;
         if (!push_event(ev)) return;
         m.pulse_events++;
@@ -2152,7 +2154,7 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
         if (s.is_pulse) {
             s.tx_request = false;
             msg.header.type = Type::kPulse;
-            msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer, &s), s.channel, s.code, s.value};
+            msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer, &s), s.channel, s.code, s.value, s.source};
             return emit(e, s.peer, msg, out, cap, rflag, s.priority);
         }
         size_t room = wire::payload_capacity(p.mtu, wire::kRequestFixedBytes, false);
@@ -2585,7 +2587,8 @@ ErrorCode Engine::cancel(Instant now, SendHandle handle) {
     return ErrorCode::kOk;
 }
 
-ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value) {
+ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value,
+                        uint8_t priority, uint16_t source) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};
     impl_->now = now;
@@ -2596,8 +2599,9 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     for (size_t i = 0; i < impl_->sends_hi; i++) {
         Send& s = impl_->sends[i];
         if (s.state == SendState::kWaiting && s.is_pulse && s.peer == pi && s.channel == channel &&
-            s.code == code) {
-            s.value = value;  // coalesced: the newest value wins
+            s.code == code && s.source == source) {
+            s.value = value;  // coalesced: the newest value (and priority) wins
+            s.priority = priority;
             return ErrorCode::kOk;
         }
     }
@@ -2610,6 +2614,8 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     s.channel = channel;
     s.code = code;
     s.value = value;
+    s.priority = priority;
+    s.source = source;
     Peer& p = e.peer_at(pi);
     p.sends_live++;
     stats_.sends_live++;

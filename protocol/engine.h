@@ -148,6 +148,7 @@ struct Event {
     uint8_t priority = 0;
     int8_t code = 0;
     uint32_t value = 0;
+    uint16_t source = 0;        // kPulse: the sender's connection (SPEC.md 4.7; 0: none given)
 };
 
 // A packet to send: `bytes` bytes were written to the caller's buffer, for `dst_ipv4`.
@@ -248,9 +249,13 @@ public:
                                   MutableChain reply, Instant deadline, uint8_t priority);
     // Ends the send at once with kCancelled (kSendDone event) and tells the server.
     ErrorCode cancel(Instant now, SendHandle send);
-    // A small notification; never blocks. A pulse to the same (peer, channel, code) that has not
-    // left yet is coalesced (its value replaced). kNoResources if no send slot is free.
-    ErrorCode pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value);
+    // A small notification; never blocks. A pulse to the same (peer, channel, code, source) that
+    // has not left yet is coalesced (its value replaced). priority: the sender's, carried in the
+    // header (the receiver queues the pulse by it). source: the caller's number for the
+    // connection it comes from (SPEC.md 4.7; 0: none), carried to the receiver's kPulse event,
+    // which keeps pulses of different sources apart. kNoResources if no send slot is free.
+    ErrorCode pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value,
+                    uint8_t priority = 0, uint16_t source = 0);
 
     // ---- Server side ----
     // Copies request bytes [offset, offset + size(dst)) into dst, pulling from the client what is

@@ -388,7 +388,8 @@ void encode_body(const Message& m, uint8_t* b) {
             store32(b + 4, m.pulse.txn_low);
             store32(b + 8, m.pulse.channel);
             b[12] = uint8_t(m.pulse.code);
-            b[13] = b[14] = b[15] = 0;
+            b[13] = 0;
+            store16(b + 14, m.pulse.source);
             store32(b + 16, m.pulse.value);
             break;
         case Type::kProbe:
@@ -569,6 +570,7 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             m.pulse.txn_low = load32(b + 4);
             m.pulse.channel = load32(b + 8);
             m.pulse.code = int8_t(b[12]);
+            m.pulse.source = load16(b + 14);
             m.pulse.value = load32(b + 16);
             if (m.pulse.txn == 0 || txn_before(m.pulse.txn, m.pulse.txn_low)) return DecodeError::kBadField;
             return DecodeError::kOk;

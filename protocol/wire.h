@@ -213,6 +213,7 @@ struct Pulse {
     uint32_t channel;
     int8_t code;
     uint32_t value;
+    uint16_t source = 0;  // the sender's connection (0: none given); SPEC.md 4.7
 };
 
 struct Probe {  // PROBE and PROBE_ACK

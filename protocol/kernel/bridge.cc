@@ -53,6 +53,7 @@ struct IrqLock {
 struct RemoteConn {
     uint32_t peer;     // smp::PeerRef value
     uint32_t channel;
+    uint16_t source;   // its number in PULSE's source field (SPEC.md 4.7): 1..65535, reused
 };
 
 enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kSnapshot };
@@ -118,15 +119,18 @@ struct RemoteRec {
     kernel::ReplyHold* hold = nullptr;
 };
 
-// Remote pulses into an attached channel: one kernel pulse slot per remote sender (an engine
-// peer: a node, or a Linux process), so pulses from different senders stay apart with their own
-// sender and priority, as pulses from different local connections do; one sender's coalesce.
-// A slot is given to another sender only while it holds no pending pulse. With every slot
-// pending for other senders, the pulse coalesces into the last one (counted pulses_shared).
+// Remote pulses into an attached channel: one kernel pulse slot per remote connection (an engine
+// peer, a node or a Linux process, and the connection number it gives in PULSE's source), so
+// pulses from different connections stay apart with their own sender and priority, as pulses
+// from different local connections do; one connection's coalesce. A sender that gives no
+// number (source 0) has one slot for all its pulses. A slot is given to another connection only
+// while it holds no pending pulse. With every slot pending for others, the pulse coalesces into
+// the last one (counted pulses_shared).
 constexpr size_t kPulseSlotsPerName = 8;
 struct RemotePulseSlot {
     kernel::PulseSlot slot;
-    uint32_t peer;  // smp::PeerRef value of the sender it serves now (0: never used)
+    uint32_t peer;    // smp::PeerRef value of the sender it serves now (0: never used)
+    uint16_t source;  // and the sender's connection number
 };
 
 struct Attached {
@@ -157,6 +161,7 @@ struct Bridge {
     // same run_rounds) left the wake-up set, and the net thread ran one more, empty, pass after
     // sending the reply (~350 guest instructions per request served).
     bool rounds_recheck = false;
+    uint16_t next_conn_source = 0;  // the last RemoteConn::source given
     // Net thread only.
     kernel::List free_recs;
     kernel::List inflight;   // kSend ops started in the engine
@@ -813,16 +818,17 @@ void on_request_cancelled(const smp::Event& e) {
     // kCompleting: the reply/error below gets kInvalid and frees it.
 }
 
-// The pulse slot for sender `peer` (interrupts disabled): its own, else one free (not pending),
-// else the last one, shared (counted).
-kernel::PulseSlot* pulse_slot_for(Attached& a, uint32_t peer) {
+// The pulse slot for connection `source` of sender `peer` (interrupts disabled): its own, else
+// one free (not pending), else the last one, shared (counted).
+kernel::PulseSlot* pulse_slot_for(Attached& a, uint32_t peer, uint16_t source) {
     RemotePulseSlot* free_slot = nullptr;
     for (RemotePulseSlot& ps : a.pulse_slots) {
-        if (ps.peer == peer) return &ps.slot;
+        if (ps.peer == peer && ps.source == source) return &ps.slot;
         if (!free_slot && !ps.slot.link.linked()) free_slot = &ps;
     }
     if (free_slot) {
         free_slot->peer = peer;
+        free_slot->source = source;
         return &free_slot->slot;
     }
     ++g.pulses_shared;
@@ -890,7 +896,7 @@ void on_event(const smp::Event& e) {
         Status st;
         {
             IrqLock lock;  // a receive takes slots off the channel meanwhile
-            kernel::PulseSlot* slot = pulse_slot_for(*a, e.peer.value);
+            kernel::PulseSlot* slot = pulse_slot_for(*a, e.peer.value, e.source);
             st = kernel::pulse_remote(a->channel, slot, e.code, static_cast<int64_t>(e.value), prio,
                                       kernel::SenderId{e.peer.value, 0});
         }
@@ -935,7 +941,8 @@ void start_op(Op* op) {
     case OpKind::kPulse: {
         smp::ErrorCode e = g.engine->pulse(now, smp::PeerRef{op->conn->peer}, op->conn->channel,
                                            static_cast<int8_t>(op->code),
-                                           static_cast<uint32_t>(op->value));
+                                           static_cast<uint32_t>(op->value), op->priority,
+                                           op->conn->source);
         finish(op, from_wire(e, 0));
         return;
     }
@@ -1267,6 +1274,11 @@ kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t
     if (!conn) return R::error(Status::kNoMemory);
     conn->peer = peer;
     conn->channel = channel;
+    {
+        IrqLock lock;  // connections are made from any thread
+        if (++g.next_conn_source == 0) g.next_conn_source = 1;
+        conn->source = g.next_conn_source;
+    }
     auto c = kernel::connect_remote(conn);
     if (!c.is_ok()) kernel::heap::release(conn);
     return c;

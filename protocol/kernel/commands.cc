@@ -421,10 +421,32 @@ void cmd_heldcall(int argc, char** argv) {
     call_and_print(g_held_conn, argv[1], n);
 }
 
+bool parse_pulse(const char* code_text, const char* value_text, uint64_t* code, uint64_t* value) {
+    return parse_u64(code_text, code) && parse_u64(value_text, value) && *code <= 127 &&
+           *value <= UINT32_MAX;
+}
+
+void print_pulse_status(const char* cmd, Status s) {
+    if (s != Status::kOk) kernel::print("%s: error: %s\n", cmd, kernel::status_name(s));
+    else kernel::print("%s: sent\n", cmd);
+}
+
+// A pulse on the held connection: pulses from one connection coalesce at the receiver while
+// pending, from different ones (`pulse` opens its own each time) they stay apart.
+void cmd_heldpulse(int argc, char** argv) {
+    uint64_t code = 0, value = 0;
+    if (argc != 3 || !g_held_conn || !parse_pulse(argv[1], argv[2], &code, &value)) {
+        kernel::print("heldpulse: error: usage: heldpulse CODE(0..127) VALUE(32 bits) (after hold "
+                      "NODE/SERVICE)\n");
+        return;
+    }
+    print_pulse_status("heldpulse", kernel::pulse(g_held_conn, static_cast<int32_t>(code),
+                                                  static_cast<int64_t>(value)));
+}
+
 void cmd_pulse(int argc, char** argv) {
     uint64_t code = 0, value = 0;
-    if (argc != 4 || !parse_u64(argv[2], &code) || !parse_u64(argv[3], &value) || code > 127 ||
-        value > UINT32_MAX) {
+    if (argc != 4 || !parse_pulse(argv[2], argv[3], &code, &value)) {
         kernel::print("pulse: error: usage: pulse NODE/SERVICE CODE(0..127) VALUE(32 bits)\n");
         return;
     }
@@ -435,17 +457,14 @@ void cmd_pulse(int argc, char** argv) {
     }
     Status s = kernel::pulse(c.value, static_cast<int32_t>(code), static_cast<int64_t>(value));
     kernel::disconnect(c.value);
-    if (s != Status::kOk) {
-        kernel::print("pulse: error: %s\n", kernel::status_name(s));
-        return;
-    }
-    kernel::print("pulse: sent\n");
+    print_pulse_status("pulse", s);
 }
 
 const net::ShellCommand kCommands[] = {
-    {"hold", "hold NODE/SERVICE", "open a connection and keep it (for heldcall)", cmd_hold},
+    {"hold", "hold NODE/SERVICE", "open a connection and keep it (heldcall, heldpulse)", cmd_hold},
     {"heldcall", "heldcall WORD", "send WORD on the held connection", cmd_heldcall},
-    {"pulse", "pulse NODE/SERVICE CODE VALUE", "send a pulse (asynchronous)", cmd_pulse},
+    {"pulse", "pulse NODE/SERVICE CODE VALUE", "send a pulse on a new connection", cmd_pulse},
+    {"heldpulse", "heldpulse CODE VALUE", "send a pulse on the held connection", cmd_heldpulse},
     {"peers", "peers", "protocol peers: state, RTT estimate, credit", cmd_peers},
     {"names", "names", "service names attached on this node", cmd_names},
     {"stats", "stats", "protocol counters, drops by reason, high-water marks", cmd_stats},

@@ -32,12 +32,15 @@ struct ServerState {
     int64_t last_value;
     int32_t last_sleep_status;    // what reply() returned after a sleep request
     // Since the last `ipctest reset`: user pulse deliveries (receives that returned one) and the
-    // distinct senders they named (the first kSendersMax), for `ipctest` in the shell.
+    // distinct senders and priorities they named (the first kSendersMax of each), for `ipctest`
+    // in the shell.
     static constexpr size_t kSendersMax = 8;
     uint32_t deliveries;
     uint32_t delivered_pulses;    // coalesced ones counted
     uint32_t senders[kSendersMax];
     uint32_t sender_count;
+    uint8_t priorities[kSendersMax];
+    uint32_t priority_count;
     bool sleeping;                // serving an 's'/'S' request or an `ipctest pause` now
     uint64_t pause_ns;            // `ipctest pause MS`: how long the next pause pulse holds it
 };
@@ -116,6 +119,10 @@ void server_main(void*) {
                 for (uint32_t i = 0; i < g_srv.sender_count; ++i) seen = seen || g_srv.senders[i] == info.sender.node;
                 if (!seen && g_srv.sender_count < ServerState::kSendersMax)
                     g_srv.senders[g_srv.sender_count++] = info.sender.node;
+                seen = false;
+                for (uint32_t i = 0; i < g_srv.priority_count; ++i) seen = seen || g_srv.priorities[i] == info.priority;
+                if (!seen && g_srv.priority_count < ServerState::kSendersMax)
+                    g_srv.priorities[g_srv.priority_count++] = info.priority;
             }
             continue;
         }
@@ -542,7 +549,7 @@ void cmd_remote_ipc_tests(int argc, char** argv) {
 // then pend, so a cross-node test sees how they are kept apart or coalesced). Returns at once.
 void cmd_ipctest(int argc, char** argv) {
     if (argc == 2 && kernel::string_equal(argv[1], "reset")) {
-        g_srv.deliveries = g_srv.delivered_pulses = g_srv.sender_count = 0;
+        g_srv.deliveries = g_srv.delivered_pulses = g_srv.sender_count = g_srv.priority_count = 0;
         kernel::print("ipctest: reset\n");
         return;
     }
@@ -582,6 +589,8 @@ void cmd_ipctest(int argc, char** argv) {
                   g_srv.deliveries, g_srv.delivered_pulses, g_srv.sender_count);
     for (uint32_t i = 0; i < g_srv.sender_count; ++i)
         kernel::print("%s%u", i ? "," : " sender_nodes=", g_srv.senders[i]);
+    for (uint32_t i = 0; i < g_srv.priority_count; ++i)
+        kernel::print("%s%u", i ? "," : " priorities=", g_srv.priorities[i]);
     kernel::print("\n");
 }
 

@@ -7,6 +7,9 @@ cleanup also when a case fails).
   sizes       node2 -> node1/echo, calltest of 0 B .. 16 MiB, hash-checked by the node, none failed
   ipc_remote  the kernel's IPC cases (remote-ipc-tests) run on node1 twice, against the _ipctest
               server on node2 and on node1 itself: both print "N passed, 0 failed" with the same N
+  pulses      pulses into node2/_ipctest while it is not receiving: one delivery per connection
+              (two on node1, one on node3), one connection's two coalesced, each with its node and
+              its sender's priority
   concurrent  64 senders (32 on node2, 32 on node3) to node1/echo, 1 MiB each: ok=64, failed=0; the
               server's queue and the nodes' protocol memory high-water marks within their bounds
   faults      nftables on the bridge drops 10% of protocol-121 frames and duplicates 5%: every call
@@ -143,35 +146,57 @@ def ipctest_state(rm, state, node):
     m = re.search(r"ipctest: sleeping=(\d+) deliveries=(\d+) pulses=(\d+) senders=(\d+)", text)
     if not m:
         raise Failure(f"{node}: unexpected ipctest output: {text!r}")
-    return dict(zip(("sleeping", "deliveries", "pulses", "senders"), map(int, m.groups())))
+    st = dict(zip(("sleeping", "deliveries", "pulses", "senders"), map(int, m.groups())))
+    p = re.search(r" priorities=([\d,]+)", text)
+    st["priorities"] = sorted(int(x) for x in p.group(1).split(",")) if p else []
+    return st
+
+
+def shell_priority(rm, state, node):
+    """The base priority of the thread running the node's shell (`threads`: the running row)."""
+    text = rm.shell_text(state, node, "threads")
+    m = re.search(r"^\s+\d+ \S+\s+prio=(\d+)/\d+ running$", text, re.M)
+    if not m:
+        raise Failure(f"{node}: no running thread in: {text!r}")
+    return int(m.group(1))
 
 
 def case_pulses(args, nc, rm):
-    """Remote pulses from two nodes into one channel while its server is not receiving: they
-    stay apart, one delivery per sending node with its own sender (as pulses from two local
-    connections), and one node's pulses coalesce (as one connection's)."""
+    """Remote pulses into one channel while its server is not receiving: two from one connection
+    of node1 (`hold`, `heldpulse`), one from another connection of node1 (`pulse` opens its
+    own) and one from node3. One delivery per connection, as for pulses from different local
+    connections (SPEC.md 4.7's source), with one connection's two coalesced; each names its node
+    and carries the sending thread's priority."""
     state = state_or_fail(nc)
+    out = rm.shell_text(state, "node1", "hold node2/_ipctest")
+    check("open" in out, f"node1 holds a connection to node2/_ipctest: {out}")
+    prio = shell_priority(rm, state, "node1")
+    check(prio > 1 and prio == shell_priority(rm, state, "node3"),
+          f"the shells' priority ({prio}) is above the lowest, the same on node1 and node3")
+    sends = (("node1", "heldpulse 5 11"), ("node1", "heldpulse 5 12"),
+             ("node1", "pulse node2/_ipctest 5 13"), ("node3", "pulse node2/_ipctest 6 31"))
     for pause_ms in (3000, 10000, 30000):   # longer only if the console was too slow for it
         rm.shell_text(state, "node2", "ipctest reset")
         out = rm.shell_text(state, "node2", f"ipctest pause {pause_ms}")
         check("pausing" in out, f"node2's _ipctest paused: {out}")
-        for node, code, value in (("node1", 5, 11), ("node1", 5, 12), ("node3", 6, 31)):
-            out = rm.shell_text(state, node, f"pulse node2/_ipctest {code} {value}")
-            check("pulse: sent" in out, f"{node} pulsed node2/_ipctest: {out}")
+        for node, cmd in sends:
+            out = rm.shell_text(state, node, cmd)
+            check(f"{cmd.split()[0]}: sent" in out, f"{node}: {cmd}: {out}")
         if ipctest_state(rm, state, "node2")["sleeping"]:
             break
         print(f"the {pause_ms} ms pause ended before the pulses were all sent: again, longer")
     else:
-        raise Failure("node2's _ipctest was never still paused after the three pulses")
+        raise Failure("node2's _ipctest was never still paused after the four pulses")
     deadline = time.monotonic() + kGuardS
     st = ipctest_state(rm, state, "node2")
-    while (st["sleeping"] or st["pulses"] < 3) and time.monotonic() < deadline:
+    while (st["sleeping"] or st["pulses"] < len(sends)) and time.monotonic() < deadline:
         time.sleep(0.2)
         st = ipctest_state(rm, state, "node2")
     print(rm.shell_text(state, "node2", "ipctest"))
-    check(st["pulses"] == 3, f"all 3 pulses reached the server: {st}")
-    check(st["deliveries"] == 2 and st["senders"] == 2,
-          f"one delivery per sending node, each naming its node (node1's two coalesced): {st}")
+    check(st["pulses"] == len(sends), f"all {len(sends)} pulses reached the server: {st}")
+    check(st["deliveries"] == 3 and st["senders"] == 2,
+          f"one delivery per connection (the held one's two coalesced), two sending nodes: {st}")
+    check(st["priorities"] == [prio], f"every pulse carried its sender's priority {prio}: {st}")
     stats = rm.shell_text(state, "node2", "stats")
     check(re.search(r"pulses_shared=0\b", stats) is not None, "no pulse had to share a slot")
 

@@ -232,7 +232,8 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
             break;
         case Type::kPulse: {
             uint32_t txn = r.range(1, 0xFFFFFFFFu);
-            m.pulse = Pulse{txn, txn_low_for(r, txn), r.u32(), int8_t(r.below(256)), r.u32()};
+            m.pulse = Pulse{txn, txn_low_for(r, txn), r.u32(), int8_t(r.below(256)), r.u32(),
+                            uint16_t(r.below(65536))};
             break;
         }
         case Type::kProbe: {
@@ -342,6 +343,7 @@ void describe(const Message& m, const uint8_t* pkt, Json& j) {
             j.add("simplemsg.channel", m.pulse.channel);
             j.add_int("simplemsg.pulse_code", m.pulse.code);
             j.add("simplemsg.pulse_value", m.pulse.value);
+            j.add("simplemsg.pulse_source", m.pulse.source);
             break;
         case Type::kProbe:
         case Type::kProbeAck:

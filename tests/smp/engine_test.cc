@@ -519,6 +519,31 @@ TEST(Engine, PulsesCoalesceAndArriveOnce) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+// SPEC.md 4.7: a pulse names the connection it comes from (source) and carries the sender's
+// priority; pulses of one (channel, code) from different sources stay apart, one source's
+// coalesce, and the receiver's event has both.
+TEST(Engine, PulsesKeepTheirSourceAndPriority) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 100, 20, 7), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 101, 21, 7), ErrorCode::kOk);  // coalesces
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 200, 30, 9), ErrorCode::kOk);  // stays apart
+    w.run(nullptr);
+    std::vector<Event> got;
+    Event ev;
+    while (take(b, EventType::kPulse, ev)) got.push_back(ev);
+    ASSERT_EQ(got.size(), 2u);
+    if (got[0].source != 7) std::swap(got[0], got[1]);
+    EXPECT_EQ(got[0].source, 7u);
+    EXPECT_EQ(got[0].value, 101u);
+    EXPECT_EQ(got[0].priority, 21u);
+    EXPECT_EQ(got[1].source, 9u);
+    EXPECT_EQ(got[1].value, 200u);
+    EXPECT_EQ(got[1].priority, 30u);
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
 TEST(Engine, CancelTellsTheServer) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};

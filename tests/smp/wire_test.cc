@@ -67,7 +67,7 @@ std::vector<Message> every_type(const std::vector<uint8_t>& payload, ConstBytes&
     m.cancel = Cancel{5, ErrorCode::kTimedOut};
     all.push_back(m);
     m = base(Type::kPulse);
-    m.pulse = Pulse{8, 8, 7, -3, 0xDEADBEEF};
+    m.pulse = Pulse{8, 8, 7, -3, 0xDEADBEEF, 0xBEEF};
     all.push_back(m);
     m = base(Type::kProbe);
     m.probe = Probe{1, 1280};
@@ -122,6 +122,7 @@ TEST(Wire, EveryTypeRoundTrips) {
             case Type::kPulse:
                 EXPECT_EQ(d.pulse.code, -3);
                 EXPECT_EQ(d.pulse.value, 0xDEADBEEFu);
+                EXPECT_EQ(d.pulse.source, 0xBEEFu);
                 break;
             case Type::kProbe: EXPECT_EQ(n + kIpv4HeaderBytes, 1280u); break;
             case Type::kNameReply:
