@@ -165,6 +165,7 @@ struct Send {
     uint32_t rto_us = 0;
     uint16_t retries = 0;
     Instant sent_at = 0;
+    Instant tx_began = 0;      // when the request's first transmission was admitted
     ErrorCode cancel_reason = ErrorCode::kCancelled;
     uint32_t reply_total = 0, reply_status = 0;
     Transfer in;               // the reply's bytes
@@ -185,6 +186,7 @@ struct Req {
     ReqState state = ReqState::kFree;
     bool tx_reply = false;
     bool reply_heard = false;  // the client pulled: it has the reply header
+    bool tx_header_only = false;  // this REPLY transmission is its first segment only
     bool reading = false;
     uint16_t peer = 0;
     uint16_t next_free = 0;
@@ -485,6 +487,12 @@ struct E {
     Stats& st;
 
     uint32_t make_handle(uint16_t gen, size_t index) const { return (uint32_t(gen) << 16) | uint32_t(index + 1); }
+    // How long a window of eager segments took to leave (begun at `began`), at most rto_max: a
+    // first timeout waits that much longer, for the receiver to take the window in.
+    uint64_t window_time(Instant now, Instant began) const {
+        const uint64_t t = now > began ? now - began : 0;
+        return t < c.rto_max_us ? t : c.rto_max_us;
+    }
 
     // -- transmit lists: records with something to send (see Impl::tx_scan) --
     template <typename T>
@@ -894,6 +902,7 @@ struct E {
         // alone (2 ms at its floor) sent every request served longer than that twice.
         s.rto_at = now + s.rto_us + c.ack_delay_us;
         s.sent_at = now;
+        s.tx_began = now;
         note_business(now, p);
         want_tx(s);
     }
@@ -1877,7 +1886,9 @@ void Engine::handle_timeout(Instant now) {
             else e.finish_send(now, s, ErrorCode::kTimedOut);
             continue;
         }
-        if ((s.state == SendState::kSent || s.state == SendState::kClosing) && s.rto_at <= now) {
+        if (s.state == SendState::kSent && s.tx_request && s.rto_at <= now) {
+            s.rto_at = now + s.rto_us;  // its window is still leaving: the timer restarts then
+        } else if ((s.state == SendState::kSent || s.state == SendState::kClosing) && s.rto_at <= now) {
             if (++s.retries > c.retries_max) {
                 if (s.state == SendState::kClosing || s.is_pulse) e.free_send(s);
                 else {
@@ -1925,13 +1936,18 @@ void Engine::handle_timeout(Instant now) {
             e.free_req(r);
             continue;
         }
-        if (r.state == ReqState::kReplying && r.rto_at <= now) {
+        if (r.state == ReqState::kReplying && r.tx_reply && r.rto_at <= now) {
+            r.rto_at = now + r.rto_us;  // its eager part is still leaving (as a request's)
+        } else if (r.state == ReqState::kReplying && r.rto_at <= now) {
             if (++r.retries > c.retries_max) {
                 e.abort_req(r, ErrorCode::kHostDown);
                 continue;
             }
             r.tx_reply = true;
             r.tx_offset = 0;
+            // A client that pulled has the header and pulls whatever else it misses (SPEC.md
+            // 5.2): only the first segment again, for a final acknowledgement that was lost.
+            r.tx_header_only = r.reply_heard;
             r.reply_resent = true;
             r.rto_us = e.backoff(r.rto_us);
             r.rto_at = now + r.rto_us;
@@ -2170,7 +2186,17 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
                                     s.tx_offset, s.reply_cap, remaining};
         msg.gather = wire::Gather{s.msg, s.tx_offset, n};
         s.tx_offset += n;
-        if (s.tx_offset >= s.eager) s.tx_request = false;
+        if (s.tx_offset >= s.eager) {
+            s.tx_request = false;
+            // The timer runs from the window's last segment, not its first, and the first time
+            // also allows the receiver as long to take the window in as it took to send it: 64
+            // KiB of eager segments can take longer to leave, and to be taken in, than rto +
+            // ack_delay (a TX ring full, a busy receiver), and a timer started with the first
+            // segment sent the whole window again (SPEC.md 5.2).
+            if (s.state == SendState::kSent)
+                s.rto_at = now + s.rto_us +
+                           (s.retransmission ? 0 : e.c.ack_delay_us + e.window_time(now, s.tx_began));
+        }
         if (!s.retransmission) s.sent_at = now;
         return emit(e, s.peer, msg, out, cap, rflag, s.priority);
     }
@@ -2202,7 +2228,12 @@ Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
                                 r.tx_offset};
         msg.gather = wire::Gather{r.reply_parts, r.tx_offset, n};
         r.tx_offset += n;
-        if (r.tx_offset >= r.reply_eager) r.tx_reply = false;
+        if (r.tx_offset >= r.reply_eager || r.tx_header_only) {
+            r.tx_reply = false;
+            r.tx_header_only = false;
+            // From the last segment, as a request's (poll_send).
+            r.rto_at = now + r.rto_us + (r.retries ? 0 : e.c.ack_delay_us + e.window_time(now, r.reply_at));
+        }
         return emit(e, r.peer, msg, out, cap, r.retries ? wire::kFlagRetransmission : 0, r.priority);
     }
     if (r.reading && r.in.active && r.in.pending_n) {

@@ -43,6 +43,8 @@ struct Wire {
     std::vector<wire::Type> types;
     // Called with each packet before it is delivered (may move `now`: a packet held up).
     std::function<void(const Box& from, const wire::Message& m)> before_deliver;
+    // A packet it says true for is lost.
+    std::function<bool(const Box& from, const wire::Message& m)> lose;
 
     // Moves packets and time until nothing is left to do or `until` says stop.
     void run(const std::function<bool()>& until, Instant limit = 60'000'000) {
@@ -66,7 +68,8 @@ struct Wire {
                     if (getenv("SMP_TRACE"))
                         printf("%llu %s txn=%u flags=%x ack=%u\n", (unsigned long long)now, wire::type_name(m.header.type),
                                m.request.txn, m.header.flags, m.header.ack), printf("  probe seq %u bytes %u len %u\n", m.probe.seq, m.probe.probe_bytes, m.header.length);
-                    if (!(to == &b && b_dead)) to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
+                    if (!(to == &b && b_dead) && !(lose && lose(*from, m)))
+                        to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
                 }
                 while (from->engine->poll_event(ev)) from->events.push_back(ev);
             }
@@ -433,6 +436,76 @@ TEST(Engine, ARequestServedLongerThanTheRtoIsSentOnce) {
     for (int i = 0; i < 5; i++) echo_call(w, a, b, echo, peer, kServed);
     EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
     EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+}
+
+// SPEC 5.2: a window of eager segments that takes longer to leave than rto + ack_delay (a slow
+// link here: each REQUEST segment holds the wire 1 ms) is not sent again while the server
+// serves it: the timer runs from the window's last segment and first allows as long again for
+// the receiver to take the window in. Before, it ran from the first segment and the whole
+// window went out twice.
+TEST(Engine, ASlowWindowOfEagerSegmentsIsSentOnce) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    for (int i = 0; i < 10; i++) echo_call(w, a, b, echo, peer, 0);
+    ASSERT_EQ(a.engine->peer_info(peer).rto_us, a.config.rto_min_us);
+    const uint64_t retransmissions = a.engine->stats().retransmissions;
+    const uint64_t duplicates = b.engine->stats().duplicates;
+    constexpr Instant kSegmentTime = 1'000;
+    size_t segments = 0;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &a && m.header.type == wire::Type::kRequest) {
+            ++segments;
+            w.now += kSegmentTime;
+        }
+    };
+    std::vector<uint8_t> msg(a.config.eager_bytes_max, 5), rep(msg.size());
+    constexpr Instant kServed = 2'500;  // past the RTO after the window, within RTO + ack_delay
+    const Event done = echo_send(w, a, b, echo, peer, msg, rep, kServed);
+    w.before_deliver = nullptr;
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_TRUE(rep == msg);
+    ASSERT_GT(segments * kSegmentTime, a.config.rto_min_us + a.config.ack_delay_us);  // slow
+    EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
+    EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+}
+
+// SPEC 5.2: once the client has pulled a reply, the server's retransmission timer sends only the
+// REPLY's first segment again (to recover a lost final acknowledgement), not its whole eager part:
+// the client pulls any eager bytes it misses. Here every ACK packet of the client is lost.
+TEST(Engine, AfterAPullOnlyTheReplyHeaderIsSentAgain) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    for (int i = 0; i < 3; i++) echo_call(w, a, b, echo, peer, 0);
+    std::vector<uint8_t> msg(64, 1), rep(40'000), big(40'000, 9);
+    ASSERT_GT(big.size(), 2 * size_t(b.config.eager_bytes_max));  // eager part: several segments
+    ConstBytes mp{msg.data(), msg.size()}, bp{big.data(), big.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req, done;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    bool finished = false;
+    size_t replies_after = 0;
+    w.lose = [&](const Box& from, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kReply && finished) ++replies_after;
+        return &from == &a && m.header.type == wire::Type::kAck;
+    };
+    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&bp, 1}), ErrorCode::kOk);
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_TRUE(rep == big);
+    finished = true;
+    const uint64_t before = b.engine->stats().retransmissions;
+    w.run([&] { return b.engine->stats().retransmissions >= before + 2; });
+    w.run([&] { return replies_after >= 2; }, w.now);  // what those two timeouts sent, no later
+    EXPECT_EQ(b.engine->stats().retransmissions, before + 2);
+    EXPECT_EQ(replies_after, 2u);  // one segment each (the eager part is 6 segments)
+    w.lose = nullptr;
+    w.run(nullptr);
+    EXPECT_TRUE(b.engine->quiescent());
 }
 
 // The server's side (SPEC 5.2): the client's acknowledgement of a reply cannot come sooner than a
