@@ -418,24 +418,36 @@ TEST(Engine, FastRepliesBringAnInflatedRtoDownSlowOnesDoNotRaiseIt) {
     EXPECT_EQ(a.engine->peer_info(peer).rto_us, a.config.rto_min_us);
 }
 
+// Two engines whose RTO has come down to its 2 ms floor (quick echo calls), and the counters a
+// test of needless retransmissions compares with.
+struct AtTheRtoFloor {
+    Box a{0x0A000001, 11}, b{0x0A000002, 22};
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    uint64_t retransmissions = 0, duplicates = 0;
+    AtTheRtoFloor() {
+        for (int i = 0; i < 10; i++) echo_call(w, a, b, echo, peer, 0);
+        retransmissions = a.engine->stats().retransmissions;
+        duplicates = b.engine->stats().duplicates;
+    }
+    void expect_nothing_sent_twice() const {
+        EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
+        EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+    }
+};
+
 // SPEC 5.2: a request's first timeout waits out the server's delayed acknowledgement, so a
 // request served for longer than the RTO (at its 2 ms floor here) but acknowledged after
 // ack_delay is sent once, not twice.
 TEST(Engine, ARequestServedLongerThanTheRtoIsSentOnce) {
-    Box a(0x0A000001, 11), b(0x0A000002, 22);
-    Wire w{a, b};
-    Echo echo{b};
-    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
-    for (int i = 0; i < 10; i++) echo_call(w, a, b, echo, peer, 0);
-    ASSERT_EQ(a.engine->peer_info(peer).rto_us, a.config.rto_min_us);
-    const uint64_t retransmissions = a.engine->stats().retransmissions;
-    const uint64_t duplicates = b.engine->stats().duplicates;
+    AtTheRtoFloor f;
+    ASSERT_EQ(f.a.engine->peer_info(f.peer).rto_us, f.a.config.rto_min_us);
     constexpr Instant kServed = 3'000;  // past the RTO, within RTO + ack_delay
-    ASSERT_GT(kServed, a.config.rto_min_us);
-    ASSERT_LT(kServed, a.config.rto_min_us + a.config.ack_delay_us);
-    for (int i = 0; i < 5; i++) echo_call(w, a, b, echo, peer, kServed);
-    EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
-    EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+    ASSERT_GT(kServed, f.a.config.rto_min_us);
+    ASSERT_LT(kServed, f.a.config.rto_min_us + f.a.config.ack_delay_us);
+    for (int i = 0; i < 5; i++) echo_call(f.w, f.a, f.b, f.echo, f.peer, kServed);
+    f.expect_nothing_sent_twice();
 }
 
 // SPEC 5.2: a window of eager segments that takes longer to leave than rto + ack_delay (a slow
@@ -444,42 +456,35 @@ TEST(Engine, ARequestServedLongerThanTheRtoIsSentOnce) {
 // the receiver to take the window in. Before, it ran from the first segment and the whole
 // window went out twice.
 TEST(Engine, ASlowWindowOfEagerSegmentsIsSentOnce) {
-    Box a(0x0A000001, 11), b(0x0A000002, 22);
-    Wire w{a, b};
-    Echo echo{b};
-    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
-    for (int i = 0; i < 10; i++) echo_call(w, a, b, echo, peer, 0);
-    ASSERT_EQ(a.engine->peer_info(peer).rto_us, a.config.rto_min_us);
-    const uint64_t retransmissions = a.engine->stats().retransmissions;
-    const uint64_t duplicates = b.engine->stats().duplicates;
+    AtTheRtoFloor f;
+    ASSERT_EQ(f.a.engine->peer_info(f.peer).rto_us, f.a.config.rto_min_us);
     constexpr Instant kSegmentTime = 1'000;
     size_t segments = 0;
-    w.before_deliver = [&](const Box& from, const wire::Message& m) {
-        if (&from == &a && m.header.type == wire::Type::kRequest) {
+    f.w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &f.a && m.header.type == wire::Type::kRequest) {
             ++segments;
-            w.now += kSegmentTime;
+            f.w.now += kSegmentTime;
         }
     };
-    std::vector<uint8_t> msg(a.config.eager_bytes_max, 5), rep(msg.size());
+    std::vector<uint8_t> msg(f.a.config.eager_bytes_max, 5), rep(msg.size());
     constexpr Instant kServed = 2'500;  // past the RTO after the window, within RTO + ack_delay
-    const Event done = echo_send(w, a, b, echo, peer, msg, rep, kServed);
-    w.before_deliver = nullptr;
+    const Event done = echo_send(f.w, f.a, f.b, f.echo, f.peer, msg, rep, kServed);
+    f.w.before_deliver = nullptr;
     EXPECT_EQ(done.error, ErrorCode::kOk);
     EXPECT_TRUE(rep == msg);
-    ASSERT_GT(segments * kSegmentTime, a.config.rto_min_us + a.config.ack_delay_us);  // slow
-    EXPECT_EQ(a.engine->stats().retransmissions, retransmissions);
-    EXPECT_EQ(b.engine->stats().duplicates, duplicates);
+    ASSERT_GT(segments * kSegmentTime, f.a.config.rto_min_us + f.a.config.ack_delay_us);  // slow
+    f.expect_nothing_sent_twice();
 }
 
 // SPEC 5.2: once the client has pulled a reply, the server's retransmission timer sends only the
 // REPLY's first segment again (to recover a lost final acknowledgement), not its whole eager part:
 // the client pulls any eager bytes it misses. Here every ACK packet of the client is lost.
 TEST(Engine, AfterAPullOnlyTheReplyHeaderIsSentAgain) {
-    Box a(0x0A000001, 11), b(0x0A000002, 22);
-    Wire w{a, b};
-    Echo echo{b};
-    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
-    for (int i = 0; i < 3; i++) echo_call(w, a, b, echo, peer, 0);
+    AtTheRtoFloor f;
+    Box& a = f.a;
+    Box& b = f.b;
+    Wire& w = f.w;
+    const PeerRef peer = f.peer;
     std::vector<uint8_t> msg(64, 1), rep(40'000), big(40'000, 9);
     ASSERT_GT(big.size(), 2 * size_t(b.config.eager_bytes_max));  // eager part: several segments
     ConstBytes mp{msg.data(), msg.size()}, bp{big.data(), big.size()};
