@@ -186,7 +186,6 @@ struct Req {
     ReqState state = ReqState::kFree;
     bool tx_reply = false;
     bool reply_heard = false;  // the client pulled: it has the reply header
-    bool tx_header_only = false;  // this REPLY transmission is its first segment only
     bool reading = false;
     uint16_t peer = 0;
     uint16_t next_free = 0;
@@ -1946,8 +1945,7 @@ void Engine::handle_timeout(Instant now) {
             r.tx_reply = true;
             r.tx_offset = 0;
             // A client that pulled has the header and pulls whatever else it misses (SPEC.md
-            // 5.2): only the first segment again, for a final acknowledgement that was lost.
-            r.tx_header_only = r.reply_heard;
+            // 5.2): poll_req sends only the first segment again, for a lost final acknowledgement.
             r.reply_resent = true;
             r.rto_us = e.backoff(r.rto_us);
             r.rto_at = now + r.rto_us;
@@ -2228,9 +2226,10 @@ Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
                                 r.tx_offset};
         msg.gather = wire::Gather{r.reply_parts, r.tx_offset, n};
         r.tx_offset += n;
-        if (r.tx_offset >= r.reply_eager || r.tx_header_only) {
+        // Once the client pulled (reply_heard), only this timer re-sends, and the header suffices
+        // (a duplicate REQUEST re-sends the whole eager part only before that).
+        if (r.tx_offset >= r.reply_eager || r.reply_heard) {
             r.tx_reply = false;
-            r.tx_header_only = false;
             // From the last segment, as a request's (poll_send).
             r.rto_at = now + r.rto_us + (r.retries ? 0 : e.c.ack_delay_us + e.window_time(now, r.reply_at));
         }
