@@ -1193,8 +1193,9 @@ struct E {
         if (is_done(p, q.txn)) {
             // Finished here. A client that still waits (we ended the request when we thought it
             // was gone) learns it from this; a late network duplicate gets an answer it ignores.
+            // Like every repeat below, answered at its first segment only (SPEC.md 5.1).
             st.duplicates++;
-            refuse(pi, q.txn, ErrorCode::kStale, msg.header.priority);
+            if (q.offset == 0) refuse(pi, q.txn, ErrorCode::kStale, msg.header.priority);
             return;
         }
 #endif  // the planted bug (tests only) runs a duplicate of a finished request again
@@ -1212,6 +1213,9 @@ struct E {
                 return;
             }
             st.duplicates++;
+            // A client repeats a request from its first segment (offset 0), so answering that
+            // one answers the repetition once, not once per segment of its window (SPEC.md 5.1).
+            if (q.offset != 0) return;
             if (r->state == ReqState::kReplying && !r->reply_heard) {
                 r->tx_reply = true;  // the reply was lost: send it again now
                 r->tx_offset = 0;
@@ -1346,10 +1350,14 @@ struct E {
         const wire::Reply& y = msg.reply;
         Send* s = find_send(pi, y.txn);
         if (!s || s->is_pulse) {
-            // Finished here already: our acknowledgement was lost. Say it again.
-            if (y.error != ErrorCode::kBusy && txn_before(y.txn, p.next_txn))
-                queue_ack(now, p, y.txn, AckKind::kReplyReceived, 0);
-            else st.dropped_unexpected++;
+            // Finished here already: our acknowledgement was lost. Say it again, once per
+            // repetition: a server repeats a reply from its first segment (SPEC.md 5.1).
+            if (y.error != ErrorCode::kBusy && txn_before(y.txn, p.next_txn)) {
+                st.duplicates++;
+                if (y.offset == 0) queue_ack(now, p, y.txn, AckKind::kReplyReceived, 0);
+            } else {
+                st.dropped_unexpected++;
+            }
             return;
         }
         if (s->state == SendState::kClosing) {

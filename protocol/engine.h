@@ -182,7 +182,7 @@ struct Stats {
     uint64_t dropped_control_full = 0;
     uint64_t resets_sent = 0;
     uint64_t retransmissions = 0;
-    uint64_t duplicates = 0;             // duplicate requests/pulses suppressed
+    uint64_t duplicates = 0;             // duplicate requests/pulses/replies suppressed
     uint64_t busy_sent = 0;
     uint64_t eager_trimmed = 0;  // requests announcing more eager bytes than eager_bytes_max
     uint64_t requests_delivered = 0;

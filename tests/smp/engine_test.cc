@@ -45,6 +45,19 @@ struct Wire {
     std::function<void(const Box& from, const wire::Message& m)> before_deliver;
     // A packet it says true for is lost.
     std::function<bool(const Box& from, const wire::Message& m)> lose;
+    // A packet it says true for is held, as by a receiver that does not run for a while. Once
+    // release() is called, run() hands the held packets to their receiver one per round, each
+    // answered before the next is taken in (as the kernel's bridge transmits after each
+    // datagram), with no time passing: a node catching up on what waited in its ring.
+    std::function<bool(const Box& from, const wire::Message& m)> hold;
+    struct Held {
+        Box* to;
+        uint32_t src, dst;
+        std::vector<uint8_t> bytes;
+    };
+    std::deque<Held> held;
+    bool releasing = false;
+    void release() { releasing = true; }
 
     // Moves packets and time until nothing is left to do or `until` says stop.
     void run(const std::function<bool()>& until, Instant limit = 60'000'000) {
@@ -52,6 +65,13 @@ struct Wire {
         int idle = 0;
         for (int guard = 0; guard < 10'000'000; guard++) {
             bool any = false;
+            if (releasing && !held.empty()) {
+                const Held h = held.front();
+                held.pop_front();
+                h.to->engine->handle_datagram(now, h.src, h.dst, h.bytes.data(), h.bytes.size());
+                any = true;
+            }
+            if (held.empty()) releasing = false;
             for (Box* from : {&a, &b}) {
                 Box* to = from == &a ? &b : &a;
                 if (from == &b && b_dead) continue;
@@ -68,8 +88,14 @@ struct Wire {
                     if (getenv("SMP_TRACE"))
                         printf("%llu %s txn=%u flags=%x ack=%u\n", (unsigned long long)now, wire::type_name(m.header.type),
                                m.request.txn, m.header.flags, m.header.ack), printf("  probe seq %u bytes %u len %u\n", m.probe.seq, m.probe.probe_bytes, m.header.length);
-                    if (!(to == &b && b_dead) && !(lose && lose(*from, m)))
+                    if ((to == &b && b_dead) || (lose && lose(*from, m))) {
+                        // lost
+                    } else if (hold && hold(*from, m)) {
+                        held.push_back(Held{to, from->config.local_ipv4, t.dst_ipv4,
+                                            std::vector<uint8_t>(buf, buf + t.bytes)});
+                    } else {
                         to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
+                    }
                 }
                 while (from->engine->poll_event(ev)) from->events.push_back(ev);
             }
@@ -509,6 +535,153 @@ TEST(Engine, AfterAPullOnlyTheReplyHeaderIsSentAgain) {
     EXPECT_EQ(b.engine->stats().retransmissions, before + 2);
     EXPECT_EQ(replies_after, 2u);  // one segment each (the eager part is 6 segments)
     w.lose = nullptr;
+    w.run(nullptr);
+    EXPECT_TRUE(b.engine->quiescent());
+}
+
+// What a request of `bytes` (one eager window) counts in REQUEST segments on this wire.
+size_t request_segments(AtTheRtoFloor& f, size_t bytes) {
+    size_t n = 0;
+    f.w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &f.a && m.header.type == wire::Type::kRequest) ++n;
+    };
+    std::vector<uint8_t> msg(bytes, 1), rep(64);
+    EXPECT_EQ(echo_send(f.w, f.a, f.b, f.echo, f.peer, msg, rep).error, ErrorCode::kOk);
+    f.w.before_deliver = nullptr;
+    return n;
+}
+
+// SPEC 5.1: a client that times out repeats its whole eager window; a server still serving the
+// request acknowledges the repetition once (at its first segment), not once per segment. Here
+// the server stalls: its acknowledgement is lost and the repeated window waits in its ring.
+// Before, every segment drew an ACK packet of its own (the demo's 4 MiB call, after node1 was
+// silent for 5.5 ms: 47 segments, 47 ACKs).
+TEST(Engine, ARepeatedRequestWindowIsAcknowledgedOnce) {
+    AtTheRtoFloor f;
+    Box& a = f.a;
+    Box& b = f.b;
+    Wire& w = f.w;
+    const size_t segments = request_segments(f, a.config.eager_bytes_max);
+    ASSERT_GE(segments, 4u);
+    std::vector<uint8_t> msg(a.config.eager_bytes_max, 3), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    const uint64_t before = a.engine->stats().retransmissions;
+    const uint64_t dups = b.engine->stats().duplicates;
+    w.lose = [&](const Box& from, const wire::Message&) { return &from == &b; };  // b stalls
+    w.hold = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kRequest;
+    };
+    w.run([&] { return a.engine->stats().retransmissions > before; });
+    w.run([] { return false; }, w.now);  // the rest of the repeated window, at that instant
+    ASSERT_EQ(a.engine->stats().retransmissions, before + 1);
+    ASSERT_EQ(w.held.size(), segments);
+    size_t acks = 0;
+    w.lose = nullptr;
+    w.hold = nullptr;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kAck) ++acks;
+    };
+    w.release();
+    w.run([] { return false; }, w.now);
+    EXPECT_EQ(b.engine->stats().duplicates, dups + segments);
+    EXPECT_EQ(acks, 1u);
+    w.before_deliver = nullptr;
+    ConstBytes none{nullptr, 0};
+    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&none, 1}), ErrorCode::kOk);
+    Event done;
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+}
+
+// The same when the reply was lost: the repeated window draws the reply once, not once per
+// segment (each one restarted the reply's eager part from its first byte).
+TEST(Engine, ARepeatedRequestWindowDrawsTheLostReplyOnce) {
+    AtTheRtoFloor f;
+    Box& a = f.a;
+    Box& b = f.b;
+    Wire& w = f.w;
+    const size_t segments = request_segments(f, a.config.eager_bytes_max);
+    ASSERT_GE(segments, 4u);
+    std::vector<uint8_t> msg(a.config.eager_bytes_max, 3), rep(64), answer(64, 8);
+    ConstBytes mp{msg.data(), msg.size()}, ap{answer.data(), answer.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    const uint64_t before = a.engine->stats().retransmissions;
+    w.lose = [&](const Box& from, const wire::Message& m) {
+        return &from == &b && m.header.type == wire::Type::kReply;  // the reply is lost
+    };
+    w.hold = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kRequest && a.engine->stats().retransmissions > before;
+    };
+    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&ap, 1}), ErrorCode::kOk);
+    w.run([&] { return a.engine->stats().retransmissions > before; });
+    w.run([] { return false; }, w.now);
+    ASSERT_EQ(w.held.size(), segments);
+    size_t replies = 0;
+    w.lose = nullptr;
+    w.hold = nullptr;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kReply) ++replies;
+    };
+    w.release();
+    w.run([] { return false; }, w.now);
+    EXPECT_EQ(replies, 1u);
+    w.before_deliver = nullptr;
+    Event done;
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_TRUE(rep == answer);
+}
+
+// The client's side: a reply of several segments sent again (the client's acknowledgement was
+// lost) draws one acknowledgement, not one per segment.
+TEST(Engine, ARepeatedReplyWindowIsAcknowledgedOnce) {
+    AtTheRtoFloor f;
+    Box& a = f.a;
+    Box& b = f.b;
+    Wire& w = f.w;
+    std::vector<uint8_t> msg(64, 1), rep(b.config.eager_bytes_max), big(b.config.eager_bytes_max, 9);
+    ConstBytes mp{msg.data(), msg.size()}, bp{big.data(), big.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event req, done;
+    w.run([&] { return take(b, EventType::kRequest, req); });
+    size_t segments = 0;
+    bool finished = false;
+    w.lose = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kAck;  // a's acknowledgements are lost
+    };
+    w.hold = [&](const Box& from, const wire::Message& m) {
+        if (&from != &b || m.header.type != wire::Type::kReply) return false;
+        if (!finished) ++segments;
+        return finished;
+    };
+    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&bp, 1}), ErrorCode::kOk);
+    w.run([&] { return take(a, EventType::kSendDone, done); });
+    ASSERT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_TRUE(rep == big);
+    ASSERT_GE(segments, 4u);
+    finished = true;
+    const uint64_t before = b.engine->stats().retransmissions;
+    w.run([&] { return b.engine->stats().retransmissions > before; });
+    w.run([] { return false; }, w.now);
+    ASSERT_EQ(w.held.size(), segments);
+    size_t acks = 0;
+    w.lose = nullptr;
+    w.hold = nullptr;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &a && m.header.type == wire::Type::kAck) ++acks;
+    };
+    w.release();
+    w.run([] { return false; }, w.now);
+    EXPECT_EQ(acks, 1u);
+    w.before_deliver = nullptr;
     w.run(nullptr);
     EXPECT_TRUE(b.engine->quiescent());
 }
