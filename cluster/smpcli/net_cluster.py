@@ -232,7 +232,13 @@ def qemu_command(state, node, image, nic, memory_mb):
     if state.get("extra_append"):
         append += " " + state["extra_append"]  # e.g. services=echo,kv (./smp up --append)
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
-           "-display", "none", "-m", str(memory_mb), "-kernel", image,
+           "-display", "none", "-m", str(memory_mb),
+           # Guest RAM backed before boot: otherwise the host backs each page on the guest's
+           # first write, and on this host (itself a VM, transparent huge pages) a first touch
+           # of fresh memory stalled the node for 6-9 ms (the echo service's first 4 MiB
+           # buffer), long enough for its peers to time out and send a whole window again.
+           "-mem-prealloc",
+           "-kernel", image,
            "-append", append,
            "-chardev", f"socket,id=con,path={os.path.join(d, name + '.sock')},server=on,wait=off,"
                        f"logfile={os.path.join(d, name + '.log')}",
