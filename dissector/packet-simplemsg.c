@@ -60,7 +60,7 @@ enum {
 #define SMP_TYPE_MAX 14
 
 /* Fixed body sizes after the header. */
-#define SMP_HELLO_BYTES             16
+#define SMP_HELLO_BYTES             20
 #define SMP_REQUEST_FIXED_BYTES     32
 #define SMP_REPLY_FIXED_BYTES       24
 #define SMP_PULL_FIXED_BYTES        8
@@ -177,6 +177,7 @@ static int hf_smp_window_txns = -1;
 static int hf_smp_mtu = -1;
 static int hf_smp_message_bytes_max = -1;
 static int hf_smp_nonce = -1;
+static int hf_smp_eager_bytes_max = -1;
 
 static int hf_smp_txn = -1;
 static int hf_smp_txn_low = -1;
@@ -1065,6 +1066,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         col_append_fstr(pinfo->cinfo, COL_INFO, " mtu %u", v);
         proto_tree_add_item(tree, hf_smp_message_bytes_max, tvb, b + 8, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_nonce, tvb, b + 12, 4, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_eager_bytes_max, tvb, b + 16, 4, ENC_BIG_ENDIAN);
         break;
     case SMP_REQUEST:
         if (have < SMP_REQUEST_FIXED_BYTES) return;
@@ -1535,6 +1537,9 @@ proto_register_simplemsg(void)
             BASE_DEC|BASE_UNIT_STRING, &units_byte_bytes, 0x0, NULL, HFILL }},
         { &hf_smp_nonce, { "Nonce", "simplemsg.nonce", FT_UINT32, BASE_HEX_DEC, NULL, 0x0,
             NULL, HFILL }},
+        { &hf_smp_eager_bytes_max, { "Largest eager part", "simplemsg.eager_bytes_max", FT_UINT32,
+            BASE_DEC|BASE_UNIT_STRING, &units_byte_bytes, 0x0,
+            "Most eager bytes of one request the sender keeps; the rest is pulled", HFILL }},
 
         /* Transactions */
         { &hf_smp_txn, { "Transaction", "simplemsg.txn", FT_UINT32, BASE_DEC, NULL, 0x0,

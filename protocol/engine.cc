@@ -190,9 +190,9 @@ struct Req {
     uint16_t peer = 0;
     uint16_t next_free = 0;
     uint32_t txn = 0, channel = 0, total = 0, eager = 0, reply_max = 0, deadline_wire = 0;
-    // What the client announced as eager. `eager` (what we keep) may be less: a sender does not
-    // know our eager limit (HELLO does not carry it), so the excess is pulled like a large
-    // message's tail (SPEC.md 5.3).
+    // What the client announced as eager. `eager` (what we keep) may be less if the client did
+    // not keep to the limit our HELLO gave: the excess is pulled like a large message's tail
+    // (SPEC.md 5.3).
     uint32_t eager_wire = 0;
     uint8_t priority = 0;
     Instant deadline = kNever;
@@ -227,6 +227,7 @@ struct Peer {
     uint32_t next_txn = 1;
     bool credit_known = false;
     uint32_t credit_bytes = 0, credit_txns = 0, peer_message_max = 0;
+    uint32_t peer_eager_max = 0;  // the largest eager part it keeps (its HELLO): we send no more
     uint32_t out_bytes = 0, out_txns = 0;
     // path
     uint16_t peer_mtu = wire::kMtuMin, mtu = wire::kMtuMin;
@@ -875,7 +876,9 @@ struct E {
         for (size_t i = 0; i < m.sends_hi; i++) {
             Send& s = m.sends[i];
             if (s.state != SendState::kWaiting || s.peer != pi || s.txn) continue;
-            uint32_t eager = s.is_pulse ? 0 : min_u(min_u(s.total, c.eager_bytes_max), p.credit_bytes);
+            uint32_t eager = s.is_pulse ? 0
+                                        : min_u(min_u(s.total, c.eager_bytes_max),
+                                                min_u(p.peer_eager_max, p.credit_bytes));
             // The oldest outstanding txn bounds the server's window (SPEC.md 5.2).
             uint32_t low = txn_low(pi);
             if (p.out_txns >= p.credit_txns || txn_dist(low, p.next_txn) >= p.credit_txns ||
@@ -1230,9 +1233,10 @@ struct E {
             refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);  // outside the granted window
             return;
         }
-        // More eager bytes than our limit is not an error: keep the first eager_bytes_max and pull
-        // the rest when the application reads, as if the client had announced less. Refusing
-        // (BUSY) would repeat forever: the client cannot learn our limit.
+        // More eager bytes than our limit (our HELLO gave it; a client that ignores it) is not
+        // an error: keep the first eager_bytes_max and pull the rest when the application
+        // reads, as if the client had announced less (SPEC.md 5.3). Refusing (BUSY) would
+        // repeat forever if the client cannot honour the limit.
         uint32_t keep = min_u(q.eager_bytes, c.eager_bytes_max);
         if (p.pool_bytes + keep > c.window_bytes) {
             refuse(pi, q.txn, ErrorCode::kBusy, msg.header.priority);
@@ -1589,6 +1593,7 @@ struct E {
         p.credit_txns = h.window_txns > kTxnWindowMax ? kTxnWindowMax : h.window_txns;
         p.peer_mtu = h.mtu;
         p.peer_message_max = h.message_bytes_max;
+        p.peer_eager_max = h.eager_bytes_max;
         p.credit_known = true;
         if (msg.header.type == Type::kHello) {
             Message ack;
@@ -1596,7 +1601,7 @@ struct E {
             ack.header.dst_endpoint = p.endpoint;
             ack.header.dst_incarnation = p.incarnation;
             ack.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
-                                    h.nonce};
+                                    h.nonce, c.eager_bytes_max};
             queue_control(p.ipv4, ack);
         } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce &&
                    p.hello_tries == 1) {
@@ -2091,7 +2096,7 @@ Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
     if (p.state == PeerState::kConnecting && p.hello_due && p.hello_at <= now) {
         msg.header.type = Type::kHello;
         msg.hello = wire::Hello{e.c.window_bytes, e.c.window_txns, e.c.mtu_max,
-                                e.c.message_bytes_max, p.hello_nonce};
+                                e.c.message_bytes_max, p.hello_nonce, e.c.eager_bytes_max};
         p.hello_tries++;
         p.hello_sent_at = now;
         uint64_t wait = uint64_t(p.rto_us) << (p.hello_tries < 5 ? p.hello_tries - 1 : 4);

@@ -10,7 +10,7 @@ static_assert(kVersion == 1, "SPEC 3.1: version 1");
 static_assert(kHeaderBytes == 32, "SPEC 3.1: 32-byte header");
 static_assert(kMacBytes == 16, "SPEC 3.4: 16-byte MAC trailer");
 static_assert(kMessageBytesMax == 16u * 1024 * 1024, "SPEC 5.3: 16 MiB message maximum");
-static_assert(kHelloBytes == 16 && kRequestFixedBytes == 32 && kReplyFixedBytes == 24, "SPEC 4");
+static_assert(kHelloBytes == 20 && kRequestFixedBytes == 32 && kReplyFixedBytes == 24, "SPEC 4");
 static_assert(kPullFixedBytes == 8 && kDataFixedBytes == 12 && kAckFixedBytes == 4, "SPEC 4");
 static_assert(kCancelBytes == 8 && kPulseBytes == 20 && kProbeFixedBytes == 8, "SPEC 4");
 static_assert(kProbeAckBytes == 8 && kResetBytes == 16 && kNameFixedBytes == 12, "SPEC 4");
@@ -328,6 +328,7 @@ void encode_body(const Message& m, uint8_t* b) {
             store16(b + 6, m.hello.mtu);
             store32(b + 8, m.hello.message_bytes_max);
             store32(b + 12, m.hello.nonce);
+            store32(b + 16, m.hello.eager_bytes_max);
             break;
         case Type::kRequest:
             store32(b, m.request.txn);
@@ -471,6 +472,7 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             m.hello.mtu = load16(b + 6);
             m.hello.message_bytes_max = load32(b + 8);
             m.hello.nonce = load32(b + 12);
+            m.hello.eager_bytes_max = load32(b + 16);
             if (m.hello.mtu < kMtuMin) return DecodeError::kBadField;
             return DecodeError::kOk;
         case Type::kRequest: {

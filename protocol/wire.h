@@ -151,6 +151,7 @@ struct Hello {  // HELLO and HELLO_ACK
     uint16_t mtu;                // largest IP packet the sender can receive
     uint32_t message_bytes_max;  // largest message the sender accepts
     uint32_t nonce;              // HELLO: random; HELLO_ACK: echoes the HELLO's
+    uint32_t eager_bytes_max;    // largest eager part of a request the sender keeps
 };
 
 struct Request {
@@ -257,7 +258,7 @@ struct Message {
 };
 
 // Fixed body sizes (after the header), SPEC.md section 4.
-constexpr size_t kHelloBytes = 16;
+constexpr size_t kHelloBytes = 20;
 constexpr size_t kRequestFixedBytes = 32;
 constexpr size_t kReplyFixedBytes = 24;
 constexpr size_t kPullFixedBytes = 8;       // + 8 per range

@@ -1180,12 +1180,9 @@ void init() {
     smp::Config& c = g.config;
     c.local_ipv4 = node.ip;
     c.local_endpoint = 0;
-    // A peer sends min(its own eager_bytes_max, the window we grant) eagerly; the engine keeps
-    // what fits OUR eager_bytes_max and pulls the rest, so a smaller limit here costs a PULL
-    // round trip and resent bytes, never a refusal. FIXME: the HELLO does not advertise the
-    // limit, so a peer cannot trim its eager flight to it (a wire change; SPEC.md section 6).
-    // Linux peers (libsmp) send up to 64 KiB eagerly: accept everything the window allows.
-    // A 64 KiB window (SPEC default 32 KiB) lets a 64 KiB message go whole in its first flight,
+    // A peer sends min(its own eager_bytes_max, ours (our HELLO gives it), the window we grant)
+    // eagerly and the rest is pulled (SPEC.md 5.3). Linux peers (libsmp) send up to 64 KiB
+    // eagerly: accept everything the window allows. A 64 KiB window (SPEC default 32 KiB) lets a 64 KiB message go whole in its first flight,
     // no PULL round trip for it or for its reply. Memory: the pool bound (pool_bytes, 256 KiB)
     // is unchanged, so 4 peers at full window fill it (others wait at home for credit); the
     // bridge's per-record eager copies grow to requests_max x 64 KiB = 16 MiB of a 128 MiB node.

@@ -150,7 +150,11 @@ def tshark_fields(opts, capture, fields, extra=()):
         args += ["-e", name]
     _, out, err = tshark(opts, args)
     rows = []
-    for line in out.splitlines():
+    # Lines end at "\n" only: splitlines() also splits at \x1c-\x1e, \x85 and the like, which a
+    # damaged packet's name field may hold.
+    for line in out.split("\n"):
+        if not line:
+            continue
         cells = line.split("\t")
         cells += [""] * (len(fields) + 1 - len(cells))
         rows.append(dict(zip(["frame.number", *fields], cells)))

@@ -161,7 +161,7 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
         case Type::kHello:
         case Type::kHelloAck:
             m.hello = Hello{r.u32(), uint16_t(r.below(65)), uint16_t(r.range(kMtuMin, 65535)),
-                            r.range(0, kMessageBytesMax), r.u32()};
+                            r.range(0, kMessageBytesMax), r.u32(), r.range(0, kMessageBytesMax)};
             break;
         case Type::kRequest: {
             Request& q = m.request;
@@ -289,6 +289,7 @@ void describe(const Message& m, const uint8_t* pkt, Json& j) {
             j.add("simplemsg.mtu", m.hello.mtu);
             j.add("simplemsg.message_bytes_max", m.hello.message_bytes_max);
             j.add("simplemsg.nonce", m.hello.nonce);
+            j.add("simplemsg.eager_bytes_max", m.hello.eager_bytes_max);
             break;
         case Type::kRequest:
             j.add("simplemsg.txn", m.request.txn);
@@ -440,7 +441,7 @@ int window_capture(const char* path) {
     };
     Message m;
     header(m, Type::kHello, false);                       // 1: B grants A 4 transactions
-    m.hello = Hello{32768, 4, 1500, kMessageBytesMax, 77};
+    m.hello = Hello{32768, 4, 1500, kMessageBytesMax, 77, 8192};
     emit(m, false, ip_id++);
     auto request = [&](uint32_t txn, uint32_t low) {
         header(m, Type::kRequest, true);

@@ -43,6 +43,8 @@ struct Wire {
     std::vector<wire::Type> types;
     // Called with each packet before it is delivered (may move `now`: a packet held up).
     std::function<void(const Box& from, const wire::Message& m)> before_deliver;
+    // May change a packet without payload in flight (true: it did): a peer of another making.
+    std::function<bool(const Box& from, wire::Message& m)> rewrite;
     // A packet it says true for is lost.
     std::function<bool(const Box& from, const wire::Message& m)> lose;
     // A packet it says true for is held, as by a receiver that does not run for a while. Once
@@ -83,6 +85,8 @@ struct Wire {
                     packets++;
                     wire::Message m;
                     wire::decode(buf, t.bytes, from->config.local_ipv4, t.dst_ipv4, m);
+                    if (rewrite && rewrite(*from, m))
+                        t.bytes = wire::encode(m, from->config.local_ipv4, t.dst_ipv4, buf, sizeof buf);
                     types.push_back(m.header.type);
                     if (before_deliver) before_deliver(*from, m);
                     if (getenv("SMP_TRACE"))
@@ -996,10 +1000,12 @@ TEST(Engine, GarbageIsCountedNotTrusted) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
-// HELLO does not carry eager_bytes_max: a sender with a larger limit (64 KiB, capped by the 32 KiB
-// window the receiver grants) announces more eager bytes than an 8 KiB receiver keeps. The
-// receiver keeps 8 KiB and pulls the rest (SPEC.md 5.3); it never answers BUSY for it.
-TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) {
+// A sender with a larger eager limit (64 KiB, capped by the 32 KiB window the receiver grants)
+// toward an 8 KiB receiver (SPEC.md 5.3). The receiver's HELLO gives its limit and the sender
+// keeps to it: nothing to trim. A sender that ignores the limit (here b's HELLO_ACK is
+// rewritten on the way to say 64 KiB) announces more: the receiver keeps 8 KiB and pulls the
+// rest; it never answers BUSY for it. Before HELLO carried the limit, every sender did that.
+void eager_limits(bool limit_heard) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     a.config.eager_bytes_max = 64 * 1024;
     a.config.window_bytes = 64 * 1024;  // check_config: eager_bytes_max <= window_bytes
@@ -1011,6 +1017,14 @@ TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) {
     Echo echo{b};
     PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
     uint64_t trimmed_expected = 0;
+    uint32_t announced_max = 0;
+    w.rewrite = [&](const Box& from, wire::Message& m) {
+        if (&from == &a && m.header.type == wire::Type::kRequest)
+            announced_max = std::max(announced_max, m.request.eager_bytes);
+        if (limit_heard || &from != &b || m.header.type != wire::Type::kHelloAck) return false;
+        m.hello.eager_bytes_max = 64 * 1024;
+        return true;
+    };
     for (uint32_t size : {0u, 8u * 1024, 20u * 1024, 32u * 1024, 1024u * 1024}) {
         std::vector<uint8_t> msg(size), rep(size + 1, 0xEE);
         for (size_t i = 0; i < msg.size(); i++) msg[i] = uint8_t((i + size) * 2654435761u >> 24);
@@ -1035,16 +1049,20 @@ TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) {
         // interleaving makes the reply's puller NACK once for 20 KiB and up, with equal eager
         // limits too.)
         EXPECT_EQ(b.engine->stats().duplicates, 0u) << size;
-        // The sender announced min(size, 64 KiB, 32 KiB credit); more than 8 KiB is trimmed.
-        if (std::min(size, 32u * 1024) > b.config.eager_bytes_max) trimmed_expected++;
+        // Told the limit, the sender announced min(size, 8 KiB); otherwise min(size, 64 KiB,
+        // 32 KiB credit), and more than 8 KiB is trimmed.
+        if (!limit_heard && std::min(size, 32u * 1024) > b.config.eager_bytes_max) trimmed_expected++;
         EXPECT_EQ(b.engine->stats().eager_trimmed, trimmed_expected) << size;
     }
+    EXPECT_EQ(announced_max, limit_heard ? b.config.eager_bytes_max : 32u * 1024);
     // The receiver's pool never held more than its own eager limit for this one-at-a-time client.
     EXPECT_LE(b.engine->stats().pool_bytes_high, b.config.eager_bytes_max + b.config.pool_block_bytes);
     w.run(nullptr);
     EXPECT_TRUE(a.engine->quiescent());
     EXPECT_TRUE(b.engine->quiescent());
 }
+TEST(Engine, ASenderKeepsToTheEagerLimitOfTheReceiversHello) { eager_limits(true); }
+TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) { eager_limits(false); }
 
 }  // namespace
 

@@ -137,8 +137,8 @@ public:
     double loss_ = 0, dup_ = 0;
     uint64_t jitter_ = 0;
     int mtu_ = 1500;
-    // Odd nodes use a 32 KiB eager limit against the others' 8 KiB (HELLO does not carry it:
-    // SPEC.md 5.3). Taken from the seed, not the random stream, so other seeds draw as before.
+    // Odd nodes use a 32 KiB eager limit against the others' 8 KiB (each HELLO gives it and
+    // clients keep to the server's: SPEC.md 5.3). Taken from the seed, not the random stream, so other seeds draw as before.
     bool mixed_eager_ = false;
     uint32_t first_txn_ = 1;  // 1 seed in 3 starts every peer's numbering just below the wrap
     Mode mode_ = Mode::kPlain;

@@ -30,10 +30,10 @@ std::vector<Message> every_type(const std::vector<uint8_t>& payload, ConstBytes&
     part = ConstBytes{payload.data(), payload.size()};
     std::vector<Message> all;
     Message m = base(Type::kHello);
-    m.hello = Hello{1000, 16, 1500, 1 << 20, 42};
+    m.hello = Hello{1000, 16, 1500, 1 << 20, 42, 8192};
     all.push_back(m);
     m = base(Type::kHelloAck);
-    m.hello = Hello{2000, 8, 1280, 1 << 24, 42};
+    m.hello = Hello{2000, 8, 1280, 1 << 24, 42, 0};
     all.push_back(m);
     m = base(Type::kRequest);
     m.request = Request{5, 3, 7, 5000, 100, 0, 64, 123456};
