@@ -555,6 +555,48 @@ size_t request_segments(AtTheRtoFloor& f, size_t bytes) {
     return n;
 }
 
+// A call of one eager window (eager_bytes_max bytes) from a to b, run until b has the request
+// (`req`); `segments` is how many REQUEST segments such a window takes. The engine borrows the
+// buffers and their parts: the object outlives the call.
+struct OneWindowCall {
+    std::vector<uint8_t> msg, rep;
+    ConstBytes mp{};
+    MutableBytes rp{};
+    size_t segments = 0;
+    Event req;
+    explicit OneWindowCall(AtTheRtoFloor& f) : msg(f.a.config.eager_bytes_max, 3), rep(64) {
+        segments = request_segments(f, msg.size());
+        EXPECT_GE(segments, 4u);
+        mp = ConstBytes{msg.data(), msg.size()};
+        rp = MutableBytes{rep.data(), rep.size()};
+        EXPECT_TRUE(f.a.engine->start_send(f.w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        f.w.run([&] { return take(f.b, EventType::kRequest, req); });
+    }
+    OneWindowCall(const OneWindowCall&) = delete;
+    OneWindowCall& operator=(const OneWindowCall&) = delete;
+};
+
+// The sender times out and repeats a window, whose segments `w.hold` keeps (the receiver
+// stalls); then the receiver takes them in one by one. Returns how many packets of `type` the
+// receiver sent meanwhile; `repeated` is how many segments were held.
+size_t answers_to_a_repeat(Wire& w, Box& sender, Box& receiver, wire::Type type, size_t& repeated) {
+    const uint64_t before = sender.engine->stats().retransmissions;
+    w.run([&] { return sender.engine->stats().retransmissions > before; });
+    w.run([] { return false; }, w.now);  // the rest of the repeated window, at that instant
+    EXPECT_EQ(sender.engine->stats().retransmissions, before + 1);
+    repeated = w.held.size();
+    size_t answers = 0;
+    w.lose = nullptr;
+    w.hold = nullptr;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &receiver && m.header.type == type) ++answers;
+    };
+    w.release();
+    w.run([] { return false; }, w.now);
+    w.before_deliver = nullptr;
+    return answers;
+}
+
 // SPEC 5.1: a client that times out repeats its whole eager window; a server still serving the
 // request acknowledges the repetition once (at its first segment), not once per segment. Here
 // the server stalls: its acknowledgement is lost and the repeated window waits in its ring.
@@ -565,35 +607,18 @@ TEST(Engine, ARepeatedRequestWindowIsAcknowledgedOnce) {
     Box& a = f.a;
     Box& b = f.b;
     Wire& w = f.w;
-    const size_t segments = request_segments(f, a.config.eager_bytes_max);
-    ASSERT_GE(segments, 4u);
-    std::vector<uint8_t> msg(a.config.eager_bytes_max, 3), rep(64);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a.engine->start_send(w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    Event req;
-    w.run([&] { return take(b, EventType::kRequest, req); });
-    const uint64_t before = a.engine->stats().retransmissions;
+    const OneWindowCall call(f);
+    const Event& req = call.req;
+    const size_t segments = call.segments;
     const uint64_t dups = b.engine->stats().duplicates;
     w.lose = [&](const Box& from, const wire::Message&) { return &from == &b; };  // b stalls
     w.hold = [&](const Box& from, const wire::Message& m) {
         return &from == &a && m.header.type == wire::Type::kRequest;
     };
-    w.run([&] { return a.engine->stats().retransmissions > before; });
-    w.run([] { return false; }, w.now);  // the rest of the repeated window, at that instant
-    ASSERT_EQ(a.engine->stats().retransmissions, before + 1);
-    ASSERT_EQ(w.held.size(), segments);
-    size_t acks = 0;
-    w.lose = nullptr;
-    w.hold = nullptr;
-    w.before_deliver = [&](const Box& from, const wire::Message& m) {
-        if (&from == &b && m.header.type == wire::Type::kAck) ++acks;
-    };
-    w.release();
-    w.run([] { return false; }, w.now);
+    size_t repeated = 0;
+    EXPECT_EQ(answers_to_a_repeat(w, a, b, wire::Type::kAck, repeated), 1u);
+    EXPECT_EQ(repeated, segments);
     EXPECT_EQ(b.engine->stats().duplicates, dups + segments);
-    EXPECT_EQ(acks, 1u);
-    w.before_deliver = nullptr;
     ConstBytes none{nullptr, 0};
     ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&none, 1}), ErrorCode::kOk);
     Event done;
@@ -608,39 +633,25 @@ TEST(Engine, ARepeatedRequestWindowDrawsTheLostReplyOnce) {
     Box& a = f.a;
     Box& b = f.b;
     Wire& w = f.w;
-    const size_t segments = request_segments(f, a.config.eager_bytes_max);
-    ASSERT_GE(segments, 4u);
-    std::vector<uint8_t> msg(a.config.eager_bytes_max, 3), rep(64), answer(64, 8);
-    ConstBytes mp{msg.data(), msg.size()}, ap{answer.data(), answer.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a.engine->start_send(w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    Event req;
-    w.run([&] { return take(b, EventType::kRequest, req); });
-    const uint64_t before = a.engine->stats().retransmissions;
+    const OneWindowCall call(f);
+    const Event& req = call.req;
+    const size_t segments = call.segments;
+    std::vector<uint8_t> answer(64, 8);
+    ConstBytes ap{answer.data(), answer.size()};
     w.lose = [&](const Box& from, const wire::Message& m) {
         return &from == &b && m.header.type == wire::Type::kReply;  // the reply is lost
     };
     w.hold = [&](const Box& from, const wire::Message& m) {
-        return &from == &a && m.header.type == wire::Type::kRequest && a.engine->stats().retransmissions > before;
+        return &from == &a && m.header.type == wire::Type::kRequest;
     };
     ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&ap, 1}), ErrorCode::kOk);
-    w.run([&] { return a.engine->stats().retransmissions > before; });
-    w.run([] { return false; }, w.now);
-    ASSERT_EQ(w.held.size(), segments);
-    size_t replies = 0;
-    w.lose = nullptr;
-    w.hold = nullptr;
-    w.before_deliver = [&](const Box& from, const wire::Message& m) {
-        if (&from == &b && m.header.type == wire::Type::kReply) ++replies;
-    };
-    w.release();
-    w.run([] { return false; }, w.now);
-    EXPECT_EQ(replies, 1u);
-    w.before_deliver = nullptr;
+    size_t repeated = 0;
+    EXPECT_EQ(answers_to_a_repeat(w, a, b, wire::Type::kReply, repeated), 1u);
+    EXPECT_EQ(repeated, segments);
     Event done;
     w.run([&] { return take(a, EventType::kSendDone, done); });
     EXPECT_EQ(done.error, ErrorCode::kOk);
-    EXPECT_TRUE(rep == answer);
+    EXPECT_TRUE(call.rep == answer);
 }
 
 // The client's side: a reply of several segments sent again (the client's acknowledgement was
@@ -672,20 +683,9 @@ TEST(Engine, ARepeatedReplyWindowIsAcknowledgedOnce) {
     EXPECT_TRUE(rep == big);
     ASSERT_GE(segments, 4u);
     finished = true;
-    const uint64_t before = b.engine->stats().retransmissions;
-    w.run([&] { return b.engine->stats().retransmissions > before; });
-    w.run([] { return false; }, w.now);
-    ASSERT_EQ(w.held.size(), segments);
-    size_t acks = 0;
-    w.lose = nullptr;
-    w.hold = nullptr;
-    w.before_deliver = [&](const Box& from, const wire::Message& m) {
-        if (&from == &a && m.header.type == wire::Type::kAck) ++acks;
-    };
-    w.release();
-    w.run([] { return false; }, w.now);
-    EXPECT_EQ(acks, 1u);
-    w.before_deliver = nullptr;
+    size_t repeated = 0;
+    EXPECT_EQ(answers_to_a_repeat(w, b, a, wire::Type::kAck, repeated), 1u);
+    EXPECT_EQ(repeated, segments);
     w.run(nullptr);
     EXPECT_TRUE(b.engine->quiescent());
 }
