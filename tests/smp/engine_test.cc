@@ -556,8 +556,9 @@ size_t request_segments(AtTheRtoFloor& f, size_t bytes) {
 }
 
 // A call of one eager window (eager_bytes_max bytes) from a to b, run until b has the request
-// (`req`); `segments` is how many REQUEST segments such a window takes. The engine borrows the
-// buffers and their parts: the object outlives the call.
+// (`req`); `segments` is how many REQUEST segments such a window takes. From then on the wire
+// holds a's REQUEST segments (only repeats are left to send). The engine borrows the buffers and
+// their parts: the object outlives the call.
 struct OneWindowCall {
     std::vector<uint8_t> msg, rep;
     ConstBytes mp{};
@@ -571,6 +572,9 @@ struct OneWindowCall {
         rp = MutableBytes{rep.data(), rep.size()};
         EXPECT_TRUE(f.a.engine->start_send(f.w.now, f.peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
         f.w.run([&] { return take(f.b, EventType::kRequest, req); });
+        f.w.hold = [&f](const Box& from, const wire::Message& m) {
+            return &from == &f.a && m.header.type == wire::Type::kRequest;
+        };
     }
     OneWindowCall(const OneWindowCall&) = delete;
     OneWindowCall& operator=(const OneWindowCall&) = delete;
@@ -604,25 +608,17 @@ size_t answers_to_a_repeat(Wire& w, Box& sender, Box& receiver, wire::Type type,
 // silent for 5.5 ms: 47 segments, 47 ACKs).
 TEST(Engine, ARepeatedRequestWindowIsAcknowledgedOnce) {
     AtTheRtoFloor f;
-    Box& a = f.a;
-    Box& b = f.b;
-    Wire& w = f.w;
     const OneWindowCall call(f);
-    const Event& req = call.req;
-    const size_t segments = call.segments;
-    const uint64_t dups = b.engine->stats().duplicates;
-    w.lose = [&](const Box& from, const wire::Message&) { return &from == &b; };  // b stalls
-    w.hold = [&](const Box& from, const wire::Message& m) {
-        return &from == &a && m.header.type == wire::Type::kRequest;
-    };
+    const uint64_t dups = f.b.engine->stats().duplicates;
+    f.w.lose = [&](const Box& from, const wire::Message&) { return &from == &f.b; };  // b stalls
     size_t repeated = 0;
-    EXPECT_EQ(answers_to_a_repeat(w, a, b, wire::Type::kAck, repeated), 1u);
-    EXPECT_EQ(repeated, segments);
-    EXPECT_EQ(b.engine->stats().duplicates, dups + segments);
+    EXPECT_EQ(answers_to_a_repeat(f.w, f.a, f.b, wire::Type::kAck, repeated), 1u);
+    EXPECT_EQ(repeated, call.segments);
+    EXPECT_EQ(f.b.engine->stats().duplicates, dups + call.segments);
     ConstBytes none{nullptr, 0};
-    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&none, 1}), ErrorCode::kOk);
+    ASSERT_EQ(f.b.engine->reply(f.w.now, RequestHandle{call.req.handle}, 0, ConstChain{&none, 1}), ErrorCode::kOk);
     Event done;
-    w.run([&] { return take(a, EventType::kSendDone, done); });
+    f.w.run([&] { return take(f.a, EventType::kSendDone, done); });
     EXPECT_EQ(done.error, ErrorCode::kOk);
 }
 
@@ -630,26 +626,18 @@ TEST(Engine, ARepeatedRequestWindowIsAcknowledgedOnce) {
 // segment (each one restarted the reply's eager part from its first byte).
 TEST(Engine, ARepeatedRequestWindowDrawsTheLostReplyOnce) {
     AtTheRtoFloor f;
-    Box& a = f.a;
-    Box& b = f.b;
-    Wire& w = f.w;
     const OneWindowCall call(f);
-    const Event& req = call.req;
-    const size_t segments = call.segments;
     std::vector<uint8_t> answer(64, 8);
     ConstBytes ap{answer.data(), answer.size()};
-    w.lose = [&](const Box& from, const wire::Message& m) {
-        return &from == &b && m.header.type == wire::Type::kReply;  // the reply is lost
+    f.w.lose = [&](const Box& from, const wire::Message& m) {
+        return &from == &f.b && m.header.type == wire::Type::kReply;  // the reply is lost
     };
-    w.hold = [&](const Box& from, const wire::Message& m) {
-        return &from == &a && m.header.type == wire::Type::kRequest;
-    };
-    ASSERT_EQ(b.engine->reply(w.now, RequestHandle{req.handle}, 0, ConstChain{&ap, 1}), ErrorCode::kOk);
+    ASSERT_EQ(f.b.engine->reply(f.w.now, RequestHandle{call.req.handle}, 0, ConstChain{&ap, 1}), ErrorCode::kOk);
     size_t repeated = 0;
-    EXPECT_EQ(answers_to_a_repeat(w, a, b, wire::Type::kReply, repeated), 1u);
-    EXPECT_EQ(repeated, segments);
+    EXPECT_EQ(answers_to_a_repeat(f.w, f.a, f.b, wire::Type::kReply, repeated), 1u);
+    EXPECT_EQ(repeated, call.segments);
     Event done;
-    w.run([&] { return take(a, EventType::kSendDone, done); });
+    f.w.run([&] { return take(f.a, EventType::kSendDone, done); });
     EXPECT_EQ(done.error, ErrorCode::kOk);
     EXPECT_TRUE(call.rep == answer);
 }
