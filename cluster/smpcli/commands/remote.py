@@ -465,6 +465,18 @@ def _rtt_rounds(state, target_ip):
     return icmp_med, icmp_mean, smp_med, smp_mean
 
 
+def _rtt_rows(icmp_med, icmp_mean, smp_med, smp_mean, label, judged):
+    """The table's two round-trip rows (median of the round medians, mean of the round means);
+    label has a {} for "median" / "mean"; judged rows carry the 1.10x target."""
+    rows = []
+    for kind, smp_v, icmp_v in (("median", statistics.median(smp_med), statistics.median(icmp_med)),
+                                ("mean", statistics.mean(smp_mean), statistics.mean(icmp_mean))):
+        ratio = smp_v / icmp_v
+        rows.append((label.format(kind), smp_v, icmp_v, ratio, "<= 1.10" if judged else "-",
+                     ratio <= 1.10 if judged else None))
+    return rows
+
+
 def bench_smp(args):
     if not common.is_root():
         common.die("bench smp needs root (taps and a bridge in a namespace)")
@@ -476,13 +488,8 @@ def bench_smp(args):
         target_ip = nc.node_ip(2)
         icmp_med, icmp_mean, smp_med, smp_mean = _rtt_rounds(state, target_ip)
         calltest(state, "node1", "node2/sink", 64, 20, oneway=True)
-        rows = []
-        a, b = statistics.median(smp_med), statistics.median(icmp_med)
-        rows.append(("round trip 64 B median (us): SMP calltest vs ICMP ping", a, b, a / b,
-                     "<= 1.10", a / b <= 1.10))
-        a, b = statistics.mean(smp_mean), statistics.mean(icmp_mean)
-        rows.append(("round trip 64 B mean (us): SMP calltest vs ICMP ping", a, b, a / b,
-                     "<= 1.10", a / b <= 1.10))
+        rows = _rtt_rows(icmp_med, icmp_mean, smp_med, smp_mean,
+                         "round trip 64 B {} (us): SMP calltest vs ICMP ping", judged=True)
         extra = []
         raw_tp = []
         for size, count in ((64 * 1024, 100), (1 << 20, 8)):
@@ -529,10 +536,8 @@ def bench_smp(args):
         nc.cluster_down(quiet=True)
         state = nc.cluster_up(2, "e1000", nc.NODE_MEMORY_MB, image, extra_append=kServices)
         e_icmp_med, e_icmp_mean, e_smp_med, e_smp_mean = _rtt_rounds(state, target_ip)
-        a, b = statistics.median(e_smp_med), statistics.median(e_icmp_med)
-        rows.insert(2, ("  same median, e1000 NIC (not judged)", a, b, a / b, "-", None))
-        a, b = statistics.mean(e_smp_mean), statistics.mean(e_icmp_mean)
-        rows.insert(3, ("  same mean, e1000 NIC (not judged)", a, b, a / b, "-", None))
+        rows[2:2] = _rtt_rows(e_icmp_med, e_icmp_mean, e_smp_med, e_smp_mean,
+                              "  same {}, e1000 NIC (not judged)", judged=False)
         print(f"smp bench: node1 -> node2, QEMU TCG virtio (and e1000 for the rows so marked), "
               f"{nc.NODE_MEMORY_MB} MiB nodes; "
               f"RTT: {kRttRounds} alternating rounds of {kBenchRounds} pings and {kBenchRounds} "
