@@ -140,6 +140,8 @@ void ping_median(EchoStats& s) {
         a[j] = v;
     }
     s.rtt_median_ns = s.received ? a[s.received / 2] : 0;
+    s.rtt_p90_ns = s.received ? a[percentile_rank(s.received, 90)] : 0;
+    s.rtt_p99_ns = s.received ? a[percentile_rank(s.received, 99)] : 0;
 }
 
 void ping_finish(void*) {

@@ -43,11 +43,19 @@ kernel::Status net_start(const NodeConfig& config);
 Nic* net_nic();               // nullptr before net_start succeeds
 const NodeConfig& net_config();
 
+// The index of the p-th percentile among n sorted samples (n > 0), by nearest rank: the
+// smallest sample with at least p% of the samples at or below it.
+inline uint32_t percentile_rank(uint32_t n, uint32_t p) {
+    const uint64_t rank = (uint64_t(n) * p + 99) / 100;  // 1-based
+    return rank ? static_cast<uint32_t>(rank - 1) : 0;
+}
+
 struct EchoStats {
     uint32_t sent;
     uint32_t received;
     uint64_t rtt_min_ns, rtt_sum_ns, rtt_max_ns;
     uint64_t rtt_median_ns;   // ping only (it keeps every sample); 0 elsewhere
+    uint64_t rtt_p90_ns, rtt_p99_ns;  // ping only, likewise (nearest rank)
 };
 struct LwipCounters {
     uint64_t rx_no_pbuf;      // frames the driver received but lwIP had no pbuf for

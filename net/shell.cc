@@ -93,12 +93,13 @@ void print_echo(const char* cmd, uint32_t ip, const EchoStats& s, kernel::Status
     uint64_t avg = s.received ? s.rtt_sum_ns / s.received : 0;
     // The _ns fields keep the precision a bench ratio needs (a 250 us RTT in whole us is coarse).
     kernel::print("%s: %s sent=%u received=%u rtt_min_us=%lu rtt_avg_us=%lu rtt_max_us=%lu "
-                  "rtt_min_ns=%lu rtt_avg_ns=%lu rtt_median_ns=%lu status=%s\n",
+                  "rtt_min_ns=%lu rtt_avg_ns=%lu rtt_median_ns=%lu rtt_p90_ns=%lu rtt_p99_ns=%lu status=%s\n",
                   cmd, addr, s.sent, s.received, static_cast<unsigned long>(s.rtt_min_ns / 1000),
                   static_cast<unsigned long>(avg / 1000),
                   static_cast<unsigned long>(s.rtt_max_ns / 1000),
                   static_cast<unsigned long>(s.rtt_min_ns), static_cast<unsigned long>(avg),
-                  static_cast<unsigned long>(s.rtt_median_ns), kernel::status_name(status));
+                  static_cast<unsigned long>(s.rtt_median_ns), static_cast<unsigned long>(s.rtt_p90_ns),
+                  static_cast<unsigned long>(s.rtt_p99_ns), kernel::status_name(status));
 }
 
 void cmd_help(int, char**) {

@@ -5,6 +5,7 @@
 #include "command_line.h"
 #include "heap.h"
 #include "ipc.h"
+#include "net_thread.h"
 #include "panic.h"
 #include "shell.h"
 #include "thread.h"
@@ -320,6 +321,8 @@ void run_calltest(const char* cmd, bool oneway, int argc, char** argv) {
     uint64_t sum_ns = 0;
     for (size_t k = 0; k < timed; ++k) sum_ns += times[k];
     const uint64_t median_ns = timed ? times[timed / 2] : 0;
+    const uint64_t p90_ns = timed ? times[net::percentile_rank(static_cast<uint32_t>(timed), 90)] : 0;
+    const uint64_t p99_ns = timed ? times[net::percentile_rank(static_cast<uint32_t>(timed), 99)] : 0;
     const uint64_t mean_ns = timed ? sum_ns / timed : 0;
     const uint64_t min_ns = timed ? times[0] : 0;
     const uint64_t median_us = median_ns / 1000;
@@ -367,11 +370,12 @@ void run_calltest(const char* cmd, bool oneway, int argc, char** argv) {
         if (e >= sizeof errs - 1) break;
     }
     kernel::print("%s ok=%lu failed=%lu errors=%s bytes=%lu us_per_call=%lu min_ns=%lu "
-                  "mean_ns=%lu median_ns=%lu span_ns=%lu %s\n",
+                  "mean_ns=%lu median_ns=%lu p90_ns=%lu p99_ns=%lu span_ns=%lu %s\n",
                   cmd, static_cast<unsigned long>(ok), static_cast<unsigned long>(failed), errs,
                   static_cast<unsigned long>(ok * size), static_cast<unsigned long>(median_us),
                   static_cast<unsigned long>(min_ns), static_cast<unsigned long>(mean_ns),
-                  static_cast<unsigned long>(median_ns), static_cast<unsigned long>(span_ns), line);
+                  static_cast<unsigned long>(median_ns), static_cast<unsigned long>(p90_ns),
+                  static_cast<unsigned long>(p99_ns), static_cast<unsigned long>(span_ns), line);
 }
 
 void cmd_calltest(int argc, char** argv) { run_calltest("calltest", false, argc, argv); }
