@@ -8,6 +8,13 @@ its length in the kernel's disassembly (objdump) and charged to its function. Th
 exact guest instructions, whatever the host's load; they include everything a node ran in the
 window (timers, the idle loop's few instructions), so compare per-call figures of two builds or
 of --ping against the default, not single functions in isolation.
+
+Beside the instructions, each node's line gives what TCG's cost follows more closely than the
+count: the translated blocks run per call, how many of them end in a transfer TCG cannot chain
+(a return, an indirect call or jump: a run-time lookup of the next block), and the footprint,
+the distinct blocks (and their instructions) run in the whole window. Straight-line code run
+once per exchange cost ~4 ns per guest instruction here, a warm loop ~0.4 ns
+(protocol/kernel/README.md, Benchmark notes): the footprint is the part of the count that costs.
 """
 import bisect
 import collections
@@ -40,17 +47,24 @@ class Disassembly:
         if out.returncode != 0:
             common.die(f"profile: objdump {elf} failed: {out.stderr.strip()[:200]}")
         self.addrs, self.ops, self.func_addrs, self.func_names = [], [], [], []
+        self.ind = []  # per instruction: an indirect transfer (see below)
         for line in out.stdout.splitlines():
             m = re.match(r"^([0-9a-f]+) <(.*)>:$", line)
             if m:
                 self.func_addrs.append(int(m.group(1), 16))
                 self.func_names.append(m.group(2))
                 continue
-            m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)", line)
+            m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)\s*(\S*)", line)
             if m:
                 self.addrs.append(int(m.group(1), 16))
-                self.ops.append(m.group(2))
+                op = m.group(2)
+                self.ops.append(op)
+                # An indirect transfer (a return, a call or jump through a register or memory)
+                # is one TCG cannot chain: the next block is looked up at run time.
+                self.ind.append(op.startswith(("ret", "iret")) or
+                                (op.startswith(("call", "jmp")) and m.group(3).startswith("*")))
         self.lengths = {}
+        self.indirect = {}  # block start -> whether it ends in an indirect transfer
 
     def block_length(self, pc):
         n = self.lengths.get(pc)
@@ -58,13 +72,16 @@ class Disassembly:
             return n
         i = bisect.bisect_left(self.addrs, pc)
         n = 0
+        indirect = False
         while i < len(self.addrs) and n < 512:
             n += 1
             op = self.ops[i]
             if op.startswith(kBlockEnders) and not op.startswith(("inc", "int3")):
+                indirect = self.ind[i]
                 break
             i += 1
         self.lengths[pc] = max(n, 1)
+        self.indirect[pc] = indirect
         return self.lengths[pc]
 
     def function(self, pc):
@@ -101,7 +118,8 @@ def monitor(path, command):
 
 def profile_trace(path, dis):
     per_function = collections.Counter()
-    total = 0
+    total = blocks = indirect = 0
+    distinct = set()
     with open(path, "rb") as f:
         for line in f:
             m = kTraceLine.match(line)
@@ -111,7 +129,11 @@ def profile_trace(path, dis):
             n = dis.block_length(pc)
             per_function[dis.function(pc)] += n
             total += n
-    return total, per_function
+            blocks += 1
+            indirect += dis.indirect[pc]
+            distinct.add(pc)
+    footprint = sum(dis.block_length(pc) for pc in distinct)
+    return total, blocks, indirect, (len(distinct), footprint), per_function
 
 
 def cmd_profile(args):
@@ -165,10 +187,13 @@ def cmd_profile(args):
         cleanup(d, names)
     print(f"smp profile: {what}; guest instructions (QEMU -icount, every executed block weighed "
           f"by its length in {os.path.relpath(elf)}), per call, top {args.top} functions per node")
-    for n, total, per_function in results:
+    for n, total, blocks, indirect, (distinct, footprint), per_function in results:
         if total == 0:
             common.die(f"profile: {n} logged no guest instructions (QEMU's exec log is empty)")
-        print(f"{n}: {total} instructions, {total / args.calls:.0f} per call")
+        print(f"{n}: {total} instructions, {total / args.calls:.0f} per call, in "
+              f"{blocks / args.calls:.0f} translated blocks per call ({indirect / args.calls:.0f} "
+              f"ending in a return or an indirect jump or call); {distinct} distinct blocks "
+              f"({footprint} instructions) ran in the window")
         for name, count in per_function.most_common(args.top):
             print(f"  {count / args.calls:9.1f}  {100.0 * count / total:5.1f}%  {name[:110]}")
     return 0
