@@ -408,13 +408,17 @@ def test_sixteen(args):
 
 
 def parse_profile(text):
-    """./smp profile's output: {node: (per_call, {function: per_call})}."""
+    """./smp profile's output: {node: (per_call, {function: per_call}, {figure: number})}, the
+    figures: blocks and indirect (per call), distinct and footprint (the window's)."""
     nodes, cur = {}, None
     for line in text.splitlines():
-        m = re.match(r"^(node\d+): (\d+) instructions, (\d+) per call$", line)
+        m = re.match(r"^(node\d+): (\d+) instructions, (\d+) per call, in (\d+) translated blocks "
+                     r"per call \((\d+) ending in a return or an indirect jump or call\); (\d+) "
+                     r"distinct blocks \((\d+) instructions\) ran in the window$", line)
         if m:
             cur = m.group(1)
-            nodes[cur] = (int(m.group(3)), {})
+            nodes[cur] = (int(m.group(3)), {}, dict(zip(
+                ("blocks", "indirect", "distinct", "footprint"), map(int, m.group(4, 5, 6, 7)))))
             continue
         m = re.match(r"^\s+([0-9.]+)\s+[0-9.]+%\s+(.*)$", line)
         if m and cur:
@@ -445,7 +449,15 @@ def test_profile(args):
         check(smp["node2"][0] > ping["node2"][0],
               f"an SMP call cost node2 {smp['node2'][0]} instructions, not more than an ICMP echo "
               f"({ping['node2'][0]}): the counts cannot be right")
-        print(f"node2 per 64 B exchange: SMP {smp['node2'][0]}, ICMP {ping['node2'][0]} instructions")
+        for name, prof in (("SMP", smp), ("ICMP", ping)):
+            for node, (per_call, _, f) in prof.items():
+                # A block has at least one instruction, some end in a return, and the code run
+                # in the window is no bigger than what ran (30 calls of it).
+                check(0 < f["indirect"] < f["blocks"] <= per_call and
+                      0 < f["distinct"] <= f["footprint"] <= 30 * per_call,
+                      f"{name} {node}: implausible block figures {f} for {per_call} per call")
+        print(f"node2 per 64 B exchange: SMP {smp['node2'][0]}, ICMP {ping['node2'][0]} instructions; "
+              f"footprint SMP {smp['node2'][2]['footprint']}, ICMP {ping['node2'][2]['footprint']}")
         left = [f for f in os.listdir(c.run_dir) if f.endswith((".trace", ".mon"))]
         check(not left, f"profile left files behind: {left}")
     print("PASS")
