@@ -415,6 +415,7 @@ ErrorCode Engine::check_config(const Config& c) {
               c.pull_window_bytes >= 2048 && c.rto_min_us >= 1 && c.rto_min_us <= c.rto_max_us &&
               c.rto_initial_us >= c.rto_min_us && c.probe_interval_us >= 1 && c.probes_dead >= 1 &&
               c.retries_max >= 1 && c.control_max >= 1 && c.lookups_max < 0xFFFF &&
+              c.timer_slack_us <= c.rto_max_us &&
               (c.static_peers_count == 0 || c.static_peers != nullptr);
     return ok ? ErrorCode::kOk : ErrorCode::kInvalid;
 }
@@ -2004,22 +2005,28 @@ Instant Engine::next_timeout() const {
 Instant Engine::next_timeout_scan() const {
     const Impl& m = *impl_;
     const Config& c = config_;
-    Instant t = kNever;
+    Instant t = kNever;   // served on time
+    Instant rt = kNever;  // retransmission timers: may be served timer_slack_us late
     uint64_t dead_after = c.dead_after_us();
     for (size_t i = 0; i < m.peers_hi; i++) {
         const Peer& p = m.peers[i];
         if (p.state == PeerState::kFree) continue;
         bool business = p.sends_live || p.reqs_live;
         if (p.state == PeerState::kConnecting) {
-            t = min_t(t, p.hello_at);
+            rt = min_t(rt, p.hello_at);
             t = min_t(t, p.last_heard + dead_after);
         } else if (business) {
-            t = min_t(t, p.probe_at == kNever ? p.last_heard + c.probe_interval_us : p.probe_at);
+            // The next probe: a probe interval after the peer was last heard, or after the last
+            // probe sent (probe_at), whichever is later. probe_at alone would be stale while
+            // the peer is heard from all the time, and wake the node every probe interval for
+            // nothing (handle_timeout then only moves it).
+            const Instant heard = p.last_heard + c.probe_interval_us;
+            t = min_t(t, p.probe_at == kNever || p.probe_at < heard ? heard : p.probe_at);
             if (p.unanswered >= c.probes_dead) t = min_t(t, p.last_heard + dead_after);
         } else if (!p.is_static && p.state == PeerState::kDown) {
             t = min_t(t, p.last_business + c.peer_linger_us);
         }
-        if (p.state == PeerState::kUp && !p.mtu_done) t = min_t(t, p.mtu_at);
+        if (p.state == PeerState::kUp && !p.mtu_done) rt = min_t(rt, p.mtu_at);
         if (p.nacks) t = min_t(t, p.ack_due);
     }
     for (size_t i = 0; i < m.sends_hi; i++) {
@@ -2027,21 +2034,22 @@ Instant Engine::next_timeout_scan() const {
         if (s.state == SendState::kFree) continue;
         if (s.state != SendState::kClosing) t = min_t(t, s.deadline);
         if (s.state == SendState::kSent || s.state == SendState::kClosing || s.state == SendState::kServed)
-            t = min_t(t, s.rto_at);
-        if (s.state == SendState::kReceiving && s.in.active) t = min_t(t, s.in.rto_at);
+            rt = min_t(rt, s.rto_at);
+        if (s.state == SendState::kReceiving && s.in.active) rt = min_t(rt, s.in.rto_at);
     }
     for (size_t i = 0; i < m.reqs_hi; i++) {
         const Req& r = m.reqs[i];
         if (r.state == ReqState::kFree) continue;
         if (r.state != ReqState::kReplying) t = min_t(t, r.deadline);
         if (r.state == ReqState::kAssembling) t = min_t(t, r.heard + 4 * c.dead_after_us());
-        if (r.state == ReqState::kReplying) t = min_t(t, r.rto_at);
-        if (r.reading && r.in.active) t = min_t(t, r.in.rto_at);
+        if (r.state == ReqState::kReplying) rt = min_t(rt, r.rto_at);
+        if (r.reading && r.in.active) rt = min_t(rt, r.in.rto_at);
     }
     for (size_t i = 0; i < m.lookups_hi; i++) {
-        if (m.lookups[i].used) t = min_t(t, m.lookups[i].rto_at);
+        if (m.lookups[i].used) rt = min_t(rt, m.lookups[i].rto_at);
     }
-    return t;
+    if (rt != kNever) rt = rt + c.timer_slack_us < rt ? kNever - 1 : rt + c.timer_slack_us;
+    return min_t(t, rt);
 }
 
 bool Engine::poll_event(Event& out) {

@@ -104,6 +104,12 @@ struct Config {
     uint16_t probes_dead = 50;          // K: unanswered probes in a row before "host down"
     uint16_t retries_max = 64;          // retransmissions of one packet before "host down"
     uint32_t peer_linger_us = 10'000'000;  // an idle peer's state is kept at least this long
+    // Retransmission timers (requests, replies, pulls, HELLO, path-MTU probes, name queries) may
+    // be served up to this late (SPEC.md 5.2). A request's timer is replaced by the next
+    // request's long before it is due, so a one-shot timer armed for it fires for nothing about
+    // once per RTO; with slack, about once per RTO + slack. Liveness, delayed ACKs and call
+    // deadlines are always served on time. The kernel uses 10 ms; 0 serves every timer on time.
+    uint32_t timer_slack_us = 0;
 
     const StaticPeer* static_peers = nullptr;
     uint16_t static_peers_count = 0;
@@ -220,7 +226,8 @@ public:
     void handle_timeout(Instant now);
     // Writes at most one packet (the IP payload) into out; out needs Config::mtu_max bytes.
     Transmit poll_transmit(Instant now, uint8_t* out, size_t cap);
-    // When handle_timeout must next be called (kNever: nothing timed).
+    // When handle_timeout must next be called (kNever: nothing timed): the earliest of every
+    // due time, a retransmission timer's plus Config::timer_slack_us.
     Instant next_timeout() const;
     bool poll_event(Event& out);
 

@@ -956,6 +956,98 @@ TEST(Engine, DeadPeerIsHostDownWithinTheBound) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+// SPEC 5.5: a peer we have business with is probed once it has been silent for a probe
+// interval. The next timeout is an interval after its last packet: the probe time set at the
+// first look went stale while the peer kept talking, and woke a busy node every interval for
+// nothing (handle_timeout only moved it).
+TEST(Engine, ABusyPeerHeardFromIsDueForAProbeAnIntervalAfterItsLastPacket) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Instant last_from_b = 0, probe_sent = 0, heard_before_probe = 0;
+    bool watching = false;  // from the second run on (the first has the path-MTU probes)
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (&from == &b) last_from_b = w.now;
+        if (watching && &from == &a && m.header.type == wire::Type::kProbe && !probe_sent) {
+            probe_sent = w.now;
+            heard_before_probe = last_from_b;
+        }
+    };
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    // b holds the request (no reply): it acknowledges it after ack_delay, and a then waits. Its
+    // first look at the timers (the acknowledgement's) came before b's last packet.
+    const Instant start = w.now;
+    w.run(nullptr, start + a.config.probe_interval_us / 2);
+    Event req;
+    ASSERT_TRUE(take(b, EventType::kRequest, req));
+    ASSERT_GT(last_from_b, start);
+    EXPECT_EQ(a.engine->next_timeout(), last_from_b + a.config.probe_interval_us);
+    // From here on b only answers probes (and probes a itself, which counts as hearing from it):
+    // a's first probe goes an interval after the last packet it had from b.
+    watching = true;
+    w.run([&] { return probe_sent != 0; });
+    ASSERT_NE(probe_sent, 0u);
+    EXPECT_EQ(probe_sent, heard_before_probe + a.config.probe_interval_us);
+}
+
+// SPEC 5.2: retransmission timers may run up to Config::timer_slack_us late (the kernel's
+// nodes: fewer timer interrupts); a call's deadline is still served on time.
+TEST(Engine, RetransmissionTimersMayRunUpToTheSlackLateDeadlinesNot) {
+    for (const uint32_t slack : {0u, 10'000u}) {
+        SCOPED_TRACE(slack);
+        Box a(0x0A000001, 11), b(0x0A000002, 22);
+        a.config.timer_slack_us = slack;
+        a.start();
+        Wire w{a, b};
+        Echo echo{b};
+        PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+        for (int i = 0; i < 3; i++) echo_call(w, a, b, echo, peer, 0);
+        const uint32_t rto = a.engine->peer_info(peer).rto_us;
+        // A request that is lost: its first timeout is rto + ack_delay after it left (5.2).
+        bool lost = false;
+        w.lose = [&](const Box& from, const wire::Message& m) {
+            if (&from != &a || m.header.type != wire::Type::kRequest) return false;
+            lost = true;
+            return true;
+        };
+        std::vector<uint8_t> msg(10, 1), rep(10);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        const Instant sent = w.now;
+        ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        w.run([&] { return lost; });
+        ASSERT_TRUE(lost);
+        ASSERT_EQ(w.now, sent);
+        EXPECT_EQ(a.engine->next_timeout(), sent + rto + a.config.ack_delay_us + slack);
+        // Retransmitted (when a is next called at or after its due time), then answered.
+        w.lose = nullptr;
+        Event done;
+        w.run([&] {
+            echo.step(w);
+            return take(a, EventType::kSendDone, done);
+        });
+        EXPECT_EQ(done.error, ErrorCode::kOk);
+        EXPECT_GE(w.now, sent + rto + a.config.ack_delay_us);
+        EXPECT_LE(w.now, sent + rto + a.config.ack_delay_us + slack);
+        // A deadline sooner than the request's timer: the engine wants to be called then.
+        lost = false;
+        w.lose = [&](const Box& from, const wire::Message& m) {
+            if (&from != &a || m.header.type != wire::Type::kRequest) return false;
+            lost = true;
+            return true;
+        };
+        const Instant deadline = w.now + 1'000;
+        ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, deadline, 0).ok());
+        w.run([&] { return lost; });
+        EXPECT_EQ(a.engine->next_timeout(), deadline);
+        w.run([&] { return take(a, EventType::kSendDone, done); });
+        EXPECT_EQ(done.error, ErrorCode::kTimedOut);
+    }
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
