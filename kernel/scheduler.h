@@ -69,7 +69,7 @@ void reschedule();
 // Runs `thread`, just made ready, at once even if it ranks below the current thread (a direct
 // hand-off, as L4's IPC fast path does): the current thread stays first in line at its priority
 // and gets the CPU back when `thread` blocks, at the next reschedule (any wake-up, any signal,
-// the timer), and within one time slice at the latest. The net thread hands a remote request to
+// the timer), and within kHandoffBoundNs at the latest. The net thread hands a remote request to
 // the server receiving it, and a remote reply to its sender, this way: the other side's work
 // then runs inside the pass that received the packet, not in a pass of its own.
 void handoff(Thread* thread);

@@ -220,10 +220,13 @@ void handoff(Thread* t) {
         reschedule();
         return;
     }
-    // The bound: a timer interrupt within one slice ends the hand-off (on_timer reschedules). The
-    // timer is usually armed sooner anyway (the net thread's protocol timers), so this rarely
-    // reprograms it.
-    if (g.slice_end_ns == kNoDeadline && g.programmed_ns > arch::now_ns() + kTimeSliceNs) {
+    // The bound: any timer interrupt ends the hand-off (on_timer and on_timer_early reschedule).
+    // The one-shot is usually armed for sooner anyway: the net thread's protocol timers, armed
+    // for a deadline since replaced, still fire (x86_64 arms lazily). Only when nothing will
+    // fire within kHandoffBoundNs is a slice armed. (A slice armed at every hand-off was never
+    // disarmed by the blocking thread, fired every 10 ms of back-to-back remote calls, and the
+    // interrupts cost round trips: protocol/kernel/README.md, Benchmark notes.)
+    if (g.slice_end_ns == kNoDeadline && !arch::timer_fires_by(arch::now_ns() + kHandoffBoundNs)) {
         g.slice_end_ns = deadline_after(kTimeSliceNs);
         program_timer();
     }
@@ -264,6 +267,11 @@ void run_main(ThreadEntry main_entry, void* arg) {
 }
 
 }  // namespace sched
+
+void on_timer_early() {
+    Thread* cur = g.current;
+    if (cur && cur->state == ThreadState::kRunning) sched::reschedule();
+}
 
 void on_timer(uint64_t now_ns) {
     ++g.stats.timer_interrupts;

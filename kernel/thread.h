@@ -19,6 +19,10 @@ constexpr uint8_t kPriorityDefault = 16;
 constexpr uint8_t kPriorityMax = kPriorityCount - 1;
 constexpr size_t kThreadsMax = 2048;      // live (not yet joined) threads, idle included
 constexpr uint64_t kTimeSliceNs = 10'000'000;
+// A thread handed the CPU (sched::handoff) that does not block keeps it at most about this long:
+// until the next timer interrupt, which the one-shot armed for other deadlines usually brings
+// sooner; a slice is armed only when none is due by then.
+constexpr uint64_t kHandoffBoundNs = 2 * kTimeSliceNs;
 constexpr size_t kThreadNameBytes = 16;
 constexpr uint64_t kNoDeadline = UINT64_MAX;  // same value as arch::kNoDeadline
 

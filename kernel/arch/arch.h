@@ -28,6 +28,10 @@ uint64_t cycle_counter();
 // tick; a tickless port programs a one-shot timer. Called with interrupts disabled.
 constexpr uint64_t kNoDeadline = UINT64_MAX;
 void set_timer_deadline(uint64_t deadline_ns);
+// Whether a timer interrupt will come at or before deadline_ns as things stand (x86_64: the
+// one-shot is still armed for an earlier deadline that a later one replaced; hosted: the
+// deadline set). The scheduler then needs no timer of its own by then (sched::handoff).
+bool timer_fires_by(uint64_t deadline_ns);
 // Called by the idle thread with interrupts disabled: waits for the next interrupt and
 // returns with interrupts disabled (x86_64: sti; hlt; cli. hosted: advance the virtual clock to
 // the next deadline and deliver it).
@@ -63,5 +67,9 @@ struct BootInfo {
 // The port's timer interrupt calls this (interrupts disabled). It wakes sleepers and expired
 // deadlines and may switch threads (preemption) before returning.
 void on_timer(uint64_t now_ns);
+// The port's timer interrupt calls this instead when it fires before the deadline asked for
+// (a one-shot armed for an earlier deadline; it re-arms first). Nothing is due, but it is a
+// point to preempt at: a thread handed the CPU (sched::handoff) gives it back. May switch.
+void on_timer_early();
 
 }  // namespace kernel

@@ -114,6 +114,8 @@ uint64_t cycle_counter() { return __rdtsc(); }
 
 void set_timer_deadline(uint64_t deadline_ns) { g.timer_deadline_ns = deadline_ns; }
 
+bool timer_fires_by(uint64_t deadline_ns) { return g.timer_deadline_ns <= deadline_ns; }
+
 void idle_wait() {
     if (g.timer_deadline_ns == kNoDeadline) {
         kernel::print("hosted: every thread is blocked and no deadline is pending (deadlock)\n");

@@ -81,10 +81,16 @@ uint64_t timer_interrupts = 0;
 void timer_interrupt() {
     ++timer_interrupts;
     armed_ns = arch::kNoDeadline;
-    if (wanted_ns == arch::kNoDeadline) return;
+    // Early (nothing wanted, or a later deadline than the one armed for): re-arm, then give the
+    // kernel its preemption point. Like on_timer, it may switch: nothing may follow it.
+    if (wanted_ns == arch::kNoDeadline) {
+        kernel::on_timer_early();
+        return;
+    }
     uint64_t now = arch::now_ns();
     if (now < wanted_ns) {
         program_one_shot(wanted_ns, now);
+        kernel::on_timer_early();
         return;
     }
     // The kernel sets its next deadline from inside on_timer, which may also switch threads and
@@ -103,6 +109,8 @@ uint64_t now_ns() {
 }
 
 uint64_t cycle_counter() { return x86::read_tsc(); }
+
+bool timer_fires_by(uint64_t deadline_ns) { return x86::armed_ns <= deadline_ns; }
 
 void set_timer_deadline(uint64_t deadline_ns) {
     x86::wanted_ns = deadline_ns;

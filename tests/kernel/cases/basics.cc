@@ -209,7 +209,7 @@ KTEST(event_signal_and_run_hands_the_cpu_to_a_lower_waiter_until_it_stops) {
     KCHECK_EQ(h->order[0], 1);
     KCHECK_EQ(h->order[1], 2);  // plain signal() would give 2, 1, 3; no reschedule in back.signal()
     KCHECK_EQ(h->order[2], 3);  // would give 1, 3, 2
-    // A thread handed the CPU that never blocks keeps it at most about a time slice.
+    // A thread handed the CPU that never blocks keeps it at most about kHandoffBoundNs.
     h->~Handoff();
     h = new (h) Handoff;
     h->spin_ns = 8 * kTimeSliceNs;

@@ -41,6 +41,7 @@ bool interrupts_enabled() {
 
 // ---- timer ------------------------------------------------------------------------------------
 volatile uint64_t timer_calls = 0;
+volatile uint64_t timer_early_calls = 0;
 volatile uint64_t timer_last_now = 0;
 void (*volatile timer_hook)() = nullptr;
 
@@ -69,14 +70,22 @@ void check_timer() {
         print_u((seen - deadline) / 1000);
         print(" us\n");
     }
-    // A later deadline replacing an earlier one: the early one-shot re-arms, on_timer comes once.
+    // A later deadline replacing an earlier one: the one-shot stays armed for the earlier one
+    // (timer_fires_by says so), fires there as on_timer_early and re-arms; on_timer comes once.
     uint64_t irq = arch::irq_save();
     uint64_t now = arch::now_ns();
     arch::set_timer_deadline(now + 1000000);
+    check(arch::timer_fires_by(now + 1000000) && !arch::timer_fires_by(now + 500000),
+          "timer_fires_by: an interrupt by the deadline armed, none before it");
+    arch::set_timer_deadline(now + 5000000);
+    check(arch::timer_fires_by(now + 1000000),
+          "timer_fires_by: a later deadline leaves the earlier one-shot armed (no reprogramming)");
     uint64_t calls = timer_calls;
+    uint64_t early = timer_early_calls;
     uint64_t fired = wait_for_timer(now + 5000000);
     check(fired >= now + 5000000 && timer_calls == calls + 1,
           "a deadline moved later is honoured, not the earlier one");
+    check(timer_early_calls == early + 1, "the early one-shot calls on_timer_early once");
     // No deadline: nothing fires (the idle node is quiet); an IRQ-less wait would hang, so only
     // check that a cancelled deadline does not call on_timer.
     calls = timer_calls;
@@ -290,6 +299,8 @@ void on_timer(uint64_t now_ns) {
     timer_calls = timer_calls + 1;
     if (timer_hook) timer_hook();
 }
+
+void on_timer_early() { timer_early_calls = timer_early_calls + 1; }
 
 void start(const BootInfo& boot) {
     print("arch selftest: begin\n");
