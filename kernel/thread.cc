@@ -269,6 +269,7 @@ void run_main(ThreadEntry main_entry, void* arg) {
 }  // namespace sched
 
 void on_timer_early() {
+    ++g.stats.early_timer_interrupts;
     Thread* cur = g.current;
     if (cur && cur->state == ThreadState::kRunning) sched::reschedule();
 }

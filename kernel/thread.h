@@ -86,6 +86,7 @@ struct SchedulerStats {
     uint64_t context_switches;
     uint64_t preemptions;       // time slice expiries that rotated a thread
     uint64_t timer_interrupts;  // on_timer calls
+    uint64_t early_timer_interrupts;  // on_timer_early calls: the timer fired with nothing due
 };
 SchedulerStats scheduler_stats();
 

@@ -79,10 +79,12 @@ void cmd_threads(int, char**) {
     static kernel::ThreadInfo rows[64];
     size_t live = kernel::thread_snapshot(rows, 64);
     const kernel::SchedulerStats st = kernel::scheduler_stats();
-    kernel::print("threads: %zu live context_switches=%lu preemptions=%lu timer_interrupts=%lu\n", live,
+    kernel::print("threads: %zu live context_switches=%lu preemptions=%lu timer_interrupts=%lu "
+                  "early_timer_interrupts=%lu\n", live,
                   static_cast<unsigned long>(st.context_switches),
                   static_cast<unsigned long>(st.preemptions),
-                  static_cast<unsigned long>(st.timer_interrupts));
+                  static_cast<unsigned long>(st.timer_interrupts),
+                  static_cast<unsigned long>(st.early_timer_interrupts));
     const kernel::heap::Stats h = kernel::heap::stats();
     kernel::print("heap: in_use=%zu high=%zu total=%zu failed=%lu\n", h.bytes_in_use,
                   h.bytes_in_use_high, h.bytes_total, static_cast<unsigned long>(h.failure_count));
