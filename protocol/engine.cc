@@ -2013,7 +2013,9 @@ Instant Engine::next_timeout_scan() const {
         if (p.state == PeerState::kFree) continue;
         bool business = p.sends_live || p.reqs_live;
         if (p.state == PeerState::kConnecting) {
-            rt = min_t(rt, p.hello_at);
+            // HELLO is exact: its tries count toward declaring the peer down (as probes do),
+            // and the down rule, served on time, waits for them.
+            t = min_t(t, p.hello_at);
             t = min_t(t, p.last_heard + dead_after);
         } else if (business) {
             // The next probe: a probe interval after the peer was last heard, or after the last
@@ -2046,7 +2048,7 @@ Instant Engine::next_timeout_scan() const {
         if (r.reading && r.in.active) rt = min_t(rt, r.in.rto_at);
     }
     for (size_t i = 0; i < m.lookups_hi; i++) {
-        if (m.lookups[i].used) rt = min_t(rt, m.lookups[i].rto_at);
+        if (m.lookups[i].used) t = min_t(t, m.lookups[i].rto_at);  // asked like a probe (5.8)
     }
     if (rt != kNever) rt = rt + c.timer_slack_us < rt ? kNever - 1 : rt + c.timer_slack_us;
     return min_t(t, rt);

@@ -104,11 +104,12 @@ struct Config {
     uint16_t probes_dead = 50;          // K: unanswered probes in a row before "host down"
     uint16_t retries_max = 64;          // retransmissions of one packet before "host down"
     uint32_t peer_linger_us = 10'000'000;  // an idle peer's state is kept at least this long
-    // Retransmission timers (requests, replies, pulls, HELLO, path-MTU probes, name queries) may
-    // be served up to this late (SPEC.md 5.2). A request's timer is replaced by the next
+    // Retransmission timers (requests, replies, pulls, cancels, pulses, path-MTU probes) may be
+    // served up to this late (SPEC.md 5.2). A request's timer is replaced by the next
     // request's long before it is due, so a one-shot timer armed for it fires for nothing about
     // once per RTO; with slack, about once per RTO + slack. Liveness, delayed ACKs and call
-    // deadlines are always served on time. The kernel uses 10 ms; 0 serves every timer on time.
+    // deadlines are always served on time, and so are HELLO and name queries, which repeat like
+    // probes. The kernel uses 10 ms; 0 serves every timer on time.
     uint32_t timer_slack_us = 0;
 
     const StaticPeer* static_peers = nullptr;

@@ -341,6 +341,7 @@ void Sim::build_node(int i) {
     c.names_max = 4;
     c.names_cache_max = 4;
     c.lookups_max = 4;
+    c.timer_slack_us = o_.timer_slack_us;
     n.arena_bytes = Engine::memory_bytes(c);
     n.raw.reset(new uint8_t[n.arena_bytes + Engine::kMemoryAlign]);
     n.arena = reinterpret_cast<uint8_t*>((uintptr_t(n.raw.get()) + Engine::kMemoryAlign - 1) &

@@ -29,6 +29,7 @@ struct Options {
     uint64_t crash_down_us = 0;    // crash mode: how long the node stays down; 0: from the seed
     bool crash_callers = false;    // crash mode: its callers have slow calls in progress when it dies
     uint64_t time_limit_us = 600'000'000;  // simulated; passing it is a "hang" failure
+    uint32_t timer_slack_us = 0;   // every node's Config::timer_slack_us (the kernel's: 10 ms)
     std::string pcap;              // write every packet sent to this file (raw IPv4 linktype)
     bool verbose = false;
 };

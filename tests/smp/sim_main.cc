@@ -13,7 +13,8 @@ namespace {
 [[noreturn]] void usage(const char* why) {
     fprintf(stderr, "smp_sim: %s\nusage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] "
                     "[--dup P] [--jitter-us U] [--mtu M] [--mode plain|partition|crash] [--sends N] "
-                    "[--size-max B] [--peers N] [--pcap FILE] [--scenario] [--expect-failure] [--verbose]\n", why);
+                    "[--size-max B] [--peers N] [--timer-slack-us U] [--pcap FILE] [--scenario] [--expect-failure] "
+                    "[--verbose]\n", why);
     exit(2);
 }
 
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
             o.pcap = value();
         } else if (a == "--scenario") {
             scenario = true;
+        } else if (a == "--timer-slack-us") {
+            if (!number(value(), d) || d < 0 || d > 200'000) usage("bad --timer-slack-us (0..200000)");
+            o.timer_slack_us = uint32_t(d);
         } else if (a == "--expect-failure") {
             expect_failure = true;
         } else if (a == "--verbose") {

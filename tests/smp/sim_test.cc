@@ -1,6 +1,6 @@
 // The deterministic simulation under GoogleTest. Sim.Seeds runs the seeds named by the
-// environment (SMP_SIM_FIRST, SMP_SIM_COUNT), so ctest splits 10,000+ seeds over several entries
-// that -j2 runs side by side. A failure prints the seed; `./smp sim --seed S` replays it.
+// environment (SMP_SIM_FIRST, SMP_SIM_COUNT, and SMP_SIM_TIMER_SLACK_US for every node's timer
+// slack), so ctest splits 10,000+ seeds over several entries that -j2 runs side by side. A failure prints the seed; `./smp sim --seed S` replays it.
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@ TEST(Sim, Seeds) {
     for (uint64_t s = first; s < first + count; s++) {
         Options o;
         o.seed = s;
+        o.timer_slack_us = uint32_t(env("SMP_SIM_TIMER_SLACK_US", 0));
         Result r = run(o);
         lookups_cancelled += r.lookups_cancelled;
         if (!r.ok) {

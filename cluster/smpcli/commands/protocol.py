@@ -36,7 +36,7 @@ def _binary(name, target):
 def cmd_sim(args):
     cmd = []
     for flag in ("seed", "seeds", "nodes", "loss", "dup", "jitter_us", "mtu", "mode", "sends",
-                 "size_max", "peers", "pcap"):
+                 "size_max", "peers", "timer_slack_us", "pcap"):
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
@@ -191,6 +191,8 @@ def register(sub, modules):
     p.add_argument("--sends", type=int, help="sends per node")
     p.add_argument("--size-max", type=int, help="largest request or reply in bytes")
     p.add_argument("--peers", type=int, help="peers each node talks to")
+    p.add_argument("--timer-slack-us", type=int,
+                   help="retransmission timers may run this late (SPEC 5.2; the kernel's nodes: 10000)")
     p.add_argument("--pcap", help="write what crossed the network (raw IPv4 linktype)")
     p.add_argument("--verbose", action="store_true", help="print every packet and event")
     p.set_defaults(func=cmd_sim)
