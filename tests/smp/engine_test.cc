@@ -1008,11 +1008,12 @@ TEST(Engine, RetransmissionTimersMayRunUpToTheSlackLateDeadlinesNot) {
         const uint32_t rto = a.engine->peer_info(peer).rto_us;
         // A request that is lost: its first timeout is rto + ack_delay after it left (5.2).
         bool lost = false;
-        w.lose = [&](const Box& from, const wire::Message& m) {
+        const auto lose_requests = [&](const Box& from, const wire::Message& m) {
             if (&from != &a || m.header.type != wire::Type::kRequest) return false;
             lost = true;
             return true;
         };
+        w.lose = lose_requests;
         std::vector<uint8_t> msg(10, 1), rep(10);
         ConstBytes mp{msg.data(), msg.size()};
         MutableBytes rp{rep.data(), rep.size()};
@@ -1034,11 +1035,7 @@ TEST(Engine, RetransmissionTimersMayRunUpToTheSlackLateDeadlinesNot) {
         EXPECT_LE(w.now, sent + rto + a.config.ack_delay_us + slack);
         // A deadline sooner than the request's timer: the engine wants to be called then.
         lost = false;
-        w.lose = [&](const Box& from, const wire::Message& m) {
-            if (&from != &a || m.header.type != wire::Type::kRequest) return false;
-            lost = true;
-            return true;
-        };
+        w.lose = lose_requests;
         const Instant deadline = w.now + 1'000;
         ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, deadline, 0).ok());
         w.run([&] { return lost; });
