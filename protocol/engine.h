@@ -230,6 +230,11 @@ public:
     // When handle_timeout must next be called (kNever: nothing timed): the earliest of every
     // due time, a retransmission timer's plus Config::timer_slack_us.
     Instant next_timeout() const;
+    // The next event, oldest first. Drain them after every packet handled: the releases a
+    // REQUEST's header made (its reply acknowledgement, txn_low: kReplyDone and the records
+    // freed) wait until the event ring is empty here, after the request's own events and
+    // whatever the caller sent in between (its server's reply), or until the next
+    // handle_datagram or handle_timeout.
     bool poll_event(Event& out);
 
     // ---- Peers and names ----

@@ -1041,6 +1041,19 @@ void net_start_client(void*) {
     g.running = true;
 }
 
+// The engine's events, in order, until none is left or a thread queued an op or a completion
+// meanwhile (one an event handed the CPU to: a server that replied, a caller that sent again):
+// the next round takes those, and sends what they give, before the rest of the events. Returns
+// how many it handled.
+size_t take_events(smp::Event& e) {
+    size_t n = 0;
+    while (g.ops.empty() && g.completions.empty() && g.engine->poll_event(e)) {
+        on_event(e);
+        ++n;
+    }
+    return n;
+}
+
 // What other threads queued (ops, completions, abandons), the engine's events and its packets,
 // round after round until a round finds nothing new: round 0 always runs (a datagram handled in
 // raw_input may have left events and packets); later rounds only when the previous one left
@@ -1088,18 +1101,30 @@ Rounds run_rounds(smp::Instant now) {
                 abandoned.splice_back(g.abandons);
             }
             if (!abandoned.empty()) give_up(now, abandoned);
+            const bool sends = !ops.empty() || !completions.empty();
             while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
             while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
+            // A caller's request or a server's reply leaves before the engine's other events
+            // are handled (what a request's ACK released, say: see take_events).
+            if (sends) {
+                const TxResult tx = transmit();
+                if (tx == TxResult::kRingFull) {
+                    take_events(e);  // not held up by the device's ring
+                    return Rounds::kRingFull;
+                }
+                if (tx == TxResult::kMore) again = true;
+            }
         }
-        while (g.engine->poll_event(e)) on_event(e);  // the transmit below sends what they left
+        take_events(e);  // the transmit below sends what they left
+        if (!g.ops.empty() || !g.completions.empty()) {
+            again = true;  // stopped for those: the next round sends what they give first
+            continue;
+        }
         const TxResult tx = transmit();
         if (tx == TxResult::kRingFull) return Rounds::kRingFull;
         if (tx == TxResult::kMore) again = true;
         // Anything the transmit pass raised (rare) is handled now; it may need another pass.
-        while (g.engine->poll_event(e)) {
-            on_event(e);
-            again = true;
-        }
+        if (take_events(e)) again = true;
     }
     return Rounds::kBusy;
 }

@@ -19,6 +19,7 @@ struct Box {
     std::vector<uint8_t> raw;
     std::unique_ptr<Engine> engine;
     std::deque<Event> events;
+    std::vector<Event> log;  // every event, in the order the engine gave them
 
     Box(uint32_t ip, uint64_t incarnation, const StaticPeer* peers = nullptr, uint16_t npeers = 0) {
         config.local_ipv4 = ip;
@@ -26,6 +27,10 @@ struct Box {
         config.static_peers = peers;
         config.static_peers_count = npeers;
         start();
+    }
+    void keep(const Event& ev) {
+        events.push_back(ev);
+        log.push_back(ev);
     }
     void start() {
         raw.assign(Engine::memory_bytes(config) + Engine::kMemoryAlign, 0);
@@ -78,7 +83,7 @@ struct Wire {
                 Box* to = from == &a ? &b : &a;
                 if (from == &b && b_dead) continue;
                 Event ev;
-                while (from->engine->poll_event(ev)) from->events.push_back(ev);
+                while (from->engine->poll_event(ev)) from->keep(ev);
                 Transmit t = from->engine->poll_transmit(now, buf, sizeof buf);
                 if (t.bytes) {
                     any = true;
@@ -101,7 +106,7 @@ struct Wire {
                         to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
                     }
                 }
-                while (from->engine->poll_event(ev)) from->events.push_back(ev);
+                while (from->engine->poll_event(ev)) from->keep(ev);
             }
             if (until && until()) return;
             // The caller's step may have given the engines work: only two idle passes in a row
@@ -204,6 +209,61 @@ TEST(Engine, SmallRequestReplyIsTwoPacketsOnceConnected) {
     w.run(nullptr);  // the last acknowledgement goes alone after ack_delay
     EXPECT_TRUE(a.engine->quiescent());
     EXPECT_TRUE(b.engine->quiescent());
+}
+
+// A REQUEST's header acknowledges the reply before it (and txn_low passes it). The server's
+// engine takes the new request first and releases the old one after (its kReplyDone comes in the
+// same drain of events, behind the new kRequest), so a server's reply is not held up by it;
+// with no record free the release comes first, and the request is taken, not refused BUSY.
+TEST(Engine, ARequestIsTakenBeforeTheReplyItAcknowledgesIsReleased) {
+    for (uint16_t records : {uint16_t(256), uint16_t(1)}) {
+        SCOPED_TRACE(records);
+        Box a(0x0A000001, 11), b(0x0A000002, 22);
+        b.config.requests_max = records;
+        b.start();
+        Wire w{a, b};
+        Echo echo{b};
+        PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+        std::vector<uint8_t> msg(64, 7), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        for (int round = 0; round < 4; round++) {
+            auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 3);
+            ASSERT_TRUE(h.ok());
+            Event done;
+            w.run([&] {
+                echo.step(w);
+                return take(a, EventType::kSendDone, done);
+            });
+            ASSERT_EQ(done.error, ErrorCode::kOk);
+            ASSERT_EQ(rep, msg);
+        }
+        w.run([&] {
+            echo.step(w);
+            return false;
+        });
+        // Each request but the first released the one before (the last one's release is an ACK
+        // of its own, after ack_delay): where each kReplyDone came.
+        std::vector<uint32_t> requests;
+        size_t released = 0;
+        for (const Event& ev : b.log) {
+            if (ev.type == EventType::kRequest) requests.push_back(ev.handle);
+            if (ev.type != EventType::kReplyDone) continue;
+            ASSERT_LT(released, requests.size());
+            ASSERT_EQ(ev.handle, requests[released]) << "released in order, once each";
+            EXPECT_EQ(ev.error, ErrorCode::kOk);
+            // After the next request was taken, unless no record was free for it.
+            const size_t taken = records > 1 && released < 3 ? released + 2 : released + 1;
+            EXPECT_EQ(requests.size(), taken) << "kReplyDone " << released;
+            released++;
+        }
+        EXPECT_EQ(requests.size(), 4u);
+        EXPECT_EQ(released, 4u);
+        EXPECT_EQ(b.engine->stats().busy_sent, 0u);
+        w.run(nullptr);
+        EXPECT_TRUE(a.engine->quiescent());
+        EXPECT_TRUE(b.engine->quiescent());
+    }
 }
 
 TEST(Engine, SixteenMiBBothWaysIsPulled) {
