@@ -2470,12 +2470,15 @@ __attribute__((noinline)) Transmit poll_transmit_work(E& e, Instant now, uint8_t
 
 }  // namespace
 
-Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
-    if (!ok_) return Transmit{};
+bool Engine::transmit_pending() const {
+    if (!ok_) return false;
     const Impl& m = *impl_;
-    if (!m.ctl_count && !m.tx_scan && !m.txq_peer_head && !m.txq_send_head && !m.txq_req_head &&
-        !m.lookup_tx)
-        return Transmit{};  // nothing marked: the common case after most packets
+    return m.ctl_count || m.tx_scan || m.txq_peer_head || m.txq_send_head || m.txq_req_head ||
+           m.lookup_tx;
+}
+
+Transmit Engine::poll_transmit(Instant now, uint8_t* out, size_t cap) {
+    if (!transmit_pending()) return Transmit{};  // nothing marked: the common case after most packets
     E e{*impl_, config_, stats_};
     return poll_transmit_work(e, now, out, cap);
 }

@@ -227,6 +227,8 @@ public:
     void handle_timeout(Instant now);
     // Writes at most one packet (the IP payload) into out; out needs Config::mtu_max bytes.
     Transmit poll_transmit(Instant now, uint8_t* out, size_t cap);
+    // Whether poll_transmit may have a packet now (false: it has none).
+    bool transmit_pending() const;
     // When handle_timeout must next be called (kNever: nothing timed): the earliest of every
     // due time, a retransmission timer's plus Config::timer_slack_us.
     Instant next_timeout() const;

@@ -1086,6 +1086,7 @@ Rounds run_rounds(smp::Instant now) {
         // handed to, replying) is taken by that look: no wake-up needed. Not in the last round.
         g.rounds_recheck = round + 1 < kRounds;
         asm volatile("" ::: "memory");
+        bool sends = false;
         if (queued) {
             kernel::List ops, completions, abandoned;
             ops.init();
@@ -1101,30 +1102,29 @@ Rounds run_rounds(smp::Instant now) {
                 abandoned.splice_back(g.abandons);
             }
             if (!abandoned.empty()) give_up(now, abandoned);
-            const bool sends = !ops.empty() || !completions.empty();
+            sends = !ops.empty() || !completions.empty();
             while (kernel::ListNode* n = ops.pop_front()) start_op(op_of(n));
             while (kernel::ListNode* n = completions.pop_front()) complete_rec(rec_of(n));
-            // A caller's request or a server's reply leaves before the engine's other events
-            // are handled (what a request's ACK released, say: see take_events).
-            if (sends) {
-                const TxResult tx = transmit();
-                if (tx == TxResult::kRingFull) {
-                    take_events(e);  // not held up by the device's ring
-                    return Rounds::kRingFull;
-                }
-                if (tx == TxResult::kMore) again = true;
+        }
+        // A caller's request or a server's reply leaves before the engine's events are handled
+        // (what a request's ACK released, say: see take_events); otherwise the events come
+        // first, and the transmit sends what they left.
+        if (!sends) {
+            take_events(e);
+            if (!g.ops.empty() || !g.completions.empty()) {
+                again = true;  // stopped for those: the next round sends what they give first
+                continue;
             }
         }
-        take_events(e);  // the transmit below sends what they left
-        if (!g.ops.empty() || !g.completions.empty()) {
-            again = true;  // stopped for those: the next round sends what they give first
-            continue;
-        }
         const TxResult tx = transmit();
-        if (tx == TxResult::kRingFull) return Rounds::kRingFull;
+        if (tx == TxResult::kRingFull) {
+            if (sends) take_events(e);  // not held up by the device's ring
+            return Rounds::kRingFull;
+        }
         if (tx == TxResult::kMore) again = true;
-        // Anything the transmit pass raised (rare) is handled now; it may need another pass.
-        if (take_events(e)) again = true;
+        // The events after a send, and anything the transmit pass raised (rare): another round
+        // sends what they leave.
+        if (take_events(e) && g.engine->transmit_pending()) again = true;
     }
     return Rounds::kBusy;
 }
