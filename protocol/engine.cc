@@ -1249,6 +1249,19 @@ struct E {
         if (p.state == PeerState::kFree || p.incarnation != r.incarnation) return;  // gone since
         request_releases(r.at, r.peer, r.ack, r.low);
     }
+    // The record a caller names (reply, error, read) as the pending release would leave it: a
+    // record that release ends is ended first, so the caller finds what it would have found had
+    // the release not waited (a request its client finished: kInvalid, and the application gets
+    // kRequestCancelled / kReplyDone as before).
+    Req* req_settled(RequestHandle h) {
+        Req* r = req_of(h);
+        const Engine::Impl::Release& rel = m.release;
+        if (r && rel.due && r->peer == rel.peer && (r->txn == rel.ack || txn_before(r->txn, rel.low))) {
+            flush_release_now();
+            r = req_of(h);
+        }
+        return r;
+    }
     void take_request(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
         Peer& p = peer_at(pi);
         const wire::Request& q = msg.request;
@@ -2756,7 +2769,7 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     E e{*impl_, config_, stats_};
     impl_->now = now;
     impl_->nt_valid = false;
-    Req* r = e.req_of(handle);
+    Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered || r->reading) return ErrorCode::kInvalid;
     size_t want = chain_size(dst);
     uint32_t len = offset >= r->total ? 0 : uint32_t(min_u64(want, r->total - offset));
@@ -2782,7 +2795,7 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
 size_t Engine::copy_eager(RequestHandle handle, uint32_t offset, MutableChain dst) {
     if (!ok_) return 0;
     E e{*impl_, config_, stats_};
-    Req* r = e.req_of(handle);
+    Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered || offset >= r->eager) return 0;
     const uint32_t n = uint32_t(min_u64(chain_size(dst), r->eager - offset));
     if (n) e.pool_read(r->pool_head, offset, dst, 0, n);
@@ -2794,7 +2807,7 @@ ErrorCode Engine::abandon_read(Instant now, RequestHandle handle) {
     E e{*impl_, config_, stats_};
     impl_->now = now;
     impl_->nt_valid = false;
-    Req* r = e.req_of(handle);
+    Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered || !r->reading) return ErrorCode::kInvalid;
     // As read_done without its event: the pull stops asking, its late DATA finds no reader.
     r->reading = false;
@@ -2808,7 +2821,7 @@ ErrorCode Engine::reply(Instant now, RequestHandle handle, uint32_t status, Cons
     E e{*impl_, config_, stats_};
     impl_->now = now;
     impl_->nt_valid = false;
-    Req* r = e.req_of(handle);
+    Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
     if (chain_size(parts) > wire::kMessageBytesMax) return ErrorCode::kTooLarge;
     e.set_reply(now, *r, ErrorCode::kOk, status, parts);
@@ -2824,7 +2837,7 @@ ErrorCode Engine::error(Instant now, RequestHandle handle, ErrorCode code, uint3
     impl_->now = now;
     impl_->nt_valid = false;
     impl_->tx_scan = true;  // rare: the next poll_transmit scans every table
-    Req* r = e.req_of(handle);
+    Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered) return ErrorCode::kInvalid;
     e.set_reply(now, *r, code, app_code, ConstChain{nullptr, 0});
     return ErrorCode::kOk;

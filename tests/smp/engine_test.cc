@@ -266,6 +266,55 @@ TEST(Engine, ARequestIsTakenBeforeTheReplyItAcknowledgesIsReleased) {
     }
 }
 
+// The release the engine keeps for later (above) is done first when a caller names a record it
+// ends: replying to a request its client has finished (txn_low past it) gives kInvalid, and the
+// application hears kRequestCancelled, as when the release came first.
+TEST(Engine, AReplyToARequestItsClientFinishedFailsThoughTheReleaseWaits) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    MutableBytes rp{nullptr, 0};
+    Event ev;
+    // One call first: the session is up and the server's window has its base.
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{nullptr, 0}, MutableChain{&rp, 0}, kNever, 3).ok());
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, ev);
+    });
+    ASSERT_EQ(ev.error, ErrorCode::kOk);
+    // X: delivered, and the server holds it.
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{nullptr, 0}, MutableChain{&rp, 0}, kNever, 3).ok());
+    w.run([&] { return take(b, EventType::kRequest, ev); });
+    const RequestHandle x{ev.handle};
+    // Y: its txn_low says X is finished at the client (as after the client declared us down
+    // while we still heard it); held on the wire, then handed to the server by hand.
+    w.rewrite = [&](const Box& from, wire::Message& m) {
+        if (&from != &a || m.header.type != wire::Type::kRequest) return false;
+        m.request.txn_low = m.request.txn;
+        return true;
+    };
+    w.hold = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kRequest;
+    };
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{nullptr, 0}, MutableChain{&rp, 0}, kNever, 3).ok());
+    w.run([&] { return !w.held.empty(); });
+    ASSERT_EQ(w.held.size(), 1u);
+    const Wire::Held y = w.held.front();
+    w.held.clear();
+    b.engine->handle_datagram(w.now, y.src, y.dst, y.bytes.data(), y.bytes.size());
+    // Before b's events are taken: X is no longer there to answer.
+    EXPECT_EQ(b.engine->reply(w.now, x, 0, ConstChain{nullptr, 0}), ErrorCode::kInvalid);
+    std::vector<EventType> seen;
+    bool x_cancelled = false;
+    while (b.engine->poll_event(ev)) {
+        seen.push_back(ev.type);
+        if (ev.handle == x.value && ev.type == EventType::kRequestCancelled) x_cancelled = true;
+    }
+    EXPECT_TRUE(x_cancelled);
+    EXPECT_NE(std::find(seen.begin(), seen.end(), EventType::kRequest), seen.end()) << "Y is taken";
+}
+
 TEST(Engine, SixteenMiBBothWaysIsPulled) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
