@@ -236,7 +236,8 @@ public:
     // REQUEST's header made (its reply acknowledgement, txn_low: kReplyDone and the records
     // freed) wait until the event ring is empty here, after the request's own events and
     // whatever the caller sent in between (its server's reply), or until the next
-    // handle_datagram or handle_timeout.
+    // handle_datagram or handle_timeout (or a reply, error or read naming a record they end:
+    // that caller sees the record as if the release had come first).
     bool poll_event(Event& out);
 
     // ---- Peers and names ----
