@@ -1218,7 +1218,7 @@ struct E {
     // answers. Released first when the request needs what they hold: the window's base, a
     // record, pool room.
     void on_request(Instant now, uint16_t pi, const Message& msg, ConstChain pkt) {
-        flush_release();
+        // (No release is pending here: handle_datagram did the one before.)
         Peer& p = peer_at(pi);
         const wire::Request& q = msg.request;
         const uint32_t keep = min_u(q.eager_bytes, c.eager_bytes_max);

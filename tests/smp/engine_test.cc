@@ -163,6 +163,15 @@ struct Echo {
                       ErrorCode::kOk);
         }
     }
+    // Runs the wire, serving, until `client` has a send's outcome (in `done`; false: none came).
+    bool until_done(Wire& w, Box& client, Event& done) {
+        bool got = false;
+        w.run([&] {
+            step(w);
+            return got = take(client, EventType::kSendDone, done);
+        });
+        return got;
+    }
 };
 
 TEST(Engine, ConfigChecked) {
@@ -192,10 +201,7 @@ TEST(Engine, SmallRequestReplyIsTwoPacketsOnceConnected) {
         uint64_t before = w.packets;
         auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 3);
         ASSERT_TRUE(h.ok());
-        w.run([&] {
-            echo.step(w);
-            return take(a, EventType::kSendDone, done);
-        });
+        echo.until_done(w, a, done);
         ASSERT_EQ(done.error, ErrorCode::kOk);
         EXPECT_EQ(done.status, 42u);
         EXPECT_EQ(rep, msg);
@@ -231,10 +237,7 @@ TEST(Engine, ARequestIsTakenBeforeTheReplyItAcknowledgesIsReleased) {
             auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 3);
             ASSERT_TRUE(h.ok());
             Event done;
-            w.run([&] {
-                echo.step(w);
-                return take(a, EventType::kSendDone, done);
-            });
+            echo.until_done(w, a, done);
             ASSERT_EQ(done.error, ErrorCode::kOk);
             ASSERT_EQ(rep, msg);
         }
@@ -278,10 +281,7 @@ TEST(Engine, AReplyToARequestItsClientFinishedFailsThoughTheReleaseWaits) {
     Event ev;
     // One call first: the session is up and the server's window has its base.
     ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{nullptr, 0}, MutableChain{&rp, 0}, kNever, 3).ok());
-    w.run([&] {
-        echo.step(w);
-        return take(a, EventType::kSendDone, ev);
-    });
+    echo.until_done(w, a, ev);
     ASSERT_EQ(ev.error, ErrorCode::kOk);
     // X: delivered, and the server holds it.
     ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{nullptr, 0}, MutableChain{&rp, 0}, kNever, 3).ok());
@@ -327,10 +327,7 @@ TEST(Engine, SixteenMiBBothWaysIsPulled) {
     auto h = a.engine->start_send(w.now, peer, 1, ConstChain{mp, 2}, MutableChain{&rp, 1}, kNever, 0);
     ASSERT_TRUE(h.ok());
     Event done;
-    w.run([&] {
-        echo.step(w);
-        return take(a, EventType::kSendDone, done);
-    });
+    echo.until_done(w, a, done);
     ASSERT_EQ(done.error, ErrorCode::kOk);
     EXPECT_EQ(done.size, wire::kMessageBytesMax);
     EXPECT_TRUE(rep == msg);
@@ -538,10 +535,7 @@ TEST(Engine, FastRepliesBringAnInflatedRtoDownSlowOnesDoNotRaiseIt) {
     w.now += 15'000;
     b.engine->handle_datagram(w.now, a.config.local_ipv4, b.config.local_ipv4, buf, hello.bytes);
     Event ev;
-    w.run([&] {
-        echo.step(w);
-        return take(a, EventType::kSendDone, ev);
-    });
+    echo.until_done(w, a, ev);
     ASSERT_EQ(ev.error, ErrorCode::kOk);
     const PeerInfo first = a.engine->peer_info(peer);
     EXPECT_GE(first.srtt_us, 10'000u);  // the first call's fast reply took some off already
@@ -1135,10 +1129,7 @@ TEST(Engine, RetransmissionTimersMayRunUpToTheSlackLateDeadlinesNot) {
         // Retransmitted (when a is next called at or after its due time), then answered.
         w.lose = nullptr;
         Event done;
-        w.run([&] {
-            echo.step(w);
-            return take(a, EventType::kSendDone, done);
-        });
+        echo.until_done(w, a, done);
         EXPECT_EQ(done.error, ErrorCode::kOk);
         EXPECT_GE(w.now, sent + rto + a.config.ack_delay_us);
         EXPECT_LE(w.now, sent + rto + a.config.ack_delay_us + slack);
@@ -1219,10 +1210,7 @@ void eager_limits(bool limit_heard) {
         auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
         ASSERT_TRUE(h.ok()) << size;
         Event done;
-        w.run([&] {
-            echo.step(w);
-            return take(a, EventType::kSendDone, done);
-        });
+        echo.until_done(w, a, done);
         ASSERT_EQ(done.type, EventType::kSendDone) << size << ": the call never finished";
         ASSERT_EQ(done.error, ErrorCode::kOk) << size;
         EXPECT_EQ(done.status, 42u);
