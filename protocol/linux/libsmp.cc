@@ -6,9 +6,12 @@
 #include <sched.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -49,6 +52,51 @@ constexpr uint32_t kLinuxEagerBytes = 64u << 10;  // larger messages: the rest i
 // (64 KiB echo at MTU 1500, one core, interleaved: 392-421 -> 381-387 us). A small request then
 // holds 4 KiB, but requests are bounded (requests_max 256: 1 MiB of the 4 MiB pool at most).
 constexpr uint32_t kLinuxPoolBlockBytes = 4096;
+
+constexpr int kEphemeralTriesMax = 64;            // random picks before giving up (1 in 512 taken: ~0)
+
+// An endpoint number is this process's on one address while it holds an abstract Unix socket
+// named after the two. The kernel makes the bind atomic, scopes the name to the network namespace
+// (where the address, and so the raw socket's traffic, is), and frees it when the process ends,
+// however it ends: two processes never take the same number, and a crash leaves nothing behind.
+class EndpointReservation {
+ public:
+  EndpointReservation() = default;
+  EndpointReservation(const EndpointReservation&) = delete;
+  EndpointReservation& operator=(const EndpointReservation&) = delete;
+  ~EndpointReservation() { release(); }
+
+  // 0, EADDRINUSE (another process holds it) or another errno.
+  int take(uint32_t address_be, uint16_t endpoint) {
+    release();
+    const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    // sun_path[0] stays 0: the abstract namespace, no file.
+    char addr[INET_ADDRSTRLEN] = {};
+    in_addr ia{};
+    ia.s_addr = address_be;
+    inet_ntop(AF_INET, &ia, addr, sizeof addr);
+    const int n = std::snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "simplemsg/endpoint/%s/%u",
+                                addr, unsigned(endpoint));
+    const socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + size_t(n));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return err;
+    }
+    fd_ = fd;
+    return 0;
+  }
+  void release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 Instant to_instant(TimeNs ns) { return ns <= 0 ? 0 : Instant(ns) / 1000; }
 
@@ -162,6 +210,7 @@ class Driver {
   std::vector<smp::StaticPeer> static_peers;
   void* arena = nullptr;
   std::unique_ptr<smp::Engine> engine;
+  EndpointReservation reservation;  // cfg.local_endpoint on cfg.local_ipv4 is ours
   RawSocket sock;
   EventLoop loop;
   std::vector<uint8_t> tx_buf[kBatchMax];  // packet i of a batch is in tx_buf[i]
@@ -202,7 +251,6 @@ class Driver {
   // `ping`: our own PROBE, answered by the peer's engine; its PROBE_ACK never reaches ours.
   uint32_t ping_seq = 0;
   bool ping_waiting = false;
-  bool ping_ignore_self = false;  // the in-use check: our own engine's answer does not count
   bool ping_answered = false;
   TimeNs ping_sent_ns = 0, ping_rtt_ns = 0;
 
@@ -257,7 +305,6 @@ class Driver {
         m.probe.seq != ping_seq) {
       return false;
     }
-    if (ping_ignore_self && m.header.src_incarnation == cfg.incarnation) return true;
     ping_rtt_ns = monotonic_ns() - ping_sent_ns;
     ping_waiting = false;
     ping_answered = true;
@@ -399,6 +446,7 @@ void Endpoint::close() {
   d.closed = true;
   const TimeNs linger_ns = TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
   d.pump([] { return false; }, monotonic_ns() + linger_ns);
+  d.reservation.release();  // the number is free for the next process
 }
 const std::string& Endpoint::detail() const { return impl_->detail; }
 
@@ -412,8 +460,6 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   }
   smp::Config& c = d.cfg;
   c.incarnation = random64();
-  c.local_endpoint = config.endpoint >= 0 ? uint16_t(config.endpoint)
-                                          : uint16_t(kEphemeralEndpointMin | (random64() & 0x7FFF));
   // The source address and MTU of the route toward the first peer that is another host (a
   // peer at one of our own addresses is reached over lo, whose 64 KiB MTU says nothing about
   // the wire); with only local peers, the first one's.
@@ -434,6 +480,37 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   }
   if (local_be == 0) local_be = htonl(INADDR_LOOPBACK);
   c.local_ipv4 = ntohl(local_be);
+  char local_text[INET_ADDRSTRLEN] = {};
+  in_addr local_ia{};
+  local_ia.s_addr = local_be;
+  inet_ntop(AF_INET, &local_ia, local_text, sizeof local_text);
+  if (config.endpoint >= 0) {
+    c.local_endpoint = uint16_t(config.endpoint);
+    const int err = d.reservation.take(local_be, c.local_endpoint);
+    if (err == EADDRINUSE) {
+      *detail = "endpoint " + std::to_string(c.local_endpoint) + " is already in use by another process on " +
+                local_text;
+      return Status::kBusy;
+    }
+    if (err != 0) {
+      *detail = std::string("endpoint reservation: ") + std::strerror(err);
+      return Status::kSystem;
+    }
+  } else {
+    int err = EADDRINUSE;
+    for (int i = 0; i < kEphemeralTriesMax && err == EADDRINUSE; ++i) {
+      c.local_endpoint = uint16_t(kEphemeralEndpointMin | (random64() & 0x7FFF));
+      err = d.reservation.take(local_be, c.local_endpoint);
+    }
+    if (err == EADDRINUSE) {
+      *detail = std::string("no free ephemeral endpoint number on ") + local_text;
+      return Status::kNoResources;
+    }
+    if (err != 0) {
+      *detail = std::string("endpoint reservation: ") + std::strerror(err);
+      return Status::kSystem;
+    }
+  }
   c.mtu_max = uint16_t(std::clamp(mtu, int(wire::kMtuMin), 65535));
   // A Linux host has memory to spare, unlike a small kernel node: hold more eager bytes for
   // others (pool, per-peer window) and send more eagerly, so that messages up to
@@ -594,16 +671,6 @@ Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out
   }
   if (!peer) return Status::kUnknownNode;
   return probe(*peer, probe_bytes, out, deadline);
-}
-
-bool Endpoint::endpoint_in_use(TimeNs deadline) {
-  Driver& d = *impl_;
-  const Peer self{"self", htonl(d.cfg.local_ipv4), d.cfg.local_endpoint};
-  PingResult r;
-  d.ping_ignore_self = true;
-  const Status s = probe(self, wire::kMtuMin, &r, deadline);
-  d.ping_ignore_self = false;
-  return s == Status::kOk;
 }
 
 Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline) {

@@ -41,7 +41,8 @@ enum class Status : uint8_t {
   kPeerRebooted,    // the node answers with a new incarnation
   kRemoteError,     // the server answered with an error code
   kNoResources,     // a named limit of this endpoint is reached
-  kBusy,            // the service name is already attached on this node
+  kBusy,            // the service name is already attached on this node, or (open) the
+                    // endpoint number is another process's on this address
   kCancelled,       // server side: the client gave up (cancelled, timed out, died)
 };
 const char* status_text(Status s);
@@ -57,7 +58,8 @@ struct Peer {
 struct Config {
   std::string node_name;         // this endpoint's node name, for people (stats, logs)
   std::vector<Peer> peers;       // the static peer table
-  int endpoint = -1;             // this endpoint's number; -1: an ephemeral one (0x8000..0xFFFF)
+  int endpoint = -1;             // this endpoint's number; -1: an ephemeral one (0x8000..0xFFFF).
+                                 // One process per (address, number): open() reserves it
   uint32_t local_address_be = 0; // 0: the address the route to the first peer uses
   // Credit and eager sizes (SPEC.md section 6); 0 takes libsmp's Linux defaults (libsmp.cc).
   uint32_t pool_bytes = 0;
@@ -112,9 +114,6 @@ class Endpoint {
               size_t reply_capacity, size_t* reply_size, TimeNs deadline);
   // One PROBE padded to probe_bytes (an IP packet size, 576..65535), answered by PROBE_ACK.
   Status ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline);
-  // True when another process already answers at this endpoint's (address, number): raw
-  // sockets cannot be bound exclusively, so a server asks before it serves.
-  bool endpoint_in_use(TimeNs deadline);
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);

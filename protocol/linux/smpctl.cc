@@ -41,7 +41,7 @@ constexpr const char* kUsage =
     "                       a static peer table entry (repeatable); ENDPOINT defaults to 0\n"
     "  --config=FILE        more peers, one 'NAME ADDRESS[:ENDPOINT]' a line ('#' comments)\n"
     "  --endpoint=N         this process's endpoint number (default: 0 for serve, else an\n"
-    "                       ephemeral one); processes on one address need distinct numbers\n"
+    "                       ephemeral one); one process per number on an address\n"
     "  --timeout=MS         deadline of each call (default 5000)\n"
     "  --spin-us=US         busy-poll the socket up to US microseconds before sleeping (default\n"
     "                       0: off; lower latency between cores, at the price of CPU time)\n"
@@ -182,6 +182,7 @@ std::unique_ptr<sl::Endpoint> open_endpoint(const Options& o) {
   if (s == sl::Status::kNoPrivilege) {
     fail(s, "needs CAP_NET_RAW (run as root or setcap cap_net_raw+ep)");
   }
+  if (s == sl::Status::kBusy) fail(s, detail + " (give --endpoint=N)");
   if (s != sl::Status::kOk) fail(s, "cannot open the protocol-121 socket: " + detail);
   return ep;
 }
@@ -402,11 +403,7 @@ int cmd_serve(const Options& o) {
   if (service.empty()) usage_error("serve needs a SERVICE name");
   Options so = o;
   if (!so.endpoint_given) so.config.endpoint = 0;  // a node's main endpoint, as a kernel node's
-  auto ep = open_endpoint(so);
-  if (ep->endpoint_in_use(sl::monotonic_ns() + 300'000'000)) {
-    fail(sl::Status::kBusy, "endpoint " + std::to_string(ep->local_endpoint()) +
-                                " is already served by another process on this address (give --endpoint=N)");
-  }
+  auto ep = open_endpoint(so);  // fails if another process holds the number on this address
   sl::Status s = ep->attach(service);
   if (s == sl::Status::kBadArgument) usage_error("bad service name '" + service + "': 1 to 32 bytes, not starting with '_'");
   if (s != sl::Status::kOk) fail_call(s, "serve " + service, *ep);

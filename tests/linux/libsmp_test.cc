@@ -6,6 +6,8 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -257,6 +259,52 @@ TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
   }
   end_serving();
   EXPECT_EQ(served, sizes);  // each call was served once, in order
+}
+
+// One endpoint per (address, number): opening a number that is in use, fixed or ephemeral, is
+// refused with kBusy and a detail that names it, and close() gives the number back.
+TEST_F(LibsmpTest, AnEndpointNumberInUseIsRefusedUntilClosed) {
+  std::unique_ptr<sl::Endpoint> twin;
+  std::string detail;
+  EXPECT_EQ(sl::Endpoint::open(config(kServerEndpoint), &twin, &detail), sl::Status::kBusy);
+  EXPECT_NE(detail.find("endpoint " + std::to_string(kServerEndpoint) + " "), std::string::npos) << detail;
+  const uint16_t ephemeral = client_->local_endpoint();
+  ASSERT_GE(ephemeral, 0x8000);
+  EXPECT_EQ(sl::Endpoint::open(config(ephemeral), &twin, &detail), sl::Status::kBusy) << ephemeral;
+  client_->close();
+  EXPECT_EQ(sl::Endpoint::open(config(ephemeral), &twin, &detail), sl::Status::kOk) << detail;
+}
+
+// A process that dies without closing (SIGKILL) leaves its number free for the next one.
+TEST(LibsmpReservation, ANumberIsFreeOnceItsProcessIsKilled) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_RAW) for raw sockets";
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::unique_ptr<sl::Endpoint> ep;
+    std::string detail;
+    uint16_t number = 0;
+    if (sl::Endpoint::open(config(-1), &ep, &detail) == sl::Status::kOk) number = ep->local_endpoint();
+    ssize_t w = write(to_parent[1], &number, sizeof number);
+    char c;
+    ssize_t r = read(to_child[0], &c, 1);  // held until the parent kills us
+    _exit(w == sizeof number && r >= 0 ? 0 : 1);
+  }
+  uint16_t number = 0;
+  ASSERT_EQ(read(to_parent[0], &number, sizeof number), ssize_t(sizeof number));
+  ASSERT_NE(number, 0) << "the child could not open an endpoint";
+  std::unique_ptr<sl::Endpoint> ep;
+  std::string detail;
+  EXPECT_EQ(sl::Endpoint::open(config(number), &ep, &detail), sl::Status::kBusy) << number;
+  kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(sl::Endpoint::open(config(number), &ep, &detail), sl::Status::kOk) << detail;
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
 }
 
 TEST(LibsmpConfig, NegativeSpinIsRefused) {
