@@ -10,13 +10,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <mutex>
 #include <new>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -53,6 +58,10 @@ constexpr uint32_t kLinuxEagerBytes = 64u << 10;  // larger messages: the rest i
 // holds 4 KiB, but requests are bounded (requests_max 256: 1 MiB of the 4 MiB pool at most).
 constexpr uint32_t kLinuxPoolBlockBytes = 4096;
 
+// While the application is away from libsmp (say, computing between receive and reply), the
+// keeper thread steps the engine this often, so that it still answers its peers' liveness probes
+// (they declare a silent endpoint down after dead_after, 1 s) and acknowledges what arrives.
+constexpr TimeNs kKeeperPeriodNs = 100'000'000;
 constexpr int kEphemeralTriesMax = 64;            // random picks before giving up (1 in 512 taken: ~0)
 
 // An endpoint number is this process's on one address while it holds an abstract Unix socket
@@ -257,9 +266,55 @@ class Driver {
   // Counters of the driver itself (the engine's are in engine->stats()).
   uint64_t socket_send_errors = 0, socket_no_buffer = 0, requests_overflow = 0;
 
+  // Every public call holds `api` for its whole length (one caller at a time, the keeper
+  // included) and notes when it began and ended.
+  std::recursive_mutex api;
+  std::atomic<TimeNs> last_call_ns{0};
+  std::mutex keeper_m;  // guards keeper_stop
+  std::condition_variable keeper_cv;
+  bool keeper_stop = false;
+  std::thread keeper;
+
   ~Driver() {
+    stop_keeper();
     engine.reset();
     std::free(arena);
+  }
+
+  // The keeper steps the engine once a period, when no call has run for a whole period; a call
+  // pumps the engine itself, so the keeper never waits for one (it only tries the lock).
+  void start_keeper() {
+    keeper = std::thread([this] {
+      std::unique_lock<std::mutex> g(keeper_m);
+      while (!keeper_cv.wait_for(g, std::chrono::nanoseconds(kKeeperPeriodNs), [this] { return keeper_stop; })) {
+        if (monotonic_ns() - last_call_ns.load() < kKeeperPeriodNs) continue;
+        std::unique_lock<std::recursive_mutex> a(api, std::try_to_lock);
+        if (a.owns_lock()) step();
+      }
+    });
+  }
+  void stop_keeper() {
+    if (!keeper.joinable()) return;
+    {
+      std::lock_guard<std::mutex> g(keeper_m);
+      keeper_stop = true;
+    }
+    keeper_cv.notify_all();
+    keeper.join();
+  }
+
+  // One pass that never blocks: what arrived, what is due, what to send; then the timer is set
+  // for what comes next (wake_fd() users wait on it).
+  void step() {
+    const Wakeup w = loop.wait(wait_writable, 0);  // consumes a fired timer
+    if (w.writable) wait_writable = false;
+    if (w.readable) receive();
+    pump([] { return true; }, kNoDeadline);  // timers, events, transmissions: one pass
+    TimeNs wake = kNoDeadline;
+    const Instant nt = engine->next_timeout();
+    if (nt != kNever) wake = TimeNs(nt) * 1000;
+    if (retry_at_ns > 0) wake = std::min(wake, retry_at_ns);
+    loop.arm(wake);
   }
 
   Instant now() const { return to_instant(monotonic_ns()); }
@@ -431,6 +486,19 @@ class Driver {
   }
 };
 
+// Held by every public call of Endpoint for its whole length (see Driver::api).
+class ApiCall {
+ public:
+  explicit ApiCall(Driver& d) : d_(d), lock_(d.api) { d_.last_call_ns = monotonic_ns(); }
+  ~ApiCall() { d_.last_call_ns = monotonic_ns(); }
+  ApiCall(const ApiCall&) = delete;
+  ApiCall& operator=(const ApiCall&) = delete;
+
+ private:
+  Driver& d_;
+  std::lock_guard<std::recursive_mutex> lock_;
+};
+
 // ---- Endpoint --------------------------------------------------------------------------------
 
 // The last reply received is acknowledged by a delayed ACK (SPEC: ack_delay_us); leaving at once
@@ -442,8 +510,10 @@ Endpoint::~Endpoint() {
 
 void Endpoint::close() {
   Driver& d = *impl_;
+  const ApiCall call(d);
   if (d.closed) return;
   d.closed = true;
+  d.stop_keeper();
   const TimeNs linger_ns = TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
   d.pump([] { return false; }, monotonic_ns() + linger_ns);
   d.reservation.release();  // the number is free for the next process
@@ -569,6 +639,7 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     *detail = "cannot attach the _names service";
     return Status::kSystem;
   }
+  d.start_keeper();
   *out = std::move(ep);
   return Status::kOk;
 }
@@ -587,6 +658,7 @@ uint16_t Endpoint::local_endpoint() const { return impl_->cfg.local_endpoint; }
 uint32_t Endpoint::local_address_be() const { return htonl(impl_->cfg.local_ipv4); }
 
 Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   const size_t slash = target.find('/');
   std::string service(slash == std::string_view::npos ? target : target.substr(slash + 1));
@@ -621,6 +693,7 @@ Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadli
 
 Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uint8_t* reply,
                       size_t reply_capacity, size_t* reply_size, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   if (request.size() > kMessageBytesMax) return Status::kTooLarge;
   ConstBytes req{request.data(), request.size()};
@@ -655,6 +728,7 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uin
 
 Status Endpoint::send(const Connection& c, std::span<const uint8_t> request,
                       std::vector<uint8_t>* reply, TimeNs deadline) {
+  const ApiCall call(*impl_);
   // A reply can be as large as the largest message; the buffer's untouched pages cost nothing.
   std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[kMessageBytesMax]);
   if (!buf) return Status::kNoResources;
@@ -665,6 +739,7 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request,
 }
 
 Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline) {
+  const ApiCall call(*impl_);
   const Peer* peer = nullptr;
   for (const Peer& p : impl_->table) {
     if (p.name == node) peer = &p;
@@ -674,6 +749,7 @@ Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out
 }
 
 Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   const Peer* peer = &target;
   wire::Message m;
@@ -708,6 +784,7 @@ Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, 
 }
 
 Status Endpoint::names(std::string_view node, std::vector<std::string>* out, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Connection c;
   const Result<PeerRef> p = impl_->engine->peer_by_name(std::string(node).c_str());
   if (!p.ok()) return Status::kUnknownNode;
@@ -729,6 +806,7 @@ Status Endpoint::names(std::string_view node, std::vector<std::string>* out, Tim
 }
 
 Status Endpoint::attach(std::string_view service) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   const std::string name(service);
   if (name.empty() || name.size() > wire::kNameBytesMax || name[0] == '_') return Status::kBadArgument;
@@ -741,6 +819,7 @@ Status Endpoint::attach(std::string_view service) {
 }
 
 Status Endpoint::read(Request& request, size_t offset, uint8_t* dst, size_t bytes, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   const uint32_t h = uint32_t(request.receive_id);
   if (offset > request.size_bytes || bytes > request.size_bytes - offset) return Status::kBadArgument;
@@ -764,6 +843,7 @@ Status Endpoint::read(Request& request, size_t offset, uint8_t* dst, size_t byte
 }
 
 Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   for (;;) {
     if (!d.pump([&] { return !d.requests.empty(); }, deadline)) return Status::kTimeout;
@@ -797,10 +877,12 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
 }
 
 Status Endpoint::reply(Request& request, std::span<const uint8_t> data, TimeNs deadline) {
+  const ApiCall call(*impl_);
   return reply(request, std::vector<uint8_t>(data.begin(), data.end()), deadline);
 }
 
 Status Endpoint::reply(Request& request, std::vector<uint8_t>&& data, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   (void)deadline;  // the engine keeps the reply until the client has it or is gone
   const uint32_t h = uint32_t(request.receive_id);
@@ -812,6 +894,7 @@ Status Endpoint::reply(Request& request, std::vector<uint8_t>&& data, TimeNs dea
 }
 
 Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   (void)deadline;
   const uint32_t h = uint32_t(request.receive_id);
@@ -825,11 +908,13 @@ Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
 }
 
 Status Endpoint::flush(TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   return d.pump([&] { return d.replies.empty(); }, deadline) ? Status::kOk : Status::kTimeout;
 }
 
 Status Endpoint::poll(TimeNs deadline) {
+  const ApiCall call(*impl_);
   Driver& d = *impl_;
   d.pump([] { return false; }, deadline);
   return Status::kOk;
@@ -838,19 +923,12 @@ Status Endpoint::poll(TimeNs deadline) {
 int Endpoint::wake_fd() const { return impl_->loop.fd(); }
 
 void Endpoint::step() {
-  Driver& d = *impl_;
-  const Wakeup w = d.loop.wait(d.wait_writable, 0);  // never blocks; consumes a fired timer
-  if (w.writable) d.wait_writable = false;
-  if (w.readable) d.receive();
-  d.pump([] { return true; }, kNoDeadline);  // timers, events, transmissions: one pass
-  TimeNs wake = kNoDeadline;
-  const Instant nt = d.engine->next_timeout();
-  if (nt != kNever) wake = TimeNs(nt) * 1000;
-  if (d.retry_at_ns > 0) wake = std::min(wake, d.retry_at_ns);
-  d.loop.arm(wake);
+  const ApiCall call(*impl_);
+  impl_->step();
 }
 
 std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
+  const ApiCall call(*impl_);
   const Driver& d = *impl_;
   const smp::Stats& s = d.engine->stats();
   uint64_t decode_errors = 0;

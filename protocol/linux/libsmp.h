@@ -96,6 +96,10 @@ struct PingResult {
 
 class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
+// Calls run one at a time: a call from a second thread waits until the running one returns.
+// Between calls a keeper thread steps the engine every 100 ms (once the endpoint has been left
+// alone that long), so a server that computes for seconds between receive and reply still
+// answers its clients' liveness probes and is not declared down.
 class Endpoint {
  public:
   ~Endpoint();  // close()s if not done yet
@@ -133,9 +137,9 @@ class Endpoint {
   Status flush(TimeNs deadline);
   // Runs the loop until the deadline (answers `names` and keeps peers alive meanwhile).
   Status poll(TimeNs deadline);
-  // For a caller with its own poll() loop (smpctl serve --exec while its command runs): the
-  // endpoint needs step() whenever wake_fd() is readable, so that it keeps answering probes
-  // and the peer does not declare it down. step() never blocks.
+  // For a caller with its own poll() loop (smpctl serve --exec while its command runs): step()
+  // whenever wake_fd() is readable handles what arrives at once rather than at the keeper's
+  // next pass (up to 100 ms later). step() never blocks.
   int wake_fd() const;
   void step();
 

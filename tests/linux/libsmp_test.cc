@@ -261,6 +261,26 @@ TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
   EXPECT_EQ(served, sizes);  // each call was served once, in order
 }
 
+// A server that computes longer than the liveness bound (dead_after, 1 s) between receive and
+// reply, without calling libsmp meanwhile, is still alive to its client: the endpoint's keeper
+// answers the client's probes (without it the client's call ended in kHostDown).
+TEST_F(LibsmpTest, AServerThatTakesLongerThanTheLivenessBoundToReply) {
+  ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    sl::Request r;
+    ASSERT_EQ(s.receive(&r, in(5 * kSecondNs)), sl::Status::kOk);
+    usleep(1'600'000);  // computing, not calling libsmp
+    EXPECT_EQ(s.reply(r, std::move(r.data), in(kSecondNs)), sl::Status::kOk);
+    while (!client_done) s.poll(in(10'000'000));
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> msg{1, 2, 3}, reply;
+  EXPECT_EQ(client_->send(c, msg, &reply, in(10 * kSecondNs)), sl::Status::kOk);
+  EXPECT_EQ(reply, msg);
+  client_done = true;
+}
+
 // One endpoint per (address, number): opening a number that is in use, fixed or ephemeral, is
 // refused with kBusy and a detail that names it, and close() gives the number back.
 TEST_F(LibsmpTest, AnEndpointNumberInUseIsRefusedUntilClosed) {
