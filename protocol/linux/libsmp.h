@@ -71,6 +71,11 @@ struct Config {
   // the yield keeps it harmless when the peer shares our core. It burns a CPU for up to
   // spin_ns per wait, so it is off by default (0); README.md gives the measurements.
   int64_t spin_ns = 0;
+  // A serving endpoint (one that attached a service) starts a keeper thread that steps the
+  // engine while the application is away from libsmp, so that its clients do not declare it
+  // down while it computes (see Endpoint). false: no thread; the application then calls into
+  // the endpoint (poll, receive, step, ...) at least every 0.5 s (the liveness bound is 1 s).
+  bool keeper = true;
 };
 
 // Parses "NAME=A.B.C.D[:ENDPOINT]" (command line) or "NAME A.B.C.D[:ENDPOINT]" (config file).
@@ -97,9 +102,9 @@ struct PingResult {
 class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
 // Calls run one at a time: a call from a second thread waits until the running one returns.
-// Between calls a keeper thread steps the engine every 100 ms (once the endpoint has been left
-// alone that long), so a server that computes for seconds between receive and reply still
-// answers its clients' liveness probes and is not declared down.
+// Between calls a serving endpoint's keeper thread (Config::keeper) steps the engine every
+// 100 ms once no call has begun for that long, so a server that computes for seconds between
+// receive and reply still answers its clients' liveness probes and is not declared down.
 class Endpoint {
  public:
   ~Endpoint();  // close()s if not done yet

@@ -403,6 +403,9 @@ int cmd_serve(const Options& o) {
   if (service.empty()) usage_error("serve needs a SERVICE name");
   Options so = o;
   if (!so.endpoint_given) so.config.endpoint = 0;  // a node's main endpoint, as a kernel node's
+  // The loop below never leaves the endpoint alone for long: receive waits at most 200 ms, and a
+  // --exec command's wait steps it (run_command). So no keeper thread.
+  so.config.keeper = false;
   auto ep = open_endpoint(so);  // fails if another process holds the number on this address
   sl::Status s = ep->attach(service);
   if (s == sl::Status::kBadArgument) usage_error("bad service name '" + service + "': 1 to 32 bytes, not starting with '_'");
