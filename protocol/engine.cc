@@ -2764,6 +2764,20 @@ ErrorCode Engine::pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code
     return ErrorCode::kOk;
 }
 
+bool Engine::pulse_pending(PeerRef peer, uint32_t channel, int8_t code, uint16_t source) const {
+    if (!ok_) return false;
+    E e{*impl_, const_cast<Config&>(config_), const_cast<Stats&>(stats_)};
+    uint16_t pi = 0;
+    if (!e.peer_of_ref(peer, pi)) return false;
+    for (size_t i = 0; i < impl_->sends_hi; i++) {
+        const Send& s = impl_->sends[i];
+        if (s.state != SendState::kFree && s.is_pulse && s.peer == pi && s.channel == channel &&
+            s.code == code && s.source == source)
+            return true;
+    }
+    return false;
+}
+
 ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, MutableChain dst) {
     if (!ok_) return ErrorCode::kInvalid;
     E e{*impl_, config_, stats_};

@@ -272,6 +272,10 @@ public:
     // which keeps pulses of different sources apart. kNoResources if no send slot is free.
     ErrorCode pulse(Instant now, PeerRef peer, uint32_t channel, int8_t code, uint32_t value,
                     uint8_t priority = 0, uint16_t source = 0);
+    // Whether a pulse to (peer, channel, code, source) is still unacknowledged (waiting for
+    // credit or sent): a sender that wants to know it arrived waits until this is false, then
+    // looks at the peer (a peer declared down or rebooted ends its pulses unacknowledged).
+    bool pulse_pending(PeerRef peer, uint32_t channel, int8_t code, uint16_t source = 0) const;
 
     // ---- Server side ----
     // Copies request bytes [offset, offset + size(dst)) into dst, pulling from the client what is

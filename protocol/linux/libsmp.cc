@@ -41,7 +41,7 @@ constexpr size_t kReceiveBufferBytes = 65536;    // the largest IPv4 packet
 constexpr int kReceiveRoundsMax = 8;             // recvmmsg batches handled before transmitting again
 constexpr size_t kBurstHintBytes = 1024;         // a packet this large: more of its message follow
 constexpr int64_t kNoBufferRetryNs = 100'000;    // ENOBUFS: the device queue is full, try soon
-constexpr size_t kRequestsQueuedMax = 1024;      // arrived requests not yet received
+constexpr size_t kRequestsQueuedMax = 1024;      // arrived requests and pulses not yet received
 constexpr size_t kDoneQueuedMax = 4096;          // completions nobody waits for any more
 constexpr uint16_t kEphemeralEndpointMin = 0x8000;
 constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
@@ -264,6 +264,7 @@ class Driver {
 
   // Counters of the driver itself (the engine's are in engine->stats()).
   uint64_t socket_send_errors = 0, socket_no_buffer = 0, requests_overflow = 0;
+  uint64_t pulses_received = 0, pulses_dropped = 0;
 
   // Every public call holds `api` for its whole length (one caller at a time, the keeper
   // included) and counts itself in `calls`.
@@ -438,6 +439,15 @@ class Driver {
       case EventType::kSendDone: keep(sends_done, e); break;
       case EventType::kNameResolved: keep(lookups_done, e); break;
       case EventType::kPulse:
+        // Requests take at most requests_max (256) of the queue; the rest is for pulses. Full
+        // means 768 pulses nobody received: the oldest are kept, the newest counted and dropped.
+        if (requests.size() < kRequestsQueuedMax) {
+          requests.push_back(e);
+          ++pulses_received;
+        } else {
+          ++pulses_dropped;
+        }
+        break;
       case EventType::kPeerDown: break;  // sends to that peer end with their own kSendDone
     }
   }
@@ -755,6 +765,21 @@ Status Endpoint::ping(std::string_view node, size_t probe_bytes, PingResult* out
   return probe(*peer, probe_bytes, out, deadline);
 }
 
+Status Endpoint::pulse(const Connection& c, int8_t code, uint32_t value, TimeNs deadline) {
+  const ApiCall call(*impl_);
+  Driver& d = *impl_;
+  const PeerRef peer{c.peer};
+  const ErrorCode e = d.engine->pulse(d.now(), peer, c.channel, code, value);
+  if (e != ErrorCode::kOk) return from_wire(e);
+  if (!d.pump([&] { return !d.engine->pulse_pending(peer, c.channel, code); }, deadline)) return Status::kTimeout;
+  // Not pending any more: acknowledged, or ended with its peer (down, or rebooted: the ref no
+  // longer names a live peer).
+  const smp::PeerInfo info = d.engine->peer_info(peer);
+  if (info.state == smp::PeerState::kFree) return Status::kPeerRebooted;
+  if (info.state == smp::PeerState::kDown) return Status::kHostDown;
+  return Status::kOk;
+}
+
 Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline) {
   const ApiCall call(*impl_);
   Driver& d = *impl_;
@@ -857,6 +882,15 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
     if (!d.pump([&] { return !d.requests.empty(); }, deadline)) return Status::kTimeout;
     const smp::Event e = d.requests.front();
     d.requests.pop_front();
+    if (e.type == EventType::kPulse) {
+      *out = Request{};
+      out->source_be = htonl(d.engine->peer_info(e.peer).ipv4);
+      out->is_pulse = true;
+      out->pulse_code = e.code;
+      out->pulse_value = e.value;
+      return Status::kOk;
+    }
+    out->is_pulse = false;
     if (d.cancelled.erase(e.handle)) continue;  // the client gave up before we got to it
     out->receive_id = e.handle;
     out->size_bytes = e.size;
@@ -960,6 +994,8 @@ std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
       {"requests_high", s.requests_high},
       {"sends_high", s.sends_high},
       {"peers_high", s.peers_high},
+      {"pulses_received", d.pulses_received},
+      {"pulses_dropped", d.pulses_dropped},
       {"socket_send_errors", d.socket_send_errors},
       {"socket_no_buffer", d.socket_no_buffer},
       {"ip_runts", d.sock.runts},

@@ -87,12 +87,16 @@ struct Connection {
 };
 
 struct Request {
-  uint64_t receive_id = 0;    // the engine's handle for reply/read
+  uint64_t receive_id = 0;    // the engine's handle for reply/read; 0 for a pulse
   size_t size_bytes = 0;      // the full message size
   uint32_t source_be = 0;     // the sender's address
   TimeNs client_deadline_ns = kNoDeadline;  // when the client gives up (from the wire's
                                             // time remaining; the engine cancels then)
   std::vector<uint8_t> data;  // what receive() read (all of it unless read_max said less)
+  // A pulse (Endpoint::pulse, a kernel node's `pulse`): a code and a value, nothing to answer.
+  bool is_pulse = false;
+  int8_t pulse_code = 0;
+  uint32_t pulse_value = 0;
 };
 
 struct PingResult {
@@ -123,10 +127,16 @@ class Endpoint {
               size_t reply_capacity, size_t* reply_size, TimeNs deadline);
   // One PROBE padded to probe_bytes (an IP packet size, 576..65535), answered by PROBE_ACK.
   Status ping(std::string_view node, size_t probe_bytes, PingResult* out, TimeNs deadline);
+  // A pulse to the connection's service (SPEC.md 5.7): a code and a value, no reply. Returns
+  // kOk once the server's endpoint acknowledged it (it is queued there for receive()), kHostDown
+  // or kPeerRebooted if the peer went away first, kTimeout at the deadline (the engine goes on
+  // trying while the endpoint runs).
+  Status pulse(const Connection& c, int8_t code, uint32_t value, TimeNs deadline);
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);
-  // The next request; its first min(size, read_max) bytes are in out->data, the rest is read().
+  // The next request or pulse, in arrival order (a pulse: out->is_pulse, nothing to answer);
+  // a request's first min(size, read_max) bytes are in out->data, the rest is read().
   // kTimeout: nothing received, also when the deadline passed while those bytes were still
   // being pulled from the client (that request stays first in line for the next receive).
   Status receive(Request* out, TimeNs deadline, size_t read_max = kMessageBytesMax);

@@ -31,9 +31,12 @@ constexpr const char* kUsage =
     "  call [NODE/]SERVICE DATA|@FILE [--out=FILE]\n"
     "                                    send DATA (or FILE's bytes), print the reply; a bare\n"
     "                                    SERVICE is looked up on every node of the peer table\n"
+    "  pulse [NODE/]SERVICE CODE VALUE   a pulse (code 0..127, a 32-bit value, no reply); ends\n"
+    "                                    when the server's endpoint acknowledged it\n"
     "  serve SERVICE [--exec CMD] [--count N]\n"
     "                                    serve SERVICE: echo, or run CMD per request (request on\n"
-    "                                    its stdin, reply from its stdout); stop after N requests\n"
+    "                                    its stdin, reply from its stdout); stop after N requests;\n"
+    "                                    pulses are printed (stderr, or a JSON line with --json)\n"
     "  stats                             counters of the smpctl servers running on this host\n"
     "options:\n"
     "  --name=NAME          this node's name (default: the host name)\n"
@@ -383,6 +386,34 @@ int cmd_call(const Options& o) {
 }
 
 volatile sig_atomic_t g_stop = 0;
+int cmd_pulse(const Options& o) {
+  if (o.args.size() != 4) usage_error("pulse takes [NODE/]SERVICE CODE VALUE");
+  const std::string& target = o.args[1];
+  const size_t slash = target.find('/');
+  if (target.empty() || slash == 0 || (slash != std::string::npos && slash + 1 == target.size())) {
+    usage_error("pulse needs [NODE/]SERVICE CODE VALUE");
+  }
+  int64_t code = 0, value = 0;
+  if (!parse_int(o.args[2], 0, 127, &code)) usage_error("bad pulse code '" + o.args[2] + "': 0..127");
+  if (!parse_int(o.args[3], 0, UINT32_MAX, &value)) usage_error("bad pulse value '" + o.args[3] + "': 0..4294967295");
+  const std::string service_name = slash == std::string::npos ? target : target.substr(slash + 1);
+  const std::string where = slash == std::string::npos ? std::string("any node") : node_of(target);
+  auto ep = open_endpoint(o);
+  const sl::TimeNs deadline = deadline_of(o);
+  sl::Connection c;
+  sl::Status s = ep->connect(target, &c, deadline);
+  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
+  if (s != sl::Status::kOk) fail_call(s, "connect " + target, *ep);
+  s = ep->pulse(c, int8_t(code), uint32_t(value), deadline);
+  if (s != sl::Status::kOk) fail_call(s, "pulse " + target, *ep);
+  if (o.json) {
+    std::printf("{\"target\":\"%s\",\"pulse_code\":%lld,\"pulse_value\":%lld,\"status\":\"ok\"}\n",
+                json_escape(target).c_str(), static_cast<long long>(code), static_cast<long long>(value));
+  }
+  return 0;
+}
+
 void on_signal(int) { g_stop = 1; }
 
 int cmd_serve(const Options& o) {
@@ -430,6 +461,21 @@ int cmd_serve(const Options& o) {
     // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
     // Wait briefly for the next request (so SIGTERM is seen), taking none of its bytes yet...
     s = ep->receive(&req, sl::monotonic_ns() + 200'000'000, 0);
+    if (s == sl::Status::kOk && req.is_pulse) {
+      char from[INET_ADDRSTRLEN] = {};
+      in_addr ia{};
+      ia.s_addr = req.source_be;
+      inet_ntop(AF_INET, &ia, from, sizeof from);
+      if (o.json) {
+        std::printf("{\"pulse_code\":%d,\"pulse_value\":%u,\"from\":\"%s\"}\n", int(req.pulse_code),
+                    unsigned(req.pulse_value), from);
+        std::fflush(stdout);
+      } else {
+        std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u\n", service.c_str(), from,
+                     int(req.pulse_code), unsigned(req.pulse_value));
+      }
+      continue;
+    }
     if (s == sl::Status::kOk) {
       // ...then read all of it for as long as the client waits (the engine ends the read with a
       // cancellation when the client gives up or dies); a 16 MiB message takes a while.
@@ -507,6 +553,7 @@ int main(int argc, char** argv) {
   if (cmd == "names") return cmd_names(o);
   if (cmd == "call") return cmd_call(o);
   if (cmd == "serve") return cmd_serve(o);
+  if (cmd == "pulse") return cmd_pulse(o);
   if (cmd == "stats") return cmd_stats(o);
   usage_error("unknown command '" + cmd + "'");
 }

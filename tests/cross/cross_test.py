@@ -22,7 +22,8 @@ cleanup also when a case fails).
               proven in the simulation's time); node3 booted again: new calls succeed
   linux       smpctl in the cluster namespace calls echo on every node (small and segmented); every
               node calls a service served by `smpctl serve` in the namespace (Linux's IP stack
-              against lwIP), and node2 sends it hash-checked 20 kB and 1 MiB messages
+              against lwIP), and node2 sends it hash-checked 20 kB and 1 MiB messages; pulses
+              both ways (node1 -> smpctl serve, which prints it; smpctl -> node2's echo)
   linux_large smpctl -> node2/echo of 20 kB, 300 kB, 1 MiB, compared byte for byte
   cleanup     ./smp down; nothing of ours left running
 
@@ -522,6 +523,23 @@ def case_linux(args, nc, rm):
             print(r["line"])
             check(r["ok"] == count and r["failed"] == 0,
                   f"node2 -> smpctl serve: {count} x {size} B hash-checked by the node")
+        # Pulses both ways: a node's reaches smpctl serve, which prints it; smpctl's reaches a
+        # node's service, whose servicestat counts it.
+        node1 = state["nodes"][0]
+        out = rm.shell_text(state, node1["name"], f"pulse {ns_name}/lecho 7 4242")
+        check("pulse: sent" in out, f"{node1['name']} pulses {ns_name}/lecho: {out!r}")
+        want = f"pulse on lecho from {node1['ip']}: code 7 value 4242"
+        deadline = time.monotonic() + kGuardS
+        while want not in open(log.name).read() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check(want in open(log.name).read(), f"smpctl serve printed '{want}'")
+        before = rm.servicestat(state, "node2", "echo")
+        r = subprocess.run(ns + base + ["pulse", "node2/echo", "6", "77"], capture_output=True,
+                           text=True, timeout=kGuardS)
+        check(r.returncode == 0, f"smpctl pulse node2/echo 6 77: {r.returncode} {r.stderr.strip()}")
+        after = rm.servicestat(state, "node2", "echo")
+        check(after["pulses"] == before["pulses"] + 1,
+              f"node2's echo counted smpctl's pulse: {before['line']} -> {after['line']}")
     finally:
         server.terminate()
         try:

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <numeric>
 #include <thread>
@@ -259,6 +260,45 @@ TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
   }
   end_serving();
   EXPECT_EQ(served, sizes);  // each call was served once, in order
+}
+
+// Pulses reach the server in order with the requests, carry their code, value and source, and
+// ask for no answer; the client's pulse() returns once they were acknowledged.
+TEST_F(LibsmpTest, PulsesArriveInOrderWithRequests) {
+  ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
+  std::vector<sl::Request> got;
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    while (got.size() < 3) {
+      sl::Request r;
+      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk) << "item " << got.size();
+      if (!r.is_pulse) EXPECT_EQ(s.reply(r, std::vector<uint8_t>(r.data), in(kSecondNs)), sl::Status::kOk);
+      got.push_back(std::move(r));
+    }
+    while (!client_done) s.poll(in(10'000'000));
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  EXPECT_EQ(client_->pulse(c, 3, 0xDEADBEEF, in(5 * kSecondNs)), sl::Status::kOk);
+  EXPECT_EQ(client_->pulse(c, 127, 7, in(5 * kSecondNs)), sl::Status::kOk);
+  const std::vector<uint8_t> msg{9, 8, 7};
+  std::vector<uint8_t> reply;
+  ASSERT_EQ(client_->send(c, msg, &reply, in(5 * kSecondNs)), sl::Status::kOk);
+  EXPECT_EQ(reply, msg);
+  end_serving();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_TRUE(got[0].is_pulse);
+  EXPECT_EQ(got[0].pulse_code, 3);
+  EXPECT_EQ(got[0].pulse_value, 0xDEADBEEFu);
+  EXPECT_EQ(got[0].receive_id, 0u);
+  EXPECT_EQ(got[0].source_be, htonl(INADDR_LOOPBACK));
+  EXPECT_TRUE(got[1].is_pulse);
+  EXPECT_EQ(got[1].pulse_code, 127);
+  EXPECT_EQ(got[1].pulse_value, 7u);
+  EXPECT_FALSE(got[2].is_pulse);
+  EXPECT_EQ(got[2].data, msg);
+  const auto stats = server_->stats();
+  EXPECT_NE(std::find(stats.begin(), stats.end(), std::make_pair(std::string("pulses_received"), uint64_t{2})),
+            stats.end());
 }
 
 // A server that computes longer than the liveness bound (dead_after, 1 s) between receive and

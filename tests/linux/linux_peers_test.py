@@ -158,6 +158,15 @@ def case_basic(h):
     check("echo" in [s["name"] for s in json.loads(r.stdout)["services"]], "names b lists echo")
     r = h.run("A", ["call", "b/echo", "hello"])
     check(r.stdout == "hello", "call b/echo hello replies hello")
+    r = h.run("A", ["--json", "pulse", "b/echo", "5", "4000000000"])
+    check(json.loads(r.stdout)["status"] == "ok", "pulse b/echo 5 4000000000 is acknowledged")
+    # The server prints the pulse when its receive loop takes it (at once, or within 200 ms).
+    want = "pulse on echo from " + h.addr["A"] + ": code 5 value 4000000000"
+    for _ in range(50):
+        if want in open(server.log_path).read():
+            break
+        time.sleep(0.1)
+    check(want in open(server.log_path).read(), f"serve prints the pulse ('{want}')")
     upper = h.start("B", ["--endpoint=1", "serve", "upper", "--exec", "tr a-z A-Z"],
                     "serve-upper.log")
     h.wait_serving(upper, "upper", node="b1")
@@ -306,6 +315,10 @@ def case_bad_input(h):
                  prefix=("setpriv", f"--reuid={kUnprivilegedUid}", f"--regid={kUnprivilegedUid}",
                          "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
     expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
+    expect_error(h, ["pulse", "b/echo", "128", "1"], ["bad pulse code", "0..127"], "pulse code 128")
+    expect_error(h, ["pulse", "b/echo", "1", "4294967296"], ["bad pulse value"], "pulse value 2^32")
+    expect_error(h, ["pulse", "b/nosuch", "1", "1"], ["unknown service", "nosuch"],
+                 "pulse to an unknown service")
     expect_error(h, ["serve", "other"], ["already in use", "--endpoint"], "a second server on endpoint 0",
                  side="B")
     # Host down: a node in the peer table with nobody behind its address.

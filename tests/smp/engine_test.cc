@@ -865,6 +865,26 @@ TEST(Engine, PulsesCoalesceAndArriveOnce) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+// pulse_pending: true from the pulse until its acknowledgement, for its own (channel, code,
+// source) only.
+TEST(Engine, APulseIsPendingUntilAcknowledged) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 5, 1));
+    EXPECT_EQ(a.engine->pulse(w.now, peer, 5, 1, 100, 0, 3), ErrorCode::kOk);
+    EXPECT_TRUE(a.engine->pulse_pending(peer, 5, 1, 3));
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 5, 1, 4));
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 5, 2, 3));
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 6, 1, 3));
+    EXPECT_FALSE(a.engine->pulse_pending(PeerRef{}, 5, 1, 3));
+    w.run(nullptr);
+    Event ev;
+    EXPECT_TRUE(take(b, EventType::kPulse, ev));
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 5, 1, 3));
+    EXPECT_TRUE(a.engine->quiescent());
+}
+
 // SPEC.md 4.7: a pulse names the connection it comes from (source) and carries the sender's
 // priority; pulses of one (channel, code) from different sources stay apart, one source's
 // coalesce, and the receiver's event has both.
