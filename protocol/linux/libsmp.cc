@@ -61,7 +61,9 @@ constexpr uint32_t kLinuxPoolBlockBytes = 4096;
 // keeper thread steps the engine this often, so that it still answers its peers' liveness probes
 // (they declare a silent endpoint down after dead_after, 1 s) and acknowledges what arrives.
 constexpr TimeNs kKeeperPeriodNs = 100'000'000;
-constexpr int kEphemeralTriesMax = 64;            // random picks before giving up (1 in 512 taken: ~0)
+// Random ephemeral picks before giving up: even with half of the 32768 numbers taken, all 64
+// fail only with probability 2^-64.
+constexpr int kEphemeralTriesMax = 64;
 
 // An endpoint number is this process's on one address while it holds an abstract Unix socket
 // named after the two. The kernel makes the bind atomic, scopes the name to the network namespace
@@ -74,20 +76,16 @@ class EndpointReservation {
   EndpointReservation& operator=(const EndpointReservation&) = delete;
   ~EndpointReservation() { release(); }
 
-  // 0, EADDRINUSE (another process holds it) or another errno.
-  int take(uint32_t address_be, uint16_t endpoint) {
+  // 0, EADDRINUSE (another process holds it) or another errno. address: dotted quad.
+  int take(const char* address, uint16_t endpoint) {
     release();
     const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return errno;
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     // sun_path[0] stays 0: the abstract namespace, no file.
-    char addr[INET_ADDRSTRLEN] = {};
-    in_addr ia{};
-    ia.s_addr = address_be;
-    inet_ntop(AF_INET, &ia, addr, sizeof addr);
     const int n = std::snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "simplemsg/endpoint/%s/%u",
-                                addr, unsigned(endpoint));
+                                address, unsigned(endpoint));
     const socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + size_t(n));
     if (bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
       const int err = errno;
@@ -573,7 +571,7 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
   inet_ntop(AF_INET, &local_ia, local_text, sizeof local_text);
   if (config.endpoint >= 0) {
     c.local_endpoint = uint16_t(config.endpoint);
-    const int err = d.reservation.take(local_be, c.local_endpoint);
+    const int err = d.reservation.take(local_text, c.local_endpoint);
     if (err == EADDRINUSE) {
       *detail = "endpoint " + std::to_string(c.local_endpoint) + " is already in use by another process on " +
                 local_text;
@@ -587,7 +585,7 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     int err = EADDRINUSE;
     for (int i = 0; i < kEphemeralTriesMax && err == EADDRINUSE; ++i) {
       c.local_endpoint = uint16_t(kEphemeralEndpointMin | (random64() & 0x7FFF));
-      err = d.reservation.take(local_be, c.local_endpoint);
+      err = d.reservation.take(local_text, c.local_endpoint);
     }
     if (err == EADDRINUSE) {
       *detail = std::string("no free ephemeral endpoint number on ") + local_text;

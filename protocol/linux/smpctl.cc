@@ -332,6 +332,26 @@ bool write_all(int fd, const uint8_t* p, size_t n) {
   return true;
 }
 
+// [NODE/]SERVICE: a service on that node, or (bare) on whichever node of the peer table has it.
+bool valid_target(const std::string& target) {
+  const size_t slash = target.find('/');
+  return !target.empty() && slash != 0 && (slash == std::string::npos || slash + 1 < target.size());
+}
+std::string service_of(const std::string& target) {
+  const size_t slash = target.find('/');
+  return slash == std::string::npos ? target : target.substr(slash + 1);
+}
+std::string where_of(const std::string& target) {
+  return target.find('/') == std::string::npos ? std::string("any node") : node_of(target);
+}
+// Exits with the message a person can act on when a call or pulse to target fails with s.
+[[noreturn]] void fail_target(sl::Status s, const std::string& what, const std::string& target,
+                              const sl::Endpoint& ep) {
+  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
+  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_of(target) + "' on " + where_of(target));
+  fail_call(s, what + " " + target, ep);
+}
+
 int cmd_call(const Options& o) {
   std::string target, data_arg, out_path;
   bool have_data = false;
@@ -348,27 +368,18 @@ int cmd_call(const Options& o) {
       usage_error("call takes NODE/SERVICE and one DATA or @FILE");
     }
   }
-  // NODE/SERVICE asks that node; a bare SERVICE asks every node of the peer table.
-  const size_t slash = target.find('/');
-  if (target.empty() || !have_data || slash == 0 || (slash != std::string::npos && slash + 1 == target.size())) {
-    usage_error("call needs [NODE/]SERVICE and DATA or @FILE");
-  }
-  const std::string service_name = slash == std::string::npos ? target : target.substr(slash + 1);
-  const std::string where = slash == std::string::npos ? std::string("any node") : node_of(target);
+  if (!valid_target(target) || !have_data) usage_error("call needs [NODE/]SERVICE and DATA or @FILE");
   const std::vector<uint8_t> request = read_input(data_arg);
   auto ep = open_endpoint(o);
   const sl::TimeNs deadline = deadline_of(o);
   sl::Connection c;
   sl::Status s = ep->connect(target, &c, deadline);
-  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
-  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
-  if (s != sl::Status::kOk) fail_call(s, "connect " + target, *ep);
+  if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
   std::vector<uint8_t> reply;
   const sl::TimeNs t0 = sl::monotonic_ns();
   s = ep->send(c, request, &reply, deadline);
   const sl::TimeNs rtt = sl::monotonic_ns() - t0;
-  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
-  if (s != sl::Status::kOk) fail_call(s, "call " + target, *ep);
+  if (s != sl::Status::kOk) fail_target(s, "call", target, *ep);
   if (!out_path.empty()) {
     const int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || !write_all(fd, reply.data(), reply.size())) fail(sl::Status::kSystem, "cannot write " + out_path + ": " + std::strerror(errno));
@@ -385,28 +396,19 @@ int cmd_call(const Options& o) {
   return 0;
 }
 
-volatile sig_atomic_t g_stop = 0;
 int cmd_pulse(const Options& o) {
-  if (o.args.size() != 4) usage_error("pulse takes [NODE/]SERVICE CODE VALUE");
+  if (o.args.size() != 4 || !valid_target(o.args[1])) usage_error("pulse takes [NODE/]SERVICE CODE VALUE");
   const std::string& target = o.args[1];
-  const size_t slash = target.find('/');
-  if (target.empty() || slash == 0 || (slash != std::string::npos && slash + 1 == target.size())) {
-    usage_error("pulse needs [NODE/]SERVICE CODE VALUE");
-  }
   int64_t code = 0, value = 0;
   if (!parse_int(o.args[2], 0, 127, &code)) usage_error("bad pulse code '" + o.args[2] + "': 0..127");
   if (!parse_int(o.args[3], 0, UINT32_MAX, &value)) usage_error("bad pulse value '" + o.args[3] + "': 0..4294967295");
-  const std::string service_name = slash == std::string::npos ? target : target.substr(slash + 1);
-  const std::string where = slash == std::string::npos ? std::string("any node") : node_of(target);
   auto ep = open_endpoint(o);
   const sl::TimeNs deadline = deadline_of(o);
   sl::Connection c;
   sl::Status s = ep->connect(target, &c, deadline);
-  if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
-  if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_name + "' on " + where);
-  if (s != sl::Status::kOk) fail_call(s, "connect " + target, *ep);
+  if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
   s = ep->pulse(c, int8_t(code), uint32_t(value), deadline);
-  if (s != sl::Status::kOk) fail_call(s, "pulse " + target, *ep);
+  if (s != sl::Status::kOk) fail_target(s, "pulse", target, *ep);
   if (o.json) {
     std::printf("{\"target\":\"%s\",\"pulse_code\":%lld,\"pulse_value\":%lld,\"status\":\"ok\"}\n",
                 json_escape(target).c_str(), static_cast<long long>(code), static_cast<long long>(value));
@@ -414,6 +416,7 @@ int cmd_pulse(const Options& o) {
   return 0;
 }
 
+volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
 int cmd_serve(const Options& o) {
