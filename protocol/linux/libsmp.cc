@@ -18,6 +18,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -421,7 +422,7 @@ class Driver {
         if (e.channel == kNamesChannel) {
           answer_names(e);
         } else if (requests.size() < kRequestsQueuedMax) {
-          requests.push_back(e);
+          enqueue(e);
         } else {
           ++requests_overflow;  // cannot happen while requests_max <= kRequestsQueuedMax
           engine->error(now(), RequestHandle{e.handle}, ErrorCode::kServerGone);
@@ -440,7 +441,7 @@ class Driver {
         // Requests take at most requests_max (256) of the queue; the rest is for pulses. Full
         // means 768 pulses nobody received: the oldest are kept, the newest counted and dropped.
         if (requests.size() < kRequestsQueuedMax) {
-          requests.push_back(e);
+          enqueue(e);
           ++pulses_received;
         } else {
           ++pulses_dropped;
@@ -448,6 +449,14 @@ class Driver {
         break;
       case EventType::kPeerDown: break;  // sends to that peer end with their own kSendDone
     }
+  }
+
+  // Requests and pulses wait by priority, as at a kernel channel: after every one of the same
+  // or a higher priority, before the lower ones.
+  void enqueue(const smp::Event& e) {
+    auto at = requests.end();
+    while (at != requests.begin() && std::prev(at)->priority < e.priority) --at;
+    requests.insert(at, e);
   }
 
   // The listing service every libsmp endpoint answers (the wire has no "list names" query).
@@ -715,7 +724,8 @@ Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uin
   MutableBytes rep{reply, reply_capacity};
   const Instant dl = deadline == kNoDeadline ? kNever : to_instant(deadline);
   const Result<SendHandle> s = d.engine->start_send(d.now(), PeerRef{c.peer}, c.channel,
-                                                    ConstChain{&req, 1}, MutableChain{&rep, 1}, dl, 0);
+                                                    ConstChain{&req, 1}, MutableChain{&rep, 1}, dl,
+                                                    c.priority);
   if (!s.ok()) return from_wire(s.error);
   const uint32_t h = s.value.value;
   // The engine ends every send itself (reply, error, host down or its deadline); our own guard
@@ -767,7 +777,7 @@ Status Endpoint::pulse(const Connection& c, int8_t code, uint32_t value, TimeNs 
   const ApiCall call(*impl_);
   Driver& d = *impl_;
   const PeerRef peer{c.peer};
-  const ErrorCode e = d.engine->pulse(d.now(), peer, c.channel, code, value);
+  const ErrorCode e = d.engine->pulse(d.now(), peer, c.channel, code, value, c.priority);
   if (e != ErrorCode::kOk) return from_wire(e);
   if (!d.pump([&] { return !d.engine->pulse_pending(peer, c.channel, code); }, deadline)) return Status::kTimeout;
   // Not pending any more: acknowledged, or ended with its peer (down, or rebooted: the ref no
@@ -884,11 +894,13 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
       *out = Request{};
       out->source_be = htonl(d.engine->peer_info(e.peer).ipv4);
       out->is_pulse = true;
+      out->priority = e.priority;
       out->pulse_code = e.code;
       out->pulse_value = e.value;
       return Status::kOk;
     }
     out->is_pulse = false;
+    out->priority = e.priority;
     if (d.cancelled.erase(e.handle)) continue;  // the client gave up before we got to it
     out->receive_id = e.handle;
     out->size_bytes = e.size;

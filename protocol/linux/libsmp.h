@@ -84,6 +84,9 @@ bool parse_peer(std::string_view text, Peer* out);
 struct Connection {
   uint32_t peer = 0;       // the engine's PeerRef (bound to the incarnation it knew)
   uint32_t channel = 0;
+  // What its sends and pulses carry, as a kernel thread's priority: 0 (lowest) .. 255. The
+  // server (a kernel channel, a libsmp receive) takes higher ones first.
+  uint8_t priority = 0;
 };
 
 struct Request {
@@ -93,6 +96,7 @@ struct Request {
   TimeNs client_deadline_ns = kNoDeadline;  // when the client gives up (from the wire's
                                             // time remaining; the engine cancels then)
   std::vector<uint8_t> data;  // what receive() read (all of it unless read_max said less)
+  uint8_t priority = 0;       // the sender's (Connection::priority, a kernel thread's)
   // A pulse (Endpoint::pulse, a kernel node's `pulse`): a code and a value, nothing to answer.
   bool is_pulse = false;
   int8_t pulse_code = 0;
@@ -135,8 +139,9 @@ class Endpoint {
   Status names(std::string_view node, std::vector<std::string>* out, TimeNs deadline);
 
   Status attach(std::string_view service);
-  // The next request or pulse, in arrival order (a pulse: out->is_pulse, nothing to answer);
-  // a request's first min(size, read_max) bytes are in out->data, the rest is read().
+  // The next request or pulse, the highest priority first and in arrival order within one (a
+  // pulse: out->is_pulse, nothing to answer); a request's first min(size, read_max) bytes are
+  // in out->data, the rest is read().
   // kTimeout: nothing received, also when the deadline passed while those bytes were still
   // being pulled from the client (that request stays first in line for the next receive).
   Status receive(Request* out, TimeNs deadline, size_t read_max = kMessageBytesMax);

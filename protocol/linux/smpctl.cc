@@ -46,6 +46,8 @@ constexpr const char* kUsage =
     "  --endpoint=N         this process's endpoint number (default: 0 for serve, else an\n"
     "                       ephemeral one); one process per number on an address\n"
     "  --timeout=MS         deadline of each call (default 5000)\n"
+    "  --priority=P         of calls and pulses, 0 (lowest, the default)..255: servers take\n"
+    "                       higher ones first, as a kernel channel does a thread's\n"
     "  --spin-us=US         busy-poll the socket up to US microseconds before sleeping (default\n"
     "                       0: off; lower latency between cores, at the price of CPU time)\n"
     "  --json               machine-readable output\n"
@@ -63,6 +65,7 @@ struct Options {
   sl::Config config;
   bool endpoint_given = false;
   int64_t timeout_ms = kDefaultTimeoutMs;
+  int64_t priority = 0;  // of calls and pulses
   bool json = false;
   std::vector<std::string> args;  // the command and its arguments
 };
@@ -167,6 +170,8 @@ Options parse_options(int argc, char** argv) {
       int64_t us = 0;
       if (!parse_int(value, 0, 1'000'000, &us)) usage_error("bad --spin-us '" + value + "': 0..1000000");
       o.config.spin_ns = us * 1000;
+    } else if (key == "--priority") {
+      if (!parse_int(value, 0, 255, &o.priority)) usage_error("bad --priority '" + value + "': 0..255");
     } else if (key == "--timeout") {
       if (!parse_int(value, 1, 3'600'000, &o.timeout_ms)) usage_error("bad --timeout '" + value + "': 1..3600000 ms");
     } else {
@@ -375,6 +380,7 @@ int cmd_call(const Options& o) {
   sl::Connection c;
   sl::Status s = ep->connect(target, &c, deadline);
   if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
+  c.priority = uint8_t(o.priority);
   std::vector<uint8_t> reply;
   const sl::TimeNs t0 = sl::monotonic_ns();
   s = ep->send(c, request, &reply, deadline);
@@ -407,6 +413,7 @@ int cmd_pulse(const Options& o) {
   sl::Connection c;
   sl::Status s = ep->connect(target, &c, deadline);
   if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
+  c.priority = uint8_t(o.priority);
   s = ep->pulse(c, int8_t(code), uint32_t(value), deadline);
   if (s != sl::Status::kOk) fail_target(s, "pulse", target, *ep);
   if (o.json) {
@@ -470,12 +477,12 @@ int cmd_serve(const Options& o) {
       ia.s_addr = req.source_be;
       inet_ntop(AF_INET, &ia, from, sizeof from);
       if (o.json) {
-        std::printf("{\"pulse_code\":%d,\"pulse_value\":%u,\"from\":\"%s\"}\n", int(req.pulse_code),
-                    unsigned(req.pulse_value), from);
+        std::printf("{\"pulse_code\":%d,\"pulse_value\":%u,\"priority\":%u,\"from\":\"%s\"}\n",
+                    int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority), from);
         std::fflush(stdout);
       } else {
-        std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u\n", service.c_str(), from,
-                     int(req.pulse_code), unsigned(req.pulse_value));
+        std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u priority %u\n", service.c_str(),
+                     from, int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority));
       }
       continue;
     }
@@ -516,7 +523,8 @@ int cmd_serve(const Options& o) {
     }
     ++served;
     if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
-    if (o.json) std::printf("{\"request_size\":%zu,\"status\":\"%s\"}\n", req.size_bytes, sl::status_text(s));
+    if (o.json) std::printf("{\"request_size\":%zu,\"priority\":%u,\"status\":\"%s\"}\n", req.size_bytes,
+                            unsigned(req.priority), sl::status_text(s));
     std::fflush(stdout);
     // At most every kStatsPeriodNs: a file write per request would cost more than the request.
     if (sl::monotonic_ns() >= stats_due) {

@@ -301,6 +301,43 @@ TEST_F(LibsmpTest, PulsesArriveInOrderWithRequests) {
             stats.end());
 }
 
+// A server takes the highest priority first, in arrival order within one priority (as a kernel
+// channel does), and sees each request's priority.
+TEST_F(LibsmpTest, ReceiveTakesHigherPrioritiesFirst) {
+  ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
+  std::atomic<bool> pulses_sent{false};
+  std::vector<std::pair<int, int>> order;  // (priority, code) as received
+  int request_priority = -1;
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    while (!pulses_sent) s.poll(in(5'000'000));  // acknowledges them, receives none yet
+    for (int i = 0; i < 5; ++i) {
+      sl::Request r;
+      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk) << "item " << i;
+      if (r.is_pulse) {
+        order.emplace_back(r.priority, r.pulse_code);
+      } else {
+        request_priority = r.priority;
+        EXPECT_EQ(s.reply(r, std::vector<uint8_t>(r.data), in(kSecondNs)), sl::Status::kOk);
+      }
+    }
+    while (!client_done) s.poll(in(10'000'000));
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  const std::pair<int, int> pulses[] = {{1, 1}, {9, 2}, {5, 3}, {9, 4}};
+  for (const auto& [priority, code] : pulses) {
+    c.priority = uint8_t(priority);
+    ASSERT_EQ(client_->pulse(c, int8_t(code), 0, in(5 * kSecondNs)), sl::Status::kOk) << code;
+  }
+  pulses_sent = true;
+  c.priority = 200;
+  std::vector<uint8_t> reply;
+  ASSERT_EQ(client_->send(c, std::vector<uint8_t>{1}, &reply, in(5 * kSecondNs)), sl::Status::kOk);
+  end_serving();
+  EXPECT_EQ(order, (std::vector<std::pair<int, int>>{{9, 2}, {9, 4}, {5, 3}, {1, 1}}));
+  EXPECT_EQ(request_priority, 200);
+}
+
 // A server that computes longer than the liveness bound (dead_after, 1 s) between receive and
 // reply, without calling libsmp meanwhile, is still alive to its client: the endpoint's keeper
 // answers the client's probes (without it the client's call ended in kHostDown).

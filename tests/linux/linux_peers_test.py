@@ -158,10 +158,10 @@ def case_basic(h):
     check("echo" in [s["name"] for s in json.loads(r.stdout)["services"]], "names b lists echo")
     r = h.run("A", ["call", "b/echo", "hello"])
     check(r.stdout == "hello", "call b/echo hello replies hello")
-    r = h.run("A", ["--json", "pulse", "b/echo", "5", "4000000000"])
+    r = h.run("A", ["--json", "--priority=9", "pulse", "b/echo", "5", "4000000000"])
     check(json.loads(r.stdout)["status"] == "ok", "pulse b/echo 5 4000000000 is acknowledged")
     # The server prints the pulse when its receive loop takes it (at once, or within 200 ms).
-    want = "pulse on echo from " + h.addr["A"] + ": code 5 value 4000000000"
+    want = "pulse on echo from " + h.addr["A"] + ": code 5 value 4000000000 priority 9"
     for _ in range(50):
         if want in open(server.log_path).read():
             break
@@ -316,6 +316,8 @@ def case_bad_input(h):
                          "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
     expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
     expect_error(h, ["pulse", "b/echo", "128", "1"], ["bad pulse code", "0..127"], "pulse code 128")
+    expect_error(h, ["--priority=256", "call", "b/echo", "x"], ["bad --priority", "0..255"],
+                 "priority 256")
     expect_error(h, ["pulse", "b/echo", "1", "4294967296"], ["bad pulse value"], "pulse value 2^32")
     expect_error(h, ["pulse", "b/nosuch", "1", "1"], ["unknown service", "nosuch"],
                  "pulse to an unknown service")
