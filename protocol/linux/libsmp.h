@@ -109,7 +109,8 @@ struct PingResult {
 
 class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
-// Calls run one at a time: a call from a second thread waits until the running one returns.
+// Calls run one at a time: a call from a second thread waits until the running one returns
+// (threads that call concurrently each open an Endpoint of their own).
 // Between calls a serving endpoint's keeper thread (Config::keeper) steps the engine every
 // 100 ms once no call has begun for that long, so a server that computes for seconds between
 // receive and reply still answers its clients' liveness probes and is not declared down.
