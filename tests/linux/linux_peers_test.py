@@ -290,6 +290,20 @@ def case_loss(h):
         if r.returncode != 0 or r.stdout != msg:
             raise Failure(f"small call {i} under loss: {r.returncode} {r.stderr.strip()}")
     check(True, "30 small calls under loss + duplication all correct")
+    # Pulses under the same faults: each smpctl pulse ends only once B acknowledged it, and B's
+    # server prints each exactly once (duplicates are suppressed, losses sent again).
+    for i in range(20):
+        r = h.run("A", ["--timeout=30000", "pulse", "b/echo", "3", str(1000 + i)], check=False)
+        if r.returncode != 0:
+            raise Failure(f"pulse {i} under loss: {r.returncode} {r.stderr.strip()}")
+    want = [f"code 3 value {1000 + i} " for i in range(20)]
+    for _ in range(50):
+        log = open(server.log_path).read()
+        if all(w in log for w in want):
+            break
+        time.sleep(0.1)
+    counts = [log.count(w) for w in want]
+    check(counts == [1] * 20, f"20 pulses under loss + duplication each printed once: {counts}")
     drops = sum(fault_counters(h, s)[0] for s in "AB")
     dups = sum(fault_counters(h, s)[1] for s in "AB")
     check(drops > 0 and dups > 0, f"nftables really dropped ({drops}) and duplicated ({dups})")
