@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 from .. import common
@@ -157,8 +158,16 @@ def cmd_smpctl(args):
     if pair.ns[side] not in _namespaces():
         common.die(f"namespace {pair.ns[side]} does not exist: run ./smp linux-pair up first")
     smpctl = os.path.join(common.build_dir(), "protocol", "linux", "smpctl")
-    if not os.path.exists(smpctl):
+    # Brought up to date every time (ninja does nothing when it is current): a stale smpctl would
+    # speak an older protocol. Quiet unless it fails, so that smpctl's own output (--json) is all
+    # that reaches stdout.
+    if not os.path.exists(os.path.join(common.build_dir(), "CMakeCache.txt")):
         common.cmake_build(["smpctl"])
+    r = subprocess.run(["cmake", "--build", common.build_dir(), "--target", "smpctl", "--parallel",
+                        common.jobs()], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout + r.stderr)
+        common.die(f"smpctl did not build (status {r.returncode})")
     argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
             f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]
     return subprocess.run(argv).returncode
