@@ -266,7 +266,9 @@ def _start_linux_server(state):
     log = open(os.path.join(common.RUN_DIR, "demo-smpctl.log"), "w")
     cmd = nc.ns_prefix(state) + [smpctl, f"--name={kLinuxPeer}", f"--config={conf}", "serve", "lecho"]
     _step(f"Linux peer: smpctl serve lecho in the namespace as '{kLinuxPeer}' (log {log.name})")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    p.log_path = log.name
+    return p
 
 
 # ---- ./smp demo -----------------------------------------------------------------------------------
@@ -372,16 +374,17 @@ def cmd_demo(args):
             _step(f"node3: call {kLinuxPeer}/lecho (smpctl serve on Linux) -> {r['line']}")
             calls.append((f"{kLinuxPeer}/lecho", "node3", r.get("bytes", 0), r.get("rtt_us", "?")))
             # A pulse (no reply) from a node to the Linux server, which prints what it got.
-            shell_text(state, "node2", f"pulse {kLinuxPeer}/lecho 5 42")
+            sent = shell_text(state, "node2", f"pulse {kLinuxPeer}/lecho 5 42")
             got = ""
-            for _ in range(50):
-                with open(os.path.join(common.RUN_DIR, "demo-smpctl.log")) as f:
+            for _ in range(50 if "pulse: sent" in sent else 0):
+                with open(linux_server.log_path) as f:
                     got = next((l.strip() for l in f if "pulse on lecho" in l), "")
                 if got:
                     break
                 time.sleep(0.1)
-            _step(f"node2: pulse {kLinuxPeer}/lecho 5 42 -> the Linux server printed: "
-                  f"{got or '(nothing within 5 s)'}")
+            _step(f"node2: pulse {kLinuxPeer}/lecho 5 42 -> " +
+                  (f"the Linux server printed: {got}" if got else
+                   f"{sent!r}; the Linux server printed nothing within 5 s"))
             summary_pulse = f"  pulse node2 -> {kLinuxPeer}/lecho: " + ("received" if got else "NOT received")
         st = servicestat(state, "node1", "echo")
         stats = {n: stats_numbers(state, n)[0] for n in ("node1", "node2", "node3")}
