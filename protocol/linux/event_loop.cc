@@ -65,15 +65,20 @@ Wakeup EventLoop::wait(bool want_writable, int timeout_ms) {
   if (n < 0) return w;  // EINTR: the caller looks at the clock and its flags again
   for (int i = 0; i < n; ++i) {
     if (events[i].data.u64 == kTimerTag) {
-      uint64_t expirations = 0;
-      if (read(timer_fd_, &expirations, sizeof expirations) > 0) w.timer = true;
-      armed_ns_ = -1;  // a fired one-shot timer is disarmed
+      w.timer = true;
     } else {
       w.readable = (events[i].events & (EPOLLIN | EPOLLERR)) != 0;
       w.writable = (events[i].events & EPOLLOUT) != 0;
     }
   }
   return w;
+}
+
+void EventLoop::timer_fired() {
+  // A timer armed again after it fired has no expiration to read (timerfd_settime clears it):
+  // it stays armed, and so does armed_ns_.
+  uint64_t expirations = 0;
+  if (read(timer_fd_, &expirations, sizeof expirations) > 0) armed_ns_ = -1;
 }
 
 }  // namespace smp::linux_peer

@@ -25,8 +25,12 @@ class EventLoop {
   // Arms the timer at `when_ns` (CLOCK_MONOTONIC); a time already past fires at once.
   void arm(int64_t when_ns);
   // Blocks until something happens (or timeout_ms; 0 only looks); asks for writability only
-  // while `want_writable`.
+  // while `want_writable`. One thread at a time. It touches nothing arm() uses, so another
+  // thread may arm() meanwhile (libsmp: under its lock, while the waiter runs without it); a
+  // Wakeup with `timer` then goes to timer_fired(), under that lock again.
   Wakeup wait(bool want_writable, int timeout_ms = -1);
+  // Takes a fired timer in (the timer is disarmed), unless it was armed again since it fired.
+  void timer_fired();
   // Readable whenever wait() would return at once: lets another loop (poll) watch this one.
   int fd() const { return epoll_fd_; }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -265,10 +266,36 @@ class Driver {
   uint64_t socket_send_errors = 0, socket_no_buffer = 0, requests_overflow = 0;
   uint64_t pulses_received = 0, pulses_dropped = 0;
 
-  // Every public call holds `api` for its whole length (one caller at a time, the keeper
-  // included) and counts itself in `calls`.
-  std::recursive_mutex api;
-  uint64_t calls = 0;   // under api
+  // Several threads may call at once. All state is under `m`; a call holds it except while it
+  // waits. One waiting caller at a time (`pumping`) sleeps in epoll for everyone, without `m`;
+  // the others sleep on `cv`, which every pass that took events or packets in wakes, so each
+  // finds its own completion, and one of them takes over the socket when the pumper leaves.
+  // `owner` lets a call made from inside another (names -> send) run under the lock it holds.
+  std::mutex m;
+  std::condition_variable cv;
+  std::atomic<std::thread::id> owner{};
+  bool pumping = false;
+  uint64_t calls = 0;   // outer public calls begun
+  void lock_api() {
+    m.lock();
+    owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+  void unlock_api() {
+    owner.store(std::thread::id{}, std::memory_order_relaxed);
+    m.unlock();
+  }
+  // Sleeps until another caller's pass wakes us (or the deadline); `m` is released meanwhile.
+  void wait_for_news(TimeNs deadline_ns) {
+    owner.store(std::thread::id{}, std::memory_order_relaxed);
+    std::unique_lock<std::mutex> lk(m, std::adopt_lock);
+    if (deadline_ns >= kNoDeadline) {
+      cv.wait(lk);
+    } else {
+      cv.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline_ns)));
+    }
+    lk.release();
+    owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
   bool keeper_wanted = true;  // Config::keeper
   std::mutex keeper_m;  // guards keeper_stop
   std::condition_variable keeper_cv;
@@ -292,13 +319,12 @@ class Driver {
       uint64_t seen = ~uint64_t{0};
       std::unique_lock<std::mutex> g(keeper_m);
       while (!keeper_cv.wait_for(g, std::chrono::nanoseconds(kKeeperPeriodNs), [this] { return keeper_stop; })) {
-        std::unique_lock<std::recursive_mutex> a(api, std::try_to_lock);
-        if (!a.owns_lock()) continue;  // a call is running
-        if (calls != seen) {
-          seen = calls;  // calls ran in this period: the application is here
-          continue;
-        }
-        step();
+        if (!m.try_lock()) continue;  // a call is running
+        owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+        // Calls began in this period, or one waits on the socket: the application is here.
+        if (calls == seen && !pumping) step();
+        seen = calls;
+        unlock_api();
       }
     });
   }
@@ -315,9 +341,12 @@ class Driver {
   // One pass that never blocks: what arrived, what is due, what to send; then the timer is set
   // for what comes next (wake_fd() users wait on it).
   void step() {
-    const Wakeup w = loop.wait(wait_writable, 0);  // consumes a fired timer
-    if (w.writable) wait_writable = false;
-    if (w.readable) receive();
+    if (!pumping) {  // (a pumping caller has the loop; the socket can still be read here)
+      const Wakeup w = loop.wait(wait_writable, 0);
+      if (w.timer) loop.timer_fired();
+      if (w.writable) wait_writable = false;
+    }
+    receive();
     pump([] { return true; }, kNoDeadline);  // timers, events, transmissions: one pass
     TimeNs wake = kNoDeadline;
     const Instant nt = engine->next_timeout();
@@ -474,8 +503,13 @@ class Driver {
       if (engine->next_timeout() <= to_instant(t)) engine->handle_timeout(to_instant(t));
       transmit(t);
       smp::Event e;
-      while (engine->poll_event(e)) dispatch(e);
+      bool news = false;
+      while (engine->poll_event(e)) {
+        dispatch(e);
+        news = true;
+      }
       transmit(t);  // answers queued while dispatching (names)
+      if (news) cv.notify_all();  // completions of other callers' calls, maybe
       if (done()) return true;
       t = monotonic_ns();
       if (t >= deadline_ns) return false;
@@ -483,6 +517,13 @@ class Driver {
       const Instant nt = engine->next_timeout();
       if (nt != kNever) wake = std::min<TimeNs>(wake, TimeNs(nt) * 1000);
       if (retry_at_ns > t) wake = std::min(wake, retry_at_ns);
+      if (pumping) {
+        // Another caller sleeps in epoll for everyone: its timer must not ring later than what
+        // this call just started needs; then sleep until a pass brings news.
+        loop.arm(wake);
+        wait_for_news(deadline_ns);
+        continue;
+      }
       if (spin_ns > 0 && !wait_writable) {  // writability is only seen by epoll
         // Busy-poll until the budget is spent or something is due; every arrival restarts the
         // budget. sched_yield lets a peer on our own core run (one core: no slower than
@@ -493,34 +534,57 @@ class Driver {
         if (spin_until == 0) spin_until = t + spin_ns;
         const TimeNs stop = std::min(spin_until, wake);
         bool got = false;
+        pumping = true;  // other callers wait for our news meanwhile
         while (!got && t < stop) {
           got = receive() > 0;
           if (!got) {
+            unlock_api();  // lets another caller start its call
             sched_yield();
+            lock_api();
             t = monotonic_ns();
           }
         }
-        if (got) spin_until = 0;
+        pumping = false;
+        if (got) {
+          spin_until = 0;
+          cv.notify_all();
+        }
         if (got || t >= wake) continue;
       }
       loop.arm(wake);
+      pumping = true;
+      unlock_api();
       const Wakeup w = loop.wait(wait_writable);
+      lock_api();
+      pumping = false;
+      if (w.timer) loop.timer_fired();
       if (w.writable) wait_writable = false;
       if (w.readable) receive();
       spin_until = 0;
+      cv.notify_all();  // what arrived may be another caller's; one of them takes the loop next
     }
   }
 };
 
-// Held by every public call of Endpoint for its whole length (see Driver::api).
+// Every public call of Endpoint holds the driver's lock (see Driver::m); one made from inside
+// another on the same thread runs under the outer one's.
 class ApiCall {
  public:
-  explicit ApiCall(Driver& d) : lock_(d.api) { ++d.calls; }
+  explicit ApiCall(Driver& d) : d_(d) {
+    if (d.owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) return;
+    d.lock_api();
+    outer_ = true;
+    ++d.calls;
+  }
+  ~ApiCall() {
+    if (outer_) d_.unlock_api();
+  }
   ApiCall(const ApiCall&) = delete;
   ApiCall& operator=(const ApiCall&) = delete;
 
  private:
-  std::lock_guard<std::recursive_mutex> lock_;
+  Driver& d_;
+  bool outer_ = false;
 };
 
 // ---- Endpoint --------------------------------------------------------------------------------
@@ -791,6 +855,8 @@ Status Endpoint::pulse(const Connection& c, int8_t code, uint32_t value, TimeNs 
 Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, TimeNs deadline) {
   const ApiCall call(*impl_);
   Driver& d = *impl_;
+  // One probe in flight per endpoint: a second caller's waits for the first to end.
+  if (!d.pump([&] { return !d.ping_waiting; }, deadline)) return Status::kTimeout;
   const Peer* peer = &target;
   wire::Message m;
   m.header.type = wire::Type::kProbe;

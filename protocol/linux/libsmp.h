@@ -109,8 +109,9 @@ struct PingResult {
 
 class Driver;  // the engine, its socket and its loop, in libsmp.cc
 
-// Calls run one at a time: a call from a second thread waits until the running one returns
-// (threads that call concurrently each open an Endpoint of their own).
+// Threads may share an endpoint: their calls run at once (sends in flight together, several
+// threads in receive() each taking the next request; one waiting caller sleeps on the socket
+// for all). One ping at a time: a second waits for the first. detail() is the last failure's.
 // Between calls a serving endpoint's keeper thread (Config::keeper) steps the engine every
 // 100 ms once no call has begun for that long, so a server that computes for seconds between
 // receive and reply still answers its clients' liveness probes and is not declared down.

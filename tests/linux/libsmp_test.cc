@@ -101,6 +101,7 @@ class LibsmpTest : public ::testing::Test {
     if (thread_.joinable()) thread_.join();
   }
   void TearDown() override { end_serving(); }
+  void overlapping_calls();  // the body of CallsFromSeveralThreadsOverlap, with and without spin
   std::unique_ptr<sl::Endpoint> server_, client_;
   std::thread thread_;
   std::atomic<bool> client_done{false};
@@ -228,6 +229,60 @@ class BusyPollTest : public LibsmpTest {
  protected:
   int64_t spin_ns() const override { return 200'000; }
 };
+
+// Threads share an endpoint: a call does not wait for another thread's call to end. The
+// server answers the second request before the first, so the first completes only if the second
+// could leave while the first was waiting (with calls run one at a time, it would time out).
+void LibsmpTest::overlapping_calls() {
+  ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    sl::Request first, second;
+    ASSERT_EQ(s.receive(&first, in(10 * kSecondNs)), sl::Status::kOk);
+    ASSERT_EQ(s.receive(&second, in(10 * kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.reply(second, std::vector<uint8_t>(second.data), in(kSecondNs)), sl::Status::kOk);
+    EXPECT_EQ(s.reply(first, std::vector<uint8_t>(first.data), in(kSecondNs)), sl::Status::kOk);
+    // Then many calls from many threads at once, each answered with its own bytes.
+    while (!client_done) {
+      sl::Request r;
+      if (s.receive(&r, in(10'000'000)) == sl::Status::kOk) {
+        EXPECT_EQ(s.reply(r, std::vector<uint8_t>(r.data), in(kSecondNs)), sl::Status::kOk);
+      }
+    }
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/echo", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<std::thread> pair;
+  std::atomic<int> pair_ok{0};
+  for (uint8_t byte : {uint8_t('A'), uint8_t('B')}) {
+    pair.emplace_back([&, byte] {
+      std::vector<uint8_t> reply;
+      if (client_->send(c, std::vector<uint8_t>{byte}, &reply, in(3 * kSecondNs)) == sl::Status::kOk &&
+          reply == std::vector<uint8_t>{byte})
+        ++pair_ok;
+    });
+  }
+  for (auto& th : pair) th.join();
+  EXPECT_EQ(pair_ok, 2);
+  constexpr int kThreads = 8, kCalls = 100;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const std::vector<uint8_t> msg{uint8_t(t), uint8_t(i), uint8_t(t * 31 + i)};
+        std::vector<uint8_t> got;
+        if (client_->send(c, msg, &got, in(10 * kSecondNs)) != sl::Status::kOk || got != msg) ++wrong;
+      }
+    });
+  }
+  for (auto& th : callers) th.join();
+  EXPECT_EQ(wrong, 0) << "of " << kThreads * kCalls << " calls from " << kThreads << " threads";
+  client_done = true;
+}
+
+TEST_F(LibsmpTest, CallsFromSeveralThreadsOverlap) { overlapping_calls(); }
+TEST_F(BusyPollTest, CallsFromSeveralThreadsOverlap) { overlapping_calls(); }
+
 
 TEST_F(BusyPollTest, EchoesOfEverySizeComeBackIntact) {
   ASSERT_EQ(server_->attach("echo"), sl::Status::kOk);
