@@ -353,6 +353,7 @@ class Driver {
     if (nt != kNever) wake = TimeNs(nt) * 1000;
     if (retry_at_ns > 0) wake = std::min(wake, retry_at_ns);
     loop.arm(wake);
+    cv.notify_all();  // a ping's answer read here ends another caller's wait
   }
 
   Instant now() const { return to_instant(monotonic_ns()); }
@@ -519,8 +520,9 @@ class Driver {
       if (retry_at_ns > t) wake = std::min(wake, retry_at_ns);
       if (pumping) {
         // Another caller sleeps in epoll for everyone: its timer must not ring later than what
-        // this call just started needs; then sleep until a pass brings news.
-        loop.arm(wake);
+        // this call just started needs (at once if the socket refused a packet: that caller
+        // then watches for room); then sleep until a pass brings news.
+        loop.arm(wait_writable ? t : wake);
         wait_for_news(deadline_ns);
         continue;
       }
