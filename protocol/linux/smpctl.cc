@@ -5,14 +5,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "exec_runner.h"
@@ -33,10 +36,12 @@ constexpr const char* kUsage =
     "                                    SERVICE is looked up on every node of the peer table\n"
     "  pulse [NODE/]SERVICE CODE VALUE   a pulse (code 0..127, a 32-bit value, no reply); ends\n"
     "                                    when the server's endpoint acknowledged it\n"
-    "  serve SERVICE [--exec CMD] [--count N]\n"
+    "  serve SERVICE [--exec CMD] [--count N | --threads N]\n"
     "                                    serve SERVICE: echo, or run CMD per request (request on\n"
     "                                    its stdin, reply from its stdout); stop after N requests;\n"
-    "                                    pulses are printed (stderr, or a JSON line with --json)\n"
+    "                                    or serve N requests at once (a slow CMD holds up only\n"
+    "                                    its own); pulses are printed (stderr, or a JSON line\n"
+    "                                    with --json)\n"
     "  stats                             counters of the smpctl servers running on this host\n"
     "options:\n"
     "  --name=NAME          this node's name (default: the host name)\n"
@@ -59,6 +64,7 @@ constexpr int64_t kDefaultTimeoutMs = 5000;
 constexpr int kPingCountMax = 100000;
 constexpr int64_t kPingIntervalNs = 200'000'000;
 constexpr int64_t kStatsPeriodNs = 100'000'000;
+constexpr int64_t kServeThreadsMax = 64;  // serve --threads
 constexpr int64_t kReadGraceNs = 1'000'000'000;  // past the client's deadline: its cancel is on the way
 
 struct Options {
@@ -429,19 +435,25 @@ void on_signal(int) { g_stop = 1; }
 int cmd_serve(const Options& o) {
   std::string service, command;
   int64_t count = 0;  // 0: until a signal
+  int64_t threads = 1;
   for (size_t i = 1; i < o.args.size(); ++i) {
     const std::string& a = o.args[i];
     if (a == "--exec" && i + 1 < o.args.size()) {
       command = o.args[++i];
     } else if (a == "--count" && i + 1 < o.args.size()) {
       if (!parse_int(o.args[++i], 1, INT64_MAX, &count)) usage_error("bad --count '" + o.args[i] + "'");
+    } else if (a == "--threads" && i + 1 < o.args.size()) {
+      if (!parse_int(o.args[++i], 1, kServeThreadsMax, &threads)) {
+        usage_error("bad --threads '" + o.args[i] + "': 1.." + std::to_string(kServeThreadsMax));
+      }
     } else if (service.empty() && a[0] != '-') {
       service = a;
     } else {
-      usage_error("serve takes SERVICE [--exec CMD] [--count N]");
+      usage_error("serve takes SERVICE [--exec CMD] [--count N] [--threads N]");
     }
   }
   if (service.empty()) usage_error("serve needs a SERVICE name");
+  if (count > 0 && threads > 1) usage_error("--count and --threads do not go together");
   Options so = o;
   if (!so.endpoint_given) so.config.endpoint = 0;  // a node's main endpoint, as a kernel node's
   // The loop below never leaves the endpoint alone for long: receive waits at most 200 ms, and a
@@ -464,74 +476,90 @@ int cmd_serve(const Options& o) {
     std::fprintf(stderr, "smpctl: serving %s/%s at %s endpoint %u (%s)\n", o.config.node_name.c_str(), service.c_str(), addr,
                  unsigned(ep->local_endpoint()), command.empty() ? "echo" : command.c_str());
   }
-  int64_t served = 0;
+  // --threads N: N of these loops share the endpoint, so that a slow --exec command holds up
+  // only its own request.
+  std::atomic<int64_t> served{0};
+  std::mutex stats_m;  // stats_file, stats_due
   sl::TimeNs stats_due = 0;
-  while (!g_stop && (count == 0 || served < count)) {
-    sl::Request req;
-    // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
-    // Wait briefly for the next request (so SIGTERM is seen), taking none of its bytes yet...
-    s = ep->receive(&req, sl::monotonic_ns() + 200'000'000, 0);
-    if (s == sl::Status::kOk && req.is_pulse) {
-      char from[INET_ADDRSTRLEN] = {};
-      in_addr ia{};
-      ia.s_addr = req.source_be;
-      inet_ntop(AF_INET, &ia, from, sizeof from);
-      if (o.json) {
-        std::printf("{\"pulse_code\":%d,\"pulse_value\":%u,\"priority\":%u,\"from\":\"%s\"}\n",
-                    int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority), from);
-        std::fflush(stdout);
-      } else {
-        std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u priority %u\n", service.c_str(),
-                     from, int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority));
-      }
-      continue;
-    }
-    if (s == sl::Status::kOk) {
-      // ...then read all of it for as long as the client waits (the engine ends the read with a
-      // cancellation when the client gives up or dies); a 16 MiB message takes a while.
-      req.data.resize(req.size_bytes);
-      const sl::TimeNs read_deadline = req.client_deadline_ns == sl::kNoDeadline
-                                           ? sl::kNoDeadline
-                                           : req.client_deadline_ns + kReadGraceNs;
-      s = ep->read(req, 0, req.data.data(), req.size_bytes, read_deadline);
-      if (s == sl::Status::kTimeout) s = sl::Status::kCancelled;  // not "no request": report it
-    }
-    if (s == sl::Status::kTimeout) {
-      if (stats_due != 0) stats_file.write(*ep, served);  // quiet now: bring the record up to date
+  auto write_stats = [&](bool quiet) {
+    std::lock_guard<std::mutex> g(stats_m);
+    if (quiet) {  // nothing came for a while: bring the record up to date once
+      if (stats_due != 0) stats_file.write(*ep, served);
       stats_due = 0;
-      continue;
-    }
-    if (s == sl::Status::kSystem) fail_call(s, "receive on " + service, *ep);
-    if (s != sl::Status::kOk) {
-      // One request went wrong (its client vanished mid-read, ...): the server goes on.
-      std::fprintf(stderr, "smpctl: a request on %s: %s\n", service.c_str(), sl::status_text(s));
-      continue;
-    }
-    const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
-    if (command.empty()) {
-      s = ep->reply(req, std::move(req.data), reply_deadline);
-    } else {
-      // The endpoint keeps answering probes and other packets while the command runs.
-      sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax,
-                                         ep->wake_fd(), [&] { ep->step(); });
-      if (r.ok) {
-        s = ep->reply(req, std::move(r.output), reply_deadline);
-      } else {
-        std::fprintf(stderr, "smpctl: %s: %s\n", command.c_str(), r.error.c_str());
-        s = ep->error(req, sl::Status::kRemoteError, reply_deadline);
-      }
-    }
-    ++served;
-    if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
-    if (o.json) std::printf("{\"request_size\":%zu,\"priority\":%u,\"status\":\"%s\"}\n", req.size_bytes,
-                            unsigned(req.priority), sl::status_text(s));
-    std::fflush(stdout);
-    // At most every kStatsPeriodNs: a file write per request would cost more than the request.
-    if (sl::monotonic_ns() >= stats_due) {
+    } else if (sl::monotonic_ns() >= stats_due) {
+      // At most every kStatsPeriodNs: a file write per request would cost more than the request.
       stats_file.write(*ep, served);
       stats_due = sl::monotonic_ns() + kStatsPeriodNs;
     }
-  }
+  };
+  auto serve_loop = [&] {
+    sl::Status s = sl::Status::kOk;
+    while (!g_stop && (count == 0 || served < count)) {
+      sl::Request req;
+      // A short deadline keeps the loop responsive to SIGTERM without busy-waiting.
+      // Wait briefly for the next request (so SIGTERM is seen), taking none of its bytes yet...
+      s = ep->receive(&req, sl::monotonic_ns() + 200'000'000, 0);
+      if (s == sl::Status::kOk && req.is_pulse) {
+        char from[INET_ADDRSTRLEN] = {};
+        in_addr ia{};
+        ia.s_addr = req.source_be;
+        inet_ntop(AF_INET, &ia, from, sizeof from);
+        if (o.json) {
+          std::printf("{\"pulse_code\":%d,\"pulse_value\":%u,\"priority\":%u,\"from\":\"%s\"}\n",
+                      int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority), from);
+          std::fflush(stdout);
+        } else {
+          std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u priority %u\n", service.c_str(),
+                       from, int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority));
+        }
+        continue;
+      }
+      if (s == sl::Status::kOk) {
+        // ...then read all of it for as long as the client waits (the engine ends the read with a
+        // cancellation when the client gives up or dies); a 16 MiB message takes a while.
+        req.data.resize(req.size_bytes);
+        const sl::TimeNs read_deadline = req.client_deadline_ns == sl::kNoDeadline
+                                             ? sl::kNoDeadline
+                                             : req.client_deadline_ns + kReadGraceNs;
+        s = ep->read(req, 0, req.data.data(), req.size_bytes, read_deadline);
+        if (s == sl::Status::kTimeout) s = sl::Status::kCancelled;  // not "no request": report it
+      }
+      if (s == sl::Status::kTimeout) {
+        write_stats(true);
+        continue;
+      }
+      if (s == sl::Status::kSystem) fail_call(s, "receive on " + service, *ep);
+      if (s != sl::Status::kOk) {
+        // One request went wrong (its client vanished mid-read, ...): the server goes on.
+        std::fprintf(stderr, "smpctl: a request on %s: %s\n", service.c_str(), sl::status_text(s));
+        continue;
+      }
+      const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
+      if (command.empty()) {
+        s = ep->reply(req, std::move(req.data), reply_deadline);
+      } else {
+        // The endpoint keeps answering probes and other packets while the command runs.
+        sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax,
+                                           ep->wake_fd(), [&] { ep->step(); });
+        if (r.ok) {
+          s = ep->reply(req, std::move(r.output), reply_deadline);
+        } else {
+          std::fprintf(stderr, "smpctl: %s: %s\n", command.c_str(), r.error.c_str());
+          s = ep->error(req, sl::Status::kRemoteError, reply_deadline);
+        }
+      }
+      ++served;
+      if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
+      if (o.json) std::printf("{\"request_size\":%zu,\"priority\":%u,\"status\":\"%s\"}\n", req.size_bytes,
+                              unsigned(req.priority), sl::status_text(s));
+      std::fflush(stdout);
+      write_stats(false);
+    }
+  };
+  std::vector<std::thread> more;
+  for (int64_t i = 1; i < threads; ++i) more.emplace_back(serve_loop);
+  serve_loop();
+  for (auto& t : more) t.join();
   // The last replies are still borrowed by the engine until their clients acknowledge them.
   ep->flush(sl::monotonic_ns() + 2'000'000'000);
   stats_file.remove();

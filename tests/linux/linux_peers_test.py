@@ -174,6 +174,27 @@ def case_basic(h):
     check(r.stdout == "SHOUT", "serve --exec runs a command per request (tr a-z A-Z)")
     r = h.run("A", ["call", "upper", "anywhere"])
     check(r.stdout == "ANYWHERE", "a bare service name is found on whichever node has it")
+    # serve --threads 2: a request whose command waits for the next request's does not hold
+    # that one up ('first' waits up to 10 s for the marker that 'second' leaves; with one thread
+    # 'second' would wait behind it and 'first' would answer first-alone).
+    started, marker = (os.path.join(h.tmp.name, n) for n in ("first-started", "second-came"))
+    cmd = (f'read -r x; if [ "$x" = first ]; then touch {started}; i=0; '
+           f'while [ ! -e {marker} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+           f'if [ -e {marker} ]; then printf first-ok; else printf first-alone; fi; '
+           f'else touch {marker}; printf second-ok; fi')
+    slow = h.start("B", ["--endpoint=2", "serve", "slow", "--threads", "2", "--exec", cmd],
+                   "serve-slow.log")
+    h.wait_serving(slow, "slow", node="b2")
+    first = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=20000", "call", "b2/slow", "first"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if os.path.exists(started):
+            break
+        time.sleep(0.1)
+    r = h.run("A", ["call", "b2/slow", "second"])
+    out, _ = first.communicate(timeout=kCallGuardS)
+    check(r.stdout == "second-ok" and out == "first-ok",
+          f"serve --threads 2 serves a second request while the first's command runs: {out!r}, {r.stdout!r}")
     conf = os.path.join(h.tmp.name, "peers.conf")
     with open(conf, "w") as f:
         f.write(f"# the peer table as a file\nb {h.addr['B']}:0\n")
@@ -330,6 +351,10 @@ def case_bad_input(h):
                          "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"))
     expect_error(h, ["frobnicate"], ["frobnicate"], "unknown command")
     expect_error(h, ["pulse", "b/echo", "128", "1"], ["bad pulse code", "0..127"], "pulse code 128")
+    expect_error(h, ["serve", "x", "--threads", "0"], ["bad --threads", "1..64"], "serve --threads 0",
+                 side="B")
+    expect_error(h, ["serve", "x", "--threads", "2", "--count", "3"], ["--count and --threads"],
+                 "serve --threads with --count", side="B")
     expect_error(h, ["--priority=256", "call", "b/echo", "x"], ["bad --priority", "0..255"],
                  "priority 256")
     expect_error(h, ["pulse", "b/echo", "1", "4294967296"], ["bad pulse value"], "pulse value 2^32")
