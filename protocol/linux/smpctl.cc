@@ -363,6 +363,15 @@ std::string where_of(const std::string& target) {
   fail_call(s, what + " " + target, ep);
 }
 
+// A connection to target carrying --priority, or the process exits with fail_target's line.
+sl::Connection connect_or_fail(sl::Endpoint& ep, const Options& o, const std::string& target, sl::TimeNs deadline) {
+  sl::Connection c;
+  const sl::Status s = ep.connect(target, &c, deadline);
+  if (s != sl::Status::kOk) fail_target(s, "connect", target, ep);
+  c.priority = uint8_t(o.priority);
+  return c;
+}
+
 int cmd_call(const Options& o) {
   std::string target, data_arg, out_path;
   bool have_data = false;
@@ -383,13 +392,10 @@ int cmd_call(const Options& o) {
   const std::vector<uint8_t> request = read_input(data_arg);
   auto ep = open_endpoint(o);
   const sl::TimeNs deadline = deadline_of(o);
-  sl::Connection c;
-  sl::Status s = ep->connect(target, &c, deadline);
-  if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
-  c.priority = uint8_t(o.priority);
+  const sl::Connection c = connect_or_fail(*ep, o, target, deadline);
   std::vector<uint8_t> reply;
   const sl::TimeNs t0 = sl::monotonic_ns();
-  s = ep->send(c, request, &reply, deadline);
+  const sl::Status s = ep->send(c, request, &reply, deadline);
   const sl::TimeNs rtt = sl::monotonic_ns() - t0;
   if (s != sl::Status::kOk) fail_target(s, "call", target, *ep);
   if (!out_path.empty()) {
@@ -416,11 +422,8 @@ int cmd_pulse(const Options& o) {
   if (!parse_int(o.args[3], 0, UINT32_MAX, &value)) usage_error("bad pulse value '" + o.args[3] + "': 0..4294967295");
   auto ep = open_endpoint(o);
   const sl::TimeNs deadline = deadline_of(o);
-  sl::Connection c;
-  sl::Status s = ep->connect(target, &c, deadline);
-  if (s != sl::Status::kOk) fail_target(s, "connect", target, *ep);
-  c.priority = uint8_t(o.priority);
-  s = ep->pulse(c, int8_t(code), uint32_t(value), deadline);
+  const sl::Connection c = connect_or_fail(*ep, o, target, deadline);
+  const sl::Status s = ep->pulse(c, int8_t(code), uint32_t(value), deadline);
   if (s != sl::Status::kOk) fail_target(s, "pulse", target, *ep);
   if (o.json) {
     std::printf("{\"target\":\"%s\",\"pulse_code\":%lld,\"pulse_value\":%lld,\"status\":\"ok\"}\n",
