@@ -547,10 +547,8 @@ class Driver {
           }
         }
         pumping = false;
-        if (got) {
-          spin_until = 0;
-          cv.notify_all();
-        }
+        cv.notify_all();  // news, or the socket is nobody's now: a waiting caller may take it
+        if (got) spin_until = 0;
         if (got || t >= wake) continue;
       }
       loop.arm(wake);
