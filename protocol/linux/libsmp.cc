@@ -606,7 +606,10 @@ void Endpoint::close() {
   d.pump([] { return false; }, monotonic_ns() + linger_ns);
   d.reservation.release();  // the number is free for the next process
 }
-const std::string& Endpoint::detail() const { return impl_->detail; }
+std::string Endpoint::detail() const {
+  const ApiCall call(*impl_);
+  return impl_->detail;
+}
 
 Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std::string* detail) {
   std::unique_ptr<Endpoint> ep(new Endpoint());

@@ -167,7 +167,7 @@ class Endpoint {
 
   // Counters as name/value pairs, for `smpctl stats` and --json.
   std::vector<std::pair<std::string, uint64_t>> stats() const;
-  const std::string& detail() const;
+  std::string detail() const;  // a copy: another thread's call may set it meanwhile
   bool resolve(std::string_view node, uint32_t* address_be) const;
   uint16_t local_endpoint() const;
   uint32_t local_address_be() const;
