@@ -51,6 +51,11 @@ def main(argv):
     except common.CliError as e:
         print(f"smp: {e}", file=sys.stderr)
         return e.status
+    except OSError as e:
+        # A file or folder the user named (or the system) refused: one line, not a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"smp: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("smp: interrupted", file=sys.stderr)
         return 130

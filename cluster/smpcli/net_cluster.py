@@ -37,6 +37,10 @@ SUBNET_PREFIX = "10.77.0."
 NS_ADDRESS = SUBNET_PREFIX + "1"
 PREFIX_LEN = 24
 NODE_MEMORY_MB = 128          # default node memory: room for lwIP's pools and large messages
+# Below 32 MiB the kernel has no room for the engine beside lwIP; it uses no RAM above 4 GiB, and
+# QEMU's pc machine puts RAM above 3 GiB there.
+NODE_MEMORY_MB_MIN = 32
+NODE_MEMORY_MB_MAX = 3072
 NODES_MAX = 200               # .11 .. .210 stay inside the /24
 MCAST_GROUP = "230.0.0.1"
 MCAST_PORT = 7700
@@ -296,6 +300,8 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append=""):
         common.die(f"-n must be in 1..{NODES_MAX}", 2)
     if nic not in ("virtio", "e1000"):
         common.die("--nic must be virtio or e1000", 2)
+    if not NODE_MEMORY_MB_MIN <= memory_mb <= NODE_MEMORY_MB_MAX:
+        common.die(f"--memory must be in {NODE_MEMORY_MB_MIN}..{NODE_MEMORY_MB_MAX} (MiB per node)", 2)
     for tool in ("qemu-system-x86_64", "ip", "tcpdump"):
         if not shutil.which(tool):
             common.die(f"{tool} not found: run ./smp setup net (as root)")

@@ -10,11 +10,14 @@
 
 namespace {
 
+constexpr const char* kUsage =
+    "usage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] [--dup P] [--jitter-us U] "
+    "[--mtu M] [--mode plain|partition|crash] [--sends N] [--size-max B] [--peers N] "
+    "[--timer-slack-us U] [--pcap FILE] [--scenario] [--expect-failure] [--verbose]\n";
+
+// A bad argument: one line and status 2 (--help prints the usage).
 [[noreturn]] void usage(const char* why) {
-    fprintf(stderr, "smp_sim: %s\nusage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] "
-                    "[--dup P] [--jitter-us U] [--mtu M] [--mode plain|partition|crash] [--sends N] "
-                    "[--size-max B] [--peers N] [--timer-slack-us U] [--pcap FILE] [--scenario] [--expect-failure] "
-                    "[--verbose]\n", why);
+    fprintf(stderr, "smp_sim: %s (see smp_sim --help)\n", why);
     exit(2);
 }
 
@@ -100,6 +103,9 @@ int main(int argc, char** argv) {
             expect_failure = true;
         } else if (a == "--verbose") {
             o.verbose = true;
+        } else if (a == "--help" || a == "-h") {
+            fputs(kUsage, stdout);
+            return 0;
         } else {
             usage(("unknown argument " + a).c_str());
         }

@@ -49,11 +49,14 @@ def cmd_sim(args):
 
 
 def cmd_soak(args):
+    if args.seconds is not None and args.seconds <= 0:
+        common.die("--seconds must be positive", 2)
     common.setup(["fuzz"])
     targets = [args.target] if args.target else ["decode", "engine"]
     work_root = os.path.join(common.RUN_DIR, "soak")
     corpus_root = os.path.join(common.ROOT, "tests", "smp", "corpus")
-    per_target = args.seconds // len(targets) if args.seconds else 0
+    # Each target gets its share, at least a second (0 would mean "until Ctrl-C" to libFuzzer).
+    per_target = max(1, args.seconds // len(targets)) if args.seconds else 0
     for t in targets:
         binary = _binary(f"smp_fuzz_{t}", f"smp_fuzz_{t}_bin")
         work = os.path.join(work_root, t)
@@ -198,6 +201,6 @@ def register(sub, modules):
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("soak", help="open-ended fuzzing of the decoder and the engine")
-    p.add_argument("--seconds", type=int, default=0, help="stop after this long (default: never)")
+    p.add_argument("--seconds", type=int, default=None, help="stop after this long (default: never)")
     p.add_argument("--target", choices=["decode", "engine"], help="only this target")
     p.set_defaults(func=cmd_soak)
