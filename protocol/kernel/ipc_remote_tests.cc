@@ -245,7 +245,9 @@ void server_main(void*) {
 
 int g_passed, g_failed;
 
-void expect(bool ok, const char* name, const char* detail_fmt = "", uint64_t a = 0, uint64_t b = 0) {
+// A case's verdict; on failure the detail (a format and its arguments, statuses by name).
+template <typename... Args>
+void expect(bool ok, const char* name, const char* detail_fmt = "", Args... args) {
     if (ok) {
         ++g_passed;
         kernel::print("remote-ipc-tests: ok   %s\n", name);
@@ -253,7 +255,7 @@ void expect(bool ok, const char* name, const char* detail_fmt = "", uint64_t a =
     }
     ++g_failed;
     kernel::print("remote-ipc-tests: FAIL %s: ", name);
-    kernel::print(detail_fmt, static_cast<unsigned long>(a), static_cast<unsigned long>(b));
+    kernel::print(detail_fmt, args...);
     kernel::print("\n");
 }
 
@@ -303,7 +305,7 @@ void run_cases(const char* node) {
     kernel::format(target, sizeof target, "%s/_ipctest", node);
     uint32_t peer = 0;
     auto oc = name_open(target, kernel::deadline_after(kCaseGuardNs), &peer);
-    expect(oc.is_ok(), "name_open NODE/_ipctest", "status %lu", uint64_t(oc.status));
+    expect(oc.is_ok(), "name_open NODE/_ipctest", "status %s", kernel::status_name(oc.status));
     if (!oc.is_ok()) return;
     kernel::Connection* c = oc.value;
 
@@ -311,7 +313,7 @@ void run_cases(const char* node) {
         uint8_t rep[16] = {};
         auto r = call(c, op('e', 0x01020304), rep, sizeof rep);
         expect(r.is_ok() && r.value == 5 && rep[0] == 'e' && get_u32(rep + 1) == 0x01020304,
-               "send/reply small echo", "status %lu size %lu", uint64_t(r.status), r.value);
+               "send/reply small echo", "status %s size %lu", kernel::status_name(r.status), r.value);
     }
     {  // zero-length reply with a reply code
         int32_t code = 0;
@@ -323,8 +325,8 @@ void run_cases(const char* node) {
     {  // error() reaches the sender as that status
         uint8_t rep[4];
         auto r = call(c, op('x', uint32_t(Status::kMessageError)), rep, sizeof rep);
-        expect(!r.is_ok() && r.status == Status::kMessageError, "error() status", "status %lu",
-               uint64_t(r.status));
+        expect(!r.is_ok() && r.status == Status::kMessageError, "error() status", "status %s",
+               kernel::status_name(r.status));
     }
     {  // multi-part send and multi-part reply
         static uint8_t a[3000], b[7000], ra[1000], rb[9000];
@@ -341,8 +343,8 @@ void run_cases(const char* node) {
             uint8_t got = i < 1000 ? ra[i] : rb[i - 1000];
             same = want == got;
         }
-        expect(same, "multi-part send and reply (10000 B over 2+2 parts)", "status %lu size %lu",
-               uint64_t(r.status), r.value);
+        expect(same, "multi-part send and reply (10000 B over 2+2 parts)", "status %s size %lu",
+               kernel::status_name(r.status), r.value);
     }
     {  // truncation at receive, the rest by read() in chunks (pulled from this node)
         const size_t n = 200000;
@@ -387,7 +389,7 @@ void run_cases(const char* node) {
                                   (remote && first == uint64_t(Status::kTimedOut));
             expect(r.is_ok() && w[0] == n && first_ok && w[2] == fnv_step(kFnvInit, m, n),
                    "read() with a 50 us deadline (remote: mostly timed-out), then all 200000 B",
-                   "status %lu first read %lu", uint64_t(r.status), first);
+                   "status %s first read %lu", kernel::status_name(r.status), first);
             kernel::heap::release(m);
         } else {
             expect(false, "read() with a deadline", "no memory");
@@ -398,8 +400,8 @@ void run_cases(const char* node) {
         auto r = call(c, op('b', 1000), rep, sizeof rep);
         bool ok = r.is_ok() && r.value == 1000;
         for (size_t i = 0; ok && i < sizeof rep; ++i) ok = rep[i] == uint8_t(i * 7 + 1);
-        expect(ok, "reply truncated to the reply buffer, full size returned", "status %lu size %lu",
-               uint64_t(r.status), r.value);
+        expect(ok, "reply truncated to the reply buffer, full size returned", "status %s size %lu",
+               kernel::status_name(r.status), r.value);
     }
     {  // the server sees the message size and the reply capacity
         uint64_t w[3] = {};
@@ -413,7 +415,7 @@ void run_cases(const char* node) {
         auto t = kernel::thread_create("prio20", prio_thread, &j, 20);
         if (t.is_ok()) kernel::thread_join(t.value);
         expect(t.is_ok() && j.status == Status::kOk && j.words[2] == 20,
-               "sender priority carried (20)", "status %lu prio %lu", uint64_t(j.status), j.words[2]);
+               "sender priority carried (20)", "status %s prio %lu", kernel::status_name(j.status), j.words[2]);
     }
     {  // deadline after the server received: kTimedOut; the server gets the unblock pulse and
        // its later reply kSenderUnblocked
@@ -424,13 +426,13 @@ void run_cases(const char* node) {
         auto r = call(c, op('s', 400), rep, sizeof rep, nullptr, kernel::deadline_after(100 * kMs));
         const uint64_t waited = kernel::now_ns() - t0;
         expect(r.status == Status::kTimedOut, "deadline passes while served: timed-out",
-               "status %lu waited_ms %lu", uint64_t(r.status), waited / kMs);
+               "status %s waited_ms %lu", kernel::status_name(r.status), waited / kMs);
         kernel::sleep_for(600 * kMs);  // the server's sleep ends, it replies
         uint64_t w[2] = {};
         auto q = call(c, op('q'), w, sizeof w);
         expect(q.is_ok() && w[0] == uint64_t(uint32_t(Status::kSenderUnblocked)) && w[1] > w0[1],
                "server told: unblock pulse, its reply gets sender-unblocked",
-               "reply status %lu unblocks %lu", w[0], w[1]);
+               "reply status %s unblocks %lu", kernel::status_name(Status(w[0])), w[1]);
     }
     {  // deadline while still queued behind a busy server
         static SlowJob j;
@@ -442,7 +444,7 @@ void run_cases(const char* node) {
         if (t.is_ok()) kernel::thread_join(t.value);
         expect(r.status == Status::kTimedOut && j.status == Status::kOk,
                "deadline passes while queued: timed-out, the other send completes",
-               "status %lu other %lu", uint64_t(r.status), uint64_t(j.status));
+               "status %s other %s", kernel::status_name(r.status), kernel::status_name(j.status));
     }
     {  // pulses reach the server's channel; pending ones coalesce
         uint64_t w0[3] = {};
@@ -468,7 +470,7 @@ void run_cases(const char* node) {
             auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
                                   kernel::deadline_after(kCaseGuardNs));
             expect(r.is_ok() && r.value == n && fnv_step(kFnvInit, back, n) == fnv_step(kFnvInit, m, n),
-                   "1 MiB echo, hash-checked", "status %lu size %lu", uint64_t(r.status), r.value);
+                   "1 MiB echo, hash-checked", "status %s size %lu", kernel::status_name(r.status), r.value);
         } else {
             expect(false, "1 MiB echo", "no memory");
         }
@@ -483,8 +485,8 @@ void run_cases(const char* node) {
         kernel::MutPart rp{&one, 1};
         auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{&rp, 1},
                               kernel::deadline_after(kCaseGuardNs));
-        expect(r.status == Status::kMessageTooLarge, "limit + 1 B: message-too-large", "status %lu",
-               uint64_t(r.status));
+        expect(r.status == Status::kMessageTooLarge, "limit + 1 B: message-too-large", "status %s",
+               kernel::status_name(r.status));
     }
     kernel::disconnect(c);
     {  // unknown service on that node
@@ -492,12 +494,12 @@ void run_cases(const char* node) {
         kernel::format(bad, sizeof bad, "%s/_no_such_service", node);
         auto r = name_open(bad, kernel::deadline_after(kCaseGuardNs));
         expect(!r.is_ok() && r.status == Status::kNoSuchService, "unknown service: no-such-service",
-               "status %lu", uint64_t(r.status));
+               "status %s", kernel::status_name(r.status));
         if (r.is_ok()) kernel::disconnect(r.value);
     }
     {  // unknown node
         auto r = name_open("no_such_node/echo", kernel::deadline_after(kCaseGuardNs));
-        expect(!r.is_ok(), "unknown node: an error", "status %lu", uint64_t(r.status));
+        expect(!r.is_ok(), "unknown node: an error", "status %s", kernel::status_name(r.status));
         if (r.is_ok()) kernel::disconnect(r.value);
     }
     {  // a lookup past its deadline: a bare name asks every static peer, and the `host` peer
@@ -513,7 +515,7 @@ void run_cases(const char* node) {
             const uint64_t waited_ms = (arch::now_ns() - t0) / 1'000'000;
             expect(!r.is_ok() && r.status == Status::kTimedOut,
                    "name_open past its 20 ms deadline (host silent): timed-out",
-                   "status %lu after %lu ms", uint64_t(r.status), waited_ms);
+                   "status %s after %lu ms", kernel::status_name(r.status), waited_ms);
             if (r.is_ok()) kernel::disconnect(r.value);
             // Each one given up frees its engine lookup at once: more than the engine's 16
             // lookups in a row all time out (before, the 17th found every slot still asking
