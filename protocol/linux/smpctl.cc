@@ -27,7 +27,7 @@ namespace sl = smp::linux_peer;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: smpctl [OPTIONS] COMMAND [ARGS]\n"
+    "usage: smpctl [OPTIONS] COMMAND [ARGS] (OPTIONS may also follow the command; -- ends them)\n"
     "  ping NODE [-c COUNT] [-s BYTES]   protocol-level probes (PROBE/PROBE_ACK), with round-trip\n"
     "                                    times; -s pads each to an IP packet of BYTES (576..65535)\n"
     "  names [NODE]                      services attached on NODE (default: every node)\n"
@@ -148,12 +148,34 @@ Options parse_options(int argc, char** argv) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   o.config.node_name = host;
-  int i = 1;
-  for (; i < argc && std::strncmp(argv[i], "--", 2) == 0; ++i) {
+  // Options go before or after the command (`smpctl call --priority=9 n/s x` as well as
+  // `smpctl --priority=9 call n/s x`); after the command, an option this loop does not know is
+  // the command's own (--out=, --exec, ...) and so is the word after --exec, --count, --threads,
+  // -c and -s; `--` ends the options (for DATA that starts with --).
+  static const char* const kGlobal[] = {"--help", "--json", "--name", "--peer", "--endpoint",
+                                        "--config", "--spin-us", "--priority", "--timeout"};
+  static const char* const kTakesValue[] = {"--exec", "--count", "--threads", "-c", "-s"};
+  auto is_one_of = [](const std::string& k, const auto& list) {
+    for (const char* x : list)
+      if (k == x) return true;
+    return false;
+  };
+  bool options_end = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const size_t eq = a.find('=');
     const std::string key = a.substr(0, eq);
     const std::string value = eq == std::string::npos ? "" : a.substr(eq + 1);
+    const bool command_seen = !o.args.empty();
+    if (a == "--" && !options_end) {
+      options_end = true;
+      continue;
+    }
+    if (options_end || a.rfind("--", 0) != 0 || (command_seen && !is_one_of(key, kGlobal))) {
+      o.args.push_back(a);
+      if (command_seen && is_one_of(a, kTakesValue) && i + 1 < argc) o.args.emplace_back(argv[++i]);
+      continue;
+    }
     if (a == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -184,7 +206,6 @@ Options parse_options(int argc, char** argv) {
       usage_error("unknown option " + a);
     }
   }
-  for (; i < argc; ++i) o.args.emplace_back(argv[i]);
   if (o.args.empty()) usage_error("no command");
   return o;
 }

@@ -357,6 +357,14 @@ def case_bad_input(h):
                  "serve --threads with --count", side="B")
     expect_error(h, ["--priority=256", "call", "b/echo", "x"], ["bad --priority", "0..255"],
                  "priority 256")
+    # Options may follow the command, and `--` ends them (DATA that starts with --).
+    expect_error(h, ["call", "b/echo", "x", "--priority=256"], ["bad --priority", "0..255"],
+                 "priority 256 after the command")
+    r = h.run("A", ["call", "b/echo", "--timeout=4000", "--json", "after"])
+    check(r.returncode == 0 and '"reply":"after"' in r.stdout,
+          f"options after the command are taken: status {r.returncode}, '{r.stdout}' '{r.stderr}'")
+    r = h.run("A", ["call", "b/echo", "--", "--priority=9"])
+    check(r.stdout == "--priority=9", f"`--` ends the options: '{r.stdout}' '{r.stderr}'")
     expect_error(h, ["pulse", "b/echo", "1", "4294967296"], ["bad pulse value"], "pulse value 2^32")
     expect_error(h, ["pulse", "b/nosuch", "1", "1"], ["unknown service", "nosuch"],
                  "pulse to an unknown service")
