@@ -8,7 +8,9 @@ Each module defines register(subparsers) and may also define:
 """
 import argparse
 import importlib
+import os
 import pkgutil
+import signal
 import sys
 
 from . import common
@@ -51,6 +53,11 @@ def main(argv):
     except common.CliError as e:
         print(f"smp: {e}", file=sys.stderr)
         return e.status
+    except BrokenPipeError:
+        # Our output went to a reader that stopped (`./smp status --json | head`): end quietly,
+        # as a Unix tool killed by SIGPIPE would, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as e:
         # A file or folder the user named (or the system) refused: one line, not a traceback.
         where = f"{e.filename}: " if e.filename else ""

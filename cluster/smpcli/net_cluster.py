@@ -474,15 +474,25 @@ def find_node(state, name):
     common.die(f"no node named {name} (nodes: {', '.join(n['name'] for n in state['nodes'])})")
 
 
-def console_command(node, command, until, timeout_s):
-    """Sends one shell command to a node's console socket; returns its output up to and
-    including the first line matching the regex until."""
+def connect_console(node):
+    """The node's console socket, connected; a stopped node is named as such."""
     sock_path = os.path.join(run_dir(), node["name"] + ".sock")
+    pid = node_pid(node)
+    if pid and not pid_alive(pid):
+        common.die(f"{node['name']} is not running (./smp status; its log: {node['log']})")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(sock_path)
     except OSError as e:
-        common.die(f"cannot reach {node['name']}'s console at {sock_path}: {e}")
+        s.close()
+        common.die(f"cannot reach {node['name']}'s console at {sock_path}: {e.strerror or e}")
+    return s
+
+
+def console_command(node, command, until, timeout_s):
+    """Sends one shell command to a node's console socket; returns its output up to and
+    including the first line matching the regex until."""
+    s = connect_console(node)
     pattern = re.compile(until, re.M)
     buf = ""
     deadline = time.monotonic() + timeout_s
@@ -508,9 +518,7 @@ def console_command(node, command, until, timeout_s):
 
 
 def console_interactive(node):
-    sock_path = os.path.join(run_dir(), node["name"] + ".sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sock_path)
+    s = connect_console(node)
     common.info(f"connected to {node['name']} (Ctrl-D or Ctrl-C to leave)")
     import selectors
     sel = selectors.DefaultSelector()
