@@ -44,11 +44,11 @@ def main(argv):
         m.register(sub, modules)
     if argv[:1] == ["help"]:
         argv = [*argv[1:2], "--help"]
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)  # --help prints here
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return args.func(args) or 0
     except common.CliError as e:
         print(f"smp: {e}", file=sys.stderr)

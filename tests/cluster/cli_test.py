@@ -19,6 +19,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SMP = os.path.join(ROOT, "smp")
 CASE_TIMEOUT_S = 60
+checked = 0  # cases judged so far
 
 # (arguments, text the one line must contain)
 CASES = [
@@ -57,6 +58,8 @@ def run(argv, env):
 
 
 def judge(name, argv, want, env, failures):
+    global checked
+    checked += 1
     code, out, err = run(argv, env)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     why = None
@@ -80,6 +83,7 @@ def judge(name, argv, want, env, failures):
 
 
 def main():
+    global checked
     ap = argparse.ArgumentParser()
     ap.add_argument("--sim", required=True, help="the smp_sim binary")
     args = ap.parse_args()
@@ -99,10 +103,23 @@ def main():
         judge("./smp capture NO-SUCH-FOLDER/x.pcap", [SMP, "capture", bad], "No such file or directory",
               env, failures)
 
+        # Output to a reader that has gone (`./smp help | head -0`): no traceback, nothing on stderr.
+        r, w = os.pipe()
+        os.close(r)
+        p = subprocess.run([SMP, "help"], stdout=w, stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=CASE_TIMEOUT_S)
+        os.close(w)
+        checked += 1
+        ok = p.returncode in (0, 141) and not p.stderr.strip()
+        print(f"{'ok  ' if ok else 'FAIL'} ./smp help | (closed): exit {p.returncode}: {p.stderr.strip()!r}")
+        if not ok:
+            failures.append(f"./smp help into a closed pipe: exit {p.returncode}, stderr {p.stderr!r}")
+
         # The simulator's own argument errors (./smp sim passes its options through).
         for argv, want in [(["--nodes", "0"], "bad --nodes"), (["--seeds", "7"], "bad --seeds"),
                            (["--loss", "2"], "bad --loss"), (["--bogus"], "unknown argument")]:
             judge("smp_sim " + " ".join(argv), [args.sim, *argv], want, env, failures)
+        checked += 1
         code, out, _ = run([args.sim, "--help"], env)
         if code != 0 or "usage: smp_sim" not in out:
             failures.append(f"smp_sim --help: exit {code}, no usage on stdout")
@@ -113,7 +130,7 @@ def main():
             subprocess.run([SMP, "down"], env=env, capture_output=True, timeout=120)
     for f in failures:
         print("FAIL", f)
-    print(f"{len(CASES) + 6 - len(failures)} passed, {len(failures)} failed")
+    print(f"{checked - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
