@@ -114,3 +114,14 @@ def cmake_build(targets=None):
         cmd += ["--target", t]
     run(cmd)
     return bdir
+
+
+def exec_replace(argv):
+    """Replaces this process with argv (same PID, so signals and the exit status are argv's);
+    returns only if it cannot start, with a one-line error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        die(f"cannot run {argv[0]}: {e.strerror or e}")

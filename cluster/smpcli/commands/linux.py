@@ -129,8 +129,8 @@ def cmd_linux_pair(args):
     if args.action == "up":
         pair_up(pair)
         common.info(f"namespaces {pair.ns['A']} ({pair.addr['A']}) and {pair.ns['B']} "
-                    f"({pair.addr['B']}) joined by veth, mtu {pair.mtu}; try: ip netns exec "
-                    f"{pair.ns['B']} smpctl serve echo")
+                    f"({pair.addr['B']}) joined by veth, mtu {pair.mtu}; try: ./smp smpctl b serve echo & "
+                    f"then ./smp smpctl a call b/echo hello")
     elif args.action == "down":
         pair_down(pair)
         common.info(f"namespaces {pair.ns['A']} and {pair.ns['B']} removed")
@@ -170,7 +170,9 @@ def cmd_smpctl(args):
         common.die(f"smpctl did not build (status {r.returncode})")
     argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
             f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]
-    return subprocess.run(argv).returncode
+    # smpctl takes this process's place (ip netns exec execs it too): a signal to
+    # `./smp smpctl b serve echo &` reaches the server itself, and none is left behind.
+    return common.exec_replace(argv)
 
 
 # ---- ./smp bench linux ----------------------------------------------------------------------

@@ -79,7 +79,8 @@ def cmd_exec(args):
     state = net_cluster.require_state()
     if not args.command:
         common.die("usage: ./smp exec CMD [ARGS...]", 2)
-    return subprocess.run(net_cluster.ns_prefix(state) + args.command).returncode
+    # The command takes this process's place: signals and the exit status are its own.
+    return common.exec_replace(net_cluster.ns_prefix(state) + args.command)
 
 
 def register(sub, modules):
