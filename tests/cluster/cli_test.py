@@ -36,6 +36,7 @@ CASES = [
     (["capture", "--seconds", "1"], "no cluster is up"),
     (["soak", "--seconds", "-1"], "--seconds must be positive"),
     (["soak", "--target", "everything"], "invalid choice"),
+    (["demo", "--capture", "/nonexistent-folder/demo.pcap"], "--capture: cannot write"),
     (["bench", "nosuch"], "unknown benchmark"),
     (["setup", "nosuchgroup"], "unknown set-up group"),
     (["profile", "--calls", "0"], "--calls must be in"),

@@ -262,8 +262,11 @@ def _start_linux_server(state):
     if not smpctl:
         _step("smpctl not built: the demo runs without a Linux peer")
         return None
-    conf = write_peer_config(state, os.path.join(common.RUN_DIR, "demo-peers.conf"))
-    log = open(os.path.join(common.RUN_DIR, "demo-smpctl.log"), "w")
+    # Beside the cluster's own folder (SMP_RUN_DIR's, when set), not inside it: up and down
+    # clear that one.
+    where = os.path.dirname(nc.run_dir())
+    conf = write_peer_config(state, os.path.join(where, "demo-peers.conf"))
+    log = open(os.path.join(where, "demo-smpctl.log"), "w")
     cmd = nc.ns_prefix(state) + [smpctl, f"--name={kLinuxPeer}", f"--config={conf}", "serve", "lecho"]
     _step(f"Linux peer: smpctl serve lecho in the namespace as '{kLinuxPeer}' (log {log.name})")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -314,6 +317,9 @@ def _decode_check(pcap):
 
 
 def cmd_demo(args):
+    capture_dir = os.path.dirname(os.path.abspath(args.capture))
+    if not os.path.isdir(capture_dir) or not os.access(capture_dir, os.W_OK):
+        common.die(f"--capture: cannot write into {capture_dir}", 2)
     if not common.is_root():
         common.die("demo needs root (a network namespace with a bridge and taps); run: sudo ./smp demo")
     if nc.load_state() is not None:
@@ -322,6 +328,8 @@ def cmd_demo(args):
     image = _ensure_built()
     t0 = time.monotonic()
     interrupted = False
+    failed = False
+    capture_saved = False  # this run's: a file left at the path by an earlier run is not shown
     summary = []
     linux_server = None
     capture_path = os.path.abspath(args.capture)
@@ -415,7 +423,7 @@ def cmd_demo(args):
         print("demo: interrupted; shutting the cluster down", flush=True)
     except (RemoteError, common.CliError) as e:
         print(f"demo: error: {e}", flush=True)
-        interrupted = True
+        failed = True
     finally:
         if linux_server:
             linux_server.terminate()
@@ -428,14 +436,16 @@ def cmd_demo(args):
             if nc.load_state() is not None:
                 try:
                     nc.save_capture(capture_path)
-                except common.CliError as e:
+                    capture_saved = True
+                except (common.CliError, OSError) as e:
                     print(f"demo: no capture saved: {e}", flush=True)
+                    failed = True
                 nc.cluster_down()
         except KeyboardInterrupt:
             nc.cluster_down()
     for line in summary:
         print(line)
-    if os.path.exists(capture_path):
+    if capture_saved:
         print(f"capture: {capture_path}  (open it: ./smp tshark -r {capture_path} -Y simplemsg, "
               f"or ./smp wireshark {capture_path})")
         counts, why = _decode_check(capture_path)
@@ -447,10 +457,12 @@ def cmd_demo(args):
             print(f"decode check ({verdict}): {counts['proto121']} protocol-121 frames, "
                   f"{counts['simplemsg']} decoded as simplemsg, {counts['malformed']} malformed")
             if verdict != "ok":
-                interrupted = True
+                failed = True
     left = nc.load_state()
     print("cluster: down, nothing left running" if left is None else "cluster: state left behind!")
-    return 1 if interrupted else 0
+    if interrupted:
+        return 130  # as for Ctrl-C anywhere else in ./smp
+    return 1 if failed or left is not None else 0
 
 
 # ---- ./smp bench smp ------------------------------------------------------------------------------
