@@ -134,6 +134,7 @@ static const value_string smp_ack_kind_vals[] = {
 
 static const value_string smp_reset_reason_vals[] = {
     { 1, "unknown incarnation" },
+    { 2, "no peer slot (alive, try later)" },
     { 0, NULL }
 };
 
@@ -260,6 +261,7 @@ static expert_field ei_smp_duplicate = EI_INIT;
 static expert_field ei_smp_out_of_window = EI_INIT;
 static expert_field ei_smp_error_reply = EI_INIT;
 static expert_field ei_smp_reset = EI_INIT;
+static expert_field ei_smp_refused = EI_INIT;
 static expert_field ei_smp_auth = EI_INIT;
 static expert_field ei_smp_capture_short = EI_INIT;
 
@@ -606,7 +608,7 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         return SMP_V_OK;
     case SMP_RESET:
         if ((e = smp_fixed(have, SMP_RESET_BYTES)) != SMP_V_OK) return e;
-        if (tvb_get_ntohs(tvb, b + 8) != 1) return SMP_V_BAD_FIELD;
+        if (tvb_get_ntohs(tvb, b + 8) != 1 && tvb_get_ntohs(tvb, b + 8) != 2) return SMP_V_BAD_FIELD;
         return SMP_V_OK;
     case SMP_NAME_QUERY:
     case SMP_NAME_REPLY:
@@ -1210,9 +1212,15 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         it = proto_tree_add_item(tree, hf_smp_reset_reason, tvb, b + 8, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 10, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 12, 4, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " incarnation 0x%016" PRIx64 " unknown",
-                        tvb_get_ntoh64(tvb, b));
-        expert_add_info(pinfo, it, &ei_smp_reset);
+        if (tvb_get_ntohs(tvb, b + 8) == 2) {
+            /* the sender is alive but has no room for the receiver in its peer table now */
+            col_append_str(pinfo->cinfo, COL_INFO, " refused: no peer slot, try later");
+            expert_add_info(pinfo, it, &ei_smp_refused);
+        } else {
+            col_append_fstr(pinfo->cinfo, COL_INFO, " incarnation 0x%016" PRIx64 " unknown",
+                            tvb_get_ntoh64(tvb, b));
+            expert_add_info(pinfo, it, &ei_smp_reset);
+        }
         break;
     case SMP_NAME_QUERY:
     case SMP_NAME_REPLY:
@@ -1704,6 +1712,8 @@ proto_register_simplemsg(void)
             "Transaction failed", EXPFILL }},
         { &ei_smp_reset, { "simplemsg.reset", PI_SEQUENCE, PI_WARN,
             "Peer does not know the named incarnation (rebooted or never met)", EXPFILL }},
+        { &ei_smp_refused, { "simplemsg.refused", PI_SEQUENCE, PI_NOTE,
+            "Peer table full: the sender is alive and will take this peer later", EXPFILL }},
         { &ei_smp_auth, { "simplemsg.mac.unverified", PI_UNDECODED, PI_NOTE,
             "MAC present but not verified (keys are not yet defined)", EXPFILL }},
         { &ei_smp_capture_short, { "simplemsg.capture_short", PI_MALFORMED, PI_NOTE,

@@ -220,6 +220,7 @@ struct Peer {
     bool tx_queued = false;
     PeerState state = PeerState::kFree;
     bool is_static = false;
+    bool app_ref = false;      // the application was given a PeerRef to send with: never retired
     uint32_t ipv4 = 0;
     uint16_t endpoint = 0;
     uint64_t incarnation = 0;   // 0: not heard from yet
@@ -267,6 +268,22 @@ struct Peer {
     uint8_t name_bytes = 0;
 };
 
+// What an idle peer retired early leaves behind (SPEC.md 5.1): enough to refuse its delayed
+// duplicates and to go on with its numbering, until its linger time is over. `peers_max` x
+// kRetiredPerPeer of them, so that a table full of lingering peers (clients that came and went:
+// each `smpctl call` is a new endpoint) does not shut new peers out for the linger time.
+struct Retired {
+    bool used = false;
+    bool base_set = false;
+    uint16_t endpoint = 0;
+    uint32_t ipv4 = 0;
+    uint32_t base = 0, next_txn = 0;
+    uint64_t done = 0;
+    uint64_t incarnation = 0;
+    Instant since = 0;  // the peer's last business: it may go for good at since + peer_linger
+};
+constexpr size_t kRetiredPerPeer = 16;
+
 struct NameEntry {
     bool used = false;
     uint8_t bytes = 0;
@@ -306,6 +323,7 @@ using wire::txn_next;
 
 struct Engine::Impl {
     Peer* peers;
+    Retired* retired;
     Send* sends;
     Req* reqs;
     uint8_t* pool;
@@ -377,7 +395,7 @@ struct Engine::Impl {
 namespace {
 
 struct Layout {
-    size_t impl, peers, sends, reqs, pool, pool_next, events, controls, names, cache, lookups, total;
+    size_t impl, peers, retired, sends, reqs, pool, pool_next, events, controls, names, cache, lookups, total;
 };
 
 uint32_t events_needed(const Config& c) {
@@ -398,6 +416,7 @@ Layout layout(const Config& c) {
     };
     l.impl = take(sizeof(Engine::Impl));
     l.peers = take(sizeof(Peer) * c.peers_max);
+    l.retired = take(sizeof(Retired) * kRetiredPerPeer * c.peers_max);
     l.sends = take(sizeof(Send) * c.sends_max);
     l.reqs = take(sizeof(Req) * c.requests_max);
     l.pool = take(blocks * c.pool_block_bytes);
@@ -440,6 +459,7 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     impl_ = new (base + l.impl) Impl;
     Impl& m = *impl_;
     m.peers = reinterpret_cast<Peer*>(base + l.peers);
+    m.retired = reinterpret_cast<Retired*>(base + l.retired);
     m.sends = reinterpret_cast<Send*>(base + l.sends);
     m.reqs = reinterpret_cast<Req*>(base + l.reqs);
     m.pool = base + l.pool;
@@ -450,6 +470,7 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     m.cache = reinterpret_cast<NameEntry*>(base + l.cache);
     m.lookups = reinterpret_cast<Lookup*>(base + l.lookups);
     for (size_t i = 0; i < config.peers_max; i++) new (&m.peers[i]) Peer;
+    for (size_t i = 0; i < kRetiredPerPeer * config.peers_max; i++) new (&m.retired[i]) Retired;
     for (size_t i = 0; i < config.sends_max; i++) {
         new (&m.sends[i]) Send;
         m.sends[i].next_free = uint16_t(i + 2 <= config.sends_max ? i + 2 : 0);
@@ -669,18 +690,25 @@ struct E {
             if (m.peers[i].state == PeerState::kFree) slot = int(i);
         }
         if (slot < 0) {
-            // Evict the longest-idle peer with no business that has lingered long enough
-            // (SPEC.md 5.2: its txn state must outlive any delayed duplicate).
-            Instant oldest = kNever;
+            // The longest-idle peer with no business that has lingered long enough goes for
+            // good (SPEC.md 5.1: its txn state must outlive any delayed duplicate). Else the
+            // longest-idle one the application holds no reference to (a client that came and
+            // went) is retired: what refuses its delayed duplicates and carries on its
+            // numbering is kept aside, if there is room for it.
+            int gone = -1, retired = -1;
+            Instant gone_at = kNever, retired_at = kNever;
             for (size_t i = 0; i < c.peers_max; i++) {
-                Peer& p = m.peers[i];
-                if (busy(p) || p.last_business + c.peer_linger_us > now) continue;
-                if (p.last_business < oldest) {
-                    oldest = p.last_business;
-                    slot = int(i);
+                const Peer& p = m.peers[i];
+                if (busy(p) || p.nacks) continue;
+                if (p.last_business + c.peer_linger_us <= now) {
+                    if (p.last_business < gone_at) gone_at = p.last_business, gone = int(i);
+                } else if (!p.app_ref && p.last_business < retired_at) {
+                    retired_at = p.last_business, retired = int(i);
                 }
             }
-            if (slot < 0) return -1;
+            if (gone >= 0) slot = gone;
+            else if (retired >= 0 && retire(now, m.peers[retired])) slot = retired;
+            else return -1;
             free_peer(uint16_t(slot));
         }
         Peer& p = m.peers[slot];
@@ -700,7 +728,48 @@ struct E {
         p.last_business = now;
         st.peers_live++;
         if (st.peers_live > st.peers_high) st.peers_high = st.peers_live;
+        restore(now, p);
         return slot;
+    }
+    // Keeps an idle peer's duplicate filter and numbering aside (false: no room for it now).
+    bool retire(Instant now, const Peer& p) {
+        Retired* to = nullptr;
+        for (size_t i = 0; i < kRetiredPerPeer * c.peers_max; i++) {
+            Retired& r = m.retired[i];
+            if (!r.used || r.since + c.peer_linger_us <= now) {  // free, or lingered out
+                to = &r;
+                break;
+            }
+        }
+        if (!to) return false;
+        to->used = true;
+        to->ipv4 = p.ipv4;
+        to->endpoint = p.endpoint;
+        to->incarnation = p.incarnation;
+        to->base_set = p.base_set;
+        to->base = p.base;
+        to->done = p.done;
+        to->next_txn = p.next_txn;
+        to->since = p.last_business;
+        st.peers_retired++;
+        return true;
+    }
+    // A peer new to the table that was retired within its linger time takes up where it was.
+    // (Its incarnation comes back too: a packet from another one is the peer rebooting.)
+    void restore(Instant now, Peer& p) {
+        for (size_t i = 0; i < kRetiredPerPeer * c.peers_max; i++) {
+            Retired& r = m.retired[i];
+            if (!r.used || r.ipv4 != p.ipv4 || r.endpoint != p.endpoint) continue;
+            r.used = false;
+            if (r.since + c.peer_linger_us <= now) return;  // lingered out: a new start
+            p.incarnation = r.incarnation;
+            p.base_set = r.base_set;
+            p.base = r.base;
+            p.done = r.done;
+            p.next_txn = r.next_txn;
+            st.peers_restored++;
+            return;
+        }
     }
     void free_peer(uint16_t index) {
         Peer& p = m.peers[index];
@@ -755,6 +824,21 @@ struct E {
         p.hello_nonce = next_nonce();
         p.last_heard = now;
         p.unanswered = 0;
+    }
+    // The peer answered that its table has no room for us now (RESET kNoPeerSlot): it is alive,
+    // so nothing about it counts toward "host down"; a HELLO goes again after rto_max (the
+    // sends wait for it, until their deadlines), and a request's own timer repeats it.
+    void refused(Instant now, uint16_t pi) {
+        Peer& p = peer_at(pi);
+        st.refusals_received++;
+        p.last_heard = now;
+        p.unanswered = 0;
+        if (p.state == PeerState::kConnecting) {
+            p.hello_tries = 0;
+            p.hello_due = true;
+            p.hello_at = now + c.rto_max_us;
+            m.nt_valid = false;
+        }
     }
     void note_business(Instant now, Peer& p) {
         p.last_business = now;
@@ -1728,7 +1812,8 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     impl_->now = now;
     impl_->nt_valid = false;
     stats_.packets_in++;
-    stats_.bytes_in += packet.count == 1 ? packet.parts[0].size : chain_size(packet);
+    const size_t packet_bytes = packet.count == 1 ? packet.parts[0].size : chain_size(packet);
+    stats_.bytes_in += packet_bytes;
     e.flush_release();  // what the REQUEST before released comes first
     Message msg;
     wire::DecodeError err = wire::decode(packet, src_ipv4, dst_ipv4, msg);
@@ -1808,6 +1893,11 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             return;
         }
         if (h.type == Type::kReset) {
+            if (msg.reset.reason == wire::ResetReason::kNoPeerSlot) {
+                // Alive, but without room for us now (it names our incarnation: this life's).
+                if (msg.reset.named_incarnation == config_.incarnation) e.refused(now, uint16_t(found));
+                return;
+            }
             if (p.incarnation != 0 && msg.reset.named_incarnation == p.incarnation &&
                 h.src_incarnation != p.incarnation)
                 e.rebooted(now, uint16_t(found), h.src_incarnation);
@@ -1819,9 +1909,25 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         if (h.type == Type::kReset) return;
         found = e.add_peer(now, src_ipv4, h.src_endpoint);
         if (found < 0) {
+            // Every peer busy, or idle too recently to forget with no room to retire it: say
+            // so, or the sender would take our silence for "host down" (SPEC.md 4.9). Never
+            // larger than what it answers; the control queue bounds how many go out.
             stats_.dropped_no_peer_slot++;
+            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes) {
+                Message rst;
+                rst.header.type = Type::kReset;
+                rst.header.dst_endpoint = h.src_endpoint;
+                rst.header.dst_incarnation = h.src_incarnation;
+                rst.reset = wire::Reset{h.src_incarnation, wire::ResetReason::kNoPeerSlot};
+                e.queue_control(src_ipv4, rst);
+                stats_.resets_sent++;
+            }
             return;
         }
+        // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.
+        Peer& back = e.peer_at(uint16_t(found));
+        if (back.incarnation != 0 && back.incarnation != h.src_incarnation)
+            e.rebooted(now, uint16_t(found), h.src_incarnation);
     }
     uint16_t pi = uint16_t(found);
     Peer& p = e.peer_at(pi);
@@ -1890,6 +1996,7 @@ void Engine::on_name_reply(Instant now, uint16_t pi, const wire::Message& msg) {
             n.age = ++impl_->cache_clock;
         }
         ev.peer = e.ref_of(pi);
+        impl_->peers[pi].app_ref = true;  // the lookup's answer is a PeerRef to send with
         ev.channel = msg.name.channel;
     } else {
         uint64_t bit = pi < 64 ? uint64_t(1) << pi : 0;
@@ -2504,6 +2611,7 @@ Result<PeerRef> Engine::peer(uint32_t ipv4, uint16_t endpoint) {
     int i = e.find_peer(ipv4, endpoint);
     if (i < 0) i = e.add_peer(impl_->now, ipv4, endpoint);
     if (i < 0) return {ErrorCode::kNoResources, {}};
+    impl_->peers[i].app_ref = true;
     return {ErrorCode::kOk, e.ref_of(uint16_t(i))};
 }
 

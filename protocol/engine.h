@@ -104,6 +104,7 @@ struct Config {
     uint16_t probes_dead = 50;          // K: unanswered probes in a row before "host down"
     uint16_t retries_max = 64;          // retransmissions of one packet before "host down"
     uint32_t peer_linger_us = 10'000'000;  // an idle peer's state is kept at least this long
+                                           // (in the table, or retired: SPEC.md 5.1)
     // Retransmission timers (requests, replies, pulls, cancels, pulses, path-MTU probes) may be
     // served up to this late (SPEC.md 5.2). A request's timer is replaced by the next
     // request's long before it is due, so a one-shot timer armed for it fires for nothing about
@@ -184,7 +185,10 @@ struct Stats {
     uint64_t decode_errors[size_t(wire::DecodeError::kCount)] = {};
     uint64_t dropped_not_mine = 0;       // another endpoint's packet
     uint64_t dropped_auth = 0;           // AUTH flag without a key
-    uint64_t dropped_no_peer_slot = 0;   // peer table full of busy peers
+    uint64_t dropped_no_peer_slot = 0;   // peer table full of busy peers: refused (RESET kNoPeerSlot)
+    uint64_t peers_retired = 0;          // idle peers moved out early to make room (SPEC 5.1)
+    uint64_t peers_restored = 0;         // retired peers back in the table, their state intact
+    uint64_t refusals_received = 0;      // peers that had no room for us (we try again later)
     uint64_t dropped_unexpected = 0;     // valid packet that fits no state (counted, dropped)
     uint64_t dropped_control_full = 0;
     uint64_t resets_sent = 0;

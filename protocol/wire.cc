@@ -610,7 +610,9 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             if ((e = fixed(kResetBytes)) != DecodeError::kOk) return e;
             m.reset.named_incarnation = load64(b);
             m.reset.reason = ResetReason(load16(b + 8));
-            if (m.reset.reason != ResetReason::kUnknownIncarnation) return DecodeError::kBadField;
+            if (m.reset.reason != ResetReason::kUnknownIncarnation &&
+                m.reset.reason != ResetReason::kNoPeerSlot)
+                return DecodeError::kBadField;
             return DecodeError::kOk;
         case Type::kNameQuery:
         case Type::kNameReply: {

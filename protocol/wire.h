@@ -97,6 +97,7 @@ enum class DataKind : uint8_t {
 
 enum class ResetReason : uint16_t {
     kUnknownIncarnation = 1,  // the packet named an incarnation of mine that no longer exists
+    kNoPeerSlot = 2,          // my peer table has no room for you now: alive, try again later
 };
 
 // Why a packet was rejected. Every malformed packet maps to exactly one reason (counted).

@@ -25,6 +25,11 @@ cleanup also when a case fails).
               against lwIP), and node2 sends it hash-checked 20 kB and 1 MiB messages; pulses
               both ways (node1 -> smpctl serve, which prints it; smpctl -> node2's echo)
   linux_large smpctl -> node2/echo of 20 kB, 300 kB, 1 MiB, compared byte for byte
+  linux_churn 3 x peers_max `smpctl call`s in a row, each a new endpoint of its own, to node3's
+              echo: every one answered (a table full of clients that came and went once shut
+              new ones out for the linger time, and they took the silence for "host down");
+              node3 retired the idle ones (peers_retired > 0) and its peer table stayed within
+              its bound
   cleanup     ./smp down; nothing of ours left running
 
 Needs root; exits 77 (skipped) otherwise.
@@ -246,7 +251,7 @@ def case_concurrent(args, nc, rm):
     stats, text = rm.stats_numbers(state, "node1")
     print(text)
     for key, bound_key in (("hwm_proto_bytes", "bound_proto_bytes"),
-                           ("requests_high", "bound_requests")):
+                           ("requests_high", "bound_requests"), ("peers_high", "bound_peers")):
         check(key in stats and bound_key in stats, f"node1's stats report {key} and {bound_key}")
         check(stats[key] <= stats[bound_key],
               f"node1 stats {key}={stats[key]} <= {bound_key}={stats[bound_key]}")
@@ -565,6 +570,30 @@ def case_linux_large(args, nc, rm):
     check(not failures, f"smpctl -> node2/echo of large messages intact: failed {failures}")
 
 
+def case_linux_churn(args, nc, rm):
+    state = state_or_fail(nc)
+    tmp = tempfile.mkdtemp(prefix="smp-cross-")
+    ns, base = smpctl_base(args, state, tmp)
+    before, _ = rm.stats_numbers(state, "node3")
+    check("bound_peers" in before and "peers_retired" in before,
+          "node3's stats report bound_peers and peers_retired")
+    calls = 3 * before["bound_peers"]
+    failures = []
+    for i in range(calls):
+        text = f"churn-{i}"
+        r = subprocess.run(ns + base + ["call", "node3/echo", text], capture_output=True, text=True,
+                           timeout=kGuardS)
+        if r.returncode != 0 or r.stdout != text:
+            failures.append(f"call {i}: {r.returncode} {r.stderr.strip()}")
+    after, text = rm.stats_numbers(state, "node3")
+    print(text)
+    check(not failures, f"{len(failures)} of {calls} calls failed: {failures[:5]}")
+    check(after["peers_retired"] > before["peers_retired"],
+          f"node3 retired idle peers ({before['peers_retired']} -> {after['peers_retired']})")
+    check(after["peers_high"] <= after["bound_peers"],
+          f"node3's peer table within its bound ({after['peers_high']} <= {after['bound_peers']})")
+
+
 def case_cleanup(args, nc, rm):
     state = nc.load_state()
     r = smp("down", check_ok=False)
@@ -585,7 +614,8 @@ CASES = {"setup": case_setup, "sizes": case_sizes, "ipc_remote": case_ipc_remote
          "pulses": case_pulses,
          "concurrent": case_concurrent,
          "faults": case_faults, "partition": case_partition, "kill": case_kill,
-         "linux": case_linux, "linux_large": case_linux_large, "cleanup": case_cleanup}
+         "linux": case_linux, "linux_large": case_linux_large, "linux_churn": case_linux_churn,
+         "cleanup": case_cleanup}
 
 
 def main():

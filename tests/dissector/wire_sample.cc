@@ -248,7 +248,7 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
                                                      r.chance(50) ? 100 : 65535))};
             break;
         case Type::kReset:
-            m.reset = Reset{r.u64(), ResetReason::kUnknownIncarnation};
+            m.reset = Reset{r.u64(), r.chance(50) ? ResetReason::kUnknownIncarnation : ResetReason::kNoPeerSlot};
             break;
         case Type::kNameQuery:
         case Type::kNameReply: {

@@ -144,12 +144,13 @@ struct Echo {
     std::deque<std::vector<uint8_t>> bufs;  // deques: the engine borrows these in place
     std::deque<ConstBytes> parts;
     std::deque<MutableBytes> mparts;
-    void step(Wire& w) {
+    void step(Wire& w) { step_at(w.now); }
+    void step_at(Instant now) {
         Event ev;
         while (take(b, EventType::kRequest, ev)) {
             bufs.emplace_back(ev.size);
             mparts.push_back(MutableBytes{bufs.back().data(), bufs.back().size()});
-            ASSERT_EQ(b.engine->read(w.now, RequestHandle{ev.handle}, 0, MutableChain{&mparts.back(), 1}),
+            ASSERT_EQ(b.engine->read(now, RequestHandle{ev.handle}, 0, MutableChain{&mparts.back(), 1}),
                       ErrorCode::kOk);
         }
         while (take(b, EventType::kReadDone, ev)) {
@@ -159,7 +160,7 @@ struct Echo {
             }
             ASSERT_NE(buf, nullptr);
             parts.push_back(ConstBytes{buf->data(), buf->size()});
-            ASSERT_EQ(b.engine->reply(w.now, RequestHandle{ev.handle}, 42, ConstChain{&parts.back(), 1}),
+            ASSERT_EQ(b.engine->reply(now, RequestHandle{ev.handle}, 42, ConstChain{&parts.back(), 1}),
                       ErrorCode::kOk);
         }
     }
@@ -173,6 +174,156 @@ struct Echo {
         return got;
     }
 };
+
+// Several engines on one perfect in-memory LAN, one endpoint each, told apart by address.
+struct Lan {
+    std::vector<Box*> boxes;
+    Instant now = 1000;
+    // Sees each packet as sent (its bytes and decoded form) before it is delivered.
+    std::function<void(const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m)> seen;
+
+    Box* at(uint32_t ipv4) {
+        for (Box* b : boxes)
+            if (b->config.local_ipv4 == ipv4) return b;
+        return nullptr;
+    }
+    // Moves packets and time until `until` says stop or nothing is due before `limit`.
+    void run(const std::function<bool()>& until, Instant limit) {
+        uint8_t buf[2048];
+        for (int guard = 0; guard < 10'000'000; guard++) {
+            bool any = false;
+            for (Box* from : boxes) {
+                Event ev;
+                while (from->engine->poll_event(ev)) from->keep(ev);
+                Transmit t = from->engine->poll_transmit(now, buf, sizeof buf);
+                if (!t.bytes) continue;
+                any = true;
+                wire::Message m;
+                wire::decode(buf, t.bytes, from->config.local_ipv4, t.dst_ipv4, m);
+                if (seen) seen(*from, std::vector<uint8_t>(buf, buf + t.bytes), m);
+                if (Box* to = at(t.dst_ipv4))
+                    to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
+                while (from->engine->poll_event(ev)) from->keep(ev);
+            }
+            if (until && until()) return;
+            if (any) continue;
+            Instant next = kNever;
+            for (Box* b : boxes) next = std::min(next, b->engine->next_timeout());
+            if (next == kNever || next > limit) return;
+            if (next > now) now = next;
+            for (Box* b : boxes) b->engine->handle_timeout(now);
+        }
+    }
+};
+
+// Each `smpctl call` is a client endpoint of its own, gone after one call. A server whose peer
+// table filled with such idle clients shut new ones out for the linger time (10 s), and they took
+// its silence for "host down". Idle peers are retired instead, their duplicate filter and
+// numbering kept aside: the clients all get through, and a retired client's late duplicate is
+// still answered `stale`, never delivered again.
+TEST(Engine, IdleClientsAreRetiredToMakeRoomAndTheirLateDuplicatesStayRefused) {
+    Box server(0x0A000100, 100);
+    server.config.peers_max = 2;
+    server.start();
+    std::vector<std::unique_ptr<Box>> clients;
+    Lan lan;
+    lan.boxes.push_back(&server);
+    for (uint32_t i = 0; i < 6; i++) {
+        clients.emplace_back(new Box(0x0A000001 + i, 1000 + i));
+        lan.boxes.push_back(clients.back().get());
+    }
+    std::vector<uint8_t> first_request;  // client 0's first REQUEST, as sent
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == clients[0].get() && m.header.type == wire::Type::kRequest && first_request.empty())
+            first_request = bytes;
+    };
+    Echo echo{server};
+    auto call = [&](Box& c) {
+        PeerRef peer = c.engine->peer(server.config.local_ipv4, 0).value;
+        std::vector<uint8_t> msg(64, 7), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        auto h = c.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+        if (!h.ok()) return h.error;
+        Event done;
+        bool got = false;
+        lan.run([&] {
+            echo.step_at(lan.now);
+            return got = take(c, EventType::kSendDone, done);
+        }, lan.now + 60'000'000);
+        lan.run(nullptr, lan.now + 50'000);  // the reply's acknowledgement: the client goes idle
+        return got ? done.error : ErrorCode::kTimedOut;
+    };
+    for (auto& c : clients) EXPECT_EQ(call(*c), ErrorCode::kOk);
+    const Stats& st = server.engine->stats();
+    EXPECT_GE(st.peers_retired, 4u);
+    EXPECT_LE(st.peers_high, 2u);
+    EXPECT_EQ(st.dropped_no_peer_slot, 0u);
+    EXPECT_EQ(st.requests_delivered, 6u);
+    // Client 0's first REQUEST again, long after (a late duplicate): refused `stale`.
+    ASSERT_FALSE(first_request.empty());
+    server.engine->handle_datagram(lan.now, clients[0]->config.local_ipv4, server.config.local_ipv4,
+                                   first_request.data(), first_request.size());
+    EXPECT_EQ(st.peers_restored, 1u);
+    EXPECT_EQ(st.requests_delivered, 6u);
+    Event ev;
+    while (server.engine->poll_event(ev)) EXPECT_NE(ev.type, EventType::kRequest);
+    uint8_t buf[2048];
+    Transmit t = server.engine->poll_transmit(lan.now, buf, sizeof buf);
+    wire::Message m;
+    ASSERT_EQ(wire::decode(buf, t.bytes, server.config.local_ipv4, t.dst_ipv4, m), wire::DecodeError::kOk);
+    EXPECT_EQ(m.header.type, wire::Type::kReply);
+    EXPECT_EQ(m.reply.error, ErrorCode::kStale);
+    // And client 0 calls again: its numbering went on where it was.
+    EXPECT_EQ(call(*clients[0]), ErrorCode::kOk);
+    EXPECT_EQ(st.requests_delivered, 7u);
+}
+
+// A table of busy peers has no room: the newcomer is told so (RESET, no peer slot), keeps trying
+// and is never declared down, and gets in once a peer goes idle.
+TEST(Engine, APeerTableOfBusyPeersRefusesANewcomerWhoWaitsInsteadOfCallingItDown) {
+    Box server(0x0A000100, 100);
+    server.config.peers_max = 1;
+    server.start();
+    Box a(0x0A000001, 1), b(0x0A000002, 2);
+    Lan lan;
+    lan.boxes = {&server, &a, &b};
+    std::vector<uint8_t> msg(64, 7), rep_a(64), rep_b(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rpa{rep_a.data(), rep_a.size()}, rpb{rep_b.data(), rep_b.size()};
+    auto send = [&](Box& c, MutableBytes& rp) {
+        PeerRef peer = c.engine->peer(server.config.local_ipv4, 0).value;
+        ASSERT_TRUE(c.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    };
+    // a's request is taken and held: a is busy.
+    send(a, rpa);
+    Event held;
+    lan.run([&] { return take(server, EventType::kRequest, held); }, lan.now + 10'000'000);
+    ASSERT_EQ(held.type, EventType::kRequest);
+    // b is refused for three detection bounds, and waits: no "host down".
+    send(b, rpb);
+    Event done;
+    const Instant refused_until = lan.now + 3 * b.config.dead_after_us();
+    lan.run([&] { return take(b, EventType::kSendDone, done); }, refused_until);
+    EXPECT_FALSE(take(b, EventType::kSendDone, done));
+    EXPECT_GT(server.engine->stats().dropped_no_peer_slot, 0u);
+    EXPECT_GT(b.engine->stats().refusals_received, 0u);
+    EXPECT_EQ(b.engine->stats().peers_down, 0u);
+    // The server answers a; a goes idle and is retired for b, who gets its answer.
+    ConstBytes answer{msg.data(), msg.size()};
+    ASSERT_EQ(server.engine->reply(lan.now, RequestHandle{held.handle}, 0, ConstChain{&answer, 1}), ErrorCode::kOk);
+    Echo echo{server};
+    lan.run([&] {
+        echo.step_at(lan.now);
+        return take(b, EventType::kSendDone, done);
+    }, lan.now + 60'000'000);
+    EXPECT_EQ(done.type, EventType::kSendDone);
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(rep_b, msg);
+    EXPECT_TRUE(take(a, EventType::kSendDone, done));
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_GE(server.engine->stats().peers_retired, 1u);
+}
 
 TEST(Engine, ConfigChecked) {
     Config c;

@@ -79,6 +79,8 @@ std::vector<Message> every_type(const std::vector<uint8_t>& payload, ConstBytes&
     m = base(Type::kReset);
     m.reset = Reset{0x1234, ResetReason::kUnknownIncarnation};
     all.push_back(m);
+    m.reset = Reset{0x1234, ResetReason::kNoPeerSlot};
+    all.push_back(m);
     for (Type t : {Type::kNameQuery, Type::kNameReply}) {
         m = base(t);
         m.name.query = 0x00010002;
