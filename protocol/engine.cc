@@ -709,7 +709,8 @@ struct E {
             if (gone >= 0) slot = gone;
             else if (retired >= 0 && retire(now, m.peers[retired])) slot = retired;
             else return -1;
-            free_peer(uint16_t(slot));
+            if (slot == gone) forget(now, uint16_t(slot));
+            else free_peer(uint16_t(slot));
         }
         Peer& p = m.peers[slot];
         if (slot >= m.peers_hi) m.peers_hi = uint16_t(slot + 1);
@@ -732,41 +733,60 @@ struct E {
         return slot;
     }
     // Keeps an idle peer's duplicate filter and numbering aside (false: no room for it now).
-    bool retire(Instant now, const Peer& p) {
+    // An entry free, or else the oldest that lingered out (null: none).
+    Retired* retired_slot(Instant now) {
         Retired* to = nullptr;
         for (size_t i = 0; i < kRetiredPerPeer * c.peers_max; i++) {
             Retired& r = m.retired[i];
-            if (!r.used || r.since + c.peer_linger_us <= now) {  // free, or lingered out
-                to = &r;
-                break;
-            }
+            if (!r.used) return &r;
+            if (r.since + c.peer_linger_us <= now && (!to || r.since < to->since)) to = &r;
         }
+        return to;
+    }
+    // A peer past its linger time leaves the table. If we numbered transactions toward it, the
+    // number to go on with is kept (an entry that lingered out, the first to be reused): it may
+    // still keep a filter for our numbering, and would take a new one from first_txn for
+    // finished transactions (`stale`). Best effort: with no entry to spare, it is forgotten.
+    void forget(Instant now, uint16_t index) {
+        const Peer& p = m.peers[index];
+        if (p.next_txn != c.first_txn) {
+            if (Retired* to = retired_slot(now)) keep_aside(*to, p);
+        }
+        free_peer(index);
+    }
+    void keep_aside(Retired& to, const Peer& p) {
+        to.used = true;
+        to.ipv4 = p.ipv4;
+        to.endpoint = p.endpoint;
+        to.incarnation = p.incarnation;
+        to.base_set = p.base_set;
+        to.base = p.base;
+        to.done = p.done;
+        to.next_txn = p.next_txn;
+        to.since = p.last_business;
+    }
+    bool retire(Instant now, const Peer& p) {
+        Retired* to = retired_slot(now);
         if (!to) return false;
-        to->used = true;
-        to->ipv4 = p.ipv4;
-        to->endpoint = p.endpoint;
-        to->incarnation = p.incarnation;
-        to->base_set = p.base_set;
-        to->base = p.base;
-        to->done = p.done;
-        to->next_txn = p.next_txn;
-        to->since = p.last_business;
+        keep_aside(*to, p);
         st.peers_retired++;
         return true;
     }
-    // A peer new to the table that was retired within its linger time takes up where it was.
-    // (Its incarnation comes back too: a packet from another one is the peer rebooting.)
+    // A peer new to the table that was retired within its linger time takes up where it was;
+    // after it, only our numbering toward it goes on (its own may start anew: a filter kept for
+    // an old one would refuse it). Its incarnation comes back too: a packet from another one is
+    // the peer rebooting, which starts both numberings anew.
     void restore(Instant now, Peer& p) {
         for (size_t i = 0; i < kRetiredPerPeer * c.peers_max; i++) {
             Retired& r = m.retired[i];
             if (!r.used || r.ipv4 != p.ipv4 || r.endpoint != p.endpoint) continue;
             r.used = false;
-            if (r.since + c.peer_linger_us <= now) return;  // lingered out: a new start
             p.incarnation = r.incarnation;
+            p.next_txn = r.next_txn;
+            if (r.since + c.peer_linger_us <= now) return;
             p.base_set = r.base_set;
             p.base = r.base;
             p.done = r.done;
-            p.next_txn = r.next_txn;
             st.peers_restored++;
             return;
         }
@@ -2055,7 +2075,7 @@ void Engine::handle_timeout(Instant now) {
             p.unanswered = 0;
             if (!p.is_static && p.state == PeerState::kDown && p.nacks == 0 &&
                 now - p.last_business >= c.peer_linger_us) {
-                e.free_peer(i);  // a cache entry past its linger time
+                e.forget(now, i);  // a cache entry past its linger time
                 continue;
             }
         }

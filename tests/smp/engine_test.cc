@@ -325,6 +325,47 @@ TEST(Engine, APeerTableOfBusyPeersRefusesANewcomerWhoWaitsInsteadOfCallingItDown
     EXPECT_GE(server.engine->stats().peers_retired, 1u);
 }
 
+// A client that forgot a server (its peer table was full and the server had been idle past its
+// linger time) numbered anew from first_txn; the server, which kept its filter for the old
+// numbering, took the new transactions for finished ones and answered `stale`. The number to go
+// on with is kept aside when such a peer leaves the table, and taken back with it.
+TEST(Engine, AClientThatForgotAServerGoesOnWithItsNumberingAndIsNotTakenForStale) {
+    Box s1(0x0A000101, 101), s2(0x0A000102, 102), c(0x0A000001, 1);
+    c.config.peers_max = 1;
+    c.start();
+    Lan lan;
+    lan.boxes = {&s1, &s2, &c};
+    Echo e1{s1}, e2{s2};
+    auto call = [&](Box& srv) {
+        PeerRef peer = c.engine->peer(srv.config.local_ipv4, 0).value;
+        std::vector<uint8_t> msg(64, 7), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        auto h = c.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+        if (!h.ok()) return h.error;
+        Event done;
+        bool got = false;
+        lan.run([&] {
+            e1.step_at(lan.now);
+            e2.step_at(lan.now);
+            return got = take(c, EventType::kSendDone, done);
+        }, lan.now + 60'000'000);
+        lan.run(nullptr, lan.now + 50'000);
+        return got ? done.error : ErrorCode::kTimedOut;
+    };
+    auto idle = [&](Instant us) {
+        lan.now += us;
+        for (Box* b : lan.boxes) b->engine->handle_timeout(lan.now);
+    };
+    for (int i = 0; i < 3; i++) EXPECT_EQ(call(s1), ErrorCode::kOk);
+    idle(c.config.peer_linger_us + 1'000'000);
+    EXPECT_EQ(call(s2), ErrorCode::kOk);  // s1 forgotten: the table holds one peer
+    idle(c.config.peer_linger_us + 1'000'000);
+    EXPECT_EQ(call(s1), ErrorCode::kOk);  // s1 back in the table: the numbering goes on
+    EXPECT_EQ(call(s1), ErrorCode::kOk);
+    EXPECT_EQ(s1.engine->stats().requests_delivered, 5u);
+}
+
 TEST(Engine, ConfigChecked) {
     Config c;
     EXPECT_EQ(Engine::check_config(c), ErrorCode::kInvalid);  // incarnation 0
