@@ -212,6 +212,27 @@ def stop_pids(pids_markers, grace_s=3.0):
     return len(targets)
 
 
+def pids_in_netns(ns_path):
+    """Processes whose network namespace is the one at ns_path (a /run/netns file or a
+    /proc/PID/ns/net link): in the cluster's private namespace, only what this tool or its
+    user started there runs."""
+    try:
+        want = os.stat(ns_path)
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (want.st_ino, want.st_dev):
+            found.append(int(entry))
+    return found
+
+
 def stop_pid(pid, marker=None, grace_s=3.0):
     stop_pids([(pid, marker)], grace_s)
 
@@ -413,12 +434,16 @@ def cluster_down(quiet=False):
     targets = [(pid, d) for pid in sorted(pids)]
     cap = state.get("capture")
     stopped = stop_pids(targets)
-    extra = []
     if cap:
-        extra.append((cap.get("pid"), cap.get("dir")))
-    if state.get("holder_pid"):
-        extra.append((state["holder_pid"], "2147483647"))
-    stop_pids(extra)
+        stop_pids([(cap.get("pid"), cap.get("dir"))])
+    # Whatever else still runs in the namespace (a Linux server the demo or a user started with
+    # ./smp exec): the namespace goes, so does it. (Before the holder of an unprivileged one.)
+    ns_path = (f"/run/netns/{NETNS}" if common.is_root() and netns_exists() else
+               f"/proc/{state['holder_pid']}/ns/net" if state.get("holder_pid") else None)
+    holder = state.get("holder_pid")
+    others = stop_pids([(pid, None) for pid in pids_in_netns(ns_path) if pid != holder]) if ns_path else 0
+    if holder:
+        stop_pids([(holder, "2147483647")])
     removed_ns = False
     if common.is_root() and netns_exists():
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
@@ -435,6 +460,7 @@ def cluster_down(quiet=False):
         os.unlink(state_path())
     if not quiet:
         common.info(f"down: stopped {stopped} QEMU process(es)"
+                    + (f", ended {others} other process(es) in the namespace" if others else "")
                     + (f", removed namespace {NETNS} (bridge, taps)" if removed_ns else "")
                     + (", ended the namespace holder" if state.get("holder_pid") else ""))
 

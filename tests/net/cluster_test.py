@@ -9,7 +9,8 @@
       counted in lwIP's ip_drop and the node keeps answering; the ring capture holds ARP, ICMP
       and UDP that tshark decodes; a 10-second `ping -f` flood on every node at once, after which every node still
       answers 100 pings with none lost and its counters show no RX error; `./smp down` leaves
-      nothing behind (no namespace, no process naming the run folder).
+      nothing behind (no namespace, no process naming the run folder, and a process left running
+      in the namespace with `./smp exec` is ended).
   cluster_test.py crash --kernel IMAGE
       `./smp up -n 3` killed with SIGKILL while its nodes boot; `./smp down` then removes
       every QEMU, the capture, the namespace (bridge, taps).
@@ -289,6 +290,16 @@ def test_nic(args):
             m = re.search(r"interrupts=(\d+) .*spurious_interrupts=(\d+)", out)
             check(m and int(m.group(2)) * 100 <= int(m.group(1)),
                   f"node{i}: spurious interrupts against NIC interrupts: {out}")
+        # Something a user left running in the namespace (./smp exec takes its place: same PID).
+        stray = subprocess.Popen([SMP, "exec", "sleep", "600"], env=c.env)
+        time.sleep(1.0)
+        check(stray.poll() is None, "./smp exec sleep 600 runs in the namespace")
+    # ./smp down (at the end of the block) ended it with the namespace.
+    try:
+        stray.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        stray.kill()
+        check(False, "./smp down left a process running in the cluster's namespace")
     print("PASS")
     return 0
 

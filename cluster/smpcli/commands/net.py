@@ -96,7 +96,8 @@ def register(sub, modules):
                         "(e.g. services=echo,kv)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("down", help="stop every node, remove the namespace, bridge and taps")
+    p = sub.add_parser("down", help="stop every node and anything else still running in the cluster's "
+                                    "namespace; remove the namespace, bridge and taps")
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="each node's name, address, state, uptime")
