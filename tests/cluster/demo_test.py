@@ -2,7 +2,8 @@
 """The main job, `./smp demo`, as the README promises it (root only).
 
   demo_test.py run --build-dir DIR --run-dir DIR
-      The whole demo: exit 0, a summary whose calls all succeeded (echo table, kv 4/4, the call
+      The whole demo, with a run folder that does not exist yet (as on a fresh clone) and the
+      capture where it goes by default: exit 0, a summary whose calls all succeeded (echo table, kv 4/4, the call
       to and the pulse to the Linux peer), a capture it names that tshark decodes with no
       malformed frame, and nothing left: no namespace, no QEMU or smpctl of its run.
   demo_test.py interrupted --build-dir DIR --run-dir DIR
@@ -56,7 +57,8 @@ def leftovers(run_dir):
 
 def start(args, capture):
     env = dict(os.environ, SMP_NETNS=NETNS, SMP_RUN_DIR=args.run_dir, SMP_BUILD_DIR=args.build_dir)
-    return subprocess.Popen([SMP, "demo", "--capture", capture], stdout=subprocess.PIPE,
+    where = [] if args.case == "run" else ["--capture", capture]  # run: the default place
+    return subprocess.Popen([SMP, "demo", *where], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
 
@@ -124,11 +126,12 @@ def main():
         return 77
     args.run_dir = os.path.join(os.path.abspath(args.run_dir), args.case)
     shutil.rmtree(args.run_dir, ignore_errors=True)
-    os.makedirs(args.run_dir)
-    capture = os.path.join(args.run_dir, "demo.pcap")
-    # A stale capture where this run will write: the interrupted run must not claim it.
-    with open(capture, "wb") as f:
-        f.write(b"stale")
+    capture = os.path.join(args.run_dir, "demo.pcap")  # the default place, in SMP_RUN_DIR
+    if args.case == "interrupted":
+        # A stale capture where this run will write: the interrupted run must not claim it.
+        os.makedirs(args.run_dir)
+        with open(capture, "wb") as f:
+            f.write(b"stale")
     try:
         (case_run if args.case == "run" else case_interrupted)(args, capture)
         left = leftovers(args.run_dir)

@@ -317,6 +317,10 @@ def _decode_check(pcap):
 
 
 def cmd_demo(args):
+    if args.capture is None:
+        # The run folder (.run, or SMP_RUN_DIR's): made if missing, as on a fresh clone.
+        args.capture = os.path.join(os.path.dirname(nc.run_dir()), "demo.pcap")
+        os.makedirs(os.path.dirname(args.capture), exist_ok=True)
     capture_dir = os.path.dirname(os.path.abspath(args.capture))
     if not os.path.isdir(capture_dir) or not os.access(capture_dir, os.W_OK):
         common.die(f"--capture: cannot write into {capture_dir}", 2)
@@ -617,6 +621,6 @@ def register(sub, modules):
     p = sub.add_parser("demo", help="boot 3 nodes with echo and kv services, call them across "
                                     "nodes, print a summary, keep a capture, shut down")
     p.add_argument("--nic", choices=["virtio", "e1000"], default="virtio")
-    p.add_argument("--capture", default=os.path.join(common.RUN_DIR, "demo.pcap"),
-                   help="where to keep the capture (default .run/demo.pcap)")
+    p.add_argument("--capture", default=None,
+                   help="where to keep the capture, in a folder that exists (default .run/demo.pcap)")
     p.set_defaults(func=cmd_demo)
