@@ -171,7 +171,7 @@ struct Bridge {
     uint64_t rx_chain_too_long = 0, tx_no_pbuf = 0, tx_errors = 0, tx_err_mem = 0, no_channel = 0,
              pulses_in = 0, pulses_dropped = 0, pulses_shared = 0, peer_down_events = 0,
              requests_in = 0,
-             answers_busy = 0;  // reserved requests refused BUSY: every answer slot in flight
+             answers_busy = 0;  // reserved requests that waited for an answer slot
 };
 Bridge g;
 
@@ -694,7 +694,9 @@ Attached* attached_at(uint32_t channel) {
 
 // Reserved channels are answered here, in the net thread. The engine borrows a reply's bytes
 // until kReplyDone, so each answer in flight keeps its own slot; with every slot taken the
-// request gets BUSY, which the client retries (SPEC.md: BUSY is not final).
+// request waits (its engine record held, as any request's) and is answered when one frees.
+// (They were once refused with engine->error(kBusy), which the engine does not take from an
+// application: they went unanswered until the client's deadline.)
 constexpr size_t kAnswersMax = 4;        // reserved answers awaiting their client's ack
 struct ReservedAnswer {
     bool busy = false;
@@ -704,6 +706,12 @@ struct ReservedAnswer {
 };
 ReservedAnswer g_answers[kAnswersMax];
 uint8_t g_question[64];
+// Reserved requests waiting for a slot, oldest first: at most the engine's request records.
+struct WaitingQuestion {
+    uint32_t handle, channel, size;
+};
+WaitingQuestion* g_waiting = nullptr;  // requests_max of them (init)
+size_t g_waiting_head = 0, g_waiting_count = 0;
 
 // kReplyDone for a reserved answer: frees its slot. False when `handle` is not one of them.
 bool release_answer(uint32_t handle) {
@@ -725,8 +733,13 @@ void answer_reserved(const smp::Event& e) {
         }
     }
     if (!slot) {
+        // Never more than the engine's request records are delivered at once, so it fits.
         ++g.answers_busy;
-        g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kBusy);
+        const size_t cap = g.config.requests_max;
+        if (g_waiting && g_waiting_count < cap) {
+            g_waiting[(g_waiting_head + g_waiting_count) % cap] = WaitingQuestion{e.handle, e.channel, e.size};
+            ++g_waiting_count;
+        }
         return;
     }
     char* const text = slot->text;
@@ -753,6 +766,27 @@ void answer_reserved(const smp::Event& e) {
         smp::ErrorCode::kOk) {
         slot->busy = true;  // until kReplyDone
         slot->handle = e.handle;
+    }
+}
+
+// A slot came free: the oldest waiting question takes it (one its client gave up on meanwhile
+// is refused by the engine, kInvalid, and the next one is tried).
+void answer_waiting() {
+    const size_t cap = g.config.requests_max;
+    while (g_waiting_count) {
+        for (const ReservedAnswer& a : g_answers)
+            if (!a.busy) goto free_slot;
+        return;
+    free_slot:
+        const WaitingQuestion w = g_waiting[g_waiting_head];
+        g_waiting_head = (g_waiting_head + 1) % cap;
+        --g_waiting_count;
+        smp::Event e;
+        e.type = smp::EventType::kRequest;
+        e.handle = w.handle;
+        e.channel = w.channel;
+        e.size = w.size;
+        answer_reserved(e);
     }
 }
 
@@ -851,7 +885,10 @@ void on_event(const smp::Event& e) {
         break;
     }
     case smp::EventType::kReplyDone: {
-        if (release_answer(e.handle)) break;
+        if (release_answer(e.handle)) {
+            answer_waiting();
+            break;
+        }
         RemoteRec* r = find_rec(e.handle);
         if (r && r->phase == Phase::kReplying) {
             release_hold(r, e.error == smp::ErrorCode::kOk ? Status::kOk : Status::kSenderUnblocked);
@@ -1242,7 +1279,8 @@ void init() {
     g.rec_count = c.requests_max;
     g.recs = static_cast<RemoteRec*>(kernel::heap::allocate(sizeof(RemoteRec) * g.rec_count));
     uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(size_t(c.eager_bytes_max) * g.rec_count));
-    if (!arena || !g.tx_buffer || !g_txbuf.mem || !g.recs || !eager) {
+    g_waiting = static_cast<WaitingQuestion*>(kernel::heap::allocate(sizeof(WaitingQuestion) * c.requests_max));
+    if (!arena || !g.tx_buffer || !g_txbuf.mem || !g.recs || !eager || !g_waiting) {
         print_wire_error("out of memory for the engine: no remote IPC");
         return;
     }

@@ -29,7 +29,7 @@ cleanup also when a case fails).
               echo: every one answered (a table full of clients that came and went once shut
               new ones out for the linger time, and they took the silence for "host down");
               node3 retired the idle ones (peers_retired > 0) and its peer table stayed within
-              its bound
+              its bound; then 30 `smpctl names node3` at once, all answered
   cleanup     ./smp down; nothing of ours left running
 
 Needs root; exits 77 (skipped) otherwise.
@@ -592,6 +592,16 @@ def case_linux_churn(args, nc, rm):
           f"node3 retired idle peers ({before['peers_retired']} -> {after['peers_retired']})")
     check(after["peers_high"] <= after["bound_peers"],
           f"node3's peer table within its bound ({after['peers_high']} <= {after['bound_peers']})")
+    # 30 `smpctl names node3` at once: node3 answers `_names` from 4 slots, and the others wait
+    # for one (they were refused with an error the engine ignored, and timed out).
+    procs = [subprocess.Popen(ns + base + ["names", "node3"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(30)]
+    outs = [(p.communicate(timeout=kGuardS), p.returncode) for p in procs]
+    bad = [f"{rc}: {err.strip()}" for (out, err), rc in outs if rc != 0 or "node3/echo" not in out]
+    stats, _ = rm.stats_numbers(state, "node3")
+    print(f"30 names queries at once: {30 - len(bad)} answered; node3 answers_busy="
+          f"{stats.get('answers_busy')} (waited for a slot)")
+    check(not bad, f"{len(bad)} of 30 simultaneous `smpctl names node3` failed: {bad[:3]}")
 
 
 def case_cleanup(args, nc, rm):
