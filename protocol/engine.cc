@@ -860,6 +860,16 @@ struct E {
             m.nt_valid = false;
         }
     }
+    // A RESET answering the packet whose header is `h` (SPEC.md 4.9), back to its sender.
+    void send_reset(uint32_t ipv4, const wire::Header& h, uint64_t named, wire::ResetReason why) {
+        Message rst;
+        rst.header.type = Type::kReset;
+        rst.header.dst_endpoint = h.src_endpoint;
+        rst.header.dst_incarnation = h.src_incarnation;
+        rst.reset = wire::Reset{named, why};
+        queue_control(ipv4, rst);
+        st.resets_sent++;
+    }
     void note_business(Instant now, Peer& p) {
         p.last_business = now;
         if (p.probe_at == kNever) p.probe_at = now + c.probe_interval_us;
@@ -1860,13 +1870,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             if (p.reset_ok_at > now) return;
             p.reset_ok_at = now + config_.probe_interval_us;
         }
-        Message rst;
-        rst.header.type = Type::kReset;
-        rst.header.dst_endpoint = h.src_endpoint;
-        rst.header.dst_incarnation = h.src_incarnation;
-        rst.reset = wire::Reset{h.dst_incarnation, wire::ResetReason::kUnknownIncarnation};
-        e.queue_control(src_ipv4, rst);
-        stats_.resets_sent++;
+        e.send_reset(src_ipv4, h, h.dst_incarnation, wire::ResetReason::kUnknownIncarnation);
         return;
     }
     // Stateless answers: a PROBE or NAME_QUERY needs no peer record.
@@ -1933,15 +1937,8 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             // so, or the sender would take our silence for "host down" (SPEC.md 4.9). Never
             // larger than what it answers; the control queue bounds how many go out.
             stats_.dropped_no_peer_slot++;
-            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes) {
-                Message rst;
-                rst.header.type = Type::kReset;
-                rst.header.dst_endpoint = h.src_endpoint;
-                rst.header.dst_incarnation = h.src_incarnation;
-                rst.reset = wire::Reset{h.src_incarnation, wire::ResetReason::kNoPeerSlot};
-                e.queue_control(src_ipv4, rst);
-                stats_.resets_sent++;
-            }
+            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes)
+                e.send_reset(src_ipv4, h, h.src_incarnation, wire::ResetReason::kNoPeerSlot);
             return;
         }
         // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.

@@ -214,6 +214,24 @@ struct Lan {
             for (Box* b : boxes) b->engine->handle_timeout(now);
         }
     }
+    // One 64-byte call from `client` to the endpoint 0 at `server`, served by `echos`; then the
+    // reply's acknowledgement, so that the client is idle at the server. Its outcome.
+    ErrorCode call(Box& client, uint32_t server, std::initializer_list<Echo*> echos) {
+        PeerRef peer = client.engine->peer(server, 0).value;
+        std::vector<uint8_t> msg(64, 7), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        auto h = client.engine->start_send(now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+        if (!h.ok()) return h.error;
+        Event done;
+        bool got = false;
+        run([&] {
+            for (Echo* e : echos) e->step_at(now);
+            return got = take(client, EventType::kSendDone, done);
+        }, now + 60'000'000);
+        run(nullptr, now + 50'000);
+        return got ? done.error : ErrorCode::kTimedOut;
+    }
 };
 
 // Each `smpctl call` is a client endpoint of its own, gone after one call. A server whose peer
@@ -238,22 +256,7 @@ TEST(Engine, IdleClientsAreRetiredToMakeRoomAndTheirLateDuplicatesStayRefused) {
             first_request = bytes;
     };
     Echo echo{server};
-    auto call = [&](Box& c) {
-        PeerRef peer = c.engine->peer(server.config.local_ipv4, 0).value;
-        std::vector<uint8_t> msg(64, 7), rep(64);
-        ConstBytes mp{msg.data(), msg.size()};
-        MutableBytes rp{rep.data(), rep.size()};
-        auto h = c.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
-        if (!h.ok()) return h.error;
-        Event done;
-        bool got = false;
-        lan.run([&] {
-            echo.step_at(lan.now);
-            return got = take(c, EventType::kSendDone, done);
-        }, lan.now + 60'000'000);
-        lan.run(nullptr, lan.now + 50'000);  // the reply's acknowledgement: the client goes idle
-        return got ? done.error : ErrorCode::kTimedOut;
-    };
+    auto call = [&](Box& c) { return lan.call(c, server.config.local_ipv4, {&echo}); };
     for (auto& c : clients) EXPECT_EQ(call(*c), ErrorCode::kOk);
     const Stats& st = server.engine->stats();
     EXPECT_GE(st.peers_retired, 4u);
@@ -336,23 +339,7 @@ TEST(Engine, AClientThatForgotAServerGoesOnWithItsNumberingAndIsNotTakenForStale
     Lan lan;
     lan.boxes = {&s1, &s2, &c};
     Echo e1{s1}, e2{s2};
-    auto call = [&](Box& srv) {
-        PeerRef peer = c.engine->peer(srv.config.local_ipv4, 0).value;
-        std::vector<uint8_t> msg(64, 7), rep(64);
-        ConstBytes mp{msg.data(), msg.size()};
-        MutableBytes rp{rep.data(), rep.size()};
-        auto h = c.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
-        if (!h.ok()) return h.error;
-        Event done;
-        bool got = false;
-        lan.run([&] {
-            e1.step_at(lan.now);
-            e2.step_at(lan.now);
-            return got = take(c, EventType::kSendDone, done);
-        }, lan.now + 60'000'000);
-        lan.run(nullptr, lan.now + 50'000);
-        return got ? done.error : ErrorCode::kTimedOut;
-    };
+    auto call = [&](Box& srv) { return lan.call(c, srv.config.local_ipv4, {&e1, &e2}); };
     auto idle = [&](Instant us) {
         lan.now += us;
         for (Box* b : lan.boxes) b->engine->handle_timeout(lan.now);
