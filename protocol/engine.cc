@@ -706,11 +706,15 @@ struct E {
                     retired_at = p.last_business, retired = int(i);
                 }
             }
-            if (gone >= 0) slot = gone;
-            else if (retired >= 0 && retire(now, m.peers[retired])) slot = retired;
-            else return -1;
-            if (slot == gone) forget(now, uint16_t(slot));
-            else free_peer(uint16_t(slot));
+            if (gone >= 0) {
+                slot = gone;
+                forget(now, uint16_t(slot));
+            } else if (retired >= 0 && retire(now, m.peers[retired])) {
+                slot = retired;
+                free_peer(uint16_t(slot));
+            } else {
+                return -1;
+            }
         }
         Peer& p = m.peers[slot];
         if (slot >= m.peers_hi) m.peers_hi = uint16_t(slot + 1);
@@ -732,7 +736,6 @@ struct E {
         restore(now, p);
         return slot;
     }
-    // Keeps an idle peer's duplicate filter and numbering aside (false: no room for it now).
     // An entry free, or else the oldest that lingered out (null: none).
     Retired* retired_slot(Instant now) {
         Retired* to = nullptr;
@@ -765,6 +768,7 @@ struct E {
         to.next_txn = p.next_txn;
         to.since = p.last_business;
     }
+    // Keeps an idle peer's duplicate filter and numbering aside (false: no room for it now).
     bool retire(Instant now, const Peer& p) {
         Retired* to = retired_slot(now);
         if (!to) return false;

@@ -724,14 +724,14 @@ bool release_answer(uint32_t handle) {
     return false;
 }
 
+ReservedAnswer* free_answer_slot() {
+    for (ReservedAnswer& a : g_answers)
+        if (!a.busy) return &a;
+    return nullptr;
+}
+
 void answer_reserved(const smp::Event& e) {
-    ReservedAnswer* slot = nullptr;
-    for (ReservedAnswer& a : g_answers) {
-        if (!a.busy) {
-            slot = &a;
-            break;
-        }
-    }
+    ReservedAnswer* slot = free_answer_slot();
     if (!slot) {
         // Never more than the engine's request records are delivered at once, so it fits.
         ++g.answers_busy;
@@ -773,11 +773,7 @@ void answer_reserved(const smp::Event& e) {
 // is refused by the engine, kInvalid, and the next one is tried).
 void answer_waiting() {
     const size_t cap = g.config.requests_max;
-    while (g_waiting_count) {
-        for (const ReservedAnswer& a : g_answers)
-            if (!a.busy) goto free_slot;
-        return;
-    free_slot:
+    while (g_waiting_count && free_answer_slot()) {
         const WaitingQuestion w = g_waiting[g_waiting_head];
         g_waiting_head = (g_waiting_head + 1) % cap;
         --g_waiting_count;
