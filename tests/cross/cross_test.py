@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -490,7 +491,7 @@ def smpctl_echo_file(ns, base, tmp, node, size):
 
 def case_linux(args, nc, rm):
     state = state_or_fail(nc)
-    tmp = tempfile.mkdtemp(prefix="smp-cross-")
+    tmp = scratch_dir()
     ns, base = smpctl_base(args, state, tmp)
     for nd in state["nodes"]:
         text = f"from-linux-to-{nd['name']}"
@@ -557,7 +558,7 @@ def case_linux(args, nc, rm):
 def case_linux_large(args, nc, rm):
     """Linux as the client of large messages (the node pulls or receives them from libsmp)."""
     state = state_or_fail(nc)
-    tmp = tempfile.mkdtemp(prefix="smp-cross-")
+    tmp = scratch_dir()
     ns, base = smpctl_base(args, state, tmp)
     failures = []
     for size in (20_000, 300_000, 1 << 20):
@@ -572,7 +573,7 @@ def case_linux_large(args, nc, rm):
 
 def case_linux_churn(args, nc, rm):
     state = state_or_fail(nc)
-    tmp = tempfile.mkdtemp(prefix="smp-cross-")
+    tmp = scratch_dir()
     ns, base = smpctl_base(args, state, tmp)
     before, _ = rm.stats_numbers(state, "node3")
     check("bound_peers" in before and "peers_retired" in before,
@@ -628,6 +629,15 @@ CASES = {"setup": case_setup, "sizes": case_sizes, "ipc_remote": case_ipc_remote
          "cleanup": case_cleanup}
 
 
+_scratch = []  # this case's scratch folders: removed when it passes, kept (and named) when not
+
+
+def scratch_dir():
+    d = tempfile.mkdtemp(prefix="smp-cross-")
+    _scratch.append(d)
+    return d
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=sorted(CASES))
@@ -645,6 +655,8 @@ def main():
         CASES[args.case](args, nc, rm)
     except (Failure, rm.RemoteError) as e:
         print(f"FAIL ({args.case}): {e}", flush=True)
+        for d in _scratch:
+            print(f"kept for inspection: {d}")
         if args.case == "setup":
             smp("down", check_ok=False)   # a half-booted fixture never stays behind
         return 1
@@ -652,6 +664,8 @@ def main():
         if args.case == "setup":
             smp("down", check_ok=False)
         raise
+    for d in _scratch:
+        shutil.rmtree(d, ignore_errors=True)
     print(f"PASS ({args.case})")
     return 0
 

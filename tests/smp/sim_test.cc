@@ -90,6 +90,7 @@ TEST(Sim, ScenarioCaptureHasEveryMessageType) {
     ASSERT_TRUE(r.ok) << r.failure;
     size_t bad = 0;
     std::vector<int> types = pcap_types(path, bad);
+    remove(path.c_str());
     EXPECT_EQ(bad, 0u);
     EXPECT_GT(r.retransmissions, 0u);
     EXPECT_GT(r.duplicated, 0u);
