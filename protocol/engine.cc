@@ -850,8 +850,8 @@ struct E {
         p.unanswered = 0;
     }
     // The peer answered that its table has no room for us now (RESET kNoPeerSlot): it is alive,
-    // so nothing about it counts toward "host down"; a HELLO goes again after rto_max (the
-    // sends wait for it, until their deadlines), and a request's own timer repeats it.
+    // so nothing about it counts toward "host down"; a HELLO goes again after rto_max, a
+    // request on its own timer, and the sends wait for room, until their deadlines.
     void refused(Instant now, uint16_t pi) {
         Peer& p = peer_at(pi);
         st.refusals_received++;
@@ -862,6 +862,13 @@ struct E {
             p.hello_due = true;
             p.hello_at = now + c.rto_max_us;
             m.nt_valid = false;
+        } else {
+            // It forgot us (we were idle past its linger time) and has no room now: our
+            // requests were refused, not lost; they go on repeating until there is room.
+            for (size_t i = 0; i < m.sends_hi; i++) {
+                Send& s = m.sends[i];
+                if (s.state == SendState::kSent && s.peer == pi) s.retries = 0;
+            }
         }
     }
     // A RESET answering the packet whose header is `h` (SPEC.md 4.9), back to its sender.

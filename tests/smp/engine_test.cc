@@ -328,6 +328,47 @@ TEST(Engine, APeerTableOfBusyPeersRefusesANewcomerWhoWaitsInsteadOfCallingItDown
     EXPECT_GE(server.engine->stats().peers_retired, 1u);
 }
 
+// A server that forgot an idle client (past its linger time) and has no room when the client
+// calls again refuses it; the client's session is up, so its request repeats on its timer. Those
+// repeats are refused, not lost: the call waits for room, past retries_max, and gets through.
+TEST(Engine, ARequestRefusedForWantOfRoomWaitsPastItsRetriesAndGetsThrough) {
+    Box server(0x0A000100, 100), a(0x0A000001, 1), b(0x0A000002, 2);
+    server.config.peers_max = 1;
+    server.start();
+    Lan lan;
+    lan.boxes = {&server, &a, &b};
+    Echo echo{server};
+    ASSERT_EQ(lan.call(a, server.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    lan.now += a.config.peer_linger_us + 1'000'000;
+    for (Box* x : lan.boxes) x->engine->handle_timeout(lan.now);
+    // b's request takes the one slot (a lingered out) and is held: b is busy.
+    std::vector<uint8_t> msg(64, 7), rep_a(64), rep_b(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rpa{rep_a.data(), rep_a.size()}, rpb{rep_b.data(), rep_b.size()};
+    PeerRef to_b = b.engine->peer(server.config.local_ipv4, 0).value;
+    ASSERT_TRUE(b.engine->start_send(lan.now, to_b, 1, ConstChain{&mp, 1}, MutableChain{&rpb, 1}, kNever, 0).ok());
+    Event held;
+    lan.run([&] { return take(server, EventType::kRequest, held); }, lan.now + 10'000'000);
+    ASSERT_EQ(held.type, EventType::kRequest);
+    // a calls again on its session: refused for longer than retries_max repeats take.
+    PeerRef to_a = a.engine->peer(server.config.local_ipv4, 0).value;
+    ASSERT_TRUE(a.engine->start_send(lan.now, to_a, 1, ConstChain{&mp, 1}, MutableChain{&rpa, 1}, kNever, 0).ok());
+    Event done;
+    const Instant wait_until = lan.now + uint64_t(a.config.retries_max + 10) * a.config.rto_max_us;
+    lan.run([&] { return take(a, EventType::kSendDone, done); }, wait_until);
+    EXPECT_FALSE(take(a, EventType::kSendDone, done));
+    EXPECT_GT(a.engine->stats().refusals_received, 0u);
+    // The server answers b; b goes idle and is retired; a's next repeat gets in.
+    ASSERT_EQ(server.engine->reply(lan.now, RequestHandle{held.handle}, 0, ConstChain{&mp, 1}), ErrorCode::kOk);
+    lan.run([&] {
+        echo.step_at(lan.now);
+        return take(a, EventType::kSendDone, done);
+    }, lan.now + 60'000'000);
+    EXPECT_EQ(done.type, EventType::kSendDone);
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(rep_a, msg);
+}
+
 // A client that forgot a server (its peer table was full and the server had been idle past its
 // linger time) numbered anew from first_txn; the server, which kept its filter for the old
 // numbering, took the new transactions for finished ones and answered `stale`. The number to go
