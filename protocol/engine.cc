@@ -1194,7 +1194,18 @@ struct E {
         m.tx_scan = true;  // rare: everything with the peer ends; let the next poll look everywhere
         fail_peer(now, pi, ErrorCode::kPeerRebooted);
         Peer& p = peer_at(pi);
+        const PeerRef old_ref = ref_of(pi);
         p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);  // old PeerRefs now fail
+        // ... but not a name lookup asked of this peer: a name is no transaction, so it is
+        // asked of the new incarnation, at once (the answer's PeerRef is the new one; 5.8).
+        for (size_t i = 0; i < m.lookups_hi; i++) {
+            Lookup& l = m.lookups[i];
+            if (!l.used || !(l.where == old_ref)) continue;
+            l.where = ref_of(pi);
+            l.cursor = 0;
+            l.tx_due = true;
+            m.lookup_tx = true;
+        }
         p.prev_incarnation = p.incarnation;
         p.incarnation = incarnation;
         p.next_txn = c.first_txn;

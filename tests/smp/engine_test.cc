@@ -1281,6 +1281,41 @@ TEST(Engine, RebootEndsOldTransactionsAndOldPeerRefs) {
     EXPECT_EQ(a.engine->peer_info(fresh).incarnation, 33u);
 }
 
+// A lookup asked of one peer goes on when that peer turns out to have rebooted: the name is
+// asked of the new incarnation. (Found by `./smp restart node3` then `call node3/echo` on node1:
+// the query went to the old incarnation, the RESET made the lookup's PeerRef stale, nothing was
+// asked again, and the call ended "host down" after K probe intervals with node3 up.)
+TEST(Engine, ALookupOfAPeerThatRebootedAsksItsNewIncarnation) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event done;
+    Echo echo{b};
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, done);
+    });
+    ASSERT_EQ(done.error, ErrorCode::kOk);  // a session with b's first incarnation
+    b.config.incarnation = 33;              // b restarts and serves "echo" again
+    b.start();
+    ASSERT_EQ(b.engine->name_attach("echo", 7), ErrorCode::kOk);
+    const Instant asked = w.now;
+    auto l = a.engine->name_lookup(w.now, "echo", peer);
+    ASSERT_TRUE(l.ok());
+    Event ev;
+    w.run([&] { return take(a, EventType::kNameResolved, ev); });
+    EXPECT_EQ(ev.error, ErrorCode::kOk);
+    EXPECT_EQ(ev.channel, 7u);
+    EXPECT_EQ(a.engine->peer_info(ev.peer).incarnation, 33u);
+    EXPECT_LT(w.now - asked, a.config.probe_interval_us);  // asked again at once, not at the end
+    EXPECT_EQ(a.engine->start_send(w.now, ev.peer, ev.channel, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).error,
+              ErrorCode::kOk);  // and the answer is good to send with
+}
+
 TEST(Engine, DeadPeerIsHostDownWithinTheBound) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
