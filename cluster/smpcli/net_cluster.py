@@ -415,6 +415,66 @@ def wait_ready(state, timeout_s=BOOT_TIMEOUT_S):
     common.info(f"{len(state['nodes'])} node(s) ready in {state['boot_s']} s")
 
 
+# ---- a node going away and coming back (./smp kill / boot / restart) ----------------------------
+
+def kill_node(state, name):
+    """SIGKILL to the node's QEMU (its PID from the cluster's run folder): a crash, not a
+    shutdown. Returns the PID."""
+    node = find_node(state, name)
+    pid = node_pid(node)
+    if not pid or not pid_alive(pid) or not pid_is_ours(pid, run_dir()):
+        common.die(f"{node['name']} is not running (./smp status)")
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(500):
+        if not pid_alive(pid):
+            return pid
+        time.sleep(0.01)
+    common.die(f"{node['name']}: QEMU {pid} still running after SIGKILL")
+
+
+def boot_node(state, name, timeout_s=BOOT_TIMEOUT_S):
+    """Boots a stopped node again with the same command line (its tap stays in the namespace):
+    a new incarnation, which its peers must not confuse with the old one. Returns the PID."""
+    node = find_node(state, name)
+    pid = node_pid(node)
+    if pid and pid_alive(pid):
+        common.die(f"{node['name']} is running (pid {pid}): ./smp kill {node['name']} first, "
+                   f"or ./smp restart {node['name']}")
+    try:
+        os.unlink(os.path.join(run_dir(), node["name"] + ".pid"))
+    except FileNotFoundError:
+        pass
+    # The serial log of the dead incarnation is kept beside (QEMU would append to it, and its
+    # ready mark would make the new boot look finished).
+    if os.path.exists(node["log"]):
+        os.replace(node["log"], node["log"] + ".before-restart")
+    cmd = ns_prefix(state) + qemu_command(state, node, state["image"], state["nic"],
+                                          state["memory_mb"])
+    deadline = time.monotonic() + timeout_s
+    # The killed QEMU's threads may still be exiting and holding the tap ("Device or resource
+    # busy"): launch again until the tap is free or the deadline passes.
+    while True:
+        with open(node["qemu_log"], "w") as qlog:
+            p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        node["launcher_pid"] = p.pid
+        node["started"] = time.time()
+        save_state(state)
+        while READY_MARK not in log_text(node["log"]):
+            if p.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            common.info(f"{node['name']} booted again after {time.time() - node['started']:.2f} s")
+            return p.pid
+        busy = "resource busy" in log_text(node["qemu_log"])
+        if p.poll() is None or not busy or time.monotonic() > deadline:
+            common.die(f"{node['name']} did not boot again: "
+                       f"{log_text(node['qemu_log']).strip()[-200:]} "
+                       f"(logs: {node['qemu_log']}, {node['log']})")
+        time.sleep(0.2)
+
+
 # ---- down ---------------------------------------------------------------------------------------
 
 def cluster_down(quiet=False):

@@ -60,18 +60,10 @@ def name_of(state, ip):
     return next((nd["name"] for nd in state["nodes"] if nd["ip"] == ip), ip)
 
 
-def _percent(value, what):
-    if not 0 <= value <= 100:
-        common.die(f"{what} must be in 0..100 (percent)", 2)
-    return value
-
-
 def set_loss(state, drop_pct, dup_pct):
     """drop_pct% of protocol-121 frames dropped on the bridge, dup_pct% duplicated into the
-    nodes; 0 and 0 remove both."""
+    nodes (whole percents, 0..100, checked by the caller); 0 and 0 remove both."""
     _require(state)
-    _percent(drop_pct, "the loss")
-    _percent(dup_pct, "--dup")
     chains = "".join(
         f"  chain {hook} {{ type filter hook {hook} priority 0;\n"
         f"    ip protocol 121 numgen random mod 100 < {drop_pct} counter drop "

@@ -43,6 +43,19 @@ CASES = [
     (["sim", "--mode", "sideways"], "invalid choice"),
     (["linux-pair", "sideways"], "invalid choice"),
     (["smpctl", "c", "call", "x"], "invalid choice"),
+    (["kill"], "required"),
+    (["kill", "node1"], "no cluster is up"),
+    (["boot", "node1"], "no cluster is up"),
+    (["restart", "node1"], "no cluster is up"),
+    (["fault", "sideways"], "invalid choice"),
+    (["fault", "loss"], "usage: ./smp fault loss"),
+    (["fault", "loss", "ten"], "not a whole percent"),
+    (["fault", "loss", "101"], "the loss must be in 0..100"),
+    (["fault", "loss", "10", "--dup", "-1"], "--dup must be in 0..100"),
+    (["fault", "show", "--dup", "5"], "--dup goes with"),
+    (["fault", "partition", "node1"], "usage: ./smp fault partition"),
+    (["fault", "heal", "node1"], "usage: ./smp fault heal"),
+    (["fault", "partition", "node1", "node2"], "no cluster is up"),
 ]
 
 

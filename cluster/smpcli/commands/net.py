@@ -1,4 +1,5 @@
-"""Network node and cluster: lwIP set-up, `./smp up/down/status/console/capture/exec`, bench net."""
+"""Network node and cluster: lwIP set-up, `./smp up/down/status/console/capture/exec`, a node's
+crash and new boot (`kill/boot/restart`), faults on the network (`fault`), bench net."""
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 from .. import common
 from .. import net_bench
 from .. import net_cluster
+from .. import net_faults
 from .. import net_setup
 
 PACKAGES = {
@@ -83,6 +85,75 @@ def cmd_exec(args):
     return common.exec_replace(net_cluster.ns_prefix(state) + args.command)
 
 
+def cmd_kill(args):
+    state = net_cluster.require_state()
+    pid = net_cluster.kill_node(state, args.node)
+    print(f"{args.node}: QEMU {pid} killed (a crash: its peers' calls to it end host-down within "
+          f"their detection bound; ./smp boot {args.node} starts a new incarnation)")
+
+
+def cmd_boot(args):
+    state = net_cluster.require_state()
+    pid = net_cluster.boot_node(state, args.node)
+    print(f"{args.node}: running again (QEMU {pid}), a new incarnation")
+
+
+def cmd_restart(args):
+    state = net_cluster.require_state()
+    node = net_cluster.find_node(state, args.node)
+    pid = net_cluster.node_pid(node)
+    if pid and net_cluster.pid_alive(pid):
+        net_cluster.kill_node(state, args.node)
+    pid = net_cluster.boot_node(state, args.node)
+    print(f"{args.node}: running again (QEMU {pid}), a new incarnation")
+
+
+def _fault_text(f):
+    lines = []
+    if f["loss_pct"]:
+        lines.append(f"loss: {f['loss_pct']}% of protocol-121 frames dropped on the bridge "
+                     f"({f['dropped']} so far)")
+    if f["dup_pct"]:
+        lines.append(f"duplicates: {f['dup_pct']}% of protocol-121 frames into the nodes "
+                     f"duplicated ({f['duplicated']} so far)")
+    for p in f["partitions"]:
+        lines.append(f"partition: {p['a']} <-> {p['b']} ({p['dropped']} frames dropped)")
+    return "\n".join(lines) or "no faults"
+
+
+def cmd_fault(args):
+    what, rest = args.what, args.args
+    # The arguments first: a bad one is refused whether a cluster is up or not.
+    if args.dup and what != "loss":
+        common.die("--dup goes with ./smp fault loss", 2)
+    if what == "loss":
+        if len(rest) != 1:
+            common.die("usage: ./smp fault loss PCT [--dup PCT]", 2)
+        try:
+            pct = int(rest[0])
+        except ValueError:
+            common.die(f"fault loss: '{rest[0]}' is not a whole percent", 2)
+        for value, name in ((pct, "the loss"), (args.dup, "--dup")):
+            if not 0 <= value <= 100:
+                common.die(f"{name} must be in 0..100 (percent)", 2)
+    elif what == "partition" and len(rest) != 2 or what == "heal" and len(rest) not in (0, 2):
+        common.die(f"usage: ./smp fault {what} {'A B' if what == 'partition' else '[A B]'} "
+                   f"(node names, or host for the namespace's address)", 2)
+    elif what in ("clear", "show") and rest:
+        common.die(f"usage: ./smp fault {what}", 2)
+    state = net_cluster.require_state()
+    if what == "loss":
+        net_faults.set_loss(state, pct, args.dup)
+    elif what == "partition":
+        net_faults.partition(state, *rest)
+    elif what == "heal":
+        net_faults.heal(state, *rest)
+    elif what == "clear":
+        net_faults.clear(state)
+    f = net_faults.show(state)
+    print(json.dumps(f, indent=1) if args.json else _fault_text(f))
+
+
 def register(sub, modules):
     p = sub.add_parser("up", help="boot a cluster of N nodes on a private network")
     p.add_argument("-n", type=int, default=3, help="number of nodes (default 3)")
@@ -120,3 +191,32 @@ def register(sub, modules):
     p = sub.add_parser("exec", help="run a command inside the cluster's network namespace")
     p.add_argument("command", nargs="...")
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("kill", help="crash a node: SIGKILL to its QEMU")
+    p.add_argument("node")
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("boot", help="boot a stopped (killed) node again: a new incarnation")
+    p.add_argument("node")
+    p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("restart", help="kill a node (if it runs) and boot it again")
+    p.add_argument("node")
+    p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("fault", help="faults on the cluster's bridge (nftables): loss, "
+                                     "duplicates, partitions; show them with their counts",
+                       description="loss PCT [--dup PCT]: drop PCT% of protocol-121 frames on "
+                                   "the bridge at random (and duplicate --dup % into the nodes); "
+                                   "loss 0 removes it. partition A B: drop every IPv4 frame "
+                                   "between A and B (node names, or host for the namespace's "
+                                   "address where smpctl runs). heal [A B]: remove one partition "
+                                   "or all. clear: remove every fault. show (the default): what "
+                                   "is in force, with the frames dropped and duplicated so far.")
+    p.add_argument("what", nargs="?", default="show",
+                   choices=["show", "loss", "partition", "heal", "clear"])
+    p.add_argument("args", nargs="*")
+    p.add_argument("--dup", type=int, default=0, help="percent of protocol-121 frames duplicated "
+                                                        "into the nodes (with loss)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fault)

@@ -8,7 +8,6 @@ A node boots its services from the kernel command line word `services=echo,kv`.
 """
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -178,63 +177,6 @@ def node_tcpsend(state, node, ip, nbytes):
     if f.get("status") != "ok":
         raise RemoteError(f"{node}: tcpsend {ip}: {last_match(out, TCPSEND_DONE)}")
     return {k: int(v) for k, v in f.items() if v.isdigit()}
-
-
-# ---- nodes going away and coming back -------------------------------------------------------------
-
-def kill_node(state, name):
-    """SIGKILL to the node's QEMU (its PID from the cluster state): a crash, not a shutdown."""
-    node = nc.find_node(state, name)
-    pid = nc.node_pid(node)
-    if not pid or not nc.pid_alive(pid) or not nc.pid_is_ours(pid, nc.run_dir()):
-        raise RemoteError(f"{name}: no running QEMU of ours to kill (pid {pid})")
-    os.kill(pid, signal.SIGKILL)
-    for _ in range(500):
-        if not nc.pid_alive(pid):
-            return pid
-        time.sleep(0.01)
-    raise RemoteError(f"{name}: QEMU {pid} still running after SIGKILL")
-
-
-def restart_node(state, name, timeout_s=nc.BOOT_TIMEOUT_S):
-    """Boots a stopped node again with the same command line (its tap stays in the namespace)."""
-    node = nc.find_node(state, name)
-    pid = nc.node_pid(node)
-    if pid and nc.pid_alive(pid):
-        raise RemoteError(f"{name} is still running (pid {pid})")
-    try:
-        os.unlink(os.path.join(nc.run_dir(), name + ".pid"))
-    except FileNotFoundError:
-        pass
-    # The serial log of the dead incarnation is kept beside (QEMU would append to it, and its
-    # ready mark would make the new boot look finished).
-    if os.path.exists(node["log"]):
-        os.replace(node["log"], node["log"] + ".before-restart")
-    cmd = nc.ns_prefix(state) + nc.qemu_command(state, node, state["image"], state["nic"],
-                                                state["memory_mb"])
-    deadline = time.monotonic() + timeout_s
-    # The killed QEMU's threads may still be exiting and holding the tap ("Device or resource
-    # busy"): launch again until the tap is free or the deadline passes.
-    while True:
-        with open(node["qemu_log"], "w") as qlog:
-            p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        node["launcher_pid"] = p.pid
-        node["started"] = time.time()
-        nc.save_state(state)
-        while nc.READY_MARK not in nc.log_text(node["log"]):
-            if p.poll() is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        else:
-            common.info(f"{name} booted again after {time.time() - node['started']:.2f} s")
-            return p.pid
-        busy = "resource busy" in nc.log_text(node["qemu_log"])
-        if p.poll() is None or not busy or time.monotonic() > deadline:
-            raise RemoteError(f"{name} did not boot again: "
-                              f"{nc.log_text(node['qemu_log']).strip()[-200:]} "
-                              f"(logs: {node['qemu_log']}, {node['log']})")
-        time.sleep(0.2)
 
 
 # ---- Linux peers in the cluster's namespace -------------------------------------------------------
