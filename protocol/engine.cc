@@ -681,6 +681,13 @@ struct E {
         }
         return -1;
     }
+    // A client's silence after which its server takes its numbering anew (5.1): the client
+    // numbers anew only past peer_linger without business with us, and its last packets (an
+    // acknowledgement, a CANCEL's repeats) trail that business by far less than dead_after.
+    uint64_t numbering_lapse() const {
+        const uint64_t dead = c.dead_after_us();
+        return c.peer_linger_us > dead ? c.peer_linger_us - dead : c.peer_linger_us;
+    }
     bool busy(const Peer& p) const {
         return p.sends_live || p.reqs_live || p.state == PeerState::kConnecting || p.is_static;
     }
@@ -749,7 +756,8 @@ struct E {
     // A peer past its linger time leaves the table. If we numbered transactions toward it, the
     // number to go on with is kept (an entry that lingered out, the first to be reused): it may
     // still keep a filter for our numbering, and would take a new one from first_txn for
-    // finished transactions (`stale`). Best effort: with no entry to spare, it is forgotten.
+    // finished transactions (`stale`). With no entry to spare it is forgotten, and the server
+    // takes our new numbering after our silence (handle_datagram, SPEC 5.1).
     void forget(Instant now, uint16_t index) {
         const Peer& p = m.peers[index];
         if (p.next_txn != c.first_txn) {
@@ -958,6 +966,7 @@ struct E {
     }
     // Ends a send for the caller (exactly once), then either frees it or keeps it to close.
     void finish_send(Instant now, Send& s, ErrorCode error) {
+        peer_at(s.peer).last_business = now;  // a long call's last packets are this recent
         if (!s.is_pulse) {
             Event& ev = new_event();
             ev.type = EventType::kSendDone;
@@ -1951,6 +1960,10 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation)
             e.rebooted(now, uint16_t(found), h.src_incarnation);
+        else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
+            p.base_set = false;  // silent that long: no packet of its numbering is left, and it
+                                 // may have forgotten it (5.1); the next txn low starts the
+                                 // filter anew (advance_low)
     } else {
         if (h.type == Type::kReset) return;
         found = e.add_peer(now, src_ipv4, h.src_endpoint);

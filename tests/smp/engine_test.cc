@@ -394,6 +394,40 @@ TEST(Engine, AClientThatForgotAServerGoesOnWithItsNumberingAndIsNotTakenForStale
     EXPECT_EQ(s1.engine->stats().requests_delivered, 5u);
 }
 
+// The same when the number was lost: a client that forgot more servers than its room for
+// numbers (16 x peers_max) since numbered anew from first_txn, and the server, whose table
+// never needed the room, answered `stale` (the twelfth session's known gap: "best effort"). A
+// client silent that long has no packet left in the network (5.1's assumption), so its server
+// takes its numbering anew from the next packet's `txn low`.
+TEST(Engine, AServerTakesTheNumberingOfAClientSilentPastItsLingerTimeAnew) {
+    Box s1(0x0A000101, 101), c(0x0A000001, 1);
+    c.config.peers_max = 1;
+    c.start();
+    std::vector<std::unique_ptr<Box>> others;
+    std::vector<std::unique_ptr<Echo>> echos;
+    Lan lan;
+    lan.boxes = {&s1, &c};
+    Echo e1{s1};
+    for (uint32_t i = 0; i < 17; i++) {  // one more than c's room for numbers
+        others.emplace_back(new Box(0x0A000200 + i, 200 + i));
+        echos.emplace_back(new Echo{*others.back()});
+        lan.boxes.push_back(others.back().get());
+    }
+    auto idle = [&](Instant us) {
+        lan.now += us;
+        for (Box* b : lan.boxes) b->engine->handle_timeout(lan.now);
+    };
+    for (int i = 0; i < 3; i++) EXPECT_EQ(lan.call(c, s1.config.local_ipv4, {&e1}), ErrorCode::kOk);
+    for (size_t i = 0; i < others.size(); i++) {
+        idle(c.config.peer_linger_us + 1'000'000);
+        EXPECT_EQ(lan.call(c, others[i]->config.local_ipv4, {echos[i].get()}), ErrorCode::kOk);
+    }
+    idle(c.config.peer_linger_us + 1'000'000);
+    EXPECT_EQ(lan.call(c, s1.config.local_ipv4, {&e1}), ErrorCode::kOk);  // numbered from first_txn
+    EXPECT_EQ(lan.call(c, s1.config.local_ipv4, {&e1}), ErrorCode::kOk);
+    EXPECT_EQ(s1.engine->stats().requests_delivered, 5u);
+}
+
 TEST(Engine, ConfigChecked) {
     Config c;
     EXPECT_EQ(Engine::check_config(c), ErrorCode::kInvalid);  // incarnation 0
