@@ -300,7 +300,7 @@ struct Lookup {
     char name[wire::kNameBytesMax];
     PeerRef where;
     uint16_t answers_needed = 0, negatives = 0;
-    uint64_t answered_mask = 0;  // static peers (first 64) that answered
+    uint64_t* answered = nullptr;  // a bit per peer slot that answered "no" (the arena's)
     uint16_t retries = 0;
     Instant rto_at = kNever;
     bool tx_due = false;
@@ -333,6 +333,7 @@ struct Engine::Impl {
     NameEntry* names;
     NameEntry* cache;
     Lookup* lookups;
+    uint64_t* lookup_bits;   // lookups_max x answered_words(peers_max)
     uint32_t pool_block_count = 0, pool_free_head = 0, pool_free_count = 0;
     uint16_t send_free = 0, req_free = 0;  // free-list heads (index + 1; 0 = empty)
     uint32_t events_max = 0, ev_head = 0, ev_count = 0, pulse_events = 0;
@@ -395,7 +396,8 @@ struct Engine::Impl {
 namespace {
 
 struct Layout {
-    size_t impl, peers, retired, sends, reqs, pool, pool_next, events, controls, names, cache, lookups, total;
+    size_t impl, peers, retired, sends, reqs, pool, pool_next, events, controls, names, cache, lookups,
+        lookup_bits, total;
 };
 
 uint32_t events_needed(const Config& c) {
@@ -404,6 +406,8 @@ uint32_t events_needed(const Config& c) {
     return uint32_t(c.sends_max) + 3u * c.requests_max + 2u * c.peers_max + c.lookups_max +
            c.pulse_events_max + 1;
 }
+
+size_t answered_words(const Config& c) { return (size_t(c.peers_max) + 63) / 64; }
 
 Layout layout(const Config& c) {
     Layout l{};
@@ -426,6 +430,7 @@ Layout layout(const Config& c) {
     l.names = take(sizeof(NameEntry) * c.names_max);
     l.cache = take(sizeof(NameEntry) * c.names_cache_max);
     l.lookups = take(sizeof(Lookup) * c.lookups_max);
+    l.lookup_bits = take(sizeof(uint64_t) * c.lookups_max * answered_words(c));
     l.total = off;
     return l;
 }
@@ -469,6 +474,7 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     m.names = reinterpret_cast<NameEntry*>(base + l.names);
     m.cache = reinterpret_cast<NameEntry*>(base + l.cache);
     m.lookups = reinterpret_cast<Lookup*>(base + l.lookups);
+    m.lookup_bits = reinterpret_cast<uint64_t*>(base + l.lookup_bits);
     for (size_t i = 0; i < config.peers_max; i++) new (&m.peers[i]) Peer;
     for (size_t i = 0; i < kRetiredPerPeer * config.peers_max; i++) new (&m.retired[i]) Retired;
     for (size_t i = 0; i < config.sends_max; i++) {
@@ -490,7 +496,10 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     for (size_t i = 0; i < config.control_max; i++) new (&m.controls[i]) Control;
     for (size_t i = 0; i < config.names_max; i++) new (&m.names[i]) NameEntry;
     for (size_t i = 0; i < config.names_cache_max; i++) new (&m.cache[i]) NameEntry;
-    for (size_t i = 0; i < config.lookups_max; i++) new (&m.lookups[i]) Lookup;
+    for (size_t i = 0; i < config.lookups_max; i++) {
+        new (&m.lookups[i]) Lookup;
+        m.lookups[i].answered = m.lookup_bits + i * answered_words(config);
+    }
     m.nonce_state = uint32_t(config.incarnation ^ (config.incarnation >> 32)) | 1;
     ok_ = true;
     // The static peer table (SPEC.md section 2): entries that are never evicted.
@@ -1594,9 +1603,16 @@ struct E {
             return;
         }
         if (y.error == ErrorCode::kBusy) {
-            // Not accepted: stay blocked at home and offer it again later.
-            s->state = SendState::kSent;
+            // Not accepted: stay blocked at home and offer it again later. The server is alive
+            // and answering, so this restarts the count of repeats: the send waits for room
+            // until its deadline (SPEC.md 6.2), never "host down" for it. A `busy` once the
+            // server took the request (acknowledged it, its reply arriving) is a late duplicate.
+            if (s->state != SendState::kSent) {
+                st.dropped_unexpected++;
+                return;
+            }
             s->tx_request = false;
+            s->retries = 0;
             s->rto_us = backoff(s->rto_us);
             s->rto_at = now + s->rto_us;
             return;
@@ -1958,9 +1974,15 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
                 e.rebooted(now, uint16_t(found), h.src_incarnation);
             return;
         }
-        if (p.incarnation != 0 && p.incarnation != h.src_incarnation)
+        if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
+            if (h.type != Type::kHello && h.type != Type::kHelloAck) {
+                // A new life says HELLO (or answers ours) before anything else: this is a late
+                // packet of an earlier one, two or more back (5.5).
+                stats_.dropped_unexpected++;
+                return;
+            }
             e.rebooted(now, uint16_t(found), h.src_incarnation);
-        else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
+        } else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
             p.base_set = false;  // silent that long: no packet of its numbering is left, and it
                                  // may have forgotten it (5.1); the next txn low starts the
                                  // filter anew (advance_low)
@@ -1978,8 +2000,13 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         }
         // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.
         Peer& back = e.peer_at(uint16_t(found));
-        if (back.incarnation != 0 && back.incarnation != h.src_incarnation)
+        if (back.incarnation != 0 && back.incarnation != h.src_incarnation) {
+            if (h.type != Type::kHello && h.type != Type::kHelloAck) {
+                stats_.dropped_unexpected++;  // late, from an earlier life (as above)
+                return;
+            }
             e.rebooted(now, uint16_t(found), h.src_incarnation);
+        }
     }
     uint16_t pi = uint16_t(found);
     Peer& p = e.peer_at(pi);
@@ -2051,9 +2078,11 @@ void Engine::on_name_reply(Instant now, uint16_t pi, const wire::Message& msg) {
         impl_->peers[pi].app_ref = true;  // the lookup's answer is a PeerRef to send with
         ev.channel = msg.name.channel;
     } else {
-        uint64_t bit = pi < 64 ? uint64_t(1) << pi : 0;
-        if (!(l.answered_mask & bit)) {
-            l.answered_mask |= bit;
+        // Each peer counts once, however often the query is repeated (every peer slot has its
+        // bit: a table of more than 64 counted the later ones again at each repeat).
+        const uint64_t bit = uint64_t(1) << (pi % 64);
+        if (!(l.answered[pi / 64] & bit)) {
+            l.answered[pi / 64] |= bit;
             l.negatives++;
         }
         if (l.negatives < l.answers_needed) return;
@@ -2448,7 +2477,9 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
                                     s.tx_offset, s.reply_cap, remaining};
         msg.gather = wire::Gather{s.msg, s.tx_offset, n};
         s.tx_offset += n;
-        if (s.tx_offset >= s.eager) {
+        // A served request is re-offered by its first segment alone (SPEC.md 5.1: the server
+        // answers a repetition at offset 0 and drops the rest).
+        if (s.tx_offset >= s.eager || s.state == SendState::kServed) {
             s.tx_request = false;
             // The timer runs from the window's last segment, not its first, and the first time
             // also allows the receiver as long to take the window in as it took to send it: 64
@@ -2809,7 +2840,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
     copy_bytes(reinterpret_cast<uint8_t*>(l.name), reinterpret_cast<const uint8_t*>(name), len);
     l.where = where;
     l.negatives = 0;
-    l.answered_mask = 0;
+    for (size_t w = 0; w < answered_words(config_); w++) l.answered[w] = 0;
     l.retries = 0;
     l.cursor = 0;
     l.tx_due = true;

@@ -1550,3 +1550,191 @@ TEST(Engine, LargerEagerThanReceiverKeepsIsPulledNotRefused) { eager_limits(fals
 }  // namespace
 
 }  // namespace smp
+
+// Found by a review of the engine against SPEC.md (thirteenth session); each failed before its fix.
+namespace smp {
+namespace {
+
+// a server that answers `busy` is alive and answering; SPEC 6.2 says busy is not final and
+// the client offers the send again after its backoff. The client counts every busy round toward
+// retries_max and ends the send with kHostDown (~13 s), though the peer is up and never declared down.
+TEST(Engine, AServerAnsweringBusyForLongerThanRetriesMaxIsWaitedForNotCalledDown) {
+    Box a(0x0A000001, 1), b(0x0A000002, 2);
+    b.config.requests_max = 1;  // one request record: a second request is refused busy
+    b.start();
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), r1(64), r2(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp1{r1.data(), r1.size()}, rp2{r2.data(), r2.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp1, 1}, kNever, 0).ok());
+    Event held;
+    w.run([&] { return take(b, EventType::kRequest, held); });
+    ASSERT_EQ(held.type, EventType::kRequest);
+    auto h2 = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp2, 1}, kNever, 0);
+    ASSERT_TRUE(h2.ok());
+    Event done;
+    const Instant until = w.now + 30'000'000;  // 30 s of busy
+    w.run([&] { return take(a, EventType::kSendDone, done); }, until);
+    EXPECT_GT(b.engine->stats().busy_sent, 60u);
+    EXPECT_EQ(a.engine->stats().peers_down, 0u);
+    EXPECT_FALSE(done.type == EventType::kSendDone && done.error == ErrorCode::kHostDown)
+        << "send ended host-down while the server answered busy every time (busy_sent="
+        << b.engine->stats().busy_sent << ")";
+}
+
+// name lookup through a static table of more than 64 peers. Negative NAME_REPLYs from peers
+// at table index >= 64 are counted again at every repetition of the query (answered_mask has
+// only 64 bits), so `negatives` reaches answers_needed before every peer answered: "no such
+// service" while the peer that has the name has not answered yet.
+TEST(Engine, NegativeNameAnswersOfPeersPastIndex64AreCountedOnce) {
+    std::vector<StaticPeer> table;
+    static char names[80][8];
+    for (int i = 0; i < 64; i++) {  // 64 peers that are not there (never answer)
+        snprintf(names[i], sizeof names[i], "x%d", i);
+        table.push_back(StaticPeer{names[i], 0x0B000000u + uint32_t(i), 0});
+    }
+    Box n1(0x0A000011, 11), n2(0x0A000012, 12), n3(0x0A000013, 13), holder(0x0A000014, 14);
+    table.push_back(StaticPeer{"n1", n1.config.local_ipv4, 0});
+    table.push_back(StaticPeer{"n2", n2.config.local_ipv4, 0});
+    table.push_back(StaticPeer{"n3", n3.config.local_ipv4, 0});
+    table.push_back(StaticPeer{"holder", holder.config.local_ipv4, 0});
+    Box c(0x0A000001, 1);
+    c.config.peers_max = 80;
+    c.config.static_peers = table.data();
+    c.config.static_peers_count = uint16_t(table.size());
+    c.start();
+    ASSERT_TRUE(c.engine->ok());
+    ASSERT_EQ(holder.engine->name_attach("svc", 77), ErrorCode::kOk);
+    Lan lan;
+    lan.boxes = {&c, &n1, &n2, &n3};  // the holder comes up 600 ms later (30 probe intervals)
+    auto h = c.engine->name_lookup(lan.now, "svc");
+    ASSERT_TRUE(h.ok());
+    Event ev;
+    const Instant holder_up = lan.now + 600'000;
+    lan.run([&] { return take(c, EventType::kNameResolved, ev); }, holder_up);
+    if (ev.type != EventType::kNameResolved) {
+        lan.boxes.push_back(&holder);
+        lan.run([&] { return take(c, EventType::kNameResolved, ev); }, lan.now + 2'000'000);
+    }
+    ASSERT_EQ(ev.type, EventType::kNameResolved);
+    EXPECT_EQ(ev.error, ErrorCode::kOk) << "resolved " << wire::error_code_name(ev.error)
+                                        << " at " << lan.now << " before the holder answered";
+    EXPECT_EQ(ev.channel, 77u);
+}
+
+// a packet from two incarnations back (late in the network) names our current incarnation;
+// only the previous one is remembered, so it is taken for a reboot: every transaction with the
+// live peer ends "peer rebooted".
+TEST(Engine, ALatePacketFromTwoLivesAgoLeavesTheLivePeersTransactionsAlone) {
+    Box a(0x0A000001, 1), b(0x0A000002, 2);
+    Lan lan;
+    lan.boxes = {&a, &b};
+    std::vector<uint8_t> captured;
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b && captured.empty() && m.header.type == wire::Type::kReply) captured = bytes;
+    };
+    Echo e{b};
+    ASSERT_EQ(lan.call(a, b.config.local_ipv4, {&e}), ErrorCode::kOk);
+    ASSERT_FALSE(captured.empty());
+    lan.seen = nullptr;
+    // b restarts twice; a learns each new life (its first call after each fails "peer rebooted").
+    for (uint64_t inc : {3ull, 4ull}) {
+        b.config.incarnation = inc;
+        b.start();
+        b.events.clear();
+        Echo eb{b};
+        ErrorCode r = lan.call(a, b.config.local_ipv4, {&eb});
+        if (r != ErrorCode::kOk) r = lan.call(a, b.config.local_ipv4, {&eb});
+        ASSERT_EQ(r, ErrorCode::kOk);
+    }
+    // A call to life 4, held at b.
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event held;
+    lan.run([&] { return take(b, EventType::kRequest, held); }, lan.now + 1'000'000);
+    ASSERT_EQ(held.type, EventType::kRequest);
+    // The late REPLY of life 2 arrives.
+    a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, captured.data(), captured.size());
+    Event done;
+    lan.run([&] { return take(a, EventType::kSendDone, done); }, lan.now + 100'000);
+    EXPECT_NE(done.error, ErrorCode::kPeerRebooted) << "a late packet of life 2 ended a call to life 4";
+}
+
+}  // namespace
+}  // namespace smp
+namespace smp {
+namespace {
+// a late (network-delayed or duplicated) `busy` REPLY for a transaction whose reply is being
+// pulled puts the send back to kSent: the DATA that follows is dropped, the pull stops, and the
+// transfer only restarts (from scratch) when the server's 4-RTO reply-header timer fires.
+static uint64_t run_big_call(bool inject_busy, Instant* took, uint64_t* data_dropped) {
+    Box a(0x0A000001, 1), b(0x0A000002, 2);
+    Wire w{a, b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(1 << 20, 7), rep(1 << 20);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    bool injected = false;
+    w.before_deliver = [&](const Box& from, const wire::Message& m) {
+        if (!inject_busy || injected || &from != &b || m.header.type != wire::Type::kData ||
+            m.data.what != wire::DataKind::kReply || m.data.offset < (768u << 10))
+            return;
+        injected = true;
+        wire::Message busy;
+        busy.header.type = wire::Type::kReply;
+        busy.header.dst_incarnation = a.config.incarnation;
+        busy.header.src_incarnation = b.config.incarnation;
+        busy.reply = wire::Reply{m.data.txn, ErrorCode::kBusy, 0, 0, 0, 0, 0};
+        uint8_t buf[128];
+        size_t n = wire::encode(busy, b.config.local_ipv4, a.config.local_ipv4, buf, sizeof buf);
+        a.engine->handle_datagram(w.now, b.config.local_ipv4, a.config.local_ipv4, buf, n);
+    };
+    Instant t0 = w.now;
+    auto h = a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+    EXPECT_TRUE(h.ok());
+    Event done;
+    EXPECT_TRUE(echo.until_done(w, a, done));
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    *took = w.now - t0;
+    *data_dropped = a.engine->stats().dropped_unexpected;
+    return w.packets;
+}
+TEST(Engine, ALateBusyDoesNotStallAReplyBeingPulled) {
+    Instant t_plain, t_busy;
+    uint64_t d_plain, d_busy;
+    uint64_t p_plain = run_big_call(false, &t_plain, &d_plain);
+    uint64_t p_busy = run_big_call(true, &t_busy, &d_busy);
+    EXPECT_EQ(d_busy, d_plain + 1) << "the late busy is dropped, and no DATA after it";
+    EXPECT_LE(p_busy, p_plain + 20) << "a stale busy made the reply be pulled again: " << p_busy
+                                    << " packets against " << p_plain;
+}
+}  // namespace
+}  // namespace smp
+namespace smp {
+namespace {
+// a served request (acknowledged, no reply yet) is re-offered every dead_after "at its first
+// segment" (SPEC 5.1/5.2/9, engine comment); the engine re-sends the whole eager window each time.
+TEST(Engine, AServedRequestIsReOfferedByItsFirstSegmentOnly) {
+    Box a(0x0A000001, 1), b(0x0A000002, 2);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(8192, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event held;
+    w.run([&] { return take(b, EventType::kRequest, held); });
+    ASSERT_EQ(held.type, EventType::kRequest);
+    size_t before = w.types.size();
+    w.run(nullptr, w.now + 3'500'000);  // three re-offers
+    size_t reqs = 0;
+    for (size_t i = before; i < w.types.size(); i++) reqs += w.types[i] == wire::Type::kRequest;
+    EXPECT_LE(reqs, 3u) << reqs << " REQUEST packets for 3 re-offers";
+}
+}  // namespace
+}  // namespace smp
