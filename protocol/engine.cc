@@ -2166,8 +2166,13 @@ void Engine::handle_timeout(Instant now) {
         if (s.state == SendState::kSent && s.tx_request && s.rto_at <= now) {
             s.rto_at = now + s.rto_us;  // its window is still leaving: the timer restarts then
         } else if ((s.state == SendState::kSent || s.state == SendState::kClosing) && s.rto_at <= now) {
-            if (++s.retries > c.retries_max) {
-                if (s.state == SendState::kClosing || s.is_pulse) e.free_send(s);
+            if (++s.retries > c.retries_max && s.is_pulse && s.state == SendState::kSent) {
+                // Unacknowledged that long by a peer that answers its liveness probes: it has
+                // no room for more pulses now (5.7). It repeats on until room comes, or the
+                // peer is declared down (which ends it); it is never dropped unsaid.
+                s.retries = c.retries_max;
+            } else if (s.retries > c.retries_max) {
+                if (s.state == SendState::kClosing) e.free_send(s);
                 else {
                     s.state = SendState::kWaiting;  // no close: the peer is not answering
                     e.finish_send(now, s, ErrorCode::kHostDown);
@@ -2330,8 +2335,12 @@ bool Engine::poll_event(Event& out) {
     out = m.events[m.ev_head];
     if (++m.ev_head == m.events_max) m.ev_head = 0;
     m.ev_count--;
-    if (out.type == EventType::kPulse) m.pulse_events--;
+    if (out.type == EventType::kPulse && !config_.pulses_released_by_app) m.pulse_events--;
     return true;
+}
+
+void Engine::release_pulse() {
+    if (ok_ && impl_->pulse_events) impl_->pulse_events--;
 }
 
 // ---- Outputs ----------------------------------------------------------------------------------

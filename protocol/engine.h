@@ -79,7 +79,10 @@ struct Config {
     uint16_t peers_max = 64;            // peers known at once (static + learned)
     uint16_t sends_max = 256;           // local sends and pulses in progress, node-wide
     uint16_t requests_max = 256;        // remote requests held, node-wide
-    uint16_t pulse_events_max = 64;     // pulses waiting to be polled
+    uint16_t pulse_events_max = 64;     // pulses waiting to be polled (or released, below)
+    // true: a polled pulse still counts toward pulse_events_max until the application calls
+    // release_pulse() (one that queues pulses itself, as libsmp: its queue then cannot fill)
+    bool pulses_released_by_app = false;
     uint16_t names_max = 32;            // service names attached here
     uint16_t names_cache_max = 64;      // names learned from lookups
     uint16_t lookups_max = 16;          // name lookups in progress
@@ -243,6 +246,9 @@ public:
     // handle_datagram or handle_timeout (or a reply, error or read naming a record they end:
     // that caller sees the record as if the release had come first).
     bool poll_event(Event& out);
+    // With Config::pulses_released_by_app: the application is done with one polled pulse, and
+    // the engine may acknowledge one more (SPEC.md 5.7).
+    void release_pulse();
 
     // ---- Peers and names ----
     // The peer at (ipv4, endpoint): found or added (kNoResources if the table is full).

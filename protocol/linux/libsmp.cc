@@ -44,6 +44,9 @@ constexpr int kReceiveRoundsMax = 8;             // recvmmsg batches handled bef
 constexpr size_t kBurstHintBytes = 1024;         // a packet this large: more of its message follow
 constexpr int64_t kNoBufferRetryNs = 100'000;    // ENOBUFS: the device queue is full, try soon
 constexpr size_t kRequestsQueuedMax = 1024;      // arrived requests and pulses not yet received
+constexpr uint16_t kPulsesQueuedMax = 512;       // of them pulses (the engine's pulse_events_max)
+static_assert(smp::Config{}.requests_max + kPulsesQueuedMax <= kRequestsQueuedMax,
+              "the queue holds every request and pulse the engine may hand over");
 constexpr size_t kDoneQueuedMax = 4096;          // completions nobody waits for any more
 constexpr uint16_t kEphemeralEndpointMin = 0x8000;
 constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
@@ -468,8 +471,10 @@ class Driver {
       case EventType::kSendDone: keep(sends_done, e); break;
       case EventType::kNameResolved: keep(lookups_done, e); break;
       case EventType::kPulse:
-        // Requests take at most requests_max (256) of the queue; the rest is for pulses. Full
-        // means 768 pulses nobody received: the oldest are kept, the newest counted and dropped.
+        // Requests take at most requests_max (256) of the queue and pulses pulse_events_max
+        // (the engine counts a pulse until receive() takes it: pulses_released_by_app), so
+        // there is always room; beyond it, the engine does not acknowledge, and the sender
+        // repeats the pulse until there is (SPEC.md 5.7). Never dropped after its ACK.
         if (requests.size() < kRequestsQueuedMax) {
           enqueue(e);
           ++pulses_received;
@@ -686,6 +691,8 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     return Status::kBadArgument;
   }
   d.spin_ns = config.spin_ns;
+  c.pulses_released_by_app = true;  // the queue below never drops an acknowledged pulse
+  c.pulse_events_max = kPulsesQueuedMax;
   c.static_peers = d.static_peers.data();
   c.static_peers_count = uint16_t(d.static_peers.size());
   if (smp::Engine::check_config(c) != ErrorCode::kOk) {
@@ -960,6 +967,7 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
     const smp::Event e = d.requests.front();
     d.requests.pop_front();
     if (e.type == EventType::kPulse) {
+      d.engine->release_pulse();
       *out = Request{};
       out->source_be = htonl(d.engine->peer_info(e.peer).ipv4);
       out->is_pulse = true;

@@ -1119,6 +1119,36 @@ TEST(Engine, PulsesCoalesceAndArriveOnce) {
     EXPECT_TRUE(a.engine->quiescent());
 }
 
+// A receiver with no room for more pulses does not acknowledge them (SPEC.md 5.7); the sender
+// repeats them until there is room. It gave up after retries_max (~13 s) and freed the pulse
+// unsaid (pulse_pending false: libsmp's pulse() then said kOk). An application that queues pulses
+// itself (libsmp) counts them until it is done with them (pulses_released_by_app): it dropped
+// them, acknowledged, when its own queue was full.
+TEST(Engine, APulseWithoutRoomAtItsReceiverWaitsForRoomAndIsNeverDropped) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    b.config.pulse_events_max = 1;
+    b.config.pulses_released_by_app = true;
+    b.start();
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    ASSERT_EQ(a.engine->pulse(w.now, peer, 5, 1, 100), ErrorCode::kOk);
+    w.run(nullptr, w.now + 100'000);
+    ASSERT_EQ(a.engine->pulse(w.now, peer, 5, 2, 200), ErrorCode::kOk);
+    w.run(nullptr, w.now + 60'000'000);  // a minute: far past retries_max repeats
+    Event ev;
+    std::vector<Event> got;
+    while (take(b, EventType::kPulse, ev)) got.push_back(ev);
+    ASSERT_EQ(got.size(), 1u);  // polled, not released: no room for the second
+    EXPECT_TRUE(a.engine->pulse_pending(peer, 5, 2));
+    EXPECT_EQ(a.engine->peer_info(peer).state, PeerState::kUp);
+    b.engine->release_pulse();
+    w.run(nullptr, w.now + 2'000'000);
+    ASSERT_TRUE(take(b, EventType::kPulse, ev));
+    EXPECT_EQ(ev.code, 2);
+    EXPECT_EQ(ev.value, 200u);
+    EXPECT_FALSE(a.engine->pulse_pending(peer, 5, 2));
+}
+
 // pulse_pending: true from the pulse until its acknowledgement, for its own (channel, code,
 // source) only.
 TEST(Engine, APulseIsPendingUntilAcknowledged) {
