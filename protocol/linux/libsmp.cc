@@ -153,6 +153,7 @@ Status from_wire(ErrorCode e) {
     case ErrorCode::kNoResources:
     case ErrorCode::kBusy: return Status::kNoResources;
     case ErrorCode::kInvalid: return Status::kBadArgument;
+    case ErrorCode::kServerGone: return Status::kServerGone;
     default: return Status::kRemoteError;
   }
 }
@@ -181,6 +182,7 @@ const char* status_text(Status s) {
     case Status::kNoResources: return "out of resources (a limit of this endpoint is reached)";
     case Status::kBusy: return "already attached";
     case Status::kCancelled: return "the client gave up (cancelled, timed out or gone)";
+    case Status::kServerGone: return "server gone (it stopped before answering)";
   }
   return "?";
 }
@@ -247,6 +249,7 @@ class Driver {
     ConstBytes part{nullptr, 0};
   };
   std::unordered_map<uint32_t, OutgoingReply> replies;
+  std::unordered_set<uint32_t> unanswered;  // received by the application, not yet answered
 
   ErrorCode start_reply(uint32_t h, std::vector<uint8_t>&& data) {
     OutgoingReply& r = replies[h];
@@ -254,6 +257,7 @@ class Driver {
     r.part = ConstBytes{r.data.data(), r.data.size()};
     const ErrorCode e = engine->reply(now(), RequestHandle{h}, 0, ConstChain{&r.part, 1});
     if (e != ErrorCode::kOk) replies.erase(h);
+    unanswered.erase(h);
     return e;
   }
   std::unordered_map<std::string, uint32_t> attached;          // service -> channel
@@ -462,6 +466,7 @@ class Driver {
         }
         break;
       case EventType::kRequestCancelled:
+        unanswered.erase(e.handle);
         if (cancelled.size() < kDoneQueuedMax) cancelled.insert(e.handle);
         replies.erase(e.handle);
         reads_done[e.handle] = e;  // a read waiting on it ends too
@@ -607,6 +612,14 @@ void Endpoint::close() {
   if (d.closed) return;
   d.closed = true;
   d.stop_keeper();
+  // Requests this endpoint will never answer (queued, or received and left): their clients are
+  // told `server gone` now, rather than finding the silence "host down" a second later.
+  for (const smp::Event& e : d.requests) {
+    if (e.type == EventType::kRequest) d.unanswered.insert(e.handle);
+  }
+  d.requests.clear();
+  for (uint32_t h : d.unanswered) d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
+  d.unanswered.clear();
   const TimeNs linger_ns = TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
   d.pump([] { return false; }, monotonic_ns() + linger_ns);
   d.reservation.release();  // the number is free for the next process
@@ -991,6 +1004,7 @@ Status Endpoint::receive(Request* out, TimeNs deadline, size_t read_max) {
       d.cancelled.erase(e.handle);
       continue;  // nothing to answer: look for the next request
     }
+    if (s == Status::kOk) d.unanswered.insert(e.handle);
     if (s == Status::kTimeout) {
       // The deadline passed while the rest was being pulled: nothing is received, and the
       // request goes back to the head of the queue, whole (read() gave the pull up; no byte
@@ -1029,6 +1043,7 @@ Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
   const uint32_t h = uint32_t(request.receive_id);
   if (d.cancelled.erase(h)) return Status::kCancelled;
   const ErrorCode code = why == Status::kTooLarge ? ErrorCode::kTooLarge : ErrorCode::kAppError;
+  d.unanswered.erase(h);
   d.replies[h];  // an error also ends with kReplyDone
   const ErrorCode e = d.engine->error(d.now(), RequestHandle{h}, code, uint32_t(why));
   if (e != ErrorCode::kOk) d.replies.erase(h);

@@ -44,6 +44,7 @@ enum class Status : uint8_t {
   kBusy,            // the service name is already attached on this node, or (open) the
                     // endpoint number is another process's on this address
   kCancelled,       // server side: the client gave up (cancelled, timed out, died)
+  kServerGone,      // the server's endpoint closed (or its kernel channel went) before answering
 };
 const char* status_text(Status s);
 

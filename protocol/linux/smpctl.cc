@@ -57,7 +57,8 @@ constexpr const char* kUsage =
     "                       0: off; lower latency between cores, at the price of CPU time)\n"
     "  --json               machine-readable output\n"
     "exit status: 0 ok, 2 bad usage, 3 no CAP_NET_RAW, 4 unknown node, 5 unknown service,\n"
-    "  6 message too large, 7 timeout, 8 host down, 9 peer rebooted, 1 anything else\n";
+    "  6 message too large, 7 timeout, 8 host down, 9 peer rebooted, 10 server gone,\n"
+    "  1 anything else\n";
 
 constexpr int kExitUsage = 2;
 constexpr int64_t kDefaultTimeoutMs = 5000;
@@ -87,6 +88,7 @@ int exit_code(sl::Status s) {
     case sl::Status::kTimeout: return 7;
     case sl::Status::kHostDown: return 8;
     case sl::Status::kPeerRebooted: return 9;
+    case sl::Status::kServerGone: return 10;
     default: return 1;
   }
 }

@@ -205,6 +205,37 @@ TEST_F(LibsmpTest, ClientDeadlinePassesWhileTheServerHoldsTheRequest) {
   client_done = true;
 }
 
+// A server that closes its endpoint with requests it will not answer (one received and left,
+// one still queued: `smpctl serve --count 1` with two callers) tells their clients `server
+// gone` at once. They waited for the liveness bound and got "host down".
+TEST_F(LibsmpTest, AServerThatClosesTellsTheRequestsItLeavesServerGone) {
+  ASSERT_EQ(server_->attach("leaving"), sl::Status::kOk);
+  std::atomic<int> taken{0};
+  std::thread server([&] {
+    sl::Request r;
+    ASSERT_EQ(server_->receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+    taken = 1;
+    while (!client_done) server_->poll(in(10'000'000));  // until the second request is queued
+    server_->close();
+  });
+  sl::Connection c;
+  ASSERT_EQ(client_->connect("srv/leaving", &c, in(5 * kSecondNs)), sl::Status::kOk);
+  std::vector<uint8_t> r1, r2;
+  const uint8_t one = 1;
+  sl::Status s1 = sl::Status::kOk, s2 = sl::Status::kOk;
+  std::thread first([&] { s1 = client_->send(c, {&one, 1}, &r1, in(5 * kSecondNs)); });
+  while (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread second([&] { s2 = client_->send(c, {&one, 1}, &r2, in(5 * kSecondNs)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the second reaches the server
+  client_done = true;
+  first.join();
+  second.join();
+  server.join();
+  EXPECT_EQ(s1, sl::Status::kServerGone);
+  EXPECT_EQ(s2, sl::Status::kServerGone);
+  EXPECT_STREQ(sl::status_text(s1), "server gone (it stopped before answering)");
+}
+
 TEST_F(LibsmpTest, UnknownNodeAndUnknownService) {
   EXPECT_EQ(server_->attach("_reserved"), sl::Status::kBadArgument);
   EXPECT_EQ(server_->attach(std::string(33, 'n')), sl::Status::kBadArgument);
