@@ -50,6 +50,8 @@ constexpr const char* kUsage =
     "  --config=FILE        more peers, one 'NAME ADDRESS[:ENDPOINT]' a line ('#' comments)\n"
     "  --endpoint=N         this process's endpoint number (default: 0 for serve, else an\n"
     "                       ephemeral one); one process per number on an address\n"
+    "  --address=A.B.C.D    this endpoint's address (default: the source address of the route\n"
+    "                       to the first peer of the table; 127.0.0.1 with no peer table)\n"
     "  --timeout=MS         deadline of each call (default 5000)\n"
     "  --priority=P         of calls and pulses, 0 (lowest, the default)..255: servers take\n"
     "                       higher ones first, as a kernel channel does a thread's\n"
@@ -127,6 +129,17 @@ bool parse_int(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
   return true;
 }
 
+constexpr const char* kPeerSyntax =
+    "expected 'NAME A.B.C.D[:ENDPOINT]' (NAME 1 to 32 bytes, no '/'; ENDPOINT 0..65535)";
+
+// One entry per name: a second would never be reached by name.
+void add_peer(sl::Config* config, const sl::Peer& p, const std::string& where) {
+  for (const sl::Peer& q : config->peers) {
+    if (q.name == p.name) usage_error(where + ": peer name '" + p.name + "' given twice");
+  }
+  config->peers.push_back(p);
+}
+
 void load_config_file(const std::string& path, sl::Config* config) {
   std::ifstream in(path);
   if (!in) fail(sl::Status::kBadArgument, "cannot read config file " + path);
@@ -138,10 +151,9 @@ void load_config_file(const std::string& path, sl::Config* config) {
     if (hash != std::string::npos) line.resize(hash);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     sl::Peer p;
-    if (!sl::parse_peer(line, &p)) {
-      usage_error(path + ":" + std::to_string(n) + ": expected 'NAME A.B.C.D'");
-    }
-    config->peers.push_back(p);
+    const std::string where = path + ":" + std::to_string(n);
+    if (!sl::parse_peer(line, &p)) usage_error(where + ": " + kPeerSyntax);
+    add_peer(config, p, where);
   }
 }
 
@@ -155,7 +167,8 @@ Options parse_options(int argc, char** argv) {
   // the command's own (--out=, --exec, ...) and so is the word after --exec, --count, --threads,
   // -c and -s; `--` ends the options (for DATA that starts with --).
   static const char* const kGlobal[] = {"--help", "--json", "--name", "--peer", "--endpoint",
-                                        "--config", "--spin-us", "--priority", "--timeout"};
+                                        "--config", "--spin-us", "--priority", "--timeout",
+                                        "--address"};
   static const char* const kTakesValue[] = {"--exec", "--count", "--threads", "-c", "-s"};
   auto is_one_of = [](const std::string& k, const auto& list) {
     for (const char* x : list)
@@ -183,12 +196,17 @@ Options parse_options(int argc, char** argv) {
       std::exit(0);
     } else if (a == "--json") {
       o.json = true;
-    } else if (key == "--name" && !value.empty()) {
+    } else if (key == "--name") {
+      if (value.empty()) usage_error("bad --name '': give this node a name");
       o.config.node_name = value;
+    } else if (key == "--address") {
+      in_addr ia{};
+      if (inet_pton(AF_INET, value.c_str(), &ia) != 1) usage_error("bad --address '" + value + "': expected A.B.C.D");
+      o.config.local_address_be = ia.s_addr;
     } else if (key == "--peer") {
       sl::Peer p;
-      if (!sl::parse_peer(value, &p)) usage_error("bad --peer '" + value + "': expected NAME=A.B.C.D");
-      o.config.peers.push_back(p);
+      if (!sl::parse_peer(value, &p)) usage_error("bad --peer '" + value + "': " + kPeerSyntax);
+      add_peer(&o.config, p, "--peer=" + value);
     } else if (key == "--endpoint") {
       int64_t ep = 0;
       if (!parse_int(value, 0, 0xFFFF, &ep)) usage_error("bad --endpoint '" + value + "': 0..65535");
@@ -383,6 +401,8 @@ std::string where_of(const std::string& target) {
                               const sl::Endpoint& ep) {
   if (s == sl::Status::kUnknownNode) fail(s, "unknown node '" + node_of(target) + "' (not in the peer table)");
   if (s == sl::Status::kUnknownService) fail(s, "unknown service '" + service_of(target) + "' on " + where_of(target));
+  if (s == sl::Status::kBadArgument)
+    usage_error("bad target '" + target + "': [NODE/]SERVICE, SERVICE 1 to 32 bytes");
   fail_call(s, what + " " + target, ep);
 }
 
@@ -501,6 +521,9 @@ int cmd_serve(const Options& o) {
     inet_ntop(AF_INET, &a, addr, sizeof addr);
     std::fprintf(stderr, "smpctl: serving %s/%s at %s endpoint %u (%s)\n", o.config.node_name.c_str(), service.c_str(), addr,
                  unsigned(ep->local_endpoint()), command.empty() ? "echo" : command.c_str());
+    if (a == htonl(INADDR_LOOPBACK) && o.config.local_address_be == 0)
+      std::fprintf(stderr, "smpctl: note: reachable on this host only (no peer table to pick an address by: "
+                           "give --config, --peer or --address=A.B.C.D)\n");
   }
   // --threads N: N of these loops share the endpoint, so that a slow --exec command holds up
   // only its own request.

@@ -67,10 +67,10 @@ class Harness:
 
     def base(self, side):
         """The same static peer table on both sides: node a, node b (endpoint 0 at B's address)
-        and node b2 (endpoint 2 at the same address: a second server process on host B)."""
+        and nodes b2, b3 (endpoints 2 and 3 at the same address: more server processes on B)."""
         return [self.smpctl, f"--name={side.lower()}", f"--peer=a={self.addr['A']}",
                 f"--peer=b={self.addr['B']}", f"--peer=b1={self.addr['B']}:1",
-                f"--peer=b2={self.addr['B']}:2"]
+                f"--peer=b2={self.addr['B']}:2", f"--peer=b3={self.addr['B']}:3"]
 
     def exec_argv(self, side, argv):
         return ["ip", "netns", "exec", self.pair.ns[side], *argv]
@@ -376,6 +376,25 @@ def case_bad_input(h):
     check(r.returncode in (7, 8) and ("host down" in err or "timed out" in err),
           f"a node with nobody behind its address: status {r.returncode}, '{err}'")
     expect_error(h, ["call", "b2/echo", "x"], ["b2"], "an endpoint nobody serves on a live host")
+    expect_error(h, ["--name=", "call", "b/echo", "x"], ["bad --name"], "an empty --name")
+    expect_error(h, ["--address=10.1.2", "call", "b/echo", "x"], ["bad --address", "A.B.C.D"],
+                 "a bad --address")
+    expect_error(h, ["--peer=b=10.1.1.1", "call", "b/echo", "x"], ["'b' given twice"],
+                 "a peer name given twice (the second would never be reached)")
+    expect_error(h, ["call", "b/" + "s" * 33, "x"], ["bad target", "1 to 32 bytes"],
+                 "a 33-byte service name")
+    # A server that stops with a request it will not answer queued: that caller is told
+    # "server gone" (exit 10) at once, not "host down" after the liveness bound.
+    once = h.start("B", ["--endpoint=3", "serve", "once", "--count", "1", "--exec", "sleep 1; cat"],
+                   "serve-once.log")
+    h.wait_serving(once, "once", node="b3")
+    first = subprocess.Popen(h.exec_argv("A", h.base("A") + ["call", "b3/once", "first"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the first is being served when the second comes
+    expect_error(h, ["call", "b3/once", "second"], ["server gone"],
+                 "a request queued at a server that stops after one")
+    out, _ = first.communicate(timeout=kCallGuardS)
+    check(first.returncode == 0 and out == "first", f"the one it served: {first.returncode} {out!r}")
     # A deadline that passes while the server works: a timeout, and the server is not stuck.
     slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
     h.wait_serving(slow, "slow", node="b1")
