@@ -130,6 +130,7 @@ const char* status_name(Status s) {
     case Status::kPeerRebooted: return "peer-rebooted";
     case Status::kNoSuchService: return "no-such-service";
     case Status::kMessageTooLarge: return "message-too-large";
+    case Status::kNoSuchNode: return "no-such-node";
     }
     return "unknown-status";
 }

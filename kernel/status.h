@@ -27,6 +27,7 @@ enum class Status : int32_t {
     kPeerRebooted = 21,      // the peer answered with a new incarnation: old transactions are gone
     kNoSuchService = 22,     // the name or channel does not exist on the peer
     kMessageTooLarge = 23,   // larger than kMessageBytesMax or than the peer accepts
+    kNoSuchNode = 24,        // name_open("NODE/..."): NODE is not in the static peer table
 };
 
 // A short constant name for logs and test output ("timed-out", ...).

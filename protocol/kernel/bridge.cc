@@ -999,7 +999,7 @@ void start_op(Op* op) {
         if (op->node) {
             auto p = g.engine->peer_by_name(op->node);
             if (!p.ok()) {
-                finish(op, Status::kNoSuchService);
+                finish(op, Status::kNoSuchNode);  // not in the peer table (`peers` lists it)
                 return;
             }
             where = p.value;

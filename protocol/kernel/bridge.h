@@ -31,6 +31,7 @@ bool running();
 kernel::Status name_attach(const char* name, kernel::Channel* channel);
 // "NODE/SERVICE" or a bare "SERVICE" (this node first, then the cluster). A remote target gives
 // a Connection whose send/pulse go through the bridge; a local one a plain local connection.
+// kNoSuchNode: NODE is not in the static peer table; kNoSuchService: no node has SERVICE.
 // *peer_out (optional) receives the engine's PeerRef value (0 when local).
 kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t deadline_ns,
                                               uint32_t* peer_out = nullptr);

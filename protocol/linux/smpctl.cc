@@ -30,7 +30,8 @@ constexpr const char* kUsage =
     "usage: smpctl [OPTIONS] COMMAND [ARGS] (OPTIONS may also follow the command; -- ends them)\n"
     "  ping NODE [-c COUNT] [-s BYTES]   protocol-level probes (PROBE/PROBE_ACK), with round-trip\n"
     "                                    times; -s pads each to an IP packet of BYTES (576..65535)\n"
-    "  names [NODE]                      services attached on NODE (default: every node)\n"
+    "  names [NODE]                      services attached on NODE (default: every node; a node\n"
+    "                                    that does not answer: a line on stderr, non-zero exit)\n"
     "  call [NODE/]SERVICE DATA|@FILE [--out=FILE]\n"
     "                                    send DATA (or FILE's bytes), print the reply; a bare\n"
     "                                    SERVICE is looked up on every node of the peer table\n"
@@ -330,7 +331,9 @@ int cmd_names(const Options& o) {
     json += std::string(i ? "," : "") + "{\"node\":\"" + json_escape(nodes[i]) + "\",\"status\":\"" + sl::status_text(s) + "\"}";
     if (s != sl::Status::kOk) {
       last = s;
-      if (!o.json && nodes.size() > 1) std::printf("%s: %s\n", nodes[i].c_str(), sl::status_text(s));
+      // As `ls` with a missing file: the others' lists on stdout, this one's failure on stderr,
+      // and the exit status says that not every node answered.
+      if (!o.json && nodes.size() > 1) std::fprintf(stderr, "smpctl: names %s: %s\n", nodes[i].c_str(), sl::status_text(s));
       continue;
     }
     ++answered;
@@ -342,7 +345,7 @@ int cmd_names(const Options& o) {
   }
   if (o.json) std::printf("%s],\"services\":[%s]}\n", json.c_str(), services_json.c_str());
   if (answered == 0) fail_call(last, "names " + (nodes.size() == 1 ? nodes[0] : std::string("(every node)")), *ep);
-  return 0;
+  return exit_code(last);
 }
 
 std::vector<uint8_t> read_input(const std::string& arg) {
