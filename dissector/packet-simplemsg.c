@@ -264,6 +264,7 @@ static expert_field ei_smp_reset = EI_INIT;
 static expert_field ei_smp_refused = EI_INIT;
 static expert_field ei_smp_auth = EI_INIT;
 static expert_field ei_smp_capture_short = EI_INIT;
+static expert_field ei_smp_no_dst_incarnation = EI_INIT;
 
 static dissector_handle_t simplemsg_handle;
 static reassembly_table smp_reassembly_table;
@@ -1359,7 +1360,7 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     gboolean checksum_known = FALSE, checksum_ok = FALSE;
     smp_frame_t *f = NULL;
     guint mac = 0, have = 0;
-    gboolean whole;
+    gboolean whole, unaddressed;
 
     col_set_str(pinfo->cinfo, COL_PROTOCOL, "SIMPLEMSG");
     col_clear(pinfo->cinfo, COL_INFO);
@@ -1448,10 +1449,17 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     if (p.length <= size && p.length >= SMP_HEADER_BYTES + mac)
         have = MIN(have, (guint)p.length - SMP_HEADER_BYTES - mac);
 
+    /* Only HELLO, PROBE and NAME_QUERY may come before the sender knows the receiver (SPEC
+     * 5.5): the engine drops any other packet naming destination incarnation 0. */
+    unaddressed = p.verdict == SMP_V_OK && p.dst_inc == 0 && p.type != SMP_HELLO &&
+                  p.type != SMP_PROBE && p.type != SMP_NAME_QUERY;
+    if (unaddressed)
+        expert_add_info(pinfo, ti, &ei_smp_no_dst_incarnation);
+
     /* Only packets the engine would accept change the tracking state, as at a real receiver;
      * the state is written in the first pass only. */
     if (!PINFO_FD_VISITED(pinfo)) {
-        if (p.verdict == SMP_V_OK && whole && !pinfo->flags.in_error_pkt) {
+        if (p.verdict == SMP_V_OK && !unaddressed && whole && !pinfo->flags.in_error_pkt) {
             f = smp_track(tvb, pinfo, &p);
             p_add_proto_data(wmem_file_scope(), pinfo, proto_simplemsg, 0, f);
         }
@@ -1718,6 +1726,9 @@ proto_register_simplemsg(void)
             "MAC present but not verified (keys are not yet defined)", EXPFILL }},
         { &ei_smp_capture_short, { "simplemsg.capture_short", PI_MALFORMED, PI_NOTE,
             "Packet cut short by the capture (snapshot length): not judged", EXPFILL }},
+        { &ei_smp_no_dst_incarnation, { "simplemsg.no_dst_incarnation", PI_PROTOCOL, PI_WARN,
+            "Destination incarnation 0: only HELLO, PROBE and NAME_QUERY may not know the "
+            "receiver, which drops this packet", EXPFILL }},
     };
 
     module_t *smp_module;

@@ -543,6 +543,10 @@ def test_experts(opts):
     check(all("outside the server's window" in rows[n - 1]["_ws.expert.message"] for n in out),
           "an out-of-window frame has no expert info")
     check(rows[6]["simplemsg.duplicate_of"] == "2", "frame 7 is not marked as a copy of frame 2")
+    unaddressed = [int(r["frame.number"]) for r in rows
+                   if "only HELLO, PROBE and NAME_QUERY may not know" in r["_ws.expert.message"]]
+    check(unaddressed == [8], f"frames flagged for destination incarnation 0: {unaddressed}, "
+                              f"expected [8] (the HELLO of frame 1 names one: it may not)")
 
     pcap = os.path.join(opts.work_dir, "experts-mutated.pcap")
     fields = pcap + ".jsonl"
