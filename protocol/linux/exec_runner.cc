@@ -25,7 +25,8 @@ void close_fd(int* fd) {
 // Writes stdin and reads stdout in one poll loop: a command that answers before it has read all
 // its input (or reads more than a pipe holds before answering) must not deadlock us.
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
-                       size_t output_bytes_max, int wake_fd, const std::function<void()>& on_wake) {
+                       size_t output_bytes_max, int wake_fd, const std::function<void()>& on_wake,
+                       const std::function<bool()>& give_up) {
   ExecResult r;
   int in_pipe[2], out_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
@@ -42,10 +43,16 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  // A process group of its own: giving up kills the shell and what it started together.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/bin/sh", &fa, nullptr, const_cast<char**>(argv), environ);
+  const int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), environ);
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   close(in_pipe[0]);
   close(out_pipe[1]);
   int to_child = in_pipe[1], from_child = out_pipe[0];
@@ -64,7 +71,13 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
     // Slot 1 is stdin while it is open; a negative fd makes poll skip a slot.
     pollfd fds[3] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}, {wake_fd, POLLIN, 0}};
     if (poll(fds, 3, -1) < 0 && errno != EINTR) break;
-    if (wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) on_wake();
+    if (wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) {
+      on_wake();
+      if (give_up && give_up()) {
+        r.abandoned = true;
+        break;
+      }
+    }
     if (to_child >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
       const ssize_t n = write(to_child, input + written, input_bytes - written);
       if (n > 0) written += static_cast<size_t>(n);
@@ -85,12 +98,15 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   }
   close_fd(&to_child);
   close_fd(&from_child);
-  if (too_long) kill(pid, SIGKILL);
+  if (r.abandoned) kill(-pid, SIGKILL);  // the whole group (pid is its leader)
+  else if (too_long) kill(pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   r.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (too_long) {
+  if (r.abandoned) {
+    r.error = "its client gave up: command stopped";
+  } else if (too_long) {
     r.error = "command output larger than the largest message";
   } else if (r.exit_status != 0) {
     r.error = "command exited with status " + std::to_string(r.exit_status);

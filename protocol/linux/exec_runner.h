@@ -13,14 +13,18 @@ namespace smp::linux_peer {
 struct ExecResult {
   bool ok = false;          // started, exited 0, output within the limit
   int exit_status = -1;     // the command's exit status (or 128 + signal)
+  bool abandoned = false;   // give_up() said so: the command (its process group) was killed
   std::string error;        // why not ok, one line
   std::vector<uint8_t> output;
 };
 
 // While the command runs, `on_wake` is called whenever `wake_fd` (if >= 0) is readable: the
-// caller's event loop keeps running (an SMP endpoint must go on answering its peers).
+// caller's event loop keeps running (an SMP endpoint must go on answering its peers). After
+// each, `give_up` (if given) may say the answer is no longer wanted (its client gave up): the
+// command and whatever it started (its own process group) are killed at once.
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
                        size_t output_bytes_max, int wake_fd = -1,
-                       const std::function<void()>& on_wake = {});
+                       const std::function<void()>& on_wake = {},
+                       const std::function<bool()>& give_up = {});
 
 }  // namespace smp::linux_peer

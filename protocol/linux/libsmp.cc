@@ -1051,6 +1051,11 @@ Status Endpoint::error(Request& request, Status why, TimeNs deadline) {
   return from_wire(e);
 }
 
+bool Endpoint::given_up(const Request& request) {
+  const ApiCall call(*impl_);
+  return impl_->cancelled.count(uint32_t(request.receive_id)) != 0;
+}
+
 Status Endpoint::flush(TimeNs deadline) {
   const ApiCall call(*impl_);
   Driver& d = *impl_;

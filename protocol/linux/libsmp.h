@@ -156,6 +156,9 @@ class Endpoint {
   // The same without a copy: the bytes are kept until the client has acknowledged them.
   Status reply(Request& request, std::vector<uint8_t>&& data, TimeNs deadline);
   Status error(Request& request, Status why, TimeNs deadline);
+  // The client gave up on a received request (cancelled, past its deadline, or gone), as far
+  // as the endpoint has heard: there is nothing to answer (reply/error would say kCancelled).
+  bool given_up(const Request& request);
   // Runs the loop until every reply given is acknowledged by its client (or the deadline).
   Status flush(TimeNs deadline);
   // Runs the loop until the deadline (answers `names` and keeps peers alive meanwhile).

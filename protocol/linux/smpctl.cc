@@ -587,13 +587,18 @@ int cmd_serve(const Options& o) {
         continue;
       }
       const sl::TimeNs reply_deadline = sl::monotonic_ns() + o.timeout_ms * 1'000'000;
+      bool stopped = false;  // the command, killed: its client gave up
       if (command.empty()) {
         s = ep->reply(req, std::move(req.data), reply_deadline);
       } else {
         // The endpoint keeps answering probes and other packets while the command runs.
         sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax,
-                                           ep->wake_fd(), [&] { ep->step(); });
-        if (r.ok) {
+                                           ep->wake_fd(), [&] { ep->step(); },
+                                           [&] { return ep->given_up(req); });
+        if (r.abandoned) {
+          stopped = true;
+          s = sl::Status::kCancelled;  // said below
+        } else if (r.ok) {
           s = ep->reply(req, std::move(r.output), reply_deadline);
         } else {
           std::fprintf(stderr, "smpctl: %s: %s\n", command.c_str(), r.error.c_str());
@@ -601,7 +606,11 @@ int cmd_serve(const Options& o) {
         }
       }
       ++served;
-      if (s != sl::Status::kOk) std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
+      if (s != sl::Status::kOk && s != sl::Status::kCancelled)
+        std::fprintf(stderr, "smpctl: reply to a request of %zu bytes: %s\n", req.size_bytes, sl::status_text(s));
+      else if (s == sl::Status::kCancelled)
+        std::fprintf(stderr, "smpctl: a request of %zu bytes: its client gave up before the reply%s\n",
+                     req.size_bytes, stopped ? " (its command was stopped)" : "");
       if (o.json) std::printf("{\"request_size\":%zu,\"priority\":%u,\"status\":\"%s\"}\n", req.size_bytes,
                               unsigned(req.priority), sl::status_text(s));
       std::fflush(stdout);

@@ -401,6 +401,9 @@ def case_bad_input(h):
     expect_error(h, ["--timeout=500", "call", "b1/slow", "x"], ["timed out"], "a call past its deadline")
     r = h.run("A", ["--timeout=10000", "call", "b1/slow", "late"])
     check(r.stdout == "late", "the slow server serves the next call after the abandoned one")
+    log = open(slow.log_path).read()
+    check("its client gave up before the reply (its command was stopped)" in log,
+          f"the abandoned call's command was stopped, not run to its end: {log[-300:]!r}")
     # Nothing left blocked: the server still answers, and no smpctl of ours is still running.
     r = h.run("A", ["call", "b/echo", "still-here"])
     check(r.stdout == "still-here", "the server still answers after the bad calls")
