@@ -18,6 +18,10 @@ struct Channel {
     List held;         // received, unreplied SenderRecords (channel_link): their servers inherit
                        // the priority of the queue's front
     Thread* last_receiver;  // the thread that last received a message here (its served == this)
+    // Unblock pulses for this channel whose sender's own slot is taken: still pending on
+    // another channel (a sender abandoned there first), or gone with its thread. They coalesce
+    // here (value = the newest id, count = how many), so no abandonment goes untold.
+    PulseSlot unblock_overflow;
     size_t queued;
     size_t queued_high_water;
 };
@@ -150,9 +154,13 @@ void deliver_message(SenderRecord* r, Thread* t, MutParts parts, ReceiveInfo* in
             previous->served = nullptr;
             sched::set_effective_priority(previous, ipc::inherited_priority(previous));
         }
+        // What raised t as another channel's last receiver raises it no more (it kept that
+        // queue's top while serving here, also after those senders left).
+        sched::set_effective_priority(t, ipc::inherited_priority(t));
+    } else if (r->priority > t->priority) {
+        // The rest of the queue is at most r's priority (it was the front, or the queue is empty).
+        sched::set_effective_priority(t, r->priority);
     }
-    // The rest of the queue is at most r's priority (it was the front, or the queue is empty).
-    if (r->priority > t->priority) sched::set_effective_priority(t, r->priority);
     info->kind = ReceiveKind::kMessage;
     info->id = make_id(r);
     info->sender = r->sender;
@@ -193,7 +201,10 @@ void queue_pulse(Channel* ch, PulseSlot* slot) {
         return;
     }
     ++slot->count;
-    if (!slot->link.linked()) ch->pulses.push_back(&slot->link);
+    if (!slot->link.linked()) {
+        ch->pulses.push_back(&slot->link);
+        slot->queued_on = ch;
+    }
 }
 
 void unlink_pulse(PulseSlot* slot) {
@@ -221,8 +232,10 @@ void drop_held(Thread* server, SenderRecord* r) {
 //  5. R's later reply/error/read with that id finds no kReceived record with that serial, sees
 //     abandoned_serial and returns kSenderUnblocked (a clear error, never a reply to the wrong
 //     request: S's next message gets a new serial).
-//  6. If S sends again and is abandoned again before R consumed the first unblock pulse, the two
-//     pulses coalesce (value = the newest id, count = 2).
+//  6. If S sends again on C and is abandoned again before R consumed the first unblock pulse,
+//     the two pulses coalesce (value = the newest id, count = 2). Abandoned on another channel
+//     meanwhile, S's pulse goes to that channel's overflow slot (its own still waits on C), and
+//     a pending pulse whose thread ends moves there too (hand_over_unblock).
 void abandon_record(SenderRecord* r) {
     Channel* ch = r->channel;
     if (r->state == RecordState::kReceived) ++g.stats.unblock_pulses;
@@ -235,12 +248,37 @@ void abandon_record(SenderRecord* r) {
         r->state = RecordState::kIdle;
         r->server = nullptr;
         r->abandoned_serial = r->serial;
-        r->unblock.code = kPulseCodeUnblock;
-        r->unblock.value = static_cast<int64_t>(id);
-        r->unblock.priority = r->priority;
-        r->unblock.sender = r->sender;
-        queue_pulse(ch, &r->unblock);
+        // The record's own slot, unless it still waits on another channel (this sender was
+        // abandoned there first, and that server has not received since): then this
+        // channel's overflow slot. Coalescing into the other channel's told the wrong server.
+        PulseSlot* slot = &r->unblock;
+        if (slot->link.linked() && slot->queued_on != ch) slot = &ch->unblock_overflow;
+        slot->code = kPulseCodeUnblock;
+        slot->value = static_cast<int64_t>(id);
+        slot->priority = r->priority;
+        slot->sender = r->sender;
+        queue_pulse(ch, slot);
     }
+}
+
+// A record's unblock slot that is still pending when the record goes away (its thread ends):
+// its news moves to the channel's overflow slot instead of being lost.
+void hand_over_unblock(PulseSlot* slot) {
+    if (!slot->link.linked()) return;
+    Channel* ch = slot->queued_on;
+    PulseSlot* o = &ch->unblock_overflow;
+    List::remove(&slot->link);
+    if (!o->link.linked()) {
+        o->code = slot->code;
+        o->value = slot->value;
+        o->priority = slot->priority;
+        o->sender = slot->sender;
+        o->count = 0;
+        ch->pulses.push_back(&o->link);
+        o->queued_on = ch;
+    }
+    o->count += slot->count;
+    slot->count = 0;
 }
 
 void send_cancel(Thread* t) {
@@ -281,7 +319,8 @@ Status thread_init(Thread* t) {
 }
 
 void thread_fini(Thread* t) {
-    unlink_pulse(&t->sender.unblock);
+    IrqGuard guard;
+    hand_over_unblock(&t->sender.unblock);  // its server is still to be told
     record_unregister(&t->sender);
 }
 
@@ -489,11 +528,12 @@ Result<size_t> send(Connection* c, Parts message, MutParts reply, uint64_t deadl
     r->send_size = size;
     r->reply_capacity = parts_size(reply);
     r->result = Status::kTimedOut;
+    // A deadline already past (0: a poll) cannot wait for any reply: nothing is delivered, as
+    // on a remote connection (a server woken for it would find its sender gone at once).
+    if (deadline_ns == 0 || deadline_ns <= arch::now_ns()) return Result<size_t>::error(Status::kTimedOut);
     if (Thread* t = pop_receiver(ch)) {
         deliver_message(r, t, t->receive.parts, t->receive.info);
         sched::wake(t, Status::kOk);
-    } else if (deadline_ns == 0 || deadline_ns <= arch::now_ns()) {
-        return Result<size_t>::error(Status::kTimedOut);
     } else {
         enqueue_sender(ch, r);
     }

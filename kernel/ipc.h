@@ -37,7 +37,10 @@
 // - A sender whose deadline passes returns kTimedOut, also after the server received it; the
 //   server then gets an unblock pulse (code kPulseCodeUnblock, value = the receive id) at once
 //   and its later reply/error/read on that id returns kSenderUnblocked. (Steps numbered in
-//   ipc.cc, "The timeout race".)
+//   ipc.cc, "The timeout race".) Every abandonment is told to its own channel, also when the
+//   same sender's earlier one still waits on another channel, or its thread has ended since:
+//   such pulses coalesce in the channel's overflow slot (value = the newest id, count = how
+//   many). A send whose deadline has already passed (0: a poll) delivers nothing.
 // - channel_destroy() fails every queued and every received-but-unreplied sender with
 //   kChannelDestroyed and wakes blocked receivers with kChannelDestroyed; later sends on its
 //   connections return kChannelDestroyed. A thread that exits holding received messages fails
@@ -143,10 +146,12 @@ struct ReceiveInfo {
 enum class SenderKind : uint8_t { kLocalThread, kRemote };
 enum class RecordState : uint8_t { kIdle, kQueued, kReceived };
 
-// A pending pulse. Connections embed one (pulses from one connection coalesce into it) and every
-// SenderRecord embeds one for its unblock pulse, so queuing a pulse never allocates.
+// A pending pulse. Connections embed one (pulses from one connection coalesce into it), every
+// SenderRecord embeds one for its unblock pulse, and every channel one for unblock pulses whose
+// record's slot is taken, so queuing a pulse never allocates.
 struct PulseSlot {
     ListNode link;            // the channel's pulse queue
+    Channel* queued_on;       // that channel, while linked
     int32_t code;
     int64_t value;
     uint32_t count;
