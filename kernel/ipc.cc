@@ -44,6 +44,7 @@ struct IpcState {
     size_t free_count;
     uint64_t next_serial;
     const RemoteSenderOps* sender_ops;
+    void (*destroy_hook)(Channel*);  // set_channel_destroy_hook
     const RemoteConnectionOps* connection_ops;
     IpcStats stats;
     size_t inheritance_depth;  // nesting of priority propagation (bounded: kInheritanceDepthMax)
@@ -439,6 +440,7 @@ Result<Channel*> channel_create() {
 
 Status channel_destroy(Channel* ch) {
     if (!ch) return Status::kInvalidArgument;
+    if (g.destroy_hook) g.destroy_hook(ch);  // its names leave first (the bridge)
     IrqGuard guard;
     while (ListNode* n = ch->senders.front()) {
         SenderRecord* r = KERNEL_CONTAINER_OF(n, SenderRecord, link);
@@ -663,6 +665,7 @@ Status pulse_remote(Channel* ch, PulseSlot* slot, int32_t code, int64_t value, u
 }
 
 void set_remote_sender_ops(const RemoteSenderOps* ops) { g.sender_ops = ops; }
+void set_channel_destroy_hook(void (*hook)(Channel*)) { g.destroy_hook = hook; }
 void set_remote_connection_ops(const RemoteConnectionOps* ops) { g.connection_ops = ops; }
 
 Status record_register(SenderRecord* r) {

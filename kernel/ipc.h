@@ -249,6 +249,10 @@ size_t parts_size(MutParts parts);
 // ---- Bridge hooks ----
 void set_remote_sender_ops(const RemoteSenderOps* ops);
 void set_remote_connection_ops(const RemoteConnectionOps* ops);
+// Called first by channel_destroy, in the destroying thread with interrupts enabled (it may
+// wait): the bridge detaches the service names attached for the channel, so no remote request
+// or pulse, and no name_open, reaches it after.
+void set_channel_destroy_hook(void (*hook)(Channel* channel));
 Status record_register(SenderRecord* record);
 void record_unregister(SenderRecord* record);
 // run_receiver_now: a receiver waiting on the channel takes the message and runs at once, before

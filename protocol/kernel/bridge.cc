@@ -56,7 +56,7 @@ struct RemoteConn {
     uint16_t source;   // its number in PULSE's source field (SPEC.md 4.7): 1..65535, reused
 };
 
-enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kSnapshot };
+enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kDetach, kSnapshot };
 
 struct RemoteRec;
 
@@ -151,6 +151,7 @@ struct Bridge {
     RemoteRec* recs = nullptr;
     size_t rec_count = 0;
     bool running = false;
+    kernel::Thread* net_thread = nullptr;  // the engine's one owner
     // Shared with other threads (interrupts disabled around every touch).
     kernel::List ops;
     kernel::List completions;
@@ -330,9 +331,10 @@ void give_up(smp::Instant now, kernel::List& abandoned) {
         Op* op = KERNEL_CONTAINER_OF(n, Op, abandon_link);
         if (op->kind == OpKind::kRead) {
             RemoteRec* r = op->rec;
-            if (r->read_op != op) continue;  // cannot happen (see above)
-            g.engine->abandon_read(now, smp::RequestHandle{r->handle});
-            r->read_op = nullptr;
+            if (r->read_op == op) {  // (else its record ended the read first, and finished it)
+                g.engine->abandon_read(now, smp::RequestHandle{r->handle});
+                r->read_op = nullptr;
+            }
         } else {
             kernel::List::remove(&op->link);  // kLookup: on g.lookups until answered
             g.engine->cancel_lookup(smp::LookupHandle{op->handle});
@@ -561,6 +563,7 @@ void release_hold(RemoteRec* r, Status result) {
 void free_rec(RemoteRec* r) {
     if (g_rec_index[rec_slot(r->handle)] == r) g_rec_index[rec_slot(r->handle)] = nullptr;
     release_hold(r, Status::kSenderUnblocked);  // freed before kReplyDone: the sender is gone
+    if (r->read_op) finish(r->read_op, Status::kSenderUnblocked);  // its reader, never left waiting
     r->reply_count = 0;
     r->phase = Phase::kFree;
     r->handle = 0;
@@ -685,6 +688,37 @@ void conn_close(void* handle) { kernel::heap::release(handle); }
 const kernel::RemoteConnectionOps kConnectionOps = {conn_send, conn_pulse, conn_close};
 
 // ---- The net thread ----------------------------------------------------------------------------
+
+// Net thread: the names attached for a channel being destroyed leave the engine and the table;
+// their remote pulse slots leave its pulse queue (the slots are reused by the next attach).
+void detach_channel(kernel::Channel* ch) {
+    for (Attached& a : g.attached) {
+        if (a.channel != ch) continue;
+        g.engine->name_detach(a.name);
+        IrqLock lock;
+        for (RemotePulseSlot& ps : a.pulse_slots) {
+            if (ps.slot.link.linked()) kernel::List::remove(&ps.slot.link);
+            ps.slot.count = 0;
+        }
+        a.channel = nullptr;
+    }
+}
+
+// kernel::set_channel_destroy_hook: in the destroying thread, before the channel goes.
+void on_channel_destroy(kernel::Channel* ch) {
+    if (!g.running) return;
+    bool attached = false;
+    for (const Attached& a : g.attached) attached = attached || a.channel == ch;
+    if (!attached) return;
+    if (kernel::thread_current() == g.net_thread) {
+        detach_channel(ch);
+        return;
+    }
+    Op op;
+    op.kind = OpKind::kDetach;
+    op.channel = ch;
+    submit(&op);
+}
 
 Attached* attached_at(uint32_t channel) {
     if (channel == 0 || channel > kAttachedMax) return nullptr;
@@ -837,11 +871,17 @@ void on_request(const smp::Event& e) {
 void on_request_cancelled(const smp::Event& e) {
     RemoteRec* r = find_rec(e.handle);
     if (!r) return;
-    if (r->phase == Phase::kInKernel) {
-        if (r->read_op) finish(r->read_op, Status::kSenderUnblocked);
-        r->read_op = nullptr;
-        kernel::cancel_remote(&r->record);  // queued: leaves; received: unblock pulse to server
-        free_rec(r);
+    bool taken;
+    {
+        // Checked and taken at once: a server above the net thread's priority may reply in
+        // between (rec_complete: kCompleting, on g.completions), and a record freed here too
+        // would then sit on two lists.
+        IrqLock lock;
+        taken = r->phase == Phase::kInKernel;
+        if (taken) kernel::cancel_remote(&r->record);  // queued: leaves; received: unblock pulse
+    }
+    if (taken) {
+        free_rec(r);  // ends a read in progress (kSenderUnblocked)
     } else if (r->phase == Phase::kReplying) {
         free_rec(r);  // the handle is dead: the engine no longer borrows the reply
     }
@@ -1037,6 +1077,10 @@ void start_op(Op* op) {
         finish(op, from_wire(e, 0));
         return;
     }
+    case OpKind::kDetach:
+        detach_channel(op->channel);
+        finish(op, Status::kOk);
+        return;
     case OpKind::kSnapshot:
         op->fn(op->ctx);
         finish(op, Status::kOk);
@@ -1048,6 +1092,15 @@ void complete_rec(RemoteRec* r) {
     const smp::Instant now = last_us();
     g_lat.s[4] = lat_now();
     g_lat.s_wait_tx = g_lat.on;
+    if (Op* reader = r->read_op) {
+        // Another thread answered this receive id (or its channel went) while a read() pulled
+        // the rest of the message: the pull ends, and so does the read, as a local read() of
+        // an answered id would (the engine's reply drops the pull without a kReadDone).
+        g.engine->abandon_read(now, smp::RequestHandle{r->handle});
+        r->read_op = nullptr;
+        finish(reader, r->status == Status::kChannelDestroyed ? Status::kChannelDestroyed
+                                                              : Status::kBadReceiveId);
+    }
     smp::ErrorCode e;
     if (r->status == Status::kOk) {
         e = g.engine->reply(now, smp::RequestHandle{r->handle}, static_cast<uint32_t>(r->code),
@@ -1071,6 +1124,7 @@ void net_start_client(void*) {
     }
     raw_setflags(g.pcb, RAW_FLAGS_HDRINCL);  // transmit() writes the IP header
     raw_recv(g.pcb, raw_input, nullptr);
+    g.net_thread = kernel::thread_current();
     g.running = true;
 }
 
@@ -1303,6 +1357,7 @@ void init() {
     g.engine->name_attach("_stats", kStatsChannel);
     kernel::set_remote_sender_ops(&kSenderOps);
     kernel::set_remote_connection_ops(&kConnectionOps);
+    kernel::set_channel_destroy_hook(on_channel_destroy);
     if (!net::net_register_client(net::NetClient{"smp", net_start_client, net_run, nullptr})) {
         print_wire_error("net client table full");
         return;

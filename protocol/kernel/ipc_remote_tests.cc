@@ -503,6 +503,23 @@ void run_cases(const char* node) {
                "status %s", kernel::status_name(r.status));
         if (r.is_ok()) kernel::disconnect(r.value);
     }
+    {  // a name whose channel was destroyed leaves with it (the bridge held a dangling pointer:
+       // requests, pulses and name_opens for it reached freed memory)
+        auto ch = kernel::channel_create();
+        const bool attached = ch.is_ok() && name_attach("_ipcgone", ch.value) == Status::kOk;
+        if (ch.is_ok()) kernel::channel_destroy(ch.value);
+        char here[64];
+        kernel::format(here, sizeof here, "%s/_ipcgone", net::net_config().name);
+        auto r = name_open(here, kernel::deadline_after(kCaseGuardNs));
+        expect(attached && !r.is_ok() && r.status == Status::kNoSuchService,
+               "a name whose channel was destroyed: no-such-service", "attached %d status %s",
+               int(attached), kernel::status_name(r.status));
+        if (r.is_ok()) kernel::disconnect(r.value);
+        const bool again = ch.is_ok() && (ch = kernel::channel_create()).is_ok() &&
+                           name_attach("_ipcgone", ch.value) == Status::kOk;  // the name is free
+        expect(again, "the destroyed channel's name can be attached again");
+        if (ch.is_ok()) kernel::channel_destroy(ch.value);
+    }
     {  // a lookup past its deadline: a bare name asks every static peer, and the `host` peer
        // that `./smp up` adds (the cluster namespace) is silent unless an smpctl serves there,
        // so the lookup would wait for it to be declared down (~1 s); 20 ms ends it first.
