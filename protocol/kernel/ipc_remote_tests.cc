@@ -4,6 +4,8 @@
 // mirror tests/kernel/cases (send/reply, multi-part, truncation and read, reply codes, errors,
 // deadlines with the unblock pulse, priority, pulses, unknown service, too large) with the
 // deliberate differences listed in protocol/kernel/README.md.
+#include <new>
+
 #include "arch/arch.h"
 #include "bridge.h"
 #include "command_line.h"
@@ -42,6 +44,8 @@ struct ServerState {
     uint8_t priorities[kSendersMax];
     uint32_t priority_count;
     bool sleeping;                // serving an 's'/'S' request or an `ipctest pause` now
+    uint32_t reader_ended;        // 'h': the reader thread returned (1) or not yet (0)
+    int32_t reader_status;        // ... and what its read() returned
     uint64_t pause_ns;            // `ipctest pause MS`: how long the next pause pulse holds it
 };
 // `ipctest pause MS` pulses the server with this code (from a local connection): it stops
@@ -88,6 +92,25 @@ uint64_t hash_message(const kernel::ReceiveInfo& info, const uint8_t* head, uint
     }
     return h;
 }
+// 'h': a second thread reads the rest of the request (no deadline) while the server answers it.
+struct HangReader {
+    kernel::ReceiveId id;
+    size_t offset, bytes;
+    uint8_t* buf;
+    bool started;
+    kernel::Event done;
+};
+void hang_reader_thread(void* arg) {
+    auto* h = static_cast<HangReader*>(arg);
+    h->started = true;
+    kernel::MutPart m{h->buf, h->bytes};
+    g_srv.reader_status = static_cast<int32_t>(
+        kernel::read(h->id, h->offset, kernel::MutParts{&m, 1}, kernel::kNoDeadline).status);
+    g_srv.reader_ended = 1;
+    h->done.signal();
+    kernel::thread_exit(0);
+}
+
 void server_main(void*) {
     auto ch = kernel::channel_create();
     if (!ch.is_ok()) kernel::thread_exit(1);
@@ -151,6 +174,41 @@ void server_main(void*) {
             break;
         }
         case 'r': kernel::reply(info.id, static_cast<int32_t>(arg), kernel::Parts{nullptr, 0}); break;
+        case 'h': {  // a read() left pulling while this thread answers the request ('k' tells)
+            const size_t rest = info.size > info.copied ? info.size - info.copied : 0;
+            // On the heap: a reader left waiting (the defect) keeps it, and leaks it.
+            void* block = kernel::heap::allocate(sizeof(HangReader));
+            auto* buf = static_cast<uint8_t*>(kernel::heap::allocate(rest ? rest : 1));
+            if (!block || !buf || rest == 0) {
+                if (block) kernel::heap::release(block);
+                if (buf) kernel::heap::release(buf);
+                kernel::error(info.id, Status::kInvalidArgument);
+                break;
+            }
+            auto* h = new (block) HangReader{info.id, info.copied, rest, buf, false, {}};
+            g_srv.reader_ended = 0;
+            auto t = kernel::thread_create("hang-read", hang_reader_thread, h, kernel::kPriorityDefault);
+            if (!t.is_ok()) {
+                kernel::error(info.id, Status::kNoMemory);
+                break;
+            }
+            while (!h->started) kernel::sleep_for(kMs);
+            kernel::sleep_for(2 * kMs);  // its pull under way (a remote sender's bytes)
+            kernel::reply(info.id, 0, kernel::Parts{nullptr, 0});
+            // A reader left waiting is the defect; a guard only bounds this server's wait.
+            if (h->done.wait(kernel::deadline_after(5000 * kMs)) == Status::kOk) {
+                kernel::thread_join(t.value);
+                h->~HangReader();
+                kernel::heap::release(block);
+                kernel::heap::release(buf);
+            }
+            break;
+        }
+        case 'k': {
+            uint64_t w[2] = {g_srv.reader_ended, uint64_t(uint32_t(g_srv.reader_status))};
+            reply_words(info.id, w, 2);
+            break;
+        }
         case 'x': kernel::error(info.id, static_cast<Status>(arg)); break;
         case 's': {
             g_srv.sleeping = true;
@@ -487,6 +545,30 @@ void run_cases(const char* node) {
                               kernel::deadline_after(kCaseGuardNs));
         expect(r.status == Status::kMessageTooLarge, "limit + 1 B: message-too-large", "status %s",
                kernel::status_name(r.status));
+    }
+    {  // a read() of the rest of a request, pulling, while another thread of the server answers
+       // that request: the read ends (it waited forever: the reply dropped the pull unsaid)
+        const size_t n = size_t{1} << 20;
+        auto* m = static_cast<uint8_t*>(kernel::heap::allocate(n));
+        if (m) {
+            m[0] = 'h';
+            for (size_t i = 1; i < n; ++i) m[i] = uint8_t(i * 13);
+            kernel::Part p{m, n};
+            auto r = kernel::send(c, kernel::Parts{&p, 1}, kernel::MutParts{nullptr, 0},
+                                  kernel::deadline_after(kCaseGuardNs));
+            kernel::heap::release(m);
+            uint64_t w[2] = {};
+            auto q = call(c, op('k'), w, sizeof w);
+            const Status rs = static_cast<Status>(uint32_t(w[1]));
+            expect(r.is_ok() && q.is_ok() && w[0] == 1 &&
+                       (rs == Status::kOk || rs == Status::kBadReceiveId ||
+                        rs == Status::kSenderUnblocked),
+                   "a read() while another thread answers the request: it ends",
+                   "send %s query %s ended %lu read %s", kernel::status_name(r.status),
+                   kernel::status_name(q.status), w[0], kernel::status_name(rs));
+        } else {
+            expect(false, "a read() while another thread answers the request", "no memory");
+        }
     }
     kernel::disconnect(c);
     {  // unknown service on that node
