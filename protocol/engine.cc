@@ -2560,7 +2560,9 @@ Transmit poll_lookup(E& e, size_t li, Lookup& l, uint8_t* out, size_t cap) {
     } else {
         while (l.cursor < e.c.peers_max && !target) {
             uint16_t i = l.cursor++;
-            if (e.m.peers[i].state != PeerState::kFree && e.m.peers[i].is_static) {
+            // A peer that said "not here" is not asked again (it was every probe interval).
+            const bool answered = (l.answered[i / 64] >> (i % 64)) & 1;
+            if (e.m.peers[i].state != PeerState::kFree && e.m.peers[i].is_static && !answered) {
                 pi = i;
                 target = true;
             }
@@ -2577,7 +2579,7 @@ Transmit poll_lookup(E& e, size_t li, Lookup& l, uint8_t* out, size_t cap) {
     msg.name.channel = 0;
     msg.name.name_bytes = l.bytes;
     copy_bytes(reinterpret_cast<uint8_t*>(msg.name.name), reinterpret_cast<const uint8_t*>(l.name), l.bytes);
-    return emit(e, pi, msg, out, cap, 0, 0);
+    return emit(e, pi, msg, out, cap, l.retries ? wire::kFlagRetransmission : 0, 0);  // a repeat says so (3.2)
 }
 
 }  // namespace

@@ -1263,6 +1263,33 @@ TEST(Engine, NamesResolveThroughTheStaticTable) {
     EXPECT_EQ(a.engine->peer_by_name("n9").error, ErrorCode::kNoSuchService);
 }
 
+// A bare-name lookup asks every static peer again each probe interval until K rounds, but not
+// one that has said "not here": it asked it again every 20 ms for as long as one peer (a silent
+// `host`) kept the lookup going: ~50 queries each, and as many answers.
+TEST(Engine, ALookupDoesNotAskAgainAPeerThatSaidNo) {
+    StaticPeer table[4] = {{"n1", 0x0A000001, 0}, {"n2", 0x0A000002, 0}, {"n3", 0x0A000003, 0},
+                           {"silent", 0x0A000009, 0}};
+    Box a(0x0A000001, 11, table, 4), b(0x0A000002, 22, table, 4), c(0x0A000003, 33, table, 4);
+    Lan lan;
+    lan.boxes = {&a, &b, &c};
+    int replies = 0, queries = 0, repeats_flagged = 0;
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>&, const wire::Message& m) {
+        if (m.header.type == wire::Type::kNameReply) replies++;
+        if (&from == &a && m.header.type == wire::Type::kNameQuery) {
+            queries++;
+            if (m.header.flags & wire::kFlagRetransmission) repeats_flagged++;
+        }
+    };
+    ASSERT_TRUE(a.engine->name_lookup(lan.now, "nowhere").ok());
+    Event ev;
+    lan.run([&] { return take(a, EventType::kNameResolved, ev); }, lan.now + 5'000'000);
+    EXPECT_EQ(ev.type, EventType::kNameResolved);
+    EXPECT_EQ(ev.error, ErrorCode::kNoSuchService);  // two said no, the silent one never answered
+    EXPECT_EQ(replies, 2);                            // n2 and n3 asked once each
+    EXPECT_GT(queries, 10);                           // the silent one asked on
+    EXPECT_EQ(repeats_flagged, queries - 3);          // all but the first round say so
+}
+
 // A lookup its caller gave up frees its slot at once (before: the slot stayed until the engine
 // ended the lookup, K probe intervals, so many given up at once exhausted lookups_max).
 TEST(Engine, CancelledLookupFreesItsSlotAndEndsSilently) {
