@@ -580,6 +580,11 @@ def console_command(node, command, until, timeout_s):
     including the first line matching the regex until."""
     s = connect_console(node)
     pattern = re.compile(until, re.M)
+    # The shell echoes each command line as it reads it (after the prompt that ended the one
+    # before): the reply is what follows our echo. Output still due from an earlier command (one
+    # whose caller stopped waiting) comes before it, and is not taken for this reply.
+    echo = re.compile(r"(?:^|> )" + re.escape(command) + r"\r?\n", re.M)
+    start = None  # where our echo line begins
     buf = ""
     deadline = time.monotonic() + timeout_s
     s.sendall((command + "\n").encode())
@@ -593,14 +598,21 @@ def console_command(node, command, until, timeout_s):
             if not chunk:
                 break
             buf += chunk.decode(errors="replace")
-            m = pattern.search(buf)
+            if start is None:
+                e = echo.search(buf)
+                if not e:
+                    continue
+                start = e.start() + (2 if e.group(0).startswith("> ") else 0)
+            # From our echo on, as if the output began there (`^` matches at its start).
+            view = buf[start:]
+            m = pattern.search(view)
             # The matching line is complete once its newline arrived (a prompt has none).
-            if m and (m.group(0).endswith("> ") or buf.find("\n", m.end()) >= 0):
-                end = buf.find("\n", m.end())
-                return buf[:end + 1 if end >= 0 else len(buf)], True
+            if m and (m.group(0).endswith("> ") or view.find("\n", m.end()) >= 0):
+                end = view.find("\n", m.end())
+                return view[:end + 1 if end >= 0 else len(view)], True
     finally:
         s.close()
-    return buf, False
+    return buf[start or 0:], False
 
 
 def console_interactive(node):

@@ -7,6 +7,7 @@ starts it (the same helper), so that the root work-around is what gets tested.
 import argparse
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -600,7 +601,8 @@ def test_live(opts):
         reader = subprocess.Popen([os.path.join(ROOT, "smp"), "tshark", "--live", "--netns", ns,
                                    "--iface", "lo", "-c", str(len(packets)), "-Y", "simplemsg",
                                    "-T", "fields", "-e", "simplemsg.type"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)  # its dumpcap and tshark: one group
         sender = ("import socket,sys\n"
                   "s=socket.socket(socket.AF_INET,socket.SOCK_RAW,121)\n"
                   "for h in sys.argv[1:]: s.sendto(bytes.fromhex(h),('127.0.0.1',0))\n")
@@ -610,11 +612,11 @@ def test_live(opts):
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", sender,
                             *[p.hex() for p in packets]], check=True)
         if reader.poll() is None:
-            reader.kill()
+            os.killpg(reader.pid, signal.SIGKILL)  # ours: the group started above
         out, err = reader.communicate(timeout=10)
     finally:
         if reader and reader.poll() is None:
-            reader.kill()
+            os.killpg(reader.pid, signal.SIGKILL)
             reader.wait()
         subprocess.run(["ip", "netns", "del", ns])
     # Packets sent before the capture runs are not seen; the batch is resent until tshark has
