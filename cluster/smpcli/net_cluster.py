@@ -35,6 +35,7 @@ NETNS = os.environ.get("SMP_NETNS", "smpnet")
 BRIDGE = "br0"
 SUBNET_PREFIX = "10.77.0."
 NS_ADDRESS = SUBNET_PREFIX + "1"
+HOST_PEER = "host"            # the nodes' peer-table name for NS_ADDRESS (Linux peers: smpctl)
 PREFIX_LEN = 24
 NODE_MEMORY_MB = 128          # default node memory: room for lwIP's pools and large messages
 # Below 32 MiB the kernel has no room for the engine beside lwIP; it uses no RAM above 4 GiB, and
@@ -253,7 +254,7 @@ def qemu_command(state, node, image, nic, memory_mb):
         # The remote bridge's static peer table (protocol/kernel/): every node, and the
         # namespace's own address as "host" (Linux peers there: smpctl).
         append += " peers=" + ",".join([f"node{i}@{node_ip(i)}" for i in range(1, state["count"] + 1)]
-                                       + [f"host@{NS_ADDRESS}"])
+                                       + [f"{HOST_PEER}@{NS_ADDRESS}"])
     if state.get("extra_append"):
         append += " " + state["extra_append"]  # e.g. services=echo,kv (./smp up --append)
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",

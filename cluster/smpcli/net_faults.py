@@ -22,7 +22,7 @@ LOSS_TABLE = "smp_loss"
 DUP_TABLE = "smp_dup"
 PART_TABLE = "smp_part"
 BRIDGE_HOOKS = ("forward", "input", "output")
-HOST = "host"   # the namespace's own address, as the nodes' peer tables name it
+HOST = nc.HOST_PEER  # the namespace's own address, as the nodes' peer tables name it
 
 
 def _require(state):

@@ -56,6 +56,7 @@ CASES = [
     (["fault", "partition", "node1"], "usage: ./smp fault partition"),
     (["fault", "heal", "node1"], "usage: ./smp fault heal"),
     (["fault", "partition", "node1", "node2"], "no cluster is up"),
+    (["smpctl", "host", "names"], "no cluster is up" if os.geteuid() == 0 else "needs root"),
 ]
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 
 from .. import common
+from .. import net_cluster
 
 PACKAGES = {
     "linux": ["iproute2", "nftables", "tcpdump", "util-linux"],
@@ -150,13 +151,21 @@ def cmd_linux_pair(args):
 
 
 def cmd_smpctl(args):
-    """Runs the built smpctl inside side A or B of the pair, with the pair's peer table."""
-    pair = Pair(args.prefix, args.subnet)
+    """Runs the built smpctl inside side A or B of the pair, with the pair's peer table, or
+    (side `host`) in the cluster's namespace as the nodes' `host` peer, with the nodes as its
+    peer table."""
     if not common.is_root():
-        common.die("smpctl in the namespace pair needs root (ip netns exec, raw sockets)")
-    side = args.side.upper()
-    if pair.ns[side] not in _namespaces():
-        common.die(f"namespace {pair.ns[side]} does not exist: run ./smp linux-pair up first")
+        common.die("smpctl in a namespace needs root (ip netns exec, raw sockets)")
+    host = args.side.lower() == "host"
+    if host:
+        state = net_cluster.require_state()
+        if state["mode"] != "root":
+            common.die("smpctl host needs the root mode's cluster (its bridge address)")
+    else:
+        pair = Pair(args.prefix, args.subnet)
+        side = args.side.upper()
+        if pair.ns[side] not in _namespaces():
+            common.die(f"namespace {pair.ns[side]} does not exist: run ./smp linux-pair up first")
     smpctl = os.path.join(common.build_dir(), "protocol", "linux", "smpctl")
     # Brought up to date every time (ninja does nothing when it is current): a stale smpctl would
     # speak an older protocol. Quiet unless it fails, so that smpctl's own output (--json) is all
@@ -168,8 +177,14 @@ def cmd_smpctl(args):
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
         common.die(f"smpctl did not build (status {r.returncode})")
-    argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
-            f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]
+    if host:
+        peers = [f"--peer={nd['name']}={nd['ip']}" for nd in state["nodes"]]
+        argv = net_cluster.ns_prefix(state) + [smpctl, "--name=" + net_cluster.HOST_PEER,
+                                               f"--address={net_cluster.NS_ADDRESS}", *peers,
+                                               *args.rest]
+    else:
+        argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
+                f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]
     # smpctl takes this process's place (ip netns exec execs it too): a signal to
     # `./smp smpctl b serve echo &` reaches the server itself, and none is left behind.
     return common.exec_replace(argv)
@@ -409,11 +424,15 @@ def register(sub, modules):
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=cmd_linux_pair)
 
-    p = sub.add_parser("smpctl", help="run smpctl in side A or B of the linux-pair (root)",
-                       description="Runs the built smpctl in namespace PREFIX+SIDE with the peer "
-                       "table a=10.78.0.1, b=10.78.0.2; e.g. ./smp smpctl b serve echo, then "
-                       "./smp smpctl a call b/echo hello")
-    p.add_argument("side", choices=["a", "b", "A", "B"])
+    p = sub.add_parser("smpctl", help="run smpctl in the cluster's namespace (host) or in side A "
+                                      "or B of the linux-pair (root)",
+                       description="host: smpctl in the cluster's namespace, as the peer the nodes "
+                       "call `host` (10.77.0.1), with every node in its peer table; e.g. "
+                       "./smp smpctl host call node1/echo hello, ./smp smpctl host serve upper "
+                       "(then, on a node: call host/upper x). a, b: in namespace PREFIX+SIDE with "
+                       "the peer table a=10.78.0.1, b=10.78.0.2; e.g. ./smp smpctl b serve echo, "
+                       "then ./smp smpctl a call b/echo hello")
+    p.add_argument("side", choices=["host", "a", "b", "A", "B"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="smpctl's options and command")
     p.add_argument("--prefix", default=kDefaultPrefix)
     p.add_argument("--subnet", default=kDefaultSubnet)

@@ -195,7 +195,7 @@ def write_peer_config(state, path):
     return path
 
 
-kLinuxPeer = "host"   # the nodes' peer-table name for the namespace's address (./smp up)
+kLinuxPeer = nc.HOST_PEER  # the nodes' peer-table name for the namespace's address
 
 
 def _start_linux_server(state):
