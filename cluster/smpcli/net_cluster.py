@@ -393,7 +393,7 @@ def wait_ready(state, timeout_s=BOOT_TIMEOUT_S):
     while pending:
         for name, nd in list(pending.items()):
             text = log_text(nd["log"])
-            failed = re.search(r"^node: error.*$", text, re.M)
+            failed = re.search(r"^(?:node|services|bridge): error.*$", text, re.M)
             if failed:
                 common.die(f"{name} failed to start: {failed.group(0)} (log: {nd['log']})")
             if READY_MARK in text:

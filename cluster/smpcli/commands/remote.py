@@ -560,7 +560,7 @@ BENCHES["smp"] = bench_smp
 
 
 def register(sub, modules):
-    p = sub.add_parser("demo", help="boot 3 nodes with echo and kv services, call them across "
+    p = sub.add_parser("demo", help="boot 3 nodes with echo, kv and sink services, call them across "
                                     "nodes, print a summary, keep a capture, shut down")
     p.add_argument("--nic", choices=["virtio", "e1000"], default="virtio")
     p.add_argument("--capture", default=None,
