@@ -246,8 +246,17 @@ Lat g_lat;
 uint32_t g_lat_c_samples[kClientMarks][kLatSamples], g_lat_s_samples[kServerMarks][kLatSamples];
 uint64_t lat_now() { return g_lat.on ? arch::now_ns() : 0; }
 
+// A call's marks are of one exchange only when they come in order: a call that also looked a
+// name up (or whose marks another event overwrote) is not sampled (its differences wrapped).
+template <size_t N>
+bool lat_in_order(const uint64_t (&m)[N]) {
+    for (size_t i = 1; i < N; ++i)
+        if (m[i] < m[i - 1]) return false;
+    return true;
+}
+
 void lat_client_done() {
-    if (!g_lat.on) return;
+    if (!g_lat.on || !lat_in_order(g_lat.c)) return;
     for (size_t i = 1; i < kClientMarks; ++i) {
         const uint64_t d = g_lat.c[i] - g_lat.c[i - 1];
         g_lat.c_sum[i] += d;
@@ -256,7 +265,7 @@ void lat_client_done() {
     ++g_lat.c_count;
 }
 void lat_server_done() {
-    if (!g_lat.on) return;
+    if (!g_lat.on || !lat_in_order(g_lat.s)) return;
     for (size_t i = 1; i < kServerMarks; ++i) {
         const uint64_t d = g_lat.s[i] - g_lat.s[i - 1];
         g_lat.s_sum[i] += d;
