@@ -701,6 +701,9 @@ def save_capture(out_path, seconds=None):
     state = load_state()
     cap_dir = os.path.join(run_dir(), "capture")
     out_path = os.path.abspath(out_path)
+    folder = os.path.dirname(out_path)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        common.die(f"capture: cannot write into {folder} (no such folder, or not writable)", 2)
     if seconds is not None:
         if state is None:
             common.die("no cluster is up: a live recording needs one (./smp up)")

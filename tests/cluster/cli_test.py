@@ -34,6 +34,7 @@ CASES = [
     (["exec", "true"], "no cluster is up"),
     (["capture", "--seconds", "0"], "--seconds must be positive"),
     (["capture", "--seconds", "1"], "no cluster is up"),
+    (["capture", "/nonexistent-folder/x.pcap"], "capture: cannot write into /nonexistent-folder"),
     (["soak", "--seconds", "-1"], "--seconds must be positive"),
     (["soak", "--target", "everything"], "invalid choice"),
     (["demo", "--capture", "/nonexistent-folder/demo.pcap"], "--capture: cannot write"),

@@ -184,7 +184,9 @@ def register(sub, modules):
     p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("capture", help="save the cluster's ring capture (or record live) as pcap")
-    p.add_argument("file", nargs="?", default="cluster.pcap")
+    p.add_argument("file", nargs="?", default="cluster.pcap",
+                   help="where to write it (default: cluster.pcap in the current folder); the ring "
+                        "keeps the last 8 x 4 MB of the cluster's traffic")
     p.add_argument("--seconds", type=float, help="record live for this long instead")
     p.set_defaults(func=cmd_capture)
 
