@@ -34,7 +34,6 @@ CASES = [
     (["exec", "true"], "no cluster is up"),
     (["capture", "--seconds", "0"], "--seconds must be positive"),
     (["capture", "--seconds", "1"], "no cluster is up"),
-    (["capture", "/nonexistent-folder/x.pcap"], "capture: cannot write into /nonexistent-folder"),
     (["soak", "--seconds", "-1"], "--seconds must be positive"),
     (["soak", "--target", "everything"], "invalid choice"),
     (["demo", "--capture", "/nonexistent-folder/demo.pcap"], "--capture: cannot write"),
@@ -116,7 +115,7 @@ def main():
         with open(os.path.join(cap, "ring.pcap"), "wb") as f:
             f.write(b"\xd4\xc3\xb2\xa1" + bytes(60))
         bad = os.path.join(run_dir, "no-such-folder", "x.pcap")
-        judge("./smp capture NO-SUCH-FOLDER/x.pcap", [SMP, "capture", bad], "No such file or directory",
+        judge("./smp capture NO-SUCH-FOLDER/x.pcap", [SMP, "capture", bad], "cannot write into",
               env, failures)
 
         # Output to a reader that has gone (`./smp help | head -0`): no traceback, nothing on stderr.
