@@ -337,6 +337,7 @@ struct Engine::Impl {
     uint32_t pool_block_count = 0, pool_free_head = 0, pool_free_count = 0;
     uint16_t send_free = 0, req_free = 0;  // free-list heads (index + 1; 0 = empty)
     uint32_t events_max = 0, ev_head = 0, ev_count = 0, pulse_events = 0;
+    uint64_t numbering_lapse_us = 0;  // E::numbering_lapse, worked out once
     uint32_t ctl_head = 0, ctl_count = 0;
     Event ev_scratch;          // E::new_event's answer when the ring is full (never, by sizing)
     uint32_t nonce_state = 0;
@@ -501,6 +502,8 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
         m.lookups[i].answered = m.lookup_bits + i * answered_words(config);
     }
     m.nonce_state = uint32_t(config.incarnation ^ (config.incarnation >> 32)) | 1;
+    const uint64_t dead = config.dead_after_us();
+    m.numbering_lapse_us = config.peer_linger_us > dead ? config.peer_linger_us - dead : config.peer_linger_us;
     ok_ = true;
     // The static peer table (SPEC.md section 2): entries that are never evicted.
     for (size_t i = 0; i < config.static_peers_count; i++) {
@@ -693,10 +696,7 @@ struct E {
     // A client's silence after which its server takes its numbering anew (5.1): the client
     // numbers anew only past peer_linger without business with us, and its last packets (an
     // acknowledgement, a CANCEL's repeats) trail that business by far less than dead_after.
-    uint64_t numbering_lapse() const {
-        const uint64_t dead = c.dead_after_us();
-        return c.peer_linger_us > dead ? c.peer_linger_us - dead : c.peer_linger_us;
-    }
+    uint64_t numbering_lapse() const { return m.numbering_lapse_us; }
     bool busy(const Peer& p) const {
         return p.sends_live || p.reqs_live || p.state == PeerState::kConnecting || p.is_static;
     }
