@@ -2,6 +2,7 @@
 crash and new boot (`kill/boot/restart`), faults on the network (`fault`), bench net."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -63,7 +64,8 @@ def cmd_console(args):
         if not ok:
             common.die(f"no reply matching '{args.until}' from {node['name']} within "
                        f"{args.timeout} s (log: {node['log']})")
-        return 0
+        # The shell's errors are lines "[command: ...]error: ...": the status says so too.
+        return 1 if re.search(r"^(?:[\w.-]+: )*error: ", out, re.M) else 0
     if args.interactive:
         net_cluster.console_interactive(node)
         return 0
@@ -124,7 +126,7 @@ def _fault_text(f):
 def cmd_fault(args):
     what, rest = args.what, args.args
     # The arguments first: a bad one is refused whether a cluster is up or not.
-    if args.dup and what != "loss":
+    if args.dup is not None and what != "loss":
         common.die("--dup goes with ./smp fault loss", 2)
     if what == "loss":
         if len(rest) != 1:
@@ -133,7 +135,7 @@ def cmd_fault(args):
             pct = int(rest[0])
         except ValueError:
             common.die(f"fault loss: '{rest[0]}' is not a whole percent", 2)
-        for value, name in ((pct, "the loss"), (args.dup, "--dup")):
+        for value, name in ((pct, "the loss"), (args.dup or 0, "--dup")):
             if not 0 <= value <= 100:
                 common.die(f"{name} must be in 0..100 (percent)", 2)
     elif what == "partition" and len(rest) != 2 or what == "heal" and len(rest) not in (0, 2):
@@ -143,7 +145,9 @@ def cmd_fault(args):
         common.die(f"usage: ./smp fault {what}", 2)
     state = net_cluster.require_state()
     if what == "loss":
-        net_faults.set_loss(state, pct, args.dup)
+        # --dup left out keeps the duplication in force (loss 0 and no --dup: duplication only).
+        dup = args.dup if args.dup is not None else net_faults.show(state)["dup_pct"]
+        net_faults.set_loss(state, pct, dup)
     elif what == "partition":
         net_faults.partition(state, *rest)
     elif what == "heal":
@@ -218,7 +222,8 @@ def register(sub, modules):
     p.add_argument("what", nargs="?", default="show",
                    choices=["show", "loss", "partition", "heal", "clear"])
     p.add_argument("args", nargs="*")
-    p.add_argument("--dup", type=int, default=0, help="percent of protocol-121 frames duplicated "
-                                                        "into the nodes (with loss)")
+    p.add_argument("--dup", type=int, default=None, help="percent of protocol-121 frames duplicated "
+                                                           "into the nodes (with loss; left out: "
+                                                           "the duplication in force stays)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fault)
