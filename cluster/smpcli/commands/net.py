@@ -64,8 +64,9 @@ def cmd_console(args):
         if not ok:
             common.die(f"no reply matching '{args.until}' from {node['name']} within "
                        f"{args.timeout} s (log: {node['log']})")
-        # The shell's errors are lines "[command: ...]error: ...": the status says so too.
-        return 1 if re.search(r"^(?:[\w.-]+: )*error: ", out, re.M) else 0
+        # The shell's errors are lines "[command: ...]error: ...": status 3 says the reply came
+        # and reports one (1: no reply).
+        return 3 if re.search(r"^(?:[\w.-]+: )*error: ", out, re.M) else 0
     if args.interactive:
         net_cluster.console_interactive(node)
         return 0
