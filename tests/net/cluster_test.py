@@ -222,8 +222,10 @@ def test_nic(args):
         out = c.console("node1", "help", r"^\s+tcpsend ")
         check(all(f"  {w}" in out for w in ("help", "info", "netstat", "ping IP")),
               f"help does not list the commands: {out}")
-        out = c.console("node1", "nosuchcommand", r"^shell: error")
-        check("unknown command 'nosuchcommand'" in out, f"bad command not reported: {out}")
+        r = c.smp("console", "node1", "-c", "nosuchcommand", "--until", r"^shell: error", check_ok=False,
+                  timeout=90)
+        check("unknown command 'nosuchcommand'" in r.stdout and r.returncode == 3,
+              f"bad command not reported (status {r.returncode}, 3 expected): {r.stdout}")
         out = c.console("node1", "netstat extra", r"^netstat: ")
         check("netstat: error: takes no arguments" in out, f"an argument to netstat not reported: {out}")
         print("100 pings from the namespace to every node:")
