@@ -611,6 +611,7 @@ Status error(ReceiveId id, Status status) {
 Result<size_t> read(ReceiveId id, size_t offset, MutParts parts, uint64_t deadline_ns) {
     if (!parts_valid(parts.parts, parts.count)) return Result<size_t>::error(Status::kInvalidArgument);
     SenderRecord* remote = nullptr;
+    uint64_t serial = 0;
     {
         IrqGuard guard;
         bool abandoned;
@@ -621,11 +622,12 @@ Result<size_t> read(ReceiveId id, size_t offset, MutParts parts, uint64_t deadli
             return Result<size_t>::ok(copy_parts(parts, r->send, offset));
         }
         remote = r;
+        serial = r->serial;
     }
     // A remote read may block while the bridge pulls data: called with interrupts enabled. The
     // bridge re-checks the record (its sender may give up meanwhile: cancel_remote).
     if (!g.sender_ops) return Result<size_t>::error(Status::kNotSupported);
-    return g.sender_ops->read(remote, offset, parts, deadline_ns);
+    return g.sender_ops->read(remote, serial, offset, parts, deadline_ns);
 }
 
 Status pulse(Connection* c, int32_t code, int64_t value) {

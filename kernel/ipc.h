@@ -199,8 +199,10 @@ struct ReplyHold {
 
 struct RemoteSenderOps {
     size_t (*copy_out)(SenderRecord* record, size_t offset, MutParts destination);
-    Result<size_t> (*read)(SenderRecord* record, size_t offset, MutParts destination,
-                           uint64_t deadline_ns);
+    // serial: the record's serial when the receive id was checked (interrupts enabled since:
+    // the bridge re-checks it, as the record may have ended and served another sender meanwhile)
+    Result<size_t> (*read)(SenderRecord* record, uint64_t serial, size_t offset,
+                           MutParts destination, uint64_t deadline_ns);
     // hold: non-null for a reply() (may be held); null for errors and the kernel's own outcomes.
     void (*complete)(SenderRecord* record, Status status, int32_t code, Parts reply,
                      ReplyHold* hold);

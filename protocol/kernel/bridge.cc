@@ -79,6 +79,7 @@ struct Op {
     int64_t value = 0;
     // kRead
     RemoteRec* rec = nullptr;
+    uint64_t serial = 0;      // the record's serial the reader's receive id named
     uint32_t offset = 0;
     // For submit_until (under IrqLock): the net thread has taken it off g.ops; it waits on
     // g.abandons for the net thread to give it up.
@@ -588,19 +589,27 @@ size_t rec_copy_out(kernel::SenderRecord* record, size_t offset, kernel::MutPart
     return kernel::copy_parts(dst, kernel::Parts{&part, 1}, 0);
 }
 
-kernel::Result<size_t> rec_read(kernel::SenderRecord* record, size_t offset,
+kernel::Result<size_t> rec_read(kernel::SenderRecord* record, uint64_t serial, size_t offset,
                                 kernel::MutParts dst, uint64_t deadline_ns) {
     using R = kernel::Result<size_t>;
     RemoteRec* r = static_cast<RemoteRec*>(record->remote_context);
-    if (offset >= record->send_size) return R::ok(0);
-    const size_t want = kernel::parts_size(dst);
-    if (offset + want <= r->eager_len || record->send_size <= r->eager_len)
-        return R::ok(rec_copy_out(record, offset, dst));
+    {
+        // Still the message the receive id named? Its sender may have given up since, and the
+        // record taken the next sender's request (whose bytes this reader must never see).
+        IrqLock lock;
+        if (record->serial != serial || record->state != kernel::RecordState::kReceived)
+            return R::error(Status::kSenderUnblocked);
+        if (offset >= record->send_size) return R::ok(0);
+        const size_t want = kernel::parts_size(dst);
+        if (offset + want <= r->eager_len || record->send_size <= r->eager_len)
+            return R::ok(rec_copy_out(record, offset, dst));  // eager bytes: at most eager_bytes_max
+    }
     // The engine also ends a pull by itself when the client dies, cancels or times out
     // (kRequestCancelled); the reader's own deadline ends the wait through submit_until.
     Op op;
     op.kind = OpKind::kRead;
     op.rec = r;
+    op.serial = serial;
     op.offset = static_cast<uint32_t>(offset);
     for (size_t i = 0; i < dst.count; ++i)
         op.reply_parts[i] = smp::MutableBytes{static_cast<uint8_t*>(dst.parts[i].data), dst.parts[i].size};
@@ -1030,7 +1039,8 @@ void start_op(Op* op) {
     }
     case OpKind::kRead: {
         RemoteRec* r = op->rec;
-        if (r->phase != Phase::kInKernel || r->record.state != kernel::RecordState::kReceived) {
+        if (r->phase != Phase::kInKernel || r->record.state != kernel::RecordState::kReceived ||
+            r->record.serial != op->serial) {  // (reused for another request since)
             finish(op, Status::kSenderUnblocked);
             return;
         }

@@ -29,7 +29,7 @@ size_t remote_copy_out(SenderRecord* r, size_t offset, MutParts dst) {
     return copy_parts(dst, one(src), 0);
 }
 
-Result<size_t> remote_read(SenderRecord* r, size_t offset, MutParts dst, uint64_t) {
+Result<size_t> remote_read(SenderRecord* r, uint64_t, size_t offset, MutParts dst, uint64_t) {
     RemoteSender* s = self_of(r);
     if (offset >= sizeof(s->data)) return Result<size_t>::ok(0);
     Part src{s->data, sizeof(s->data)};

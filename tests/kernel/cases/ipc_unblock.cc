@@ -223,7 +223,7 @@ KTEST(unblock_pulse_survives_its_senders_exit) {
 // from ANOTHER client on channel B, which also gives up after receive. B's server is never told.
 namespace {
 size_t pooled_copy_out(SenderRecord*, size_t, MutParts) { return 0; }
-Result<size_t> pooled_read(SenderRecord*, size_t, MutParts, uint64_t) { return Result<size_t>::ok(0); }
+Result<size_t> pooled_read(SenderRecord*, uint64_t, size_t, MutParts, uint64_t) { return Result<size_t>::ok(0); }
 void pooled_complete(SenderRecord*, Status, int32_t, Parts, ReplyHold*) {}
 const RemoteSenderOps kPooledOps = {pooled_copy_out, pooled_read, pooled_complete};
 }  // namespace
