@@ -72,18 +72,21 @@ void check_timer() {
     }
     // A later deadline replacing an earlier one: the one-shot stays armed for the earlier one
     // (timer_fires_by says so), fires there as on_timer_early and re-arms; on_timer comes once.
+    // The later one is 40 ms on (within the PIT's reach): were it 5 ms, a host that stalled
+    // the guest 4 ms took the early interrupt after the later deadline, as on_timer.
+    constexpr uint64_t kLater = 40000000;
     uint64_t irq = arch::irq_save();
     uint64_t now = arch::now_ns();
     arch::set_timer_deadline(now + 1000000);
     check(arch::timer_fires_by(now + 1000000) && !arch::timer_fires_by(now + 500000),
           "timer_fires_by: an interrupt by the deadline armed, none before it");
-    arch::set_timer_deadline(now + 5000000);
+    arch::set_timer_deadline(now + kLater);
     check(arch::timer_fires_by(now + 1000000),
           "timer_fires_by: a later deadline leaves the earlier one-shot armed (no reprogramming)");
     uint64_t calls = timer_calls;
     uint64_t early = timer_early_calls;
-    uint64_t fired = wait_for_timer(now + 5000000);
-    check(fired >= now + 5000000 && timer_calls == calls + 1,
+    uint64_t fired = wait_for_timer(now + kLater);
+    check(fired >= now + kLater && timer_calls == calls + 1,
           "a deadline moved later is honoured, not the earlier one");
     check(timer_early_calls == early + 1, "the early one-shot calls on_timer_early once");
     // No deadline: nothing fires (the idle node is quiet); an IRQ-less wait would hang, so only
