@@ -43,7 +43,8 @@ constexpr const char* kUsage =
     "                                    or serve N requests at once (a slow CMD holds up only\n"
     "                                    its own); pulses are printed (stderr, or a JSON line\n"
     "                                    with --json)\n"
-    "  stats                             counters of the smpctl servers running on this host\n"
+    "  stats                             counters of the smpctl servers running in this network\n"
+    "                                    namespace\n"
     "options:\n"
     "  --name=NAME          this node's name (default: the host name)\n"
     "  --peer=NAME=ADDRESS[:ENDPOINT]\n"
@@ -635,7 +636,7 @@ int cmd_stats(const Options& o) {
     for (size_t i = 0; i < records.size(); ++i) std::printf("%s%s", i ? "," : "", records[i].json.c_str());
     std::printf("]}\n");
   } else if (records.empty()) {
-    std::printf("no smpctl server is running on this host\n");
+    std::printf("no smpctl server is running in this network namespace\n");
   } else {
     for (const auto& r : records) std::printf("%s\n", r.text.c_str());
   }

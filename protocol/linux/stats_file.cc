@@ -16,6 +16,13 @@ namespace {
 
 constexpr size_t kRecordsMax = 256;  // a `stats` listing shows at most this many servers
 
+// The network namespace a process lives in (its inode; 0 when it cannot be read). Endpoint
+// numbers are per namespace, so a listing shows only the servers of the caller's.
+ino_t net_namespace(const std::string& pid) {
+  struct stat st {};
+  return stat(("/proc/" + pid + "/ns/net").c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
 std::string run_dir() {
   const char* d = std::getenv("SMPCTL_RUN_DIR");
   return d && *d ? d : "/run/smpctl";
@@ -57,6 +64,7 @@ std::vector<StatsRecord> StatsFile::read_all() {
   std::vector<StatsRecord> out;
   DIR* d = opendir(run_dir().c_str());
   if (!d) return out;
+  const ino_t ours = net_namespace("self");
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
     const size_t dot = name.find(".stats");
@@ -67,6 +75,8 @@ std::vector<StatsRecord> StatsFile::read_all() {
       unlink(path.c_str());  // its server is gone (killed without cleaning up)
       continue;
     }
+    const ino_t theirs = net_namespace(std::to_string(pid));
+    if (ours && theirs && theirs != ours) continue;  // another namespace's server
     std::ifstream in(path);
     StatsRecord r;
     if (!std::getline(in, r.json)) continue;
