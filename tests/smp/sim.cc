@@ -488,6 +488,7 @@ void Sim::start_send(Node& n, const PlannedSend& ps) {
         // A definite error at once (no slot, peer rebooted...): the send ended exactly once.
         res_.errors++;
         if (h.error == ErrorCode::kPeerRebooted) res_.rebooted++;
+        else res_.other_errors++;
         if (!faulty_pair(n.index, ps.target) && h.error != ErrorCode::kNoResources)
             fail(std::string("start_send failed: ") + wire::error_code_name(h.error));
         return;
@@ -589,6 +590,10 @@ void Sim::on_event(Node& n, const Event& ev) {
                 if (er == ErrorCode::kPeerRebooted) res_.rebooted++;
                 if (er == ErrorCode::kTimedOut) res_.timed_out++;
                 if (er == ErrorCode::kCancelled) res_.cancelled++;
+                if (er == ErrorCode::kAppError) res_.app_errors++;
+                if (er != ErrorCode::kHostDown && er != ErrorCode::kPeerRebooted &&
+                    er != ErrorCode::kTimedOut && er != ErrorCode::kCancelled && er != ErrorCode::kAppError)
+                    res_.other_errors++;
                 bool expected = (er == ErrorCode::kAppError && (cs.flags & kFlagAppError) && ev.status == 77) ||
                                 (er == ErrorCode::kCancelled && cs.cancelled) ||
                                 (er == ErrorCode::kTimedOut && cs.deadline != kNever && now_ >= cs.deadline) ||

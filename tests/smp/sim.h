@@ -39,7 +39,7 @@ struct Result {
     std::string failure;           // the first invariant broken, with the seed
     std::string summary;           // one line: the scenario drawn from the seed
     uint64_t sends = 0, replies = 0, errors = 0, host_down = 0, rebooted = 0, timed_out = 0,
-             cancelled = 0;
+             cancelled = 0, app_errors = 0, other_errors = 0;  // the kinds add up to errors
     uint64_t packets = 0, lost = 0, duplicated = 0, too_big = 0;
     uint64_t retransmissions = 0, duplicates_suppressed = 0, probes = 0;
     uint64_t eager_trimmed = 0;        // requests whose announced eager part exceeded the receiver's

@@ -31,11 +31,12 @@ void print(const smp::sim::Result& r, bool verbose) {
     if (!r.ok) printf("FAIL %s\n", r.failure.c_str());
     if (verbose || !r.ok) {
         printf("  %s\n  sends=%llu replies=%llu errors=%llu (host-down=%llu rebooted=%llu timed-out=%llu "
-               "cancelled=%llu)\n  packets=%llu lost=%llu duplicated=%llu too-big=%llu retransmissions=%llu "
+               "cancelled=%llu app-error=%llu other=%llu)\n  packets=%llu lost=%llu duplicated=%llu too-big=%llu retransmissions=%llu "
                "duplicates-suppressed=%llu eager-trimmed=%llu probes=%llu sim-time=%.3fs detection-max=%.3fs\n",
                r.summary.c_str(), (unsigned long long)r.sends, (unsigned long long)r.replies,
                (unsigned long long)r.errors, (unsigned long long)r.host_down, (unsigned long long)r.rebooted,
-               (unsigned long long)r.timed_out, (unsigned long long)r.cancelled, (unsigned long long)r.packets,
+               (unsigned long long)r.timed_out, (unsigned long long)r.cancelled,
+               (unsigned long long)r.app_errors, (unsigned long long)r.other_errors, (unsigned long long)r.packets,
                (unsigned long long)r.lost, (unsigned long long)r.duplicated, (unsigned long long)r.too_big,
                (unsigned long long)r.retransmissions, (unsigned long long)r.duplicates_suppressed,
                (unsigned long long)r.eager_trimmed, (unsigned long long)r.probes, r.sim_time_us / 1e6, r.detection_max_us / 1e6);
