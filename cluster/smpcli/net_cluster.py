@@ -623,6 +623,8 @@ def console_interactive(node):
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_READ)
     sel.register(sys.stdin, selectors.EVENT_READ)
+    prompt = re.compile(r"(?m)^\S+> ")
+    sent, prompts, tail = 0, 0, ""
     try:
         while True:
             for key, _ in sel.select():
@@ -630,24 +632,36 @@ def console_interactive(node):
                     data = s.recv(65536)
                     if not data:
                         return
-                    sys.stdout.write(data.decode(errors="replace"))
+                    text = data.decode(errors="replace")
+                    sys.stdout.write(text)
                     sys.stdout.flush()
+                    # Each command's reply ends with a prompt: count them (across reads).
+                    window = tail + text
+                    prompts += len(prompt.findall(window)) - len(prompt.findall(tail))
+                    tail = window[-64:]
                 else:
                     line = sys.stdin.readline()
                     if not line:
-                        # End of input (e.g. commands piped in): let the last replies arrive.
-                        s.settimeout(1.0)
-                        try:
-                            while True:
+                        # End of input (e.g. commands piped in): the replies of what was sent
+                        # still arrive, each ended by its prompt (a 60 s guard only).
+                        deadline = time.monotonic() + 60
+                        while prompts < sent and time.monotonic() < deadline:
+                            s.settimeout(max(0.05, deadline - time.monotonic()))
+                            try:
                                 data = s.recv(65536)
-                                if not data:
-                                    break
-                                sys.stdout.write(data.decode(errors="replace"))
-                        except socket.timeout:
-                            pass
+                            except socket.timeout:
+                                break
+                            if not data:
+                                break
+                            text = data.decode(errors="replace")
+                            sys.stdout.write(text)
+                            window = tail + text
+                            prompts += len(prompt.findall(window)) - len(prompt.findall(tail))
+                            tail = window[-64:]
                         sys.stdout.flush()
                         return
                     s.sendall(line.encode())
+                    sent += 1
     except KeyboardInterrupt:
         pass
     finally:
