@@ -2252,6 +2252,13 @@ void Engine::handle_timeout(Instant now) {
             ev.handle = e.make_handle(l.gen, i);
             ev.error = l.negatives ? ErrorCode::kNoSuchService : ErrorCode::kHostDown;
             e.push_event(ev);
+            // Asked of one peer in session that stayed silent as long as liveness allows: it is
+            // down, as its probes would have said (its state and peers_down say so too, and a
+            // next send starts with HELLO instead of waiting out the same silence).
+            uint16_t pi = 0;
+            if (ev.error == ErrorCode::kHostDown && l.where.valid() && e.peer_of_ref(l.where, pi) &&
+                e.peer_at(pi).state == PeerState::kUp && now - e.peer_at(pi).last_heard >= dead_after)
+                e.fail_peer(now, pi, ErrorCode::kHostDown);
             l.used = false;
             l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
             continue;

@@ -1290,6 +1290,34 @@ TEST(Engine, ALookupDoesNotAskAgainAPeerThatSaidNo) {
     EXPECT_EQ(repeats_flagged, queries - 3);          // all but the first round say so
 }
 
+// A lookup asked of a peer in session that stays silent for the liveness bound ends host down,
+// and so does the peer: its state and peers_down said up and 0 while calls to it failed.
+TEST(Engine, ALookupUnansweredByAPeerInSessionDeclaresItDown) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Echo echo{b};
+    Event done;
+    w.run([&] {
+        echo.step(w);
+        return take(a, EventType::kSendDone, done);
+    });
+    ASSERT_EQ(done.error, ErrorCode::kOk);
+    w.run(nullptr, w.now + 100'000);  // the last acknowledgement; a and b idle, in session
+    ASSERT_EQ(a.engine->peer_info(peer).state, PeerState::kUp);
+    w.b_dead = true;
+    ASSERT_TRUE(a.engine->name_lookup(w.now, "echo", peer).ok());
+    Event ev;
+    w.run([&] { return take(a, EventType::kNameResolved, ev); });
+    EXPECT_EQ(ev.error, ErrorCode::kHostDown);
+    EXPECT_EQ(a.engine->peer_info(peer).state, PeerState::kDown);
+    EXPECT_EQ(a.engine->stats().peers_down, 1u);
+}
+
 // A lookup its caller gave up frees its slot at once (before: the slot stayed until the engine
 // ended the lookup, K probe intervals, so many given up at once exhausted lookups_max).
 TEST(Engine, CancelledLookupFreesItsSlotAndEndsSilently) {
