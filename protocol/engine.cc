@@ -1236,6 +1236,18 @@ struct E {
         p.rto_us = c.rto_initial_us;
     }
 
+    // A packet from an incarnation of the peer other than the known one. A new life says HELLO
+    // (or answers ours) before anything else: then the peer rebooted. Any other packet is a late
+    // one of an earlier life, two or more back (5.5): dropped (false).
+    bool new_life(Instant now, uint16_t pi, const wire::Header& h) {
+        if (h.type != Type::kHello && h.type != Type::kHelloAck) {
+            st.dropped_unexpected++;
+            return false;
+        }
+        rebooted(now, pi, h.src_incarnation);
+        return true;
+    }
+
     // -- copying between chains (packet -> caller's buffers) --
     // One walk over both chains, copying straight from part to part: a bounce buffer would
     // double the copy (a 64 KiB reply packet was 256 pairs of 256-byte copies). Stops early if
@@ -1975,13 +1987,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             return;
         }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
-            if (h.type != Type::kHello && h.type != Type::kHelloAck) {
-                // A new life says HELLO (or answers ours) before anything else: this is a late
-                // packet of an earlier one, two or more back (5.5).
-                stats_.dropped_unexpected++;
-                return;
-            }
-            e.rebooted(now, uint16_t(found), h.src_incarnation);
+            if (!e.new_life(now, uint16_t(found), h)) return;
         } else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
             p.base_set = false;  // silent that long: no packet of its numbering is left, and it
                                  // may have forgotten it (5.1); the next txn low starts the
@@ -2000,13 +2006,9 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         }
         // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.
         Peer& back = e.peer_at(uint16_t(found));
-        if (back.incarnation != 0 && back.incarnation != h.src_incarnation) {
-            if (h.type != Type::kHello && h.type != Type::kHelloAck) {
-                stats_.dropped_unexpected++;  // late, from an earlier life (as above)
-                return;
-            }
-            e.rebooted(now, uint16_t(found), h.src_incarnation);
-        }
+        if (back.incarnation != 0 && back.incarnation != h.src_incarnation &&
+            !e.new_life(now, uint16_t(found), h))
+            return;
     }
     uint16_t pi = uint16_t(found);
     Peer& p = e.peer_at(pi);
