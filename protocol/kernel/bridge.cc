@@ -56,7 +56,7 @@ struct RemoteConn {
     uint16_t source;   // its number in PULSE's source field (SPEC.md 4.7): 1..65535, reused
 };
 
-enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kDetach, kSnapshot };
+enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kDetach, kClose, kSnapshot };
 
 struct RemoteRec;
 
@@ -701,7 +701,18 @@ Status conn_pulse(void* handle, int32_t code, int64_t value, uint8_t priority) {
     return submit(&op);
 }
 
-void conn_close(void* handle) { kernel::heap::release(handle); }
+// The connection is freed by the net thread, after every op queued before (another thread's
+// send or pulse on it, not yet started, still reads it there).
+void conn_close(void* handle) {
+    if (!g.running || kernel::thread_current() == g.net_thread) {
+        kernel::heap::release(handle);
+        return;
+    }
+    Op op;
+    op.kind = OpKind::kClose;
+    op.conn = static_cast<RemoteConn*>(handle);
+    submit(&op);
+}
 
 const kernel::RemoteConnectionOps kConnectionOps = {conn_send, conn_pulse, conn_close};
 
@@ -1098,6 +1109,10 @@ void start_op(Op* op) {
     }
     case OpKind::kDetach:
         detach_channel(op->channel);
+        finish(op, Status::kOk);
+        return;
+    case OpKind::kClose:
+        kernel::heap::release(op->conn);
         finish(op, Status::kOk);
         return;
     case OpKind::kSnapshot:
