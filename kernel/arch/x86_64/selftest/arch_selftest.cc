@@ -72,8 +72,8 @@ void check_timer() {
     }
     // A later deadline replacing an earlier one: the one-shot stays armed for the earlier one
     // (timer_fires_by says so), fires there as on_timer_early and re-arms; on_timer comes once.
-    // The later one is 40 ms on (within the PIT's reach): were it 5 ms, a host that stalled
-    // the guest 4 ms took the early interrupt after the later deadline, as on_timer.
+    // The later one is 40 ms on (within the PIT's reach), far past the early one however long
+    // the host holds the guest between them.
     constexpr uint64_t kLater = 40000000;
     uint64_t irq = arch::irq_save();
     uint64_t now = arch::now_ns();
@@ -88,7 +88,10 @@ void check_timer() {
     uint64_t fired = wait_for_timer(now + kLater);
     check(fired >= now + kLater && timer_calls == calls + 1,
           "a deadline moved later is honoured, not the earlier one");
-    check(timer_early_calls == early + 1, "the early one-shot calls on_timer_early once");
+    // At least once: the one-shot re-armed for the later deadline may itself come a few
+    // microseconds before it (the PIT's clock against now_ns), a second early call; on_timer
+    // still comes once, at the deadline (checked above).
+    check(timer_early_calls > early, "the early one-shot calls on_timer_early, not on_timer");
     // No deadline: nothing fires (the idle node is quiet); an IRQ-less wait would hang, so only
     // check that a cancelled deadline does not call on_timer.
     calls = timer_calls;
