@@ -336,13 +336,15 @@ typedef struct {
     gboolean have_reply_total;
 } smp_exchange_t;
 
-/* A part of a message or a repeated control packet: (exchange, type, what, offset). */
+/* A part of a message or a repeated control packet: (exchange, type, what, offset, error). The
+ * error: a REPLY `busy` followed by the final one, or `stale` after `ok` (answering a late
+ * duplicate request), is no repeat. */
 typedef struct {
     smp_xkey_t x;
     guint32 offset;
+    guint16 error;
     guint8 type;
     guint8 what;
-    guint8 pad[2];
 } smp_segkey_t;
 
 /* Exact repeats: (source, destination, IP identification, length, CRC-32 of the SMP packet).
@@ -371,7 +373,13 @@ typedef struct {
 typedef struct {
     guint32 window_txns;     /* 0 = not seen */
     guint32 txn_low;         /* latest txn_low seen from the client (0: none yet) */
+    guint64 client_inc, server_inc;  /* the lives txn_low belongs to: another pair numbers anew */
+    nstime_t last_seen;      /* a client silent for the numbering lapse may number anew too */
 } smp_window_t;
+
+/* SPEC 5.1: a server takes a client's numbering anew after peer_linger - dead_after (9 s by
+ * default) of silence. */
+#define SMP_NUMBERING_LAPSE_S 9
 
 typedef struct {
     wmem_map_t *exchanges;   /* smp_xkey_t -> smp_exchange_t */
@@ -830,13 +838,13 @@ smp_track_acks(tvbuff_t *tvb, packet_info *pinfo, smp_conv_t *c, const smp_packe
 /* Out of window: a txn below what the client already declared finished (and not a repeat), or
  * further above txn_low than the server's granted window of transactions. */
 static gboolean
-smp_check_window(smp_conv_t *c, const smp_packet_t *p, gboolean repeat)
+smp_check_window(smp_conv_t *c, const smp_packet_t *p, gboolean repeat, packet_info *pinfo)
 {
     smp_xkey_t k;
     smp_window_t *w;
     gboolean out = FALSE;
+    nstime_t gap;
 
-    if (p->type == SMP_REPLY && p->error == SMP_ERR_STALE) return TRUE;
     if (p->type != SMP_REQUEST && p->type != SMP_PULSE) return FALSE;
     smp_make_xkey(&k, p, 0, 0, TRUE);
     k.client_incarnation = 0;
@@ -848,6 +856,15 @@ smp_check_window(smp_conv_t *c, const smp_packet_t *p, gboolean repeat)
         w = wmem_new0(wmem_file_scope(), smp_window_t);
         wmem_map_insert(c->windows, key, w);
     }
+    /* Another life of either side, or a client silent past the numbering lapse: its
+     * numbering starts anew (SPEC 5.1, 5.5), and what was finished before says nothing. */
+    nstime_delta(&gap, &pinfo->abs_ts, &w->last_seen);
+    if (w->txn_low != 0 && (w->client_inc != p->src_inc || w->server_inc != p->dst_inc ||
+                            gap.secs >= SMP_NUMBERING_LAPSE_S))
+        w->txn_low = 0;
+    w->client_inc = p->src_inc;
+    w->server_inc = p->dst_inc;
+    w->last_seen = pinfo->abs_ts;
     if (!repeat && w->txn_low != 0 && smp_txn_before(p->txn, w->txn_low)) out = TRUE;
     if (w->window_txns != 0 && smp_txn_dist(p->txn_low, p->txn) >= w->window_txns)
         out = TRUE;
@@ -910,6 +927,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
         sk.type = p->type;
         sk.what = p->what;
         sk.offset = p->offset;
+        sk.error = p->type == SMP_REPLY ? p->error : 0;
         f->retransmission_of = smp_first_frame(c->segments, &sk, sizeof(sk), pinfo->num);
         repeat = f->retransmission_of != 0 || f->duplicate_of != 0;
 
@@ -955,7 +973,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
     }
     smp_track_acks(tvb, pinfo, c, p, f);
     smp_note_window(c, p);
-    f->out_of_window = smp_check_window(c, p, repeat);
+    f->out_of_window = smp_check_window(c, p, repeat, pinfo);
 
     /* Give a part to the reassembly only once (a repeat adds nothing), only when the message
      * has more than one part and its size is known. */
@@ -1459,7 +1477,9 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     /* Only packets the engine would accept change the tracking state, as at a real receiver;
      * the state is written in the first pass only. */
     if (!PINFO_FD_VISITED(pinfo)) {
-        if (p.verdict == SMP_V_OK && !unaddressed && whole && !pinfo->flags.in_error_pkt) {
+        /* (AUTH: the engine drops it, having no key yet: SPEC 3.4) */
+        if (p.verdict == SMP_V_OK && !unaddressed && !(p.flags & SMP_FLAG_AUTH) && whole &&
+            !pinfo->flags.in_error_pkt) {
             f = smp_track(tvb, pinfo, &p);
             p_add_proto_data(wmem_file_scope(), pinfo, proto_simplemsg, 0, f);
         }

@@ -417,7 +417,7 @@ size_t mutate(Rng& r, uint8_t* pkt, size_t n, size_t cap) {
 // A short exchange that steps outside the transaction window (SPEC 4.1, 4.2): the server grants
 // 4 transactions, the client sends txn 5 with txn_low 1 (too far ahead), then, having declared
 // everything below 4 finished, a new txn 2 (behind); the server answers it "stale". A network copy
-// of an early packet is not out of window. Out-of-window frames: 3, 5 and 6. Frame 8, a REQUEST
+// of an early packet is not out of window. Out-of-window frames: 3 and 5 (6 answers 5 stale). Frame 8, a REQUEST
 // naming destination incarnation 0 (the receiver drops it: only HELLO, PROBE and NAME_QUERY may),
 // is flagged as such and not tracked.
 int window_capture(const char* path) {
