@@ -1287,9 +1287,11 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
                 p->type != SMP_PULL && p->type != SMP_DATA)
                 smp_add_link(tree, hf_smp_response_in, tvb, x->response_frame);
         }
+        /* The response time on the first final answer only (not on a reply's later parts, its
+         * repeats, or a `busy`): one figure per transaction, as -z and io,stat count it. */
         if ((p->type == SMP_REPLY || p->type == SMP_PROBE_ACK || p->type == SMP_HELLO_ACK ||
              p->type == SMP_NAME_REPLY) && x->request_frame != 0 &&
-            x->request_frame < pinfo->num) {
+            x->request_frame < pinfo->num && x->response_frame == pinfo->num) {
             nstime_t delta;
             nstime_delta(&delta, &pinfo->abs_ts, &x->request_time);
             it = proto_tree_add_time(tree, hf_smp_response_time, tvb, 0, 0, &delta);

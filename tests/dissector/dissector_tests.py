@@ -365,9 +365,9 @@ def expected_links(frames, rows):
         if t == 4:
             if rsp and rsp != n:
                 exp[n]["simplemsg.response_in"] = str(rsp)
-            if req and req < n:
+            if req and req < n and rsp == n:  # the first final answer only
                 exp[n]["simplemsg.time"] = time_of[n] - time_of[req]
-                covered["linked"] += rsp == n
+                covered["linked"] += 1
     # Acknowledgements: ACK entries, then the header's ack (in the order the dissector adds them);
     # a link only to a frame before this one (the tracking is built in capture order).
     for f in frames:
