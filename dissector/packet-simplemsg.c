@@ -59,6 +59,12 @@ enum {
 };
 #define SMP_TYPE_MAX 14
 
+/* Channels the nodes and libsmp answer themselves (protocol/kernel/bridge.cc, libsmp.cc):
+ * `_names` lists the attached names, `_stats` a service's high-water marks. */
+#define SMP_RESERVED_CHANNELS       0xFFFF0000u
+#define SMP_NAMES_CHANNEL           0xFFFF0001u
+#define SMP_STATS_CHANNEL           0xFFFF0002u
+
 /* Fixed body sizes after the header. */
 #define SMP_HELLO_BYTES             20
 #define SMP_REQUEST_FIXED_BYTES     32
@@ -1099,7 +1105,14 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_offset, tvb, b + 20, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reply_bytes_max, tvb, b + 24, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_deadline, tvb, b + 28, 4, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
+        if (p->channel == SMP_NAMES_CHANNEL)
+            col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=_names", p->txn);
+        else if (p->channel == SMP_STATS_CHANNEL)
+            col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=_stats", p->txn);
+        else if (p->channel >= SMP_RESERVED_CHANNELS)
+            col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=0x%08x", p->txn, p->channel);
+        else
+            col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
         if (p->eager < p->total && p->payload_bytes == 0)
             col_append_fstr(pinfo->cinfo, COL_INFO, " %u B (all pulled)", p->total);
         else
