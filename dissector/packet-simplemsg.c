@@ -226,6 +226,7 @@ static int hf_smp_message = -1;
 /* Derived from other frames (all generated). */
 static int hf_smp_request_in = -1;
 static int hf_smp_response_in = -1;
+static int hf_smp_previous_life_in = -1;
 static int hf_smp_response_time = -1;
 static int hf_smp_retransmission_of = -1;
 static int hf_smp_duplicate_of = -1;
@@ -271,6 +272,7 @@ static expert_field ei_smp_refused = EI_INIT;
 static expert_field ei_smp_auth = EI_INIT;
 static expert_field ei_smp_capture_short = EI_INIT;
 static expert_field ei_smp_no_dst_incarnation = EI_INIT;
+static expert_field ei_smp_rebooted = EI_INIT;
 
 static dissector_handle_t simplemsg_handle;
 static reassembly_table smp_reassembly_table;
@@ -392,7 +394,14 @@ typedef struct {
     wmem_map_t *segments;    /* smp_segkey_t -> first frame (GUINT_TO_POINTER) */
     wmem_map_t *repeats;     /* smp_dupkey_t -> smp_copy_t */
     wmem_map_t *windows;     /* smp_xkey_t (kind 0, id 0) -> smp_window_t */
+    wmem_map_t *lives;       /* (address << 16 | endpoint) -> smp_life_t: each side's incarnation */
 } smp_conv_t;
+
+/* The incarnation an endpoint was last seen in, and the frame. */
+typedef struct {
+    guint64 incarnation;
+    guint32 frame;
+} smp_life_t;
 
 /* What the first pass learnt about one frame; later passes only read it. */
 typedef struct {
@@ -403,6 +412,8 @@ typedef struct {
     guint32 ack_entry_frames[SMP_ACK_ENTRIES_MAX];
     gboolean out_of_window;
     gboolean reassemble;          /* this frame's payload was given to the reassembly table */
+    guint64 previous_life;        /* its sender's incarnation before this one (it rebooted) */
+    guint32 previous_life_in;     /* ... last seen in this frame (0: no reboot here) */
 } smp_frame_t;
 
 static guint32 smp_next_reasm_id = 1;
@@ -679,6 +690,7 @@ smp_get_conv(packet_info *pinfo)
         c->segments = wmem_map_new(wmem_file_scope(), smp_segkey_hash, smp_segkey_equal);
         c->repeats = wmem_map_new(wmem_file_scope(), smp_dupkey_hash, smp_dupkey_equal);
         c->windows = wmem_map_new(wmem_file_scope(), smp_xkey_hash, smp_xkey_equal);
+        c->lives = wmem_map_new(wmem_file_scope(), g_int64_hash, g_int64_equal);
         conversation_add_proto_data(conv, proto_simplemsg, c);
     }
     return c;
@@ -899,6 +911,31 @@ smp_note_window(smp_conv_t *c, const smp_packet_t *p)
     w->window_txns = p->hello_window_txns;
 }
 
+/* A sender's new incarnation: it rebooted. As the engine, only a HELLO or HELLO_ACK (a new life
+ * says one first) or a RESET (the new life answering its old peers) starts one (SPEC 5.5); a
+ * late packet of an earlier life changes nothing. */
+static void
+smp_track_life(packet_info *pinfo, smp_conv_t *c, const smp_packet_t *p, smp_frame_t *f)
+{
+    gint64 k = ((gint64)p->src_addr << 16) | p->src_ep;
+    smp_life_t *life = (smp_life_t *)wmem_map_lookup(c->lives, &k);
+
+    if (p->src_inc == 0) return;
+    if (!life) {
+        gint64 *key = wmem_new(wmem_file_scope(), gint64);
+        *key = k;
+        life = wmem_new0(wmem_file_scope(), smp_life_t);
+        life->incarnation = p->src_inc;
+        wmem_map_insert(c->lives, key, life);
+    } else if (life->incarnation != p->src_inc) {
+        if (p->type != SMP_HELLO && p->type != SMP_HELLO_ACK && p->type != SMP_RESET) return;
+        f->previous_life = life->incarnation;
+        f->previous_life_in = life->frame;
+        life->incarnation = p->src_inc;
+    }
+    life->frame = pinfo->num;
+}
+
 static smp_frame_t *
 smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
 {
@@ -977,6 +1014,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
         }
         f->x = x;
     }
+    smp_track_life(pinfo, c, p, f);
     smp_track_acks(tvb, pinfo, c, p, f);
     smp_note_window(c, p);
     f->out_of_window = smp_check_window(c, p, repeat, pinfo);
@@ -1286,6 +1324,14 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
     proto_item *it;
     const smp_exchange_t *x = f->x;
 
+    if (f->previous_life_in) {
+        it = proto_tree_add_uint(tree, hf_smp_previous_life_in, tvb, 0, 0, f->previous_life_in);
+        proto_item_set_generated(it);
+        expert_add_info_format(pinfo, it, &ei_smp_rebooted,
+                               "Sender rebooted: incarnation 0x%016" PRIx64 " (last seen in frame %u) "
+                               "is now 0x%016" PRIx64, f->previous_life, f->previous_life_in,
+                               p->src_inc);
+    }
     if (x) {
         gboolean opener = (p->type == SMP_REQUEST || p->type == SMP_PULSE ||
                            p->type == SMP_PROBE || p->type == SMP_HELLO ||
@@ -1672,6 +1718,9 @@ proto_register_simplemsg(void)
         { &hf_smp_request_in, { "Request in", "simplemsg.request_in", FT_FRAMENUM, BASE_NONE,
             FRAMENUM_TYPE(FT_FRAMENUM_REQUEST), 0x0, "The request of this exchange is in this frame",
             HFILL }},
+        { &hf_smp_previous_life_in, { "Previous incarnation last seen in", "simplemsg.previous_life_in",
+            FT_FRAMENUM, BASE_NONE, NULL, 0x0,
+            "The sender rebooted: its earlier incarnation's last packet is in this frame", HFILL }},
         { &hf_smp_response_in, { "Response in", "simplemsg.response_in", FT_FRAMENUM, BASE_NONE,
             FRAMENUM_TYPE(FT_FRAMENUM_RESPONSE), 0x0, "The answer to this exchange is in this frame",
             HFILL }},
@@ -1761,6 +1810,8 @@ proto_register_simplemsg(void)
             "MAC present but not verified (keys are not yet defined)", EXPFILL }},
         { &ei_smp_capture_short, { "simplemsg.capture_short", PI_MALFORMED, PI_NOTE,
             "Packet cut short by the capture (snapshot length): not judged", EXPFILL }},
+        { &ei_smp_rebooted, { "simplemsg.rebooted", PI_SEQUENCE, PI_NOTE,
+            "Sender rebooted (a new incarnation)", EXPFILL }},
         { &ei_smp_no_dst_incarnation, { "simplemsg.no_dst_incarnation", PI_PROTOCOL, PI_WARN,
             "Destination incarnation 0: only HELLO, PROBE and NAME_QUERY may not know the "
             "receiver, which drops this packet", EXPFILL }},

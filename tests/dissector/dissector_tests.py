@@ -489,8 +489,26 @@ def test_sim(opts):
         covered, _ = check_golden(opts, pcap, frames, name)
         for k in total:
             total[k] += covered[k]
+    # A node that crashed and came back: its new incarnation is marked where it first speaks
+    # (HELLO, HELLO_ACK or RESET), linked to the old one's last frame, which names another
+    # incarnation; no other frame is marked.
+    pcap = os.path.join(opts.work_dir, "sim-crash.pcap")
+    r = subprocess.run([opts.sim, "--seed", "2", "--mode", "crash", "--pcap", pcap],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"smp_sim --seed 2 --mode crash failed: {r.stdout[-500:]}")
+    os.chmod(pcap, 0o644)
+    rows = tshark_fields(opts, pcap, ["simplemsg.previous_life_in", "simplemsg.src_incarnation",
+                                      "simplemsg.type", "ip.src", "simplemsg.src_endpoint"])
+    marked = [r for r in rows if r["simplemsg.previous_life_in"]]
+    check(marked, "a crashed node's new incarnation is not marked (simplemsg.previous_life_in)")
+    for m in marked:
+        prev = rows[int(m["simplemsg.previous_life_in"]) - 1]
+        check(m["simplemsg.type"] in ("1", "2", "12") and prev["ip.src"] == m["ip.src"] and
+              prev["simplemsg.src_endpoint"] == m["simplemsg.src_endpoint"] and
+              prev["simplemsg.src_incarnation"] != m["simplemsg.src_incarnation"],
+              f"frame {m['frame.number']}: a reboot mark linked to frame {prev['frame.number']}")
     missing = sorted(set(TYPE_NAMES) - seen_types)
-    print(f"simulation captures: types {sorted(seen_types)}; not produced by the sim: "
+    print(f"simulation captures: {len(marked)} reboot(s) marked in a crash run; types {sorted(seen_types)}; not produced by the sim: "
           f"{[TYPE_NAMES[m] for m in missing]} (the engine scenario test covers those)")
     check(len(seen_types) >= 10, f"the simulation's captures hold only types {sorted(seen_types)}")
     check(total["linked"] >= 5 and total["reassembled"] >= 2 and total["retransmissions"] >= 1,
