@@ -52,7 +52,8 @@ constexpr uint16_t kEphemeralEndpointMin = 0x8000;
 constexpr uint32_t kNamesChannel = 0xFFFF0001u;  // libsmp's own listing service
 constexpr uint32_t kFirstUserChannel = 1;
 constexpr uint32_t kPingSeqBase = 0x80000000u;   // apart from the engine's own probe numbers
-constexpr int kLingerAckDelays = 3;              // how long close() lets delayed ACKs leave
+constexpr int kLingerAckDelays = 10;             // close(): quiet this long before leaving...
+constexpr TimeNs kLingerMaxNs = 500'000'000;      // ... and at most this long in all
 constexpr uint32_t kLinuxPoolBytes = 4u << 20;    // eager bytes held for others, all peers
 constexpr uint32_t kLinuxWindowBytes = 256u << 10; // ... for one peer
 constexpr uint32_t kLinuxEagerBytes = 64u << 10;  // larger messages: the rest is pulled
@@ -620,8 +621,23 @@ void Endpoint::close() {
   d.requests.clear();
   for (uint32_t h : d.unanswered) d.engine->error(d.now(), RequestHandle{h}, ErrorCode::kServerGone);
   d.unanswered.clear();
-  const TimeNs linger_ns = TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
-  d.pump([] { return false; }, monotonic_ns() + linger_ns);
+  // The last reply's acknowledgement goes after ack_delay. If it is lost, the server repeats
+  // the reply on its timer and must find us here to acknowledge it again: a client gone at
+  // once left the server repeating it to the liveness bound, declaring it down and holding a
+  // large reply's server in reply() for a second (1 call in 6 at 20% loss). A server that
+  // never sampled our round trip (a client of one call) repeats after its initial RTO. So a
+  // client leaves only once nothing has come for that long (each packet that comes starts the
+  // wait again), within 500 ms in all; an endpoint that made no call, after 10 ACK delays.
+  const bool client = d.engine->stats().sends_completed > 0;
+  const TimeNs quiet_ns = client ? TimeNs(d.cfg.rto_initial_us + 2 * d.cfg.ack_delay_us) * 1000
+                                 : TimeNs(d.cfg.ack_delay_us) * 1000 * kLingerAckDelays;
+  const TimeNs give_up = monotonic_ns() + kLingerMaxNs;
+  for (;;) {
+    const uint64_t heard = d.engine->stats().packets_in;
+    const TimeNs until = std::min(monotonic_ns() + quiet_ns, give_up);
+    d.pump([&] { return d.engine->stats().packets_in != heard; }, until);
+    if (d.engine->stats().packets_in == heard || monotonic_ns() >= give_up) break;
+  }
   d.reservation.release();  // the number is free for the next process
 }
 std::string Endpoint::detail() const {
