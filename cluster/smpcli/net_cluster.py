@@ -625,6 +625,16 @@ def console_interactive(node):
     sel.register(sys.stdin, selectors.EVENT_READ)
     prompt = re.compile(r"(?m)^\S+> ")
     sent, prompts, tail = 0, 0, ""
+
+    def show(data):
+        """Prints what the node sent; counts the prompts that end replies (across reads)."""
+        nonlocal prompts, tail
+        text = data.decode(errors="replace")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        window = tail + text
+        prompts += len(prompt.findall(window)) - len(prompt.findall(tail))
+        tail = window[-64:]
     try:
         while True:
             for key, _ in sel.select():
@@ -632,13 +642,7 @@ def console_interactive(node):
                     data = s.recv(65536)
                     if not data:
                         return
-                    text = data.decode(errors="replace")
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                    # Each command's reply ends with a prompt: count them (across reads).
-                    window = tail + text
-                    prompts += len(prompt.findall(window)) - len(prompt.findall(tail))
-                    tail = window[-64:]
+                    show(data)
                 else:
                     line = sys.stdin.readline()
                     if not line:
@@ -653,12 +657,7 @@ def console_interactive(node):
                                 break
                             if not data:
                                 break
-                            text = data.decode(errors="replace")
-                            sys.stdout.write(text)
-                            window = tail + text
-                            prompts += len(prompt.findall(window)) - len(prompt.findall(tail))
-                            tail = window[-64:]
-                        sys.stdout.flush()
+                            show(data)
                         return
                     s.sendall(line.encode())
                     sent += 1
