@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@ namespace smp::linux_peer {
 namespace {
 
 constexpr size_t kReadChunkBytes = 64 * 1024;
+constexpr int kGiveUpPollMs = 200;
 
 void close_fd(int* fd) {
   if (*fd >= 0) close(*fd);
@@ -39,20 +40,26 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
     r.error = "pipe failed";
     return r;
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  // A process group of its own: giving up kills the shell and what it started together.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
+  // A process group of its own: giving up kills the shell and what it started together. And
+  // the shell dies with us (PR_SET_PDEATHSIG), so a server killed outright (SIGKILL, which
+  // runs none of our code) does not leave its command running. Between fork and exec the child
+  // makes only async-signal-safe calls: the parent may have other threads.
   const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // we died before the line above: nobody to answer
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, nullptr);  // ignored here (a reply to a vanished client), not there
+    if (dup2(in_pipe[0], 0) < 0 || dup2(out_pipe[1], 1) < 0) _exit(127);
+    execve("/bin/sh", const_cast<char**>(argv), environ);
+    _exit(127);
+  }
+  if (pid > 0) setpgid(pid, pid);  // also here, so that a kill(-pid) right after cannot miss it
+  const int rc = pid < 0 ? errno : 0;
   close(in_pipe[0]);
   close(out_pipe[1]);
   int to_child = in_pipe[1], from_child = out_pipe[0];
@@ -70,14 +77,16 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   while (from_child >= 0) {
     // Slot 1 is stdin while it is open; a negative fd makes poll skip a slot.
     pollfd fds[3] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}, {wake_fd, POLLIN, 0}};
-    if (poll(fds, 3, -1) < 0 && errno != EINTR) break;
-    if (wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) {
-      on_wake();
-      if (give_up && give_up()) {
-        r.abandoned = true;
-        break;
-      }
+    // give_up is asked after each wake-up, a signal, and at least every kGiveUpPollMs (a
+    // signal that came just before poll began interrupts nothing).
+    const int n = poll(fds, 3, give_up ? kGiveUpPollMs : -1);
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0 && wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) on_wake();
+    if (give_up && (n <= 0 || (fds[2].revents & POLLIN)) && give_up()) {
+      r.abandoned = true;
+      break;
     }
+    if (n <= 0) continue;
     if (to_child >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
       const ssize_t n = write(to_child, input + written, input_bytes - written);
       if (n > 0) written += static_cast<size_t>(n);
@@ -105,7 +114,7 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   }
   r.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (r.abandoned) {
-    r.error = "its client gave up: command stopped";
+    r.error = "given up: command stopped";
   } else if (too_long) {
     r.error = "command output larger than the largest message";
   } else if (r.exit_status != 0) {

@@ -20,8 +20,10 @@ struct ExecResult {
 
 // While the command runs, `on_wake` is called whenever `wake_fd` (if >= 0) is readable: the
 // caller's event loop keeps running (an SMP endpoint must go on answering its peers). After
-// each, `give_up` (if given) may say the answer is no longer wanted (its client gave up): the
-// command and whatever it started (its own process group) are killed at once.
+// each, after a signal, and at least every 200 ms, `give_up` (if given) may say the answer is no
+// longer wanted (its client gave up, or the server is stopping): the command and whatever it
+// started (its own process group) are killed at once. The shell also dies with the thread that
+// started it (PR_SET_PDEATHSIG): a server killed outright does not leave it running.
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
                        size_t output_bytes_max, int wake_fd = -1,
                        const std::function<void()>& on_wake = {},

@@ -595,7 +595,14 @@ int cmd_serve(const Options& o) {
         // The endpoint keeps answering probes and other packets while the command runs.
         sl::ExecResult r = sl::run_command(command, req.data.data(), req.data.size(), sl::kMessageBytesMax,
                                            ep->wake_fd(), [&] { ep->step(); },
-                                           [&] { return ep->given_up(req); });
+                                           [&] { return g_stop || ep->given_up(req); });
+        if (r.abandoned && g_stop && !ep->given_up(req)) {
+          // Stopping (SIGTERM, SIGINT): the command is stopped, and its client is told "server
+          // gone" when the endpoint closes, rather than waiting for the command to end.
+          std::fprintf(stderr, "smpctl: stopping: the command for a request of %zu bytes was stopped\n",
+                       req.size_bytes);
+          break;
+        }
         if (r.abandoned) {
           stopped = true;
           s = sl::Status::kCancelled;  // said below

@@ -7,7 +7,8 @@
   loss        nftables on both veth ends: ~10% random drop (numgen) and duplicates (dup): every call
               completes with the right bytes
   bad_input   unknown node, unknown service, oversized message, missing privilege (uid 65534),
-              host down: one clear line, a non-zero status, nothing left blocked
+              host down: one clear line, a non-zero status, nothing left blocked; a serve --exec
+              server stopped (SIGTERM) or killed (SIGKILL) mid-command leaves no command running
   capture     records these exchanges with tcpdump into BUILD/captures/linux-peers.pcap (for the
               dissector's tests) and checks that protocol-121 frames are in it
 
@@ -337,6 +338,64 @@ def expect_error(h, args, words, what, side="A", prefix=()):
           f"{what}: status {r.returncode}, '{err}'")
 
 
+def live_in_group(pgid):
+    """Processes of process group `pgid` that are not zombies (a killed one may wait to be reaped
+    by whoever inherited it)."""
+    live = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(d))
+    return live
+
+
+def stop_during_command(h, sig):
+    """A `serve --exec` server stopped while its command runs. SIGTERM: the command (its process
+    group) is stopped at once and the caller told "server gone" (exit 10), not left waiting for
+    the command or the liveness bound. SIGKILL (none of smpctl's code runs): the command, the
+    shell exec'd into `sleep`, dies with it (PR_SET_PDEATHSIG) instead of running on."""
+    name = "stopping" if sig == signal.SIGTERM else "killed"
+    pidf = os.path.join(h.tmp.name, f"{name}-pid")
+    cmd = f"echo $$ > {pidf}.tmp; mv {pidf}.tmp {pidf}; " + (
+        "sleep 60; cat" if sig == signal.SIGTERM else "exec sleep 60")
+    server = h.start("B", ["--endpoint=3", "serve", name, "--exec", cmd], f"serve-{name}.log")
+    h.wait_serving(server, name, node="b3")
+    caller = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=90000", "call", f"b3/{name}", "x"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=die_with_parent)
+    h.procs.append(caller)
+    for _ in range(kCallGuardS * 10):
+        if os.path.exists(pidf):
+            break
+        time.sleep(0.1)
+    check(os.path.exists(pidf), f"{name}: the command started")
+    pgid = int(open(pidf).read())
+    check(live_in_group(pgid), f"{name}: the command runs before the server is stopped")
+    os.kill(server.pid, sig)
+    server.wait(timeout=kCallGuardS)
+    for _ in range(kCallGuardS * 10):
+        if not live_in_group(pgid):
+            break
+        time.sleep(0.1)
+    check(not live_in_group(pgid), f"{name}: nothing of the command is left after the server stopped "
+                                   f"({live_in_group(pgid)})")
+    _, err = caller.communicate(timeout=kCallGuardS)
+    if sig == signal.SIGTERM:
+        check(caller.returncode == 10 and "server gone" in err,
+              f"the caller of a server stopped mid-command is told 'server gone': {caller.returncode} {err.strip()!r}")
+        log = open(server.log_path).read()
+        check("stopping: the command for a request of 1 bytes was stopped" in log,
+              f"the stopping server says what it stopped: {log[-300:]!r}")
+    else:
+        check(caller.returncode not in (0, None), f"the caller of a killed server gets an error: {err.strip()!r}")
+
+
 def case_bad_input(h):
     server = h.start("B", ["serve", "echo"], "serve-echo.log")
     h.wait_serving(server, "echo")
@@ -395,6 +454,9 @@ def case_bad_input(h):
                  "a request queued at a server that stops after one")
     out, _ = first.communicate(timeout=kCallGuardS)
     check(first.returncode == 0 and out == "first", f"the one it served: {first.returncode} {out!r}")
+    once.wait(timeout=kCallGuardS)
+    stop_during_command(h, signal.SIGTERM)
+    stop_during_command(h, signal.SIGKILL)
     # A deadline that passes while the server works: a timeout, and the server is not stuck.
     slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
     h.wait_serving(slow, "slow", node="b1")
