@@ -220,9 +220,12 @@ struct Peer {
     bool tx_queued = false;
     PeerState state = PeerState::kFree;
     bool is_static = false;
-    bool app_ref = false;      // the application was given a PeerRef to send with: never retired
     uint32_t ipv4 = 0;
     uint16_t endpoint = 0;
+    // PeerRefs the application holds (peer(), a lookup's answer, hold_peer(), less
+    // release_peer()): while any, the peer is not retired before its linger time. kRefsPinned:
+    // counted past what an application that never releases could be keeping track of; stays.
+    uint16_t app_refs = 0;
     uint64_t incarnation = 0;   // 0: not heard from yet
     // client side toward the peer
     uint32_t next_txn = 1;
@@ -283,6 +286,7 @@ struct Retired {
     Instant since = 0;  // the peer's last business: it may go for good at since + peer_linger
 };
 constexpr size_t kRetiredPerPeer = 16;
+constexpr uint16_t kRefsPinned = 0xFFFF;
 
 struct NameEntry {
     bool used = false;
@@ -666,6 +670,10 @@ struct E {
 
     // -- peers --
     Peer& peer_at(uint16_t index) { return m.peers[index]; }
+    void take_ref(uint16_t index) {
+        Peer& p = m.peers[index];
+        if (p.app_refs != kRefsPinned) p.app_refs++;
+    }
     PeerRef ref_of(uint16_t index) const { return PeerRef{make_handle(m.peers[index].gen, index)}; }
     bool peer_of_ref(PeerRef r, uint16_t& index) const {
         uint32_t i = (r.value & 0xFFFF);
@@ -718,7 +726,7 @@ struct E {
                 if (busy(p) || p.nacks) continue;
                 if (p.last_business + c.peer_linger_us <= now) {
                     if (p.last_business < gone_at) gone_at = p.last_business, gone = int(i);
-                } else if (!p.app_ref && p.last_business < retired_at) {
+                } else if (p.app_refs == 0 && p.last_business < retired_at) {
                     retired_at = p.last_business, retired = int(i);
                 }
             }
@@ -1214,6 +1222,7 @@ struct E {
         Peer& p = peer_at(pi);
         const PeerRef old_ref = ref_of(pi);
         p.gen = uint16_t(p.gen + 1 ? p.gen + 1 : 1);  // old PeerRefs now fail
+        p.app_refs = 0;  // ... so none of them holds it any more
         // ... but not a name lookup asked of this peer: a name is no transaction, so it is
         // asked of the new incarnation, at once (the answer's PeerRef is the new one; 5.8).
         for (size_t i = 0; i < m.lookups_hi; i++) {
@@ -2077,7 +2086,7 @@ void Engine::on_name_reply(Instant now, uint16_t pi, const wire::Message& msg) {
             n.age = ++impl_->cache_clock;
         }
         ev.peer = e.ref_of(pi);
-        impl_->peers[pi].app_ref = true;  // the lookup's answer is a PeerRef to send with
+        e.take_ref(pi);  // the lookup's answer is a PeerRef to send with
         ev.channel = msg.name.channel;
     } else {
         // Each peer counts once, however often the query is repeated (every peer slot has its
@@ -2714,7 +2723,7 @@ Result<PeerRef> Engine::peer(uint32_t ipv4, uint16_t endpoint) {
     int i = e.find_peer(ipv4, endpoint);
     if (i < 0) i = e.add_peer(impl_->now, ipv4, endpoint);
     if (i < 0) return {ErrorCode::kNoResources, {}};
-    impl_->peers[i].app_ref = true;
+    e.take_ref(uint16_t(i));
     return {ErrorCode::kOk, e.ref_of(uint16_t(i))};
 }
 
@@ -2728,6 +2737,28 @@ Result<PeerRef> Engine::peer_by_name(const char* node) {
             return peer(sp.ipv4, sp.endpoint);
     }
     return {ErrorCode::kNoSuchService, {}};
+}
+
+ErrorCode Engine::hold_peer(PeerRef ref) {
+    if (!ok_) return ErrorCode::kInvalid;
+    E e{*impl_, config_, stats_};
+    uint16_t i = 0;
+    if (!e.peer_of_ref(ref, i)) {
+        uint32_t k = ref.value & 0xFFFF;
+        bool reused = k && k <= config_.peers_max && impl_->peers[k - 1].state != PeerState::kFree;
+        return reused ? ErrorCode::kPeerRebooted : ErrorCode::kInvalid;
+    }
+    e.take_ref(i);
+    return ErrorCode::kOk;
+}
+
+void Engine::release_peer(PeerRef ref) {
+    if (!ok_) return;
+    E e{*impl_, config_, stats_};
+    uint16_t i = 0;
+    if (!e.peer_of_ref(ref, i)) return;  // gone, rebooted or reused: that ref held nothing
+    Peer& p = impl_->peers[i];
+    if (p.app_refs != 0 && p.app_refs != kRefsPinned) p.app_refs--;
 }
 
 PeerInfo Engine::peer_info(PeerRef ref) const {
@@ -2746,6 +2777,7 @@ PeerInfo Engine::peer_info(PeerRef ref) const {
     info.mtu = p.mtu;
     info.credit_bytes = p.credit_bytes;
     info.outstanding_bytes = p.out_bytes;
+    info.app_refs = p.app_refs;
     return info;
 }
 
@@ -2848,6 +2880,7 @@ Result<LookupHandle> Engine::name_lookup(Instant now, const char* name, PeerRef 
             }
             ev.peer = n.peer;
             ev.channel = n.channel;
+            e.take_ref(pi);
             e.push_event(ev);
             l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
             return {ErrorCode::kOk, h};

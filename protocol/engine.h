@@ -180,6 +180,7 @@ struct PeerInfo {
     uint16_t mtu = 0;
     uint32_t credit_bytes = 0;  // granted by the peer
     uint32_t outstanding_bytes = 0;
+    uint16_t app_refs = 0;      // PeerRefs the application holds (0xFFFF: too many to count)
 };
 
 // Counters for the shell's `stats` and for tests; high-water marks prove the bounds.
@@ -251,8 +252,19 @@ public:
     void release_pulse();
 
     // ---- Peers and names ----
+    // A PeerRef from peer(), peer_by_name() or a lookup's answer (kNameResolved with a peer) is
+    // held by the application until it gives it back with release_peer(); hold_peer() takes
+    // one more for a copy it keeps apart. While any is held the peer stays in the table until
+    // its linger time is over; once none is, an idle peer may be retired early to make room for
+    // another (SPEC.md 5.1: its numbering and duplicate filter are kept aside, and come back if
+    // it is added again). An application that never releases keeps every peer it was given for
+    // peer_linger (then kNoResources once peers_max of them were given within that time). A
+    // PeerRef used after it was released may find the slot reused (kPeerRebooted or kInvalid);
+    // one made stale by a reboot holds nothing and needs no release.
     // The peer at (ipv4, endpoint): found or added (kNoResources if the table is full).
     Result<PeerRef> peer(uint32_t ipv4, uint16_t endpoint);
+    ErrorCode hold_peer(PeerRef peer);
+    void release_peer(PeerRef peer);
     // A node of the static peer table, by name (kNoSuchService if none).
     Result<PeerRef> peer_by_name(const char* node);
     PeerInfo peer_info(PeerRef peer) const;

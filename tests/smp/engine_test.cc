@@ -282,6 +282,75 @@ TEST(Engine, IdleClientsAreRetiredToMakeRoomAndTheirLateDuplicatesStayRefused) {
     EXPECT_EQ(st.requests_delivered, 7u);
 }
 
+// A client that calls more distinct servers than its table holds, within their linger time:
+// each PeerRef it holds keeps its peer in the table (kNoResources for the next), and one given
+// back lets that peer be retired for the next server once idle, its numbering kept aside. Every
+// reference counts: a second one (hold_peer) must be released too; a reboot's stale refs hold
+// nothing.
+TEST(Engine, APeerWhoseRefsAreReleasedIsRetiredToMakeRoomForTheNext) {
+    Box client(0x0A000100, 100);
+    client.config.peers_max = 2;
+    client.start();
+    std::vector<std::unique_ptr<Box>> servers;
+    std::vector<std::unique_ptr<Echo>> echos;
+    Lan lan;
+    lan.boxes.push_back(&client);
+    for (uint32_t i = 0; i < 5; i++) {
+        servers.emplace_back(new Box(0x0A000001 + i, 500 + i));
+        echos.emplace_back(new Echo{*servers.back()});
+        lan.boxes.push_back(servers.back().get());
+    }
+    auto ip = [&](size_t i) { return servers[i]->config.local_ipv4; };
+    auto call = [&](size_t i) { return lan.call(client, ip(i), {echos[i].get()}); };
+    auto ref = [&](size_t i) { return client.engine->peer(ip(i), 0); };  // takes one more ref
+    // Held (never released): two servers fill the table, the third finds no room.
+    EXPECT_EQ(call(0), ErrorCode::kOk);
+    EXPECT_EQ(call(1), ErrorCode::kOk);
+    EXPECT_EQ(ref(2).error, ErrorCode::kNoResources);
+    // Server 0's one ref given back: it is retired for server 2.
+    PeerRef p0 = ref(0).value;  // the same ref again: now two
+    EXPECT_EQ(client.engine->peer_info(p0).app_refs, 2u);
+    client.engine->release_peer(p0);
+    EXPECT_EQ(ref(2).error, ErrorCode::kNoResources);  // one still held
+    client.engine->release_peer(p0);
+    EXPECT_EQ(client.engine->peer_info(p0).app_refs, 0u);
+    EXPECT_EQ(call(2), ErrorCode::kOk);
+    EXPECT_EQ(client.engine->stats().peers_retired, 1u);
+    EXPECT_EQ(client.engine->peer_info(p0).state, PeerState::kFree);  // p0 is stale now
+    // A copy kept apart (hold_peer) counts as well.
+    PeerRef p1 = ref(1).value;
+    ASSERT_EQ(client.engine->hold_peer(p1), ErrorCode::kOk);
+    EXPECT_EQ(client.engine->peer_info(p1).app_refs, 3u);
+    for (int i = 0; i < 3; i++) client.engine->release_peer(p1);
+    client.engine->release_peer(p1);  // one too many: stays at 0
+    EXPECT_EQ(client.engine->peer_info(p1).app_refs, 0u);
+    PeerRef p2 = ref(2).value;  // calls 2 (1 ref) and this one
+    client.engine->release_peer(p2);
+    client.engine->release_peer(p2);
+    // Servers 3 and 4 take the places of 1 and 2; then server 0 again, restored where it was:
+    // its numbering goes on (the server still filters the old numbers: a restart would be
+    // refused as stale).
+    for (size_t i : {3, 4, 0}) {
+        EXPECT_EQ(call(i), ErrorCode::kOk) << i;
+        PeerRef r = ref(i).value;  // the call's ref and this one
+        client.engine->release_peer(r);
+        client.engine->release_peer(r);
+    }
+    EXPECT_EQ(client.engine->stats().peers_retired, 4u);
+    EXPECT_GE(client.engine->stats().peers_restored, 1u);
+    EXPECT_EQ(servers[0]->engine->stats().requests_delivered, 2u);
+    EXPECT_EQ(client.engine->hold_peer(p0), ErrorCode::kPeerRebooted);  // its slot was reused
+    // A reboot makes every ref to the old incarnation stale: none of them holds the peer.
+    PeerRef p4 = ref(4).value;
+    EXPECT_EQ(client.engine->peer_info(p4).app_refs, 1u);
+    servers[4]->config.incarnation++;
+    servers[4]->start();
+    EXPECT_EQ(call(4), ErrorCode::kPeerRebooted);
+    PeerRef p4b = ref(4).value;
+    EXPECT_NE(p4b.value, p4.value);
+    EXPECT_EQ(client.engine->peer_info(p4b).app_refs, 1u);
+}
+
 // A table of busy peers has no room: the newcomer is told so (RESET, no peer slot), keeps trying
 // and is never declared down, and gets in once a peer goes idle.
 TEST(Engine, APeerTableOfBusyPeersRefusesANewcomerWhoWaitsInsteadOfCallingItDown) {

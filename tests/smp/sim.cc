@@ -160,6 +160,8 @@ public:
     std::set<int> busy_at_crash_;
     std::set<uint32_t> pulse_sent_, pulse_seen_;
     std::map<std::pair<int, uint32_t>, int> lookups_;  // (node, lookup handle) -> target
+    // (node, lookup handle) -> the PeerRef it asks, held until the lookup ends
+    std::map<std::pair<int, uint32_t>, PeerRef> lookup_where_;
     std::set<std::pair<int, uint32_t>> lookups_cancelled_;  // (node, handle) given up: no event may follow
     std::map<std::tuple<int, int, int>, uint32_t> pulse_last_;  // (from, to, code) -> last value
     uint32_t next_pulse_ = kPulseValueBase;
@@ -183,6 +185,13 @@ public:
     void pcap_write(const Packet& p);
     void pump(int i);
     void on_event(Node& n, const Event& ev);
+    // A lookup ended (answered or cancelled): the reference to the peer it asked goes back.
+    void release_where(Node& n, uint32_t handle) {
+        auto w = lookup_where_.find({n.index, handle});
+        if (w == lookup_where_.end()) return;
+        n.engine->release_peer(w->second);
+        lookup_where_.erase(w);
+    }
     void app_timer(const AppTimer& t);
     void start_send(Node& n, const PlannedSend& ps);
     void crash(int i);
@@ -479,8 +488,8 @@ void Sim::start_send(Node& n, const PlannedSend& ps) {
     smp::Result<PeerRef> pr = n.engine->peer(t.config.local_ipv4, t.config.local_endpoint);
     if (!pr.ok()) {
         // A bounded refusal: this node calls more distinct nodes than its table holds (16 here,
-        // with --peers above that) within their linger time, every entry held by a PeerRef the
-        // application took (the engine has no call to give one back). Counted, not a failure.
+        // with --peers above that) and every entry is busy (sends in progress, or a handshake),
+        // or idle with no room left to retire it. Counted, not a failure.
         if (pr.error != ErrorCode::kNoResources) fail("peer(): " + std::string(wire::error_code_name(pr.error)));
         res_.sends++;
         res_.errors++;
@@ -489,6 +498,9 @@ void Sim::start_send(Node& n, const PlannedSend& ps) {
     }
     smp::Result<SendHandle> h = n.engine->start_send(now_, pr.value, 7, ConstChain{&cs->msg_part, 1},
                                                 MutableChain{&cs->reply_part, 1}, cs->deadline, uint8_t(rng_.below(64)));
+    // The send keeps its peer busy while it runs: the application needs no reference meanwhile,
+    // and gives this one back so that, idle, the peer may be retired for another.
+    n.engine->release_peer(pr.value);
     res_.sends++;
     if (!h.ok()) {
         // A definite error at once (no slot, peer rebooted...): the send ended exactly once.
@@ -648,6 +660,8 @@ void Sim::on_event(Node& n, const Event& ev) {
         }
         case EventType::kNameResolved: {
             res_.names_resolved++;
+            if (ev.peer.valid()) e.release_peer(ev.peer);  // the answer's PeerRef: not kept
+            release_where(n, ev.handle);
             if (lookups_cancelled_.count({n.index, ev.handle})) fail("a cancelled lookup ended with an event");
             auto it = lookups_.find({n.index, ev.handle});
             if (it == lookups_.end()) break;  // the scenario's own lookups
@@ -719,6 +733,7 @@ void Sim::app_timer(const AppTimer& t) {
                 // Two pulses with the same code before the first leaves: they coalesce.
                 n.engine->pulse(now_, pr.value, 7, 1, 10);
                 n.engine->pulse(now_, pr.value, 7, 1, 11);
+                n.engine->release_peer(pr.value);  // a pending pulse keeps its peer busy
             } else {
                 nodes_[t.key].engine->name_attach("echo", 7);
                 n.engine->name_lookup(now_, "echo", pr.value);
@@ -734,7 +749,9 @@ void Sim::app_timer(const AppTimer& t) {
             smp::Result<PeerRef> pr = n.engine->peer(to.config.local_ipv4, to.config.local_endpoint);
             if (!pr.ok()) return;
             uint32_t value = next_pulse_++;
-            if (n.engine->pulse(now_, pr.value, 9, code, value) != ErrorCode::kOk) return;
+            const ErrorCode pe = n.engine->pulse(now_, pr.value, 9, code, value);
+            n.engine->release_peer(pr.value);
+            if (pe != ErrorCode::kOk) return;
             pulse_sent_.insert(value);
             pulse_last_[{n.index, target, code}] = value;
             break;
@@ -747,7 +764,11 @@ void Sim::app_timer(const AppTimer& t) {
             if (!pr.ok()) return;
             std::string name = "svc" + std::to_string(target);
             smp::Result<LookupHandle> h = n.engine->name_lookup(now_, name.c_str(), pr.value);
-            if (!h.ok()) return;  // table full: the caller is told at once
+            if (!h.ok()) {
+                n.engine->release_peer(pr.value);
+                return;  // table full: the caller is told at once
+            }
+            lookup_where_[{n.index, h.value.value}] = pr.value;
             if (lookups_.count({n.index, h.value.value})) fail("lookup handle reused while in use");
             lookups_[{n.index, h.value.value}] = target;
             lookups_cancelled_.erase({n.index, h.value.value});  // a new lookup under an old value
@@ -761,6 +782,7 @@ void Sim::app_timer(const AppTimer& t) {
             if (it == lookups_.end()) return;  // it ended first: its event came
             if (n.engine->cancel_lookup(LookupHandle{uint32_t(t.key)}) == ErrorCode::kOk) {
                 lookups_.erase(it);
+                release_where(n, uint32_t(t.key));
                 lookups_cancelled_.insert({n.index, uint32_t(t.key)});
                 res_.lookups_cancelled++;
             }
@@ -813,6 +835,8 @@ void Sim::crash(int i) {
     res_.sends -= 0;
     n.sends.clear();  // abandoned with the machine
     for (auto it = lookups_.begin(); it != lookups_.end();) it = it->first.first == i ? lookups_.erase(it) : std::next(it);
+    for (auto it = lookup_where_.begin(); it != lookup_where_.end();)
+        it = it->first.first == i ? lookup_where_.erase(it) : std::next(it);  // its engine is gone
     n.work.clear();
 }
 
