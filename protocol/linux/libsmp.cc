@@ -806,6 +806,8 @@ Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadli
     if (d.engine->cancel_lookup(LookupHandle{h}) != ErrorCode::kOk) {
       smp::Event ev;
       while (d.engine->poll_event(ev)) d.dispatch(ev);
+      auto done = d.lookups_done.find(h);
+      if (done != d.lookups_done.end() && done->second.peer.valid()) d.engine->release_peer(done->second.peer);
       d.lookups_done.erase(h);
     }
     return Status::kTimeout;
@@ -816,6 +818,12 @@ Status Endpoint::connect(std::string_view target, Connection* out, TimeNs deadli
   out->peer = e.peer.value;
   out->channel = e.channel;
   return Status::kOk;
+}
+
+void Endpoint::disconnect(Connection& c) {
+  const ApiCall call(*impl_);
+  if (c.peer) impl_->engine->release_peer(PeerRef{c.peer});
+  c = Connection{};
 }
 
 Status Endpoint::send(const Connection& c, std::span<const uint8_t> request, uint8_t* reply,
@@ -937,6 +945,7 @@ Status Endpoint::names(std::string_view node, std::vector<std::string>* out, Tim
   c.channel = kNamesChannel;
   std::vector<uint8_t> reply;
   const Status s = send(c, {}, &reply, deadline);
+  disconnect(c);
   if (s != Status::kOk) return s;
   std::string list(reply.begin(), reply.end()), line;
   for (char ch : list) {

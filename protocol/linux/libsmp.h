@@ -127,6 +127,11 @@ class Endpoint {
 
   // "node/service" asks that node; a bare "service" asks every node of the peer table.
   Status connect(std::string_view target, Connection* out, TimeNs deadline);
+  // The connection is done with: its hold on the peer goes back (Engine::release_peer), so that
+  // once idle the peer may be retired when the table (64 peers) is full, and `c` is cleared. A
+  // program that never disconnects keeps each peer it connected to for its linger time (10 s).
+  // Once for every connect; a copy of `c` must not be used after.
+  void disconnect(Connection& c);
   Status send(const Connection& c, std::span<const uint8_t> request, std::vector<uint8_t>* reply,
               TimeNs deadline);
   // Without copies: the reply lands in `reply` (capacity bytes), its size in *reply_size.

@@ -187,6 +187,30 @@ TEST_F(LibsmpTest, ServerErrorReachesTheClient) {
   EXPECT_EQ(client_->send(c, {&one, 1}, &reply, in(5 * kSecondNs)), sl::Status::kRemoteError);
 }
 
+// disconnect gives the connection's hold on its peer back and clears it: using it again is a
+// bad argument, not a call to whatever took the peer's place; connecting again works.
+TEST_F(LibsmpTest, ADisconnectedConnectionIsClearedAndAnotherCanBeMade) {
+  ASSERT_EQ(server_->attach("twice"), sl::Status::kOk);
+  const Serving serving = serve([&](sl::Endpoint& s) {
+    for (int i = 0; i < 2; i++) {
+      sl::Request r;
+      ASSERT_EQ(s.receive(&r, in(10 * kSecondNs)), sl::Status::kOk);
+      EXPECT_EQ(s.reply(r, std::move(r.data), in(kSecondNs)), sl::Status::kOk);
+    }
+  });
+  const uint8_t one = 1;
+  std::vector<uint8_t> reply;
+  for (int i = 0; i < 2; i++) {
+    sl::Connection c;
+    ASSERT_EQ(client_->connect("srv/twice", &c, in(5 * kSecondNs)), sl::Status::kOk);
+    ASSERT_NE(c.peer, 0u);
+    EXPECT_EQ(client_->send(c, {&one, 1}, &reply, in(5 * kSecondNs)), sl::Status::kOk);
+    client_->disconnect(c);
+    EXPECT_EQ(c.peer, 0u);
+    EXPECT_EQ(client_->send(c, {&one, 1}, &reply, in(5 * kSecondNs)), sl::Status::kBadArgument);
+  }
+}
+
 TEST_F(LibsmpTest, ClientDeadlinePassesWhileTheServerHoldsTheRequest) {
   ASSERT_EQ(server_->attach("slow"), sl::Status::kOk);
   const Serving serving = serve([&](sl::Endpoint& s) {
