@@ -517,6 +517,7 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
         if (!r.ok()) continue;
         Peer& p = m.peers[(r.value.value & 0xFFFF) - 1];
         p.is_static = true;
+        p.app_refs = 0;  // the table's own entry: no application holds it yet
         p.name_bytes = uint8_t(cstr_len(sp.name, wire::kNameBytesMax));
         if (p.name_bytes > wire::kNameBytesMax) p.name_bytes = wire::kNameBytesMax;
         copy_bytes(reinterpret_cast<uint8_t*>(p.name), reinterpret_cast<const uint8_t*>(sp.name),

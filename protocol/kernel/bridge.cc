@@ -51,12 +51,14 @@ struct IrqLock {
 };
 
 struct RemoteConn {
-    uint32_t peer;     // smp::PeerRef value
+    uint32_t peer;     // smp::PeerRef value; each connection holds one reference (release_peer)
     uint32_t channel;
     uint16_t source;   // its number in PULSE's source field (SPEC.md 4.7): 1..65535, reused
 };
 
-enum class OpKind : uint8_t { kSend, kRead, kPulse, kLookup, kAttach, kDetach, kClose, kSnapshot };
+enum class OpKind : uint8_t {
+    kSend, kRead, kPulse, kLookup, kAttach, kDetach, kClose, kSnapshot, kHoldPeer, kReleasePeer
+};
 
 struct RemoteRec;
 
@@ -705,6 +707,7 @@ Status conn_pulse(void* handle, int32_t code, int64_t value, uint8_t priority) {
 // send or pulse on it, not yet started, still reads it there).
 void conn_close(void* handle) {
     if (!g.running || kernel::thread_current() == g.net_thread) {
+        if (g.running) g.engine->release_peer(smp::PeerRef{static_cast<RemoteConn*>(handle)->peer});
         kernel::heap::release(handle);
         return;
     }
@@ -975,17 +978,22 @@ void on_event(const smp::Event& e) {
             break;
         }
         break;
-    case smp::EventType::kNameResolved:
+    case smp::EventType::kNameResolved: {
+        bool taken = false;
         for (kernel::ListNode* n = g.lookups.front(); n; n = g.lookups.next(n)) {
             Op* op = op_of(n);
             if (op->handle != e.handle) continue;
             kernel::List::remove(n);
-            op->peer = e.peer.value;
+            op->peer = e.peer.value;  // its reference goes to the connection name_open makes
             op->channel_number = e.channel;
             finish(op, from_wire(e.error, 0));
+            taken = true;
             break;
         }
+        // Given up before the answer came: nobody will hold its PeerRef.
+        if (!taken && e.peer.valid()) g.engine->release_peer(e.peer);
         break;
+    }
     case smp::EventType::kPulse: {
         ++g.pulses_in;
         Attached* a = attached_at(e.channel);
@@ -1073,6 +1081,7 @@ void start_op(Op* op) {
                 return;
             }
             where = p.value;
+            g.engine->release_peer(where);  // a static peer: never retired, held or not
         }
         auto l = g.engine->name_lookup(now, op->name, where);
         if (!l.ok()) {
@@ -1112,7 +1121,15 @@ void start_op(Op* op) {
         finish(op, Status::kOk);
         return;
     case OpKind::kClose:
+        g.engine->release_peer(smp::PeerRef{op->conn->peer});
         kernel::heap::release(op->conn);
+        finish(op, Status::kOk);
+        return;
+    case OpKind::kHoldPeer:
+        finish(op, from_wire(g.engine->hold_peer(smp::PeerRef{op->peer}), 0));
+        return;
+    case OpKind::kReleasePeer:
+        g.engine->release_peer(smp::PeerRef{op->peer});
         finish(op, Status::kOk);
         return;
     case OpKind::kSnapshot:
@@ -1418,10 +1435,24 @@ kernel::Channel* local_channel(const char* name) {
     return nullptr;
 }
 
-kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t channel) {
+namespace {
+// Gives back a PeerRef nothing will hold (from any thread but the net thread's own code).
+void release_peer_ref(uint32_t peer) {
+    Op op;
+    op.kind = OpKind::kReleasePeer;
+    op.peer = peer;
+    submit(&op);
+}
+
+// A connection on a PeerRef reference already taken for it (a lookup's answer): the
+// connection holds it until conn_close, and gives it back if it cannot be made.
+kernel::Result<kernel::Connection*> connect_held(uint32_t peer, uint32_t channel) {
     using R = kernel::Result<kernel::Connection*>;
     auto* conn = static_cast<RemoteConn*>(kernel::heap::allocate(sizeof(RemoteConn)));
-    if (!conn) return R::error(Status::kNoMemory);
+    if (!conn) {
+        release_peer_ref(peer);
+        return R::error(Status::kNoMemory);
+    }
     conn->peer = peer;
     conn->channel = channel;
     {
@@ -1430,8 +1461,20 @@ kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t
         conn->source = g.next_conn_source;
     }
     auto c = kernel::connect_remote(conn);
-    if (!c.is_ok()) kernel::heap::release(conn);
+    if (!c.is_ok()) {
+        kernel::heap::release(conn);
+        release_peer_ref(peer);
+    }
     return c;
+}
+}  // namespace
+
+kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t channel) {
+    Op op;
+    op.kind = OpKind::kHoldPeer;  // a reference of its own: the peer's other holders may go
+    op.peer = peer;
+    if (Status s = submit(&op); s != Status::kOk) return kernel::Result<kernel::Connection*>::error(s);
+    return connect_held(peer, channel);
 }
 
 kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t deadline_ns,
@@ -1468,7 +1511,7 @@ kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t deadl
         return ch ? kernel::connect(ch) : R::error(Status::kNoSuchService);
     }
     if (peer_out) *peer_out = op.peer;
-    return connect_peer_channel(op.peer, op.channel_number);
+    return connect_held(op.peer, op.channel_number);
 }
 
 size_t format_stats_line(const char* service, char* out, size_t cap) {
@@ -1508,6 +1551,7 @@ void snap_peers(void* ctx) {
         str_copy(row.name, g.static_peers[i].name, sizeof row.name);
         auto p = g.engine->peer_by_name(g.static_peers[i].name);
         row.known = p.ok();
+        if (p.ok()) g.engine->release_peer(p.value);  // only looked at (before: refs= says so)
         if (p.ok()) row.info = g.engine->peer_info(p.value);
         const Heard* h = heard_find(g.static_peers[i].ipv4);
         row.downs = h ? h->downs : 0;
@@ -1524,6 +1568,7 @@ void snap_peers(void* ctx) {
         for (size_t k = 0; k < s->count && !is_static; ++k) {
             auto p = g.engine->peer_by_name(g.static_peers[k].name);
             is_static = p.ok() && p.value.value == refs[i].value;
+            if (p.ok()) g.engine->release_peer(p.value);
         }
         if (is_static) continue;
         ++s->learned_total;
@@ -1595,9 +1640,9 @@ void print_peers() {
         const Heard* h = heard_find(in.ipv4);
         const bool idle = in.state == smp::PeerState::kDown && (!h || h->downs == 0);
         kernel::print("state=%s srtt_us=%u rto_us=%u mtu=%u credit_bytes=%u outstanding_bytes=%u "
-                      "incarnation=%lx detect_bound_ms=%lu",
+                      "refs=%u incarnation=%lx detect_bound_ms=%lu",
                       idle ? "idle" : peer_state_name(in.state), in.srtt_us, in.rto_us, in.mtu, in.credit_bytes,
-                      in.outstanding_bytes, static_cast<unsigned long>(in.incarnation),
+                      in.outstanding_bytes, unsigned(in.app_refs), static_cast<unsigned long>(in.incarnation),
                       static_cast<unsigned long>(g.config.dead_after_us() / 1000));
     };
     for (size_t i = 0; i < s.count; ++i) {

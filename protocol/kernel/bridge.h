@@ -35,7 +35,9 @@ kernel::Status name_attach(const char* name, kernel::Channel* channel);
 // *peer_out (optional) receives the engine's PeerRef value (0 when local).
 kernel::Result<kernel::Connection*> name_open(const char* target, uint64_t deadline_ns,
                                               uint32_t* peer_out = nullptr);
-// A connection to a reserved channel of the node behind peer (e.g. kStatsChannel).
+// A connection to a reserved channel of the node behind peer (e.g. kStatsChannel), a PeerRef value
+// from name_open's peer_out: the connection takes a reference of its own, so the peer stays in
+// the engine's table while either is open (kPeerRebooted if that peer rebooted since).
 kernel::Result<kernel::Connection*> connect_peer_channel(uint32_t peer, uint32_t channel);
 // The local kernel channel attached under `name`, or nullptr.
 kernel::Channel* local_channel(const char* name);

@@ -133,6 +133,14 @@ def case_sizes(args, nc, rm):
         check(r["span_ns"] > 0, f"sendtest reports the span of its sends: {r['span_ns']} ns")
     r = rm.call(state, "node3", "node1/sink", "twelve bytes")
     check(r["ok"] and r["bytes"] == 8, f"call node1/sink: an 8-byte count as the reply: {r['line']}")
+    # Every connection those calls opened was closed, and gave back its hold on the peer (its
+    # PeerRef: a peer nothing holds may be retired when the table is full). `stats` below
+    # (calltest's high-water marks) opened and closed one more.
+    for node, peer in (("node2", "node1"), ("node3", "node1")):
+        table = rm.shell_text(state, node, "peers")
+        m = re.search(rf"^\s*{peer}\s.*\brefs=(\d+)", table, re.M)
+        check(m and int(m.group(1)) == 0,
+              f"{node}'s peers: {peer} held by no connection after the calls ({m and m.group(0)!r})")
 
 
 def case_ipc_remote(args, nc, rm):
