@@ -91,7 +91,8 @@ int main() {
   server_thread.join();
   const bool pulse_ok = s == sl::Status::kOk && served.pulse_code == 7 && served.pulse_value == 42 &&
                         served.pulse_priority == 10;
-  client->close();  // lets the last acknowledgements leave
+  client->disconnect(c);  // done with the connection: its hold on the peer goes back
+  client->close();        // lets the last acknowledgements leave
   server->close();
   return call_ok && pulse_ok ? 0 : 1;
 }
