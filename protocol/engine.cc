@@ -346,6 +346,8 @@ struct Engine::Impl {
     Event ev_scratch;          // E::new_event's answer when the ring is full (never, by sizing)
     uint32_t nonce_state = 0;
     uint32_t cache_clock = 0;
+    Instant resets_since = 0;   // the probe interval the budget below counts in
+    uint16_t resets_count = 0;  // RESETs to sources with no peer record sent in it
     Instant now = 0;           // the latest time any entry point was given
     // 1 + the highest slot ever taken: every slot at or past it is free, so the scans of every
     // call stop there (free lists reuse the lowest slots first, so these stay at the number of
@@ -898,6 +900,21 @@ struct E {
         }
     }
     // A RESET answering the packet whose header is `h` (SPEC.md 4.9), back to its sender.
+    // RESETs to sources with no peer record (the only state they may make us spend is this
+    // budget): at most control_max per probe interval in all, so that packets from any number of
+    // forged addresses are not answered at their own rate (SPEC 10).
+    bool reset_budget(Instant now) {
+        if (m.resets_count == 0 || now >= m.resets_since + c.probe_interval_us) {
+            m.resets_since = now;
+            m.resets_count = 0;
+        }
+        if (m.resets_count >= c.control_max) {
+            st.resets_limited++;
+            return false;
+        }
+        m.resets_count++;
+        return true;
+    }
     void send_reset(uint32_t ipv4, const wire::Header& h, uint64_t named, wire::ResetReason why) {
         Message rst;
         rst.header.type = Type::kReset;
@@ -1938,6 +1955,8 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             Peer& p = e.peer_at(uint16_t(found));
             if (p.reset_ok_at > now) return;
             p.reset_ok_at = now + config_.probe_interval_us;
+        } else if (!e.reset_budget(now)) {
+            return;
         }
         e.send_reset(src_ipv4, h, h.dst_incarnation, wire::ResetReason::kUnknownIncarnation);
         return;
@@ -2010,7 +2029,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             // so, or the sender would take our silence for "host down" (SPEC.md 4.9). Never
             // larger than what it answers; the control queue bounds how many go out.
             stats_.dropped_no_peer_slot++;
-            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes)
+            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes && e.reset_budget(now))
                 e.send_reset(src_ipv4, h, h.src_incarnation, wire::ResetReason::kNoPeerSlot);
             return;
         }

@@ -1755,9 +1755,9 @@ void print_stats() {
                   u(t.packets_out), u(t.packets_in), u(t.bytes_out), u(t.bytes_in),
                   u(t.retransmissions), u(t.duplicates));
     kernel::print("stats: sends_completed=%lu requests_delivered=%lu requests_in=%lu probes_sent=%lu "
-                  "peers_down=%lu peers_rebooted=%lu busy_sent=%lu resets_sent=%lu\n",
+                  "peers_down=%lu peers_rebooted=%lu busy_sent=%lu resets_sent=%lu resets_limited=%lu\n",
                   u(t.sends_completed), u(t.requests_delivered), u(s.requests_in), u(t.probes_sent),
-                  u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent));
+                  u(t.peers_down), u(t.peers_rebooted), u(t.busy_sent), u(t.resets_sent), u(t.resets_limited));
     kernel::print("stats: drops decode=%lu not_mine=%lu auth=%lu no_peer_slot=%lu unexpected=%lu "
                   "control_full=%lu rx_chain_too_long=%lu tx_no_pbuf=%lu tx_errors=%lu tx_ring_full=%lu "
                   "no_channel=%lu pulses_in=%lu pulses_dropped=%lu pulses_shared=%lu answers_busy=%lu\n",

@@ -1118,6 +1118,7 @@ std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
       {"dropped_not_mine", s.dropped_not_mine},
       {"dropped_unexpected", s.dropped_unexpected},
       {"resets_sent", s.resets_sent},
+      {"resets_limited", s.resets_limited},
       {"requests_delivered", s.requests_delivered},
       {"sends_completed", s.sends_completed},
       {"peers_down", s.peers_down},

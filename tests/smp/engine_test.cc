@@ -1629,6 +1629,44 @@ TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     EXPECT_EQ(a.engine->stats().dropped_not_mine, 1u);
 }
 
+// RESETs to sources with no peer record share one budget (SPEC 10): packets from 200 forged
+// addresses naming an old incarnation of ours draw control_max RESETs in one probe interval, the
+// rest counted and dropped, and the budget comes back an interval later. Every RESET sent goes
+// out (none lost in a full control queue).
+TEST(Engine, ResetsToUnknownSourcesAreLimitedInAll) {
+    Box a(0x0A000001, 11);
+    const uint16_t budget = a.config.control_max;
+    auto flood = [&](Instant now, uint32_t first_src, int count) -> size_t {
+        size_t sent = 0;
+        for (int i = 0; i < count; i++) {
+            wire::Message m;
+            m.header.type = wire::Type::kProbe;
+            m.header.src_incarnation = 500 + uint64_t(i);
+            m.header.dst_incarnation = 10;  // an earlier life of a's
+            m.probe = wire::Probe{1, uint16_t(wire::kIpv4HeaderBytes + wire::kHeaderBytes + wire::kProbeFixedBytes)};
+            uint8_t buf[256];
+            const uint32_t src = first_src + uint32_t(i);
+            size_t n = wire::encode(m, src, 0x0A000001, buf, sizeof buf);
+            a.engine->handle_datagram(now, src, 0x0A000001, buf, n);
+            // Sent as they come (as the bridge does after each datagram).
+            for (Transmit t; (t = a.engine->poll_transmit(now, buf, sizeof buf)).bytes;) {
+                wire::Message out;
+                EXPECT_EQ(wire::decode(buf, t.bytes, 0x0A000001, t.dst_ipv4, out), wire::DecodeError::kOk);
+                EXPECT_EQ(out.header.type, wire::Type::kReset);
+                sent++;
+            }
+        }
+        return sent;
+    };
+    EXPECT_EQ(flood(1000, 0x0B000001, 200), budget);
+    EXPECT_EQ(a.engine->stats().resets_limited, 200u - budget);
+    EXPECT_EQ(a.engine->stats().dropped_control_full, 0u);
+    EXPECT_EQ(flood(1000 + a.config.probe_interval_us - 1, 0x0C000001, 5), 0u);  // same interval
+    EXPECT_EQ(flood(1000 + a.config.probe_interval_us, 0x0D000001, 5), 5u);       // the next one
+    EXPECT_EQ(a.engine->stats().resets_sent, budget + 5u);
+    EXPECT_EQ(a.engine->stats().peers_live, 0u);  // and no state for any of them
+}
+
 TEST(Engine, GarbageIsCountedNotTrusted) {
     Box a(0x0A000001, 11);
     uint8_t junk[100];
