@@ -89,7 +89,10 @@ enum { SMP_ACK_REQUEST_RECEIVED = 1, SMP_ACK_REPLY_RECEIVED = 2, SMP_ACK_CANCEL_
 enum {
     SMP_V_OK = 0, SMP_V_TOO_SHORT, SMP_V_BAD_VERSION, SMP_V_BAD_LENGTH, SMP_V_BAD_CHECKSUM,
     SMP_V_CRITICAL_FLAG, SMP_V_UNKNOWN_TYPE, SMP_V_BODY_TOO_SHORT, SMP_V_TRAILING_BYTES,
-    SMP_V_BAD_FIELD
+    SMP_V_BAD_FIELD,
+    /* Not the engine's: a packet cut short by the capture's snapshot length, whose checksum
+     * and body cannot be checked (far from the engine's numbers, which may grow). */
+    SMP_V_NOT_JUDGED = 255
 };
 
 static const value_string smp_type_vals[] = {
@@ -155,6 +158,7 @@ static const value_string smp_verdict_vals[] = {
     { SMP_V_BODY_TOO_SHORT, "body-too-short" },
     { SMP_V_TRAILING_BYTES, "trailing-bytes" },
     { SMP_V_BAD_FIELD,      "bad-field" },
+    { SMP_V_NOT_JUDGED,     "not-judged" },
     { 0, NULL }
 };
 
@@ -178,6 +182,7 @@ static int hf_smp_ack = -1;
 static int hf_smp_dst_incarnation = -1;
 static int hf_smp_src_incarnation = -1;
 static int hf_smp_verdict = -1;
+static int hf_smp_cut_short = -1;
 
 static int hf_smp_window_bytes = -1;
 static int hf_smp_window_txns = -1;
@@ -655,26 +660,63 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
 
 /* The engine's decode() order: too-short, version, length, checksum, critical flags, type,
  * source incarnation, MAC room, body. The body is only checked when the whole packet was
- * captured (a snapped capture cannot be judged). */
+ * captured: a packet cut short by the capture's snapshot length is judged as far as the
+ * length and then "not judged", since the checksum, which comes next, needs every byte. */
 static int
 smp_verdict(tvbuff_t *tvb, smp_packet_t *p, gboolean checksum_ok, gboolean checksum_known)
 {
     guint size = tvb_reported_length(tvb);
     guint mac = (p->flags & SMP_FLAG_AUTH) ? SMP_MAC_BYTES : 0;
+    gboolean cut = tvb_captured_length(tvb) < size;
     int body = SMP_V_OK;
 
     if (size < SMP_HEADER_BYTES) return SMP_V_TOO_SHORT;
     /* The body is read first (for the display), even when the header already fails. */
-    if (size >= SMP_HEADER_BYTES + mac && tvb_captured_length(tvb) >= size)
+    if (size >= SMP_HEADER_BYTES + mac && !cut)
         body = smp_check_body(tvb, size - SMP_HEADER_BYTES - mac, p);
     if (p->version != SMP_VERSION) return SMP_V_BAD_VERSION;
     if (p->length != size) return SMP_V_BAD_LENGTH;
+    if (cut) return SMP_V_NOT_JUDGED;
     if (checksum_known && !checksum_ok) return SMP_V_BAD_CHECKSUM;
     if (p->flags & SMP_FLAGS_CRITICAL) return SMP_V_CRITICAL_FLAG;
     if (p->type < 1 || p->type > SMP_TYPE_MAX) return SMP_V_UNKNOWN_TYPE;
     if (p->src_inc == 0) return SMP_V_BAD_FIELD;
     if (size < SMP_HEADER_BYTES + mac) return SMP_V_BODY_TOO_SHORT;
     return body;
+}
+
+/* Fixed body bytes of each type (the part before any payload, ranges, entries or name). */
+static const guint8 smp_fixed_body_bytes[SMP_TYPE_MAX + 1] = {
+    0, SMP_HELLO_BYTES, SMP_HELLO_BYTES, SMP_REQUEST_FIXED_BYTES, SMP_REPLY_FIXED_BYTES,
+    SMP_PULL_FIXED_BYTES, SMP_DATA_FIXED_BYTES, SMP_ACK_FIXED_BYTES, SMP_CANCEL_BYTES,
+    SMP_PULSE_BYTES, SMP_PROBE_FIXED_BYTES, SMP_PROBE_ACK_BYTES, SMP_RESET_BYTES,
+    SMP_NAME_FIXED_BYTES, SMP_NAME_FIXED_BYTES
+};
+
+/* A packet cut short by the capture: reads the body fields the display needs from the `have`
+ * bytes that were captured (of `whole` in the packet), only when its type's fixed part is all
+ * there, and judges nothing. Payload sizes are those of the packet, not of the capture. */
+static void
+smp_read_cut(tvbuff_t *tvb, guint have, guint whole, smp_packet_t *p)
+{
+    guint fixed;
+
+    if (p->type < 1 || p->type > SMP_TYPE_MAX) return;
+    fixed = smp_fixed_body_bytes[p->type];
+    if (have < fixed) return;
+    switch (p->type) {
+    case SMP_REQUEST: case SMP_REPLY: case SMP_DATA: case SMP_PROBE:
+    case SMP_PULL: case SMP_ACK: case SMP_NAME_QUERY: case SMP_NAME_REPLY:
+        /* reads the fixed part first; what follows is read only as far as `have` */
+        (void)smp_check_body(tvb, have, p);
+        break;
+    default:
+        /* a fixed-size body: read exactly it (extra captured bytes would stop the reads) */
+        (void)smp_check_body(tvb, fixed, p);
+        break;
+    }
+    if (p->payload_offset != 0)
+        p->payload_bytes = whole > fixed ? whole - fixed : 0;
 }
 
 /* ---- Tracking (first pass only: fills smp_frame_t) ----------------------------------------- */
@@ -1416,12 +1458,64 @@ smp_report_verdict(packet_info *pinfo, proto_item *ti, proto_item *vi, int verdi
     default:
         break;  /* bad checksum has its own item on the checksum field */
     }
-    if (verdict != SMP_V_OK) {
+    if (verdict == SMP_V_NOT_JUDGED) {
+        /* the Info column has the cut mark already (smp_mark_cut) */
+        proto_item_append_text(ti, " [cut short by the capture: not judged]");
+    } else if (verdict != SMP_V_OK) {
         proto_item_append_text(ti, " [dropped by the receiver: %s]",
                                val_to_str_const(verdict, smp_verdict_vals, "?"));
         col_append_fstr(pinfo->cinfo, COL_INFO, " [%s]",
                         val_to_str_const(verdict, smp_verdict_vals, "?"));
     }
+}
+
+/* A packet the capture's snapshot length cut short: marked in the Info column, the tree and
+ * the expert info (simplemsg.cut_short). Nothing it holds changes the tracking. */
+static void
+smp_mark_cut(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item *ti, guint captured,
+             guint size)
+{
+    proto_item *it = proto_tree_add_boolean(tree, hf_smp_cut_short, tvb, 0, 0, TRUE);
+
+    proto_item_set_generated(it);
+    proto_item_append_text(it, " (%u of %u bytes captured)", captured, size);
+    expert_add_info_format(pinfo, ti, &ei_smp_capture_short,
+                           "Packet cut short by the capture (%u of %u bytes): not judged, "
+                           "not tracked", captured, size);
+    col_append_fstr(pinfo->cinfo, COL_INFO, " [cut short by the capture: %u of %u B]",
+                    captured, size);
+}
+
+/* A header the capture cut short: its fields as far as they were captured. */
+static void
+smp_dissect_cut_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *st, proto_item *ti,
+                       guint captured, guint size)
+{
+    static const struct { int *hf; guint8 offset, len; } fields[] = {
+        { &hf_smp_version, 0, 1 }, { &hf_smp_type, 1, 1 }, { &hf_smp_flags, 2, 1 },
+        { &hf_smp_priority, 3, 1 }, { &hf_smp_checksum, 4, 2 }, { &hf_smp_length, 6, 2 },
+        { &hf_smp_dst_endpoint, 8, 2 }, { &hf_smp_src_endpoint, 10, 2 }, { &hf_smp_ack, 12, 4 },
+        { &hf_smp_dst_incarnation, 16, 8 }, { &hf_smp_src_incarnation, 24, 8 },
+    };
+    proto_item *vi;
+    guint i;
+
+    if (captured >= 2)
+        col_add_str(pinfo->cinfo, COL_INFO,
+                    val_to_str(tvb_get_guint8(tvb, 1), smp_type_vals, "type %u"));
+    else
+        col_set_str(pinfo->cinfo, COL_INFO, "SMP header");
+    if (captured >= 12)
+        col_append_fstr(pinfo->cinfo, COL_INFO, " %u" UTF8_RIGHTWARDS_ARROW "%u",
+                        tvb_get_ntohs(tvb, 10), tvb_get_ntohs(tvb, 8));
+    for (i = 0; i < array_length(fields); i++)
+        if ((guint)fields[i].offset + fields[i].len <= captured)
+            proto_tree_add_item(st, *fields[i].hf, tvb, fields[i].offset, fields[i].len,
+                                ENC_BIG_ENDIAN);
+    vi = proto_tree_add_uint(st, hf_smp_verdict, tvb, 0, 0, SMP_V_NOT_JUDGED);
+    proto_item_set_generated(vi);
+    proto_item_append_text(ti, " [cut short by the capture: not judged]");
+    smp_mark_cut(tvb, pinfo, st, ti, captured, size);
 }
 
 static int
@@ -1454,13 +1548,20 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     if (p.ipv4 && data != NULL && ((const ws_ip4 *)data)->ip_ver == 4)
         p.ip_id = 0x10000u + ((const ws_ip4 *)data)->ip_id;
 
-    if (size < SMP_HEADER_BYTES || captured < SMP_HEADER_BYTES) {
+    if (size < SMP_HEADER_BYTES) {
         col_set_str(pinfo->cinfo, COL_INFO, "Too short for an SMP header");
         if (captured > 0)
             proto_tree_add_item(st, hf_smp_payload, tvb, 0, -1, ENC_NA);
         vi = proto_tree_add_uint(st, hf_smp_verdict, tvb, 0, 0, SMP_V_TOO_SHORT);
         proto_item_set_generated(vi);
-        expert_add_info(pinfo, vi, size < SMP_HEADER_BYTES ? &ei_smp_too_short : &ei_smp_capture_short);
+        expert_add_info(pinfo, vi, &ei_smp_too_short);
+        if (captured < size)
+            smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+        return captured;
+    }
+    if (captured < SMP_HEADER_BYTES) {
+        /* the packet has a header, the capture only part of it */
+        smp_dissect_cut_header(tvb, pinfo, st, ti, captured, size);
         return captured;
     }
 
@@ -1519,6 +1620,8 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         smp_report_verdict(pinfo, ti, vi, p.verdict, p.version);
         if (captured > SMP_HEADER_BYTES)
             proto_tree_add_item(st, hf_smp_payload, tvb, SMP_HEADER_BYTES, -1, ENC_NA);
+        if (captured < size)
+            smp_mark_cut(tvb, pinfo, st, ti, captured, size);
         return captured;
     }
 
@@ -1527,6 +1630,13 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         have = captured - SMP_HEADER_BYTES - mac;
     if (p.length <= size && p.length >= SMP_HEADER_BYTES + mac)
         have = MIN(have, (guint)p.length - SMP_HEADER_BYTES - mac);
+    /* Cut short by the capture: the body was not read by the checks; read what is there. */
+    if (captured < size && size >= SMP_HEADER_BYTES + mac) {
+        guint whole = size - SMP_HEADER_BYTES - mac;
+        if (p.length >= SMP_HEADER_BYTES + mac && p.length < size)
+            whole = (guint)p.length - SMP_HEADER_BYTES - mac;
+        smp_read_cut(tvb, have, whole, &p);
+    }
 
     /* Only HELLO, PROBE and NAME_QUERY may come before the sender knows the receiver (SPEC
      * 5.5): the engine drops any other packet naming destination incarnation 0. */
@@ -1556,7 +1666,8 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         /* The body is read as far as it is there; a short one stops at its end. */
         if (p.verdict == SMP_V_BAD_FIELD || p.verdict == SMP_V_TRAILING_BYTES ||
             p.verdict == SMP_V_OK || p.verdict == SMP_V_BAD_CHECKSUM ||
-            p.verdict == SMP_V_CRITICAL_FLAG || p.verdict == SMP_V_BAD_LENGTH)
+            p.verdict == SMP_V_CRITICAL_FLAG || p.verdict == SMP_V_BAD_LENGTH ||
+            p.verdict == SMP_V_NOT_JUDGED)
             smp_dissect_body(tvb, pinfo, bt, &p, have, f);
     } else if (have > 0) {
         proto_tree_add_item(st, hf_smp_payload, tvb, SMP_HEADER_BYTES, have, ENC_NA);
@@ -1574,7 +1685,7 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         smp_add_tracking(tvb, pinfo, st, ti, &p, f);
     smp_report_verdict(pinfo, ti, vi, p.verdict, p.version);
     if (captured < size)
-        expert_add_info(pinfo, ti, &ei_smp_capture_short);
+        smp_mark_cut(tvb, pinfo, st, ti, captured, size);
     return captured;
 }
 
@@ -1619,7 +1730,12 @@ proto_register_simplemsg(void)
             BASE_HEX, NULL, 0x0, NULL, HFILL }},
         { &hf_smp_verdict, { "Receiver's verdict", "simplemsg.verdict", FT_UINT8, BASE_DEC,
             VALS(smp_verdict_vals), 0x0,
-            "What a version-1 receiver does with this packet: ok, or why it drops it", HFILL }},
+            "What a version-1 receiver does with this packet: ok, or why it drops it "
+            "(not-judged: cut short by the capture)", HFILL }},
+        { &hf_smp_cut_short, { "Cut short by the capture", "simplemsg.cut_short", FT_BOOLEAN,
+            BASE_NONE, NULL, 0x0,
+            "The capture's snapshot length cut this packet: its checksum and body are not "
+            "checked, and it is not tracked", HFILL }},
 
         /* HELLO / HELLO_ACK */
         { &hf_smp_window_bytes, { "Window", "simplemsg.window_bytes", FT_UINT32,
@@ -1808,7 +1924,7 @@ proto_register_simplemsg(void)
             "Peer table full: the sender is alive and will take this peer later", EXPFILL }},
         { &ei_smp_auth, { "simplemsg.mac.unverified", PI_UNDECODED, PI_NOTE,
             "MAC present but not verified (keys are not yet defined)", EXPFILL }},
-        { &ei_smp_capture_short, { "simplemsg.capture_short", PI_MALFORMED, PI_NOTE,
+        { &ei_smp_capture_short, { "simplemsg.capture_short", PI_UNDECODED, PI_NOTE,
             "Packet cut short by the capture (snapshot length): not judged", EXPFILL }},
         { &ei_smp_rebooted, { "simplemsg.rebooted", PI_SEQUENCE, PI_NOTE,
             "Sender rebooted (a new incarnation)", EXPFILL }},

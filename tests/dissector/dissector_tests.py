@@ -7,6 +7,7 @@ starts it (the same helper), so that the root work-around is what gets tested.
 import argparse
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -467,6 +468,112 @@ def test_scenario(opts):
           f"the run covers too little: {covered}, {dups} duplicates")
 
 
+VERDICT_NOT_JUDGED = "255"  # the dissector's own verdict for a packet the capture cut short
+CUT_SNAPLENS = (35, 40, 50, 66, 70, 80, 100, 200, 600)  # whole frames: Ethernet 14 + IPv4 20 + SMP
+
+
+def test_cut(opts):
+    """Packets cut short by the capture's snapshot length (editcap -s) on the engine run: each
+    is marked (simplemsg.cut_short, the Info column), its verdict is "not judged" (neither ok
+    nor too-short), the Info column shows only values the capture holds (the txn where its
+    fixed part is there, no made-up zeros), no exception or malformed mark, and it is kept out
+    of the tracking: no link to it, none from it. Uncut packets decode as in the whole capture."""
+    check(opts.scenario, "--scenario is needed")
+    full = os.path.join(opts.work_dir, "cut-full.pcap")
+    subprocess.run([opts.scenario, "20261124", full, full + ".jsonl"], check=True,
+                   capture_output=True)
+    os.chmod(full, 0o644)
+    links = ["simplemsg.request_in", "simplemsg.response_in", "simplemsg.retransmission_of",
+             "simplemsg.duplicate_of", "simplemsg.acked_frame", "simplemsg.reassembled_in"]
+    fields = ["frame.len", "frame.cap_len", "simplemsg.verdict", "simplemsg.cut_short",
+              "simplemsg.type", "simplemsg.txn", "simplemsg.channel", "_ws.col.Info",
+              "_ws.malformed", "_ws.short", "_ws.expert.message", *links]
+    whole = tshark_fields(opts, full, fields)
+    check(all(r["simplemsg.verdict"] == "0" for r in whole), "the engine run has a dropped packet")
+    fixed = {3: 32, 4: 24, 5: 8, 6: 12, 7: 4, 8: 8, 9: 20}  # body bytes before the payload
+    problems, cut_total, with_txn = [], 0, 0
+    for snap in CUT_SNAPLENS:
+        out = os.path.join(opts.work_dir, f"cut-{snap}.pcap")
+        subprocess.run(["editcap", "-s", str(snap), full, out], check=True, capture_output=True)
+        os.chmod(out, 0o644)
+        rows = tshark_fields(opts, out, fields)
+        check(len(rows) == len(whole), f"snap {snap}: {len(rows)} frames, not {len(whole)}")
+        cut_frames = set()
+        for r, w in zip(rows, whole):
+            n = r["frame.number"]
+            if int(r["frame.cap_len"]) < int(r["frame.len"]):
+                cut_frames.add(n)
+        # Frames linked to or from a cut one in the whole capture: their links and marks
+        # (request in, reassembled, retransmission) may go with it; the rest must not change.
+        near_cut = set()
+        for w in whole:
+            targets = {t for name in links for t in w[name].split(",") if t}
+            if w["frame.number"] in cut_frames:
+                near_cut |= targets
+            elif targets & cut_frames:
+                near_cut.add(w["frame.number"])
+
+        def plain(info):
+            info = re.sub(r"\[(Retransmission|Duplicate)\] ", "", info)
+            info = re.sub(r" \((request|response) in [^)]*\)", "", info)
+            info = re.sub(r"(\[\d+,\d+\)) of \d+ B", r"\1", info)  # DATA: the size from a REQUEST
+            return re.sub(r" \[(request|reply) reassembled, \d+ B\]", "", info)
+
+        for r, w in zip(rows, whole):
+            n, info = r["frame.number"], r["_ws.col.Info"]
+            where = f"snap {snap} frame {n}"
+            if r["_ws.malformed"] or r["_ws.short"]:
+                problems.append(f"{where}: malformed or an exception ({info[:60]!r})")
+            if n not in cut_frames:
+                for name in ["simplemsg.verdict", "simplemsg.txn", "_ws.col.Info"]:
+                    a, b = r[name], w[name]
+                    if name == "_ws.col.Info" and n in near_cut:
+                        a, b = plain(a), plain(b)
+                    if a != b:
+                        problems.append(f"{where} (whole): {name} {r[name][:60]!r}, "
+                                        f"whole capture {w[name][:60]!r}")
+                for name in links:
+                    for target in filter(None, r[name].split(",")):
+                        if target in cut_frames:
+                            problems.append(f"{where}: {name} links to the cut frame {target}")
+                continue
+            cut_total += 1
+            if r["simplemsg.verdict"] != VERDICT_NOT_JUDGED:
+                problems.append(f"{where}: verdict {r['simplemsg.verdict']!r}, not not-judged")
+            if r["simplemsg.cut_short"] not in ("1", "True"):
+                problems.append(f"{where}: no simplemsg.cut_short")
+            if "[cut short by the capture" not in info:
+                problems.append(f"{where}: Info {info[:80]!r} has no cut mark")
+            if "Packet cut short by the capture" not in r["_ws.expert.message"]:
+                problems.append(f"{where}: no expert note")
+            for name in links:
+                if r[name]:
+                    problems.append(f"{where}: tracked ({name}={r[name]})")
+            # The Info column: the type where its byte is there, the txn and channel where the
+            # fixed body is, and never a value the whole packet does not have.
+            smp_bytes = int(r["frame.cap_len"]) - ETH_IPV4_HEADER_BYTES
+            t = int(w["simplemsg.type"])
+            if smp_bytes >= 2 and not info.startswith(TYPE_NAMES[t]):
+                problems.append(f"{where}: Info {info[:60]!r} does not start with {TYPE_NAMES[t]}")
+            if t in fixed:
+                txn_shown = [x for x in info.split() if x.startswith("txn=")]
+                if smp_bytes >= 32 + fixed[t]:
+                    with_txn += 1
+                    if t != 7 and txn_shown[:1] != [f"txn={w['simplemsg.txn']}"]:
+                        problems.append(f"{where}: Info {info[:80]!r}, whole txn={w['simplemsg.txn']}")
+                    if w["simplemsg.channel"] and f"ch={w['simplemsg.channel']}" not in info and \
+                            "ch=_" not in info:
+                        problems.append(f"{where}: Info {info[:80]!r} lacks ch={w['simplemsg.channel']}")
+                elif txn_shown:
+                    problems.append(f"{where}: Info {info[:80]!r} shows a txn it did not capture")
+            if " 0 B" in info or "txn=0" in info:
+                problems.append(f"{where}: Info {info[:80]!r} shows a default value")
+    print(f"cut captures: snap lengths {list(CUT_SNAPLENS)}, {cut_total} cut packets "
+          f"({with_txn} with their fixed body), {len(problems)} problems")
+    check(cut_total >= 100 and with_txn >= 20, f"too few cut packets: {cut_total}, {with_txn}")
+    check(not problems, "; ".join(problems[:12]))
+
+
 def test_sim(opts):
     """Golden decode of the protocol's deterministic simulation (tests/smp, `smp_sim --pcap`):
     its scripted scenario, and seeded runs with random loss and duplication at two MTUs."""
@@ -659,6 +766,7 @@ TESTS = {
     "loaded": test_loaded,
     "agreement": test_agreement,
     "fuzz": test_fuzz,
+    "cut": test_cut,
 }
 
 
