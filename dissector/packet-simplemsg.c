@@ -28,6 +28,7 @@
 #include <epan/crc32-tvb.h>
 #include <epan/dissectors/packet-ip.h>
 #include <epan/proto_data.h>
+#include <epan/strutil.h>
 #include <wsutil/str_util.h>
 #include <wsutil/utf8_entities.h>
 
@@ -347,7 +348,19 @@ typedef struct {
     guint32 reply_total;     /* REPLY total bytes, if a REPLY was seen */
     gboolean have_request_total;
     gboolean have_reply_total;
+    guint32 channel;         /* a transaction's channel, from its REQUEST or PULSE */
+    gboolean have_channel;
 } smp_exchange_t;
+
+/* What NAME_REPLY packets told: (server address, endpoint, incarnation, channel) -> service
+ * name, over the whole capture (another client may call the channel a lookup named). */
+typedef struct {
+    guint64 server_incarnation;
+    guint32 server_addr;
+    guint32 channel;
+    guint16 server_ep;
+    guint8  pad[6];          /* zeroed: keys are hashed and compared as bytes */
+} smp_svckey_t;
 
 /* A part of a message or a repeated control packet: (exchange, type, what, offset, error). The
  * error: a REPLY `busy` followed by the final one, or `stale` after `ok` (answering a late
@@ -419,9 +432,11 @@ typedef struct {
     gboolean reassemble;          /* this frame's payload was given to the reassembly table */
     guint64 previous_life;        /* its sender's incarnation before this one (it rebooted) */
     guint32 previous_life_in;     /* ... last seen in this frame (0: no reboot here) */
+    const gchar *service;         /* its transaction's service name, as known then (or NULL) */
 } smp_frame_t;
 
 static guint32 smp_next_reasm_id = 1;
+static wmem_map_t *smp_services;  /* smp_svckey_t -> gchar* (file scope, emptied per file) */
 
 static guint
 smp_key_hash(gconstpointer k, size_t len)
@@ -435,6 +450,9 @@ static gboolean smp_xkey_equal(gconstpointer a, gconstpointer b)
 static guint smp_segkey_hash(gconstpointer k) { return smp_key_hash(k, sizeof(smp_segkey_t)); }
 static gboolean smp_segkey_equal(gconstpointer a, gconstpointer b)
 { return memcmp(a, b, sizeof(smp_segkey_t)) == 0; }
+static guint smp_svckey_hash(gconstpointer k) { return smp_key_hash(k, sizeof(smp_svckey_t)); }
+static gboolean smp_svckey_equal(gconstpointer a, gconstpointer b)
+{ return memcmp(a, b, sizeof(smp_svckey_t)) == 0; }
 static guint smp_dupkey_hash(gconstpointer k) { return smp_key_hash(k, sizeof(smp_dupkey_t)); }
 static gboolean smp_dupkey_equal(gconstpointer a, gconstpointer b)
 { return memcmp(a, b, sizeof(smp_dupkey_t)) == 0; }
@@ -978,6 +996,42 @@ smp_track_life(packet_info *pinfo, smp_conv_t *c, const smp_packet_t *p, smp_fra
     life->frame = pinfo->num;
 }
 
+/* The service name of a channel at a server: the reserved channels' own names, else what a
+ * NAME_REPLY from that server (address, endpoint, incarnation) said, else NULL. */
+static const gchar *
+smp_service_of(guint32 server_addr, guint16 server_ep, guint64 server_inc, guint32 channel)
+{
+    smp_svckey_t k;
+
+    if (channel == SMP_NAMES_CHANNEL) return "_names";
+    if (channel == SMP_STATS_CHANNEL) return "_stats";
+    memset(&k, 0, sizeof(k));
+    k.server_addr = server_addr;
+    k.server_ep = server_ep;
+    k.server_incarnation = server_inc;
+    k.channel = channel;
+    return (const gchar *)wmem_map_lookup(smp_services, &k);
+}
+
+/* A positive NAME_REPLY: its sender serves the name on the channel it gives. */
+static void
+smp_note_service(tvbuff_t *tvb, const smp_packet_t *p)
+{
+    smp_svckey_t *k;
+    guint count;
+
+    if (p->type != SMP_NAME_REPLY || p->error != SMP_ERR_OK) return;
+    count = tvb_get_guint8(tvb, SMP_HEADER_BYTES + 6);  /* 1..32, checked by the verdict */
+    k = wmem_new0(wmem_file_scope(), smp_svckey_t);
+    k->server_addr = p->src_addr;
+    k->server_ep = p->src_ep;
+    k->server_incarnation = p->src_inc;
+    k->channel = p->channel;
+    wmem_map_insert(smp_services, k,
+                    tvb_get_string_enc(wmem_file_scope(), tvb, SMP_HEADER_BYTES + SMP_NAME_FIXED_BYTES,
+                                       count, ENC_ASCII));
+}
+
 static smp_frame_t *
 smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
 {
@@ -1054,8 +1108,16 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
         default:
             break;
         }
+        if (p->type == SMP_REQUEST || p->type == SMP_PULSE) {
+            x->channel = p->channel;
+            x->have_channel = TRUE;
+        }
+        if (kind == SMP_X_TXN && x->have_channel)
+            f->service = smp_service_of(k.server_addr, k.server_ep, k.server_incarnation,
+                                        x->channel);
         f->x = x;
     }
+    smp_note_service(tvb, p);
     smp_track_life(pinfo, c, p, f);
     smp_track_acks(tvb, pinfo, c, p, f);
     smp_note_window(c, p);
@@ -1141,6 +1203,16 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
     }
 }
 
+/* The service of a transaction's packet in the Info column (reserved channels show their name
+ * as the channel already). */
+static void
+smp_info_service(packet_info *pinfo, const smp_frame_t *f)
+{
+    if (f && f->service && f->x && f->x->channel < SMP_RESERVED_CHANNELS)
+        col_append_fstr(pinfo->cinfo, COL_INFO, " svc=\"%s\"",
+                        format_text(pinfo->pool, (const guchar *)f->service, strlen(f->service)));
+}
+
 static void
 smp_info_range(packet_info *pinfo, guint32 off, guint32 len, guint32 total)
 {
@@ -1193,6 +1265,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
             col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=0x%08x", p->txn, p->channel);
         else
             col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
+        smp_info_service(pinfo, f);
         if (p->eager < p->total && p->payload_bytes == 0)
             col_append_fstr(pinfo->cinfo, COL_INFO, " %u B (all pulled)", p->total);
         else
@@ -1211,6 +1284,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_eager_bytes, tvb, b + 16, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_offset, tvb, b + 20, 4, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
+        smp_info_service(pinfo, f);
         if (p->error != SMP_ERR_OK) {
             col_append_fstr(pinfo->cinfo, COL_INFO, " error=%s",
                             val_to_str_const(p->error, smp_error_vals, "unknown"));
@@ -1230,8 +1304,9 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item_ret_uint(tree, hf_smp_range_count, tvb, b + 5, 1, ENC_BIG_ENDIAN,
                                      &count);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u %s", p->txn,
-                        p->what == SMP_WHAT_REPLY ? "reply" : "request");
+        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
+        smp_info_service(pinfo, f);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " %s", p->what == SMP_WHAT_REPLY ? "reply" : "request");
         /* Bounded by the spec's limit and by the bytes present. */
         for (i = 0; i < count && i < SMP_PULL_RANGES_MAX && b + 8 + 8 * i + 8 <= SMP_HEADER_BYTES + have;
              i++) {
@@ -1254,7 +1329,9 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 5, 1, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_offset, tvb, b + 8, 4, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u %s [%u,%u)", p->txn,
+        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
+        smp_info_service(pinfo, f);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " %s [%u,%u)",
                         p->what == SMP_WHAT_REPLY ? "reply" : "request", p->offset,
                         (guint32)MIN((guint64)p->offset + p->payload_bytes, G_MAXUINT32));
         if (f && f->x) {
@@ -1291,7 +1368,9 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_txn, tvb, b, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_cancel_reason, tvb, b + 4, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u %s", p->txn,
+        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
+        smp_info_service(pinfo, f);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " %s",
                         val_to_str(p->error, smp_error_vals, "reason %u"));
         break;
     case SMP_PULSE:
@@ -1303,8 +1382,10 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 13, 1, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_pulse_source, tvb, b + 14, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_pulse_value, tvb, b + 16, 4, ENC_BIG_ENDIAN);
-        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u code=%d value=%u src=%u", p->txn,
-                        p->channel, (gint8)tvb_get_guint8(tvb, b + 12), tvb_get_ntohl(tvb, b + 16),
+        col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
+        smp_info_service(pinfo, f);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " code=%d value=%u src=%u",
+                        (gint8)tvb_get_guint8(tvb, b + 12), tvb_get_ntohl(tvb, b + 16),
                         tvb_get_ntohs(tvb, b + 14));
         break;
     case SMP_PROBE:
@@ -1373,6 +1454,12 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
                                "Sender rebooted: incarnation 0x%016" PRIx64 " (last seen in frame %u) "
                                "is now 0x%016" PRIx64, f->previous_life, f->previous_life_in,
                                p->src_inc);
+    }
+    if (f->service) {
+        /* the same field as a NAME_QUERY's or NAME_REPLY's name: one filter finds both */
+        it = proto_tree_add_string(tree, hf_smp_name, tvb, 0, 0, f->service);
+        proto_item_set_generated(it);
+        proto_item_append_text(it, " (channel %u)", x ? x->channel : 0);
     }
     if (x) {
         gboolean opener = (p->type == SMP_REQUEST || p->type == SMP_PULSE ||
@@ -1952,6 +2039,8 @@ proto_register_simplemsg(void)
 
     reassembly_table_register(&smp_reassembly_table, &addresses_reassembly_table_functions);
     register_init_routine(smp_init);
+    smp_services = wmem_map_new_autoreset(wmem_epan_scope(), wmem_file_scope(), smp_svckey_hash,
+                                          smp_svckey_equal);
     simplemsg_handle = register_dissector("simplemsg", dissect_simplemsg, proto_simplemsg);
 }
 

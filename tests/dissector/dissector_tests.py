@@ -255,6 +255,7 @@ def ip_of(row, which):
 
 
 TXN_TYPES = (3, 4, 5, 6, 8, 9)
+RESERVED_SERVICES = {0xFFFF0001: "_names", 0xFFFF0002: "_stats"}  # channels with their own names
 DUPLICATE_WINDOW_NS = 1_000_000  # the dissector's SMP_DUPLICATE_WINDOW_NS
 
 
@@ -271,7 +272,11 @@ def expected_links(frames, rows):
                             "simplemsg.message"} for f in frames}
     first_request, first_response, first_cancel = {}, {}, {}
     parts, totals, seen_part, first_copy = {}, {}, {}, {}
-    covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0}
+    covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0,
+               "named": 0, "unnamed": 0}
+    # Service names: what each positive NAME_REPLY said, keyed by its sender (address, endpoint,
+    # incarnation) and the channel, and each transaction's channel (from its REQUEST or PULSE).
+    services, channel_of = {}, {}
     time_of = {int(r["frame.number"]): float(r["frame.time_epoch"]) for r in rows}
     # Exact nanoseconds for the duplicate window: a float epoch (~1e9 s) has no exact 1 ms, and a
     # copy exactly 1 ms after its first was classed differently here and in the dissector.
@@ -299,14 +304,30 @@ def expected_links(frames, rows):
         if v.get("simplemsg.verdict") != "0":
             continue
         t = int(v["simplemsg.type"])
+        if t == 14 and v["simplemsg.error"] == "0":
+            services[(ip_of(row_of[n], "src"), v["simplemsg.src_endpoint"],
+                      int(v["simplemsg.src_incarnation"]), int(v["simplemsg.channel"]))] = \
+                v["simplemsg.service"]
         if t not in TXN_TYPES:
             continue
         modeled[n] |= {"simplemsg.request_in", "simplemsg.response_in", "simplemsg.time",
-                       "simplemsg.retransmission_of"}
+                       "simplemsg.retransmission_of", "simplemsg.service"}
         what = int(v.get("simplemsg.what", "0"))
         from_client = t in (3, 8, 9) or (t == 6 and what == 1) or (t == 5 and what == 2)
         k = key_of(v, row_of[n], from_client, v["simplemsg.txn"])
         txn_frames.append((n, t, k))
+        # The service: the transaction's channel at its server, as a lookup named it before
+        # this frame (a reserved channel by its own name); none where no lookup was seen.
+        if t in (3, 9):
+            channel_of[k] = int(v["simplemsg.channel"])
+        if k in channel_of:
+            ch = channel_of[k]
+            name = RESERVED_SERVICES.get(ch) or services.get((k[3], k[4], k[5], ch))
+            if name is not None:
+                exp[n]["simplemsg.service"] = name
+                covered["named"] += 1
+            else:
+                covered["unnamed"] += 1
         offset = int(v.get("simplemsg.offset", v.get("simplemsg.range.offset", "0").split(",")[0]))
         # A REPLY with another error is a new answer (busy, then the final one; stale after ok
         # answering a late duplicate request), not a repeat.
@@ -401,7 +422,7 @@ def check_golden(opts, pcap, frames, what):
     derived_names = ["simplemsg.request_in", "simplemsg.response_in", "simplemsg.time",
                      "simplemsg.retransmission_of", "simplemsg.duplicate_of",
                      "simplemsg.reassembled.length", "simplemsg.reassembled_in",
-                     "simplemsg.message", "simplemsg.acked_frame"]
+                     "simplemsg.message", "simplemsg.acked_frame", "simplemsg.service"]
     extra = ["ip.src", "ip.dst", "frame.time_epoch", "_ws.col.Info", "_ws.malformed",
              "_ws.expert.message"]
     rows = tshark_fields(opts, pcap, decoded_names + derived_names + extra)
@@ -442,7 +463,8 @@ def check_golden(opts, pcap, frames, what):
     dup_count = covered["duplicates"]
     print(f"{what}: {covered['linked']} request/reply links, {covered['reassembled']} reassembled "
           f"messages, {covered['retransmissions']} retransmissions, {dup_count} duplicates, "
-          f"{covered['acks']} acknowledging frames checked; {len(problems)} problems")
+          f"{covered['acks']} acknowledging frames, {covered['named']} packets with a service name "
+          f"and {covered['unnamed']} without checked; {len(problems)} problems")
     check(not problems, f"{what}: " + "; ".join(problems[:12]))
     return covered, dup_count
 
@@ -464,7 +486,8 @@ def test_scenario(opts):
     check(not missing, f"the run has no {[TYPE_NAMES[m] for m in missing]}: scenario regressed")
     covered, dups = check_golden(opts, pcap, frames, "scenario")
     check(covered["linked"] >= 10 and covered["reassembled"] >= 4 and
-          covered["retransmissions"] >= 1 and dups >= 1 and covered["acks"] >= 1,
+          covered["retransmissions"] >= 1 and dups >= 1 and covered["acks"] >= 1 and
+          covered["named"] >= 20 and covered["unnamed"] >= 4,
           f"the run covers too little: {covered}, {dups} duplicates")
 
 
@@ -515,6 +538,7 @@ def test_cut(opts):
 
         def plain(info):
             info = re.sub(r"\[(Retransmission|Duplicate)\] ", "", info)
+            info = re.sub(r' svc="[^"]*"', "", info)  # the channel is in the REQUEST
             info = re.sub(r" \((request|response) in [^)]*\)", "", info)
             info = re.sub(r"(\[\d+,\d+\)) of \d+ B", r"\1", info)  # DATA: the size from a REQUEST
             return re.sub(r" \[(request|reply) reassembled, \d+ B\]", "", info)
