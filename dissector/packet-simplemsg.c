@@ -230,6 +230,7 @@ static int hf_smp_mac = -1;
 static int hf_smp_message = -1;
 
 /* Derived from other frames (all generated). */
+static int hf_smp_stream = -1;
 static int hf_smp_request_in = -1;
 static int hf_smp_response_in = -1;
 static int hf_smp_previous_life_in = -1;
@@ -336,6 +337,7 @@ typedef struct {
 
 typedef struct {
     guint32 reasm_id;        /* unique per exchange; request parts use 2*id, reply parts 2*id+1 */
+    guint32 stream;          /* simplemsg.stream: 0, 1, 2, ... in order of first appearance */
     guint32 request_frame;   /* first REQUEST / PULSE / PROBE / HELLO / NAME_QUERY */
     guint32 response_frame;  /* first final REPLY / PROBE_ACK / HELLO_ACK / NAME_REPLY */
     guint32 request_acked_frame;  /* ACK kind 1, REPLY or request PULL that acknowledged it */
@@ -433,9 +435,12 @@ typedef struct {
     guint64 previous_life;        /* its sender's incarnation before this one (it rebooted) */
     guint32 previous_life_in;     /* ... last seen in this frame (0: no reboot here) */
     const gchar *service;         /* its transaction's service name, as known then (or NULL) */
+    guint32 acked_streams[SMP_ACK_ENTRIES_MAX + 1];  /* streams of the exchanges it acknowledges */
+    guint32 acked_stream_count;   /* (other than its own, each once) */
 } smp_frame_t;
 
 static guint32 smp_next_reasm_id = 1;
+static guint32 smp_next_stream = 0;
 static wmem_map_t *smp_services;  /* smp_svckey_t -> gchar* (file scope, emptied per file) */
 
 static guint
@@ -461,6 +466,7 @@ static void
 smp_init(void)
 {
     smp_next_reasm_id = 1;
+    smp_next_stream = 0;
 }
 
 /* ---- The parsed header and body ----------------------------------------------------------- */
@@ -794,6 +800,7 @@ smp_lookup_exchange(smp_conv_t *c, const smp_xkey_t *k, gboolean create)
         *key = *k;
         x = wmem_new0(wmem_file_scope(), smp_exchange_t);
         x->reasm_id = smp_next_reasm_id++;
+        x->stream = smp_next_stream++;
         wmem_map_insert(c->exchanges, key, x);
     }
     return x;
@@ -864,6 +871,20 @@ smp_exchange_of(const smp_packet_t *p, guint8 *kind, guint32 *id, gboolean *from
     }
 }
 
+/* An exchange this frame acknowledges: its stream is shown too, so that a stream's filter
+ * shows the acknowledgements of its packets. */
+static void
+smp_note_acked_stream(smp_frame_t *f, const smp_exchange_t *x)
+{
+    guint32 i;
+
+    if (f->x == x) return;
+    for (i = 0; i < f->acked_stream_count; i++)
+        if (f->acked_streams[i] == x->stream) return;
+    if (f->acked_stream_count < array_length(f->acked_streams))
+        f->acked_streams[f->acked_stream_count++] = x->stream;
+}
+
 static void
 smp_track_acks(tvbuff_t *tvb, packet_info *pinfo, smp_conv_t *c, const smp_packet_t *p,
                smp_frame_t *f)
@@ -879,6 +900,7 @@ smp_track_acks(tvbuff_t *tvb, packet_info *pinfo, smp_conv_t *c, const smp_packe
         if (x) {
             f->acked_frame = x->response_frame;
             smp_set_once(&x->reply_acked_frame, pinfo->num);
+            smp_note_acked_stream(f, x);
         }
     }
     if (p->type != SMP_ACK) return;
@@ -890,6 +912,7 @@ smp_track_acks(tvbuff_t *tvb, packet_info *pinfo, smp_conv_t *c, const smp_packe
         smp_make_xkey(&k, p, SMP_X_TXN, txn, kind == SMP_ACK_REPLY_RECEIVED);
         x = smp_lookup_exchange(c, &k, FALSE);
         if (!x) continue;
+        smp_note_acked_stream(f, x);
         switch (kind) {
         case SMP_ACK_REQUEST_RECEIVED:
             f->ack_entry_frames[i] = x->request_frame;
@@ -1446,6 +1469,18 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
 {
     proto_item *it;
     const smp_exchange_t *x = f->x;
+    guint32 i;
+
+    /* The stream of its own exchange first, then those of the exchanges it acknowledges. */
+    if (x) {
+        it = proto_tree_add_uint(tree, hf_smp_stream, tvb, 0, 0, x->stream);
+        proto_item_set_generated(it);
+    }
+    for (i = 0; i < f->acked_stream_count; i++) {
+        it = proto_tree_add_uint(tree, hf_smp_stream, tvb, 0, 0, f->acked_streams[i]);
+        proto_item_set_generated(it);
+        proto_item_append_text(it, " (acknowledged)");
+    }
 
     if (f->previous_life_in) {
         it = proto_tree_add_uint(tree, hf_smp_previous_life_in, tvb, 0, 0, f->previous_life_in);
@@ -1918,6 +1953,9 @@ proto_register_simplemsg(void)
             "The whole request or reply", HFILL }},
 
         /* Tracking */
+        { &hf_smp_stream, { "Stream index", "simplemsg.stream", FT_UINT32, BASE_DEC, NULL, 0x0,
+            "The exchange (transaction, probe, HELLO or name query) this packet belongs to or "
+            "acknowledges, numbered from 0 in order of first appearance", HFILL }},
         { &hf_smp_request_in, { "Request in", "simplemsg.request_in", FT_FRAMENUM, BASE_NONE,
             FRAMENUM_TYPE(FT_FRAMENUM_REQUEST), 0x0, "The request of this exchange is in this frame",
             HFILL }},

@@ -259,6 +259,28 @@ RESERVED_SERVICES = {0xFFFF0001: "_names", 0xFFFF0002: "_stats"}  # channels wit
 DUPLICATE_WINDOW_NS = 1_000_000  # the dissector's SMP_DUPLICATE_WINDOW_NS
 
 
+def exchange_key(v, row, t):
+    """The exchange a packet belongs to (engine decode), or None (ACK, RESET): a transaction is
+    keyed by its client and server (address, endpoint, incarnation) and number; a probe, HELLO
+    or name query by its client (address, endpoint, incarnation), server (address, endpoint:
+    the asker may not know the incarnation) and its sequence, nonce or query id."""
+    if t in TXN_TYPES:
+        what = int(v.get("simplemsg.what", "0"))
+        from_client = t in (3, 8, 9) or (t == 6 and what == 1) or (t == 5 and what == 2)
+        c, s = ("src", "dst") if from_client else ("dst", "src")
+        return (ip_of(row, c), v[f"simplemsg.{c}_endpoint"], int(v[f"simplemsg.{c}_incarnation"]),
+                ip_of(row, s), v[f"simplemsg.{s}_endpoint"], int(v[f"simplemsg.{s}_incarnation"]),
+                int(v["simplemsg.txn"]))
+    ids = {1: "simplemsg.nonce", 2: "simplemsg.nonce", 10: "simplemsg.probe_seq",
+           11: "simplemsg.probe_seq", 13: "simplemsg.query", 14: "simplemsg.query"}
+    if t not in ids:
+        return None
+    c, s = ("src", "dst") if t in (1, 10, 13) else ("dst", "src")
+    return (TYPE_NAMES[t if t in (1, 10, 13) else t - 1], ip_of(row, c), v[f"simplemsg.{c}_endpoint"],
+            int(v[f"simplemsg.{c}_incarnation"]), ip_of(row, s), v[f"simplemsg.{s}_endpoint"],
+            int(v[ids[t]]))
+
+
 def expected_links(frames, rows):
     """What the tracking must show, worked out here from the engine's decode of each frame (its
     fields) and the capture's addresses and times, independently of the dissector's code.
@@ -273,7 +295,7 @@ def expected_links(frames, rows):
     first_request, first_response, first_cancel = {}, {}, {}
     parts, totals, seen_part, first_copy = {}, {}, {}, {}
     covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0,
-               "named": 0, "unnamed": 0}
+               "named": 0, "unnamed": 0, "streams": 0, "acked_streams": 0}
     # Service names: what each positive NAME_REPLY said, keyed by its sender (address, endpoint,
     # incarnation) and the channel, and each transaction's channel (from its REQUEST or PULSE).
     services, channel_of = {}, {}
@@ -390,6 +412,34 @@ def expected_links(frames, rows):
             if req and req < n and rsp == n:  # the first final answer only
                 exp[n]["simplemsg.time"] = time_of[n] - time_of[req]
                 covered["linked"] += 1
+    # Stream indexes: one per exchange, 0, 1, 2, ... in order of first appearance; a packet has
+    # its own exchange's, then those of the exchanges it acknowledges (the header's ack, then the
+    # ACK entries), each once; an acknowledgement names only an exchange seen before it.
+    stream_of = {}
+    for f in frames:
+        v, n = f["fields"], f["frame"]
+        if v.get("simplemsg.verdict") != "0":
+            continue
+        modeled[n].add("simplemsg.stream")
+        row, t = row_of[n], int(v["simplemsg.type"])
+        streams = []
+        own = exchange_key(v, row, t)
+        if own is not None:
+            streams.append(stream_of.setdefault(own, len(stream_of)))
+        acked = []
+        if v["simplemsg.ack"] != "0":
+            acked.append(key_of(v, row, True, v["simplemsg.ack"]))
+        if t == 7:
+            for txn, kind in zip(v["simplemsg.ack_entry.txn"].split(","),
+                                 v["simplemsg.ack_entry.kind"].split(",")):
+                acked.append(key_of(v, row, kind == "2", txn))
+        for k in acked:
+            if k in stream_of and stream_of[k] not in streams:
+                streams.append(stream_of[k])
+                covered["acked_streams"] += 1
+        if streams:
+            exp[n]["simplemsg.stream"] = ",".join(str(x) for x in streams)
+    covered["streams"] = len(stream_of)
     # Acknowledgements: ACK entries, then the header's ack (in the order the dissector adds them);
     # a link only to a frame before this one (the tracking is built in capture order).
     for f in frames:
@@ -422,7 +472,8 @@ def check_golden(opts, pcap, frames, what):
     derived_names = ["simplemsg.request_in", "simplemsg.response_in", "simplemsg.time",
                      "simplemsg.retransmission_of", "simplemsg.duplicate_of",
                      "simplemsg.reassembled.length", "simplemsg.reassembled_in",
-                     "simplemsg.message", "simplemsg.acked_frame", "simplemsg.service"]
+                     "simplemsg.message", "simplemsg.acked_frame", "simplemsg.service",
+                     "simplemsg.stream"]
     extra = ["ip.src", "ip.dst", "frame.time_epoch", "_ws.col.Info", "_ws.malformed",
              "_ws.expert.message"]
     rows = tshark_fields(opts, pcap, decoded_names + derived_names + extra)
@@ -464,7 +515,8 @@ def check_golden(opts, pcap, frames, what):
     print(f"{what}: {covered['linked']} request/reply links, {covered['reassembled']} reassembled "
           f"messages, {covered['retransmissions']} retransmissions, {dup_count} duplicates, "
           f"{covered['acks']} acknowledging frames, {covered['named']} packets with a service name "
-          f"and {covered['unnamed']} without checked; {len(problems)} problems")
+          f"and {covered['unnamed']} without, {covered['streams']} streams "
+          f"({covered['acked_streams']} acknowledged ones) checked; {len(problems)} problems")
     check(not problems, f"{what}: " + "; ".join(problems[:12]))
     return covered, dup_count
 
@@ -487,7 +539,8 @@ def test_scenario(opts):
     covered, dups = check_golden(opts, pcap, frames, "scenario")
     check(covered["linked"] >= 10 and covered["reassembled"] >= 4 and
           covered["retransmissions"] >= 1 and dups >= 1 and covered["acks"] >= 1 and
-          covered["named"] >= 20 and covered["unnamed"] >= 4,
+          covered["named"] >= 20 and covered["unnamed"] >= 4 and covered["streams"] >= 15 and
+          covered["acked_streams"] >= 5,
           f"the run covers too little: {covered}, {dups} duplicates")
 
 
