@@ -239,6 +239,8 @@ static int hf_smp_retransmission_of = -1;
 static int hf_smp_duplicate_of = -1;
 static int hf_smp_acked_frame = -1;
 static int hf_smp_reply_acked_in = -1;
+static int hf_smp_pull_in = -1;
+static int hf_smp_data_in = -1;
 static int hf_smp_out_of_window = -1;
 
 static int hf_smp_fragments = -1;
@@ -335,6 +337,17 @@ typedef struct {
     guint8  pad[7];          /* zeroed: keys are hashed and compared as bytes */
 } smp_xkey_t;
 
+/* A PULL of a transaction, what it asks for and the DATA frames that answered it. */
+typedef struct smp_pull {
+    struct smp_pull *older;  /* the transaction's PULLs, newest first */
+    wmem_array_t *data_frames;  /* guint32 frame numbers, in capture order */
+    guint32 frame;
+    guint32 offset[SMP_PULL_RANGES_MAX];
+    guint32 bytes[SMP_PULL_RANGES_MAX];
+    guint8 count;
+    guint8 what;
+} smp_pull_t;
+
 typedef struct {
     guint32 reasm_id;        /* unique per exchange; request parts use 2*id, reply parts 2*id+1 */
     guint32 stream;          /* simplemsg.stream: 0, 1, 2, ... in order of first appearance */
@@ -352,6 +365,7 @@ typedef struct {
     gboolean have_reply_total;
     guint32 channel;         /* a transaction's channel, from its REQUEST or PULSE */
     gboolean have_channel;
+    smp_pull_t *pulls;       /* newest first */
 } smp_exchange_t;
 
 /* What NAME_REPLY packets told: (server address, endpoint, incarnation, channel) -> service
@@ -437,6 +451,8 @@ typedef struct {
     const gchar *service;         /* its transaction's service name, as known then (or NULL) */
     guint32 acked_streams[SMP_ACK_ENTRIES_MAX + 1];  /* streams of the exchanges it acknowledges */
     guint32 acked_stream_count;   /* (other than its own, each once) */
+    smp_pull_t *pull;             /* a PULL: what it asked for and the DATA that answered */
+    guint32 pull_in;              /* a DATA: the PULL it answers (0: none seen) */
 } smp_frame_t;
 
 static guint32 smp_next_reasm_id = 1;
@@ -1055,6 +1071,44 @@ smp_note_service(tvbuff_t *tvb, const smp_packet_t *p)
                                        count, ENC_ASCII));
 }
 
+/* PULL and DATA: a DATA answers the latest PULL before it of its transaction that asked for
+ * bytes of the same message at its offset. A network copy of a PULL is no PULL of its own. */
+static void
+smp_track_pull(tvbuff_t *tvb, packet_info *pinfo, const smp_packet_t *p, smp_frame_t *f)
+{
+    smp_exchange_t *x = f->x;
+    smp_pull_t *pl;
+    guint i;
+
+    if (p->type == SMP_PULL && f->duplicate_of == 0) {
+        pl = wmem_new0(wmem_file_scope(), smp_pull_t);
+        pl->frame = pinfo->num;
+        pl->what = p->what;
+        pl->count = MIN(tvb_get_guint8(tvb, SMP_HEADER_BYTES + 5), SMP_PULL_RANGES_MAX);
+        for (i = 0; i < pl->count; i++) {
+            pl->offset[i] = tvb_get_ntohl(tvb, SMP_HEADER_BYTES + 8 + 8 * i);
+            pl->bytes[i] = tvb_get_ntohl(tvb, SMP_HEADER_BYTES + 12 + 8 * i);
+        }
+        pl->older = x->pulls;
+        x->pulls = pl;
+        f->pull = pl;
+    } else if (p->type == SMP_DATA) {
+        for (pl = x->pulls; pl; pl = pl->older) {
+            if (pl->what != p->what) continue;
+            for (i = 0; i < pl->count; i++)
+                if (p->offset >= pl->offset[i] && p->offset - pl->offset[i] < pl->bytes[i])
+                    break;
+            if (i < pl->count) break;
+        }
+        if (pl) {
+            f->pull_in = pl->frame;
+            if (!pl->data_frames)
+                pl->data_frames = wmem_array_new(wmem_file_scope(), sizeof(guint32));
+            wmem_array_append_one(pl->data_frames, pinfo->num);
+        }
+    }
+}
+
 static smp_frame_t *
 smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
 {
@@ -1139,6 +1193,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
             f->service = smp_service_of(k.server_addr, k.server_ep, k.server_incarnation,
                                         x->channel);
         f->x = x;
+        smp_track_pull(tvb, pinfo, p, f);
     }
     smp_note_service(tvb, p);
     smp_track_life(pinfo, c, p, f);
@@ -1528,6 +1583,13 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
             col_append_fstr(pinfo->cinfo, COL_INFO, " (response in %u)", x->response_frame);
         if (p->type == SMP_REPLY)
             smp_add_link(tree, hf_smp_reply_acked_in, tvb, x->reply_acked_frame);
+        if (p->type == SMP_DATA)
+            smp_add_link(tree, hf_smp_pull_in, tvb, f->pull_in);
+        if (f->pull && f->pull->data_frames) {
+            for (i = 0; i < wmem_array_get_count(f->pull->data_frames); i++)
+                smp_add_link(tree, hf_smp_data_in, tvb,
+                             *(guint32 *)wmem_array_index(f->pull->data_frames, i));
+        }
     }
     if (p->ack != 0)
         smp_add_link(tree, hf_smp_acked_frame, tvb, f->acked_frame);
@@ -1977,6 +2039,12 @@ proto_register_simplemsg(void)
             "The packet this acknowledgement is about", HFILL }},
         { &hf_smp_reply_acked_in, { "Reply acknowledged in", "simplemsg.reply_acked_in",
             FT_FRAMENUM, BASE_NONE, FRAMENUM_TYPE(FT_FRAMENUM_ACK), 0x0, NULL, HFILL }},
+        { &hf_smp_pull_in, { "Pulled in", "simplemsg.pull_in", FT_FRAMENUM, BASE_NONE,
+            FRAMENUM_TYPE(FT_FRAMENUM_REQUEST), 0x0, "The PULL this DATA answers is in this frame",
+            HFILL }},
+        { &hf_smp_data_in, { "Data in", "simplemsg.data_in", FT_FRAMENUM, BASE_NONE,
+            FRAMENUM_TYPE(FT_FRAMENUM_RESPONSE), 0x0, "A DATA answering this PULL is in this frame",
+            HFILL }},
         { &hf_smp_out_of_window, { "Out of window", "simplemsg.out_of_window", FT_BOOLEAN,
             BASE_NONE, NULL, 0x0, "Transaction outside the window the server granted", HFILL }},
 

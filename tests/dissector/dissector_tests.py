@@ -295,7 +295,7 @@ def expected_links(frames, rows):
     first_request, first_response, first_cancel = {}, {}, {}
     parts, totals, seen_part, first_copy = {}, {}, {}, {}
     covered = {"reassembled": 0, "linked": 0, "retransmissions": 0, "acks": 0, "duplicates": 0,
-               "named": 0, "unnamed": 0, "streams": 0, "acked_streams": 0}
+               "named": 0, "unnamed": 0, "streams": 0, "acked_streams": 0, "pulled": 0}
     # Service names: what each positive NAME_REPLY said, keyed by its sender (address, endpoint,
     # incarnation) and the channel, and each transaction's channel (from its REQUEST or PULSE).
     services, channel_of = {}, {}
@@ -440,6 +440,31 @@ def expected_links(frames, rows):
         if streams:
             exp[n]["simplemsg.stream"] = ",".join(str(x) for x in streams)
     covered["streams"] = len(stream_of)
+    # PULL and DATA: a DATA answers the latest PULL before it, in its transaction, that asked for
+    # bytes of the same message (what) at the DATA's offset; a network copy of a PULL asks
+    # nothing of its own. Each PULL lists the DATA frames that answered it, in capture order.
+    pulls, data_of = {}, {}
+    for f in frames:
+        v, n = f["fields"], f["frame"]
+        if v.get("simplemsg.verdict") != "0" or v["simplemsg.type"] not in ("5", "6"):
+            continue
+        modeled[n] |= {"simplemsg.pull_in", "simplemsg.data_in"}
+        k, what = exchange_key(v, row_of[n], int(v["simplemsg.type"])), v["simplemsg.what"]
+        if v["simplemsg.type"] == "5":
+            if "simplemsg.duplicate_of" not in exp[n]:
+                ranges = list(zip(map(int, v["simplemsg.range.offset"].split(",")),
+                                  map(int, v["simplemsg.range.bytes"].split(","))))
+                pulls.setdefault(k, []).insert(0, (n, what, ranges))
+            continue
+        offset = int(v["simplemsg.offset"])
+        for (pn, pwhat, ranges) in pulls.get(k, []):
+            if pwhat == what and any(o <= offset < o + b for o, b in ranges):
+                exp[n]["simplemsg.pull_in"] = str(pn)
+                data_of.setdefault(pn, []).append(str(n))
+                covered["pulled"] += 1
+                break
+    for pn, answers in data_of.items():
+        exp[pn]["simplemsg.data_in"] = ",".join(answers)
     # Acknowledgements: ACK entries, then the header's ack (in the order the dissector adds them);
     # a link only to a frame before this one (the tracking is built in capture order).
     for f in frames:
@@ -473,7 +498,7 @@ def check_golden(opts, pcap, frames, what):
                      "simplemsg.retransmission_of", "simplemsg.duplicate_of",
                      "simplemsg.reassembled.length", "simplemsg.reassembled_in",
                      "simplemsg.message", "simplemsg.acked_frame", "simplemsg.service",
-                     "simplemsg.stream"]
+                     "simplemsg.stream", "simplemsg.pull_in", "simplemsg.data_in"]
     extra = ["ip.src", "ip.dst", "frame.time_epoch", "_ws.col.Info", "_ws.malformed",
              "_ws.expert.message"]
     rows = tshark_fields(opts, pcap, decoded_names + derived_names + extra)
@@ -516,7 +541,8 @@ def check_golden(opts, pcap, frames, what):
           f"messages, {covered['retransmissions']} retransmissions, {dup_count} duplicates, "
           f"{covered['acks']} acknowledging frames, {covered['named']} packets with a service name "
           f"and {covered['unnamed']} without, {covered['streams']} streams "
-          f"({covered['acked_streams']} acknowledged ones) checked; {len(problems)} problems")
+          f"({covered['acked_streams']} acknowledged ones), {covered['pulled']} DATA linked to "
+          f"their PULL checked; {len(problems)} problems")
     check(not problems, f"{what}: " + "; ".join(problems[:12]))
     return covered, dup_count
 
@@ -540,7 +566,7 @@ def test_scenario(opts):
     check(covered["linked"] >= 10 and covered["reassembled"] >= 4 and
           covered["retransmissions"] >= 1 and dups >= 1 and covered["acks"] >= 1 and
           covered["named"] >= 20 and covered["unnamed"] >= 4 and covered["streams"] >= 15 and
-          covered["acked_streams"] >= 5,
+          covered["acked_streams"] >= 5 and covered["pulled"] >= 100,
           f"the run covers too little: {covered}, {dups} duplicates")
 
 
