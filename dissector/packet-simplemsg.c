@@ -28,6 +28,8 @@
 #include <epan/crc32-tvb.h>
 #include <epan/dissectors/packet-ip.h>
 #include <epan/proto_data.h>
+#include <epan/stats_tree.h>
+#include <epan/tap.h>
 #include <epan/strutil.h>
 #include <wsutil/str_util.h>
 #include <wsutil/utf8_entities.h>
@@ -284,6 +286,22 @@ static expert_field ei_smp_no_dst_incarnation = EI_INIT;
 static expert_field ei_smp_rebooted = EI_INIT;
 
 static dissector_handle_t simplemsg_handle;
+static int simplemsg_tap = -1;
+
+/* What each packet tells the statistics tap (-z simplemsg,tree). */
+typedef struct {
+    gboolean has_type;       /* the type byte was there (else "no header") */
+    guint8 type;
+    int verdict;
+    gboolean retransmission; /* as the Info column's marks */
+    gboolean duplicate;
+    gboolean has_time;       /* the first final answer of an exchange: its response time */
+    guint32 time_us;
+    guint8 exchange_type;    /* the type that opened the exchange (REQUEST for a transaction) */
+    gboolean has_channel;
+    guint32 channel;
+    const gchar *service;
+} smp_tap_info_t;
 static reassembly_table smp_reassembly_table;
 
 static gboolean smp_check_checksum = TRUE;
@@ -1520,7 +1538,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
 
 static void
 smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item *ti,
-                 const smp_packet_t *p, const smp_frame_t *f)
+                 const smp_packet_t *p, const smp_frame_t *f, smp_tap_info_t *tap)
 {
     proto_item *it;
     const smp_exchange_t *x = f->x;
@@ -1574,6 +1592,13 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
             nstime_delta(&delta, &pinfo->abs_ts, &x->request_time);
             it = proto_tree_add_time(tree, hf_smp_response_time, tvb, 0, 0, &delta);
             proto_item_set_generated(it);
+            tap->has_time = TRUE;
+            tap->time_us = (guint32)MIN((guint64)delta.secs * 1000000 + delta.nsecs / 1000,
+                                        G_MAXINT32);
+            tap->exchange_type = p->type == SMP_REPLY ? SMP_REQUEST : p->type - 1;
+            tap->has_channel = x->have_channel;
+            tap->channel = x->channel;
+            tap->service = f->service;
             /* As ICMP echo does: the pair is visible in the packet list itself. */
             if (x->response_frame == pinfo->num)
                 col_append_fstr(pinfo->cinfo, COL_INFO, " (request in %u, %.3f ms)",
@@ -1599,6 +1624,7 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
         expert_add_info_format(pinfo, it, &ei_smp_duplicate,
                                "Duplicate of frame %u (identical packet)", f->duplicate_of);
         col_prepend_fstr(pinfo->cinfo, COL_INFO, "[Duplicate] ");
+        tap->duplicate = TRUE;
     } else if (f->retransmission_of || (p->flags & SMP_FLAG_RETRANSMISSION)) {
         if (f->retransmission_of) {
             it = proto_tree_add_uint(tree, hf_smp_retransmission_of, tvb, 0, 0,
@@ -1609,6 +1635,7 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
         }
         expert_add_info(pinfo, it, &ei_smp_retransmission);
         col_prepend_fstr(pinfo->cinfo, COL_INFO, "[Retransmission] ");
+        tap->retransmission = TRUE;
     }
     if (f->out_of_window) {
         it = proto_tree_add_boolean(tree, hf_smp_out_of_window, tvb, 0, 0, TRUE);
@@ -1702,6 +1729,14 @@ smp_dissect_cut_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *st, proto_
     smp_mark_cut(tvb, pinfo, st, ti, captured, size);
 }
 
+/* A packet quoted in an ICMP error is no packet of its own: not counted. */
+static void
+smp_tap_queue(packet_info *pinfo, smp_tap_info_t *tap)
+{
+    if (!pinfo->flags.in_error_pkt)
+        tap_queue_packet(simplemsg_tap, pinfo, tap);
+}
+
 static int
 dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
@@ -1718,6 +1753,7 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     smp_frame_t *f = NULL;
     guint mac = 0, have = 0;
     gboolean whole, unaddressed;
+    smp_tap_info_t *tap = wmem_new0(pinfo->pool, smp_tap_info_t);
 
     col_set_str(pinfo->cinfo, COL_PROTOCOL, "SIMPLEMSG");
     col_clear(pinfo->cinfo, COL_INFO);
@@ -1741,11 +1777,17 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         expert_add_info(pinfo, vi, &ei_smp_too_short);
         if (captured < size)
             smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+        tap->verdict = SMP_V_TOO_SHORT;
+        smp_tap_queue(pinfo, tap);
         return captured;
     }
     if (captured < SMP_HEADER_BYTES) {
         /* the packet has a header, the capture only part of it */
         smp_dissect_cut_header(tvb, pinfo, st, ti, captured, size);
+        tap->verdict = SMP_V_NOT_JUDGED;
+        tap->has_type = captured >= 2;
+        tap->type = captured >= 2 ? tvb_get_guint8(tvb, 1) : 0;
+        smp_tap_queue(pinfo, tap);
         return captured;
     }
 
@@ -1794,6 +1836,9 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     proto_tree_add_item(st, hf_smp_src_incarnation, tvb, 24, 8, ENC_BIG_ENDIAN);
 
     p.verdict = smp_verdict(tvb, &p, checksum_ok, checksum_known);
+    tap->has_type = TRUE;
+    tap->type = p.type;
+    tap->verdict = p.verdict;
     vi = proto_tree_add_uint(st, hf_smp_verdict, tvb, 0, 0, (guint32)p.verdict);
     proto_item_set_generated(vi);
     if (!checksum_known)
@@ -1806,6 +1851,7 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
             proto_tree_add_item(st, hf_smp_payload, tvb, SMP_HEADER_BYTES, -1, ENC_NA);
         if (captured < size)
             smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+        smp_tap_queue(pinfo, tap);
         return captured;
     }
 
@@ -1866,11 +1912,85 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         }
     }
     if (f)
-        smp_add_tracking(tvb, pinfo, st, ti, &p, f);
+        smp_add_tracking(tvb, pinfo, st, ti, &p, f, tap);
     smp_report_verdict(pinfo, ti, vi, p.verdict, p.version);
     if (captured < size)
         smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+    smp_tap_queue(pinfo, tap);
     return captured;
+}
+
+/* ---- Statistics: -z simplemsg,tree (Statistics > SIMPLEMSG in the GUI) -------------------- */
+static const gchar *st_str_packets = "SMP packets";
+static const gchar *st_str_types = "Packets by type";
+static const gchar *st_str_retrans = "Retransmissions";
+static const gchar *st_str_dups = "Duplicates (network copies)";
+static const gchar *st_str_drops = "Dropped by the receiver, by verdict";
+static const gchar *st_str_not_judged = "Not judged (cut short by the capture)";
+static const gchar *st_str_times = "Response time (us), by service or channel";
+static int st_node_packets = -1;
+static int st_node_types = -1;
+static int st_node_drops = -1;
+static int st_node_times = -1;
+
+static void
+smp_stats_tree_init(stats_tree *st)
+{
+    st_node_packets = stats_tree_create_node(st, st_str_packets, 0, STAT_DT_INT, TRUE);
+    st_node_types = stats_tree_create_node(st, st_str_types, 0, STAT_DT_INT, TRUE);
+    stats_tree_create_node(st, st_str_retrans, 0, STAT_DT_INT, FALSE);
+    stats_tree_create_node(st, st_str_dups, 0, STAT_DT_INT, FALSE);
+    st_node_drops = stats_tree_create_node(st, st_str_drops, 0, STAT_DT_INT, TRUE);
+    stats_tree_create_node(st, st_str_not_judged, 0, STAT_DT_INT, FALSE);
+    st_node_times = stats_tree_create_node(st, st_str_times, 0, STAT_DT_INT, TRUE);
+}
+
+static tap_packet_status
+smp_stats_tree_packet(stats_tree *st, packet_info *pinfo, epan_dissect_t *edt, const void *p,
+                      tap_flags_t flags)
+{
+    const smp_tap_info_t *t = (const smp_tap_info_t *)p;
+    const gchar *name;
+
+    tick_stat_node(st, st_str_packets, 0, FALSE);
+    tick_stat_node(st, st_str_types, 0, TRUE);
+    if (t->has_type)
+        name = val_to_str(t->type, smp_type_vals, "type %u");
+    else
+        name = "(no header)";
+    tick_stat_node(st, name, st_node_types, FALSE);
+    if (t->retransmission)
+        tick_stat_node(st, st_str_retrans, 0, FALSE);
+    if (t->duplicate)
+        tick_stat_node(st, st_str_dups, 0, FALSE);
+    if (t->verdict == SMP_V_NOT_JUDGED) {
+        tick_stat_node(st, st_str_not_judged, 0, FALSE);
+    } else if (t->verdict != SMP_V_OK) {
+        tick_stat_node(st, st_str_drops, 0, TRUE);
+        tick_stat_node(st, val_to_str_const(t->verdict, smp_verdict_vals, "?"), st_node_drops, FALSE);
+    }
+    if (t->has_time) {
+        if (t->exchange_type != SMP_REQUEST)
+            name = val_to_str(t->exchange_type, smp_type_vals, "type %u");
+        else if (t->service)
+            name = wmem_strdup_printf(pinfo->pool, "service %s",
+                                      format_text(pinfo->pool, (const guchar *)t->service,
+                                                  strlen(t->service)));
+        else if (t->has_channel)
+            name = wmem_strdup_printf(pinfo->pool, "channel %u", t->channel);
+        else
+            name = "channel unknown";
+        avg_stat_node_add_value_int(st, st_str_times, 0, TRUE, t->time_us);
+        avg_stat_node_add_value_int(st, name, st_node_times, FALSE, t->time_us);
+    }
+    return TAP_PACKET_REDRAW;
+}
+
+void
+register_simplemsg_stats_tree(void)
+{
+    stats_tree_register_plugin("simplemsg", "simplemsg", "SIMPLEMSG/Packets and response times",
+                               0, smp_stats_tree_packet, smp_stats_tree_init, NULL);
 }
 
 void
@@ -2145,6 +2265,7 @@ proto_register_simplemsg(void)
 
     reassembly_table_register(&smp_reassembly_table, &addresses_reassembly_table_functions);
     register_init_routine(smp_init);
+    simplemsg_tap = register_tap("simplemsg");
     smp_services = wmem_map_new_autoreset(wmem_epan_scope(), wmem_file_scope(), smp_svckey_hash,
                                           smp_svckey_equal);
     simplemsg_handle = register_dissector("simplemsg", dissect_simplemsg, proto_simplemsg);

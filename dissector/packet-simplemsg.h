@@ -9,5 +9,6 @@
 
 void proto_register_simplemsg(void);
 void proto_reg_handoff_simplemsg(void);
+void register_simplemsg_stats_tree(void);
 
 #endif /* __PACKET_SIMPLEMSG_H__ */

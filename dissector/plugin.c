@@ -9,6 +9,7 @@
 #include <wireshark.h>
 #include <epan/packet.h>
 #include <epan/proto.h>
+#include <epan/tap.h>
 
 #include "packet-simplemsg.h"
 
@@ -30,4 +31,10 @@ plugin_register(void)
     plug_simplemsg.register_protoinfo = proto_register_simplemsg;
     plug_simplemsg.register_handoff = proto_reg_handoff_simplemsg;
     proto_register_plugin(&plug_simplemsg);
+
+    /* The statistics tree (-z simplemsg,tree): tap listeners are registered after the
+     * dissectors, so it comes as a tap plugin of its own. */
+    static tap_plugin plug_simplemsg_stats;
+    plug_simplemsg_stats.register_tap_listener = register_simplemsg_stats_tree;
+    tap_register_plugin(&plug_simplemsg_stats);
 }

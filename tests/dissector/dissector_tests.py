@@ -677,6 +677,131 @@ def test_cut(opts):
     check(not problems, "; ".join(problems[:12]))
 
 
+VERDICT_NAMES = ["ok", "too-short", "bad-version", "bad-length", "bad-checksum", "critical-flag",
+                 "unknown-type", "body-too-short", "trailing-bytes", "bad-field"]
+STATS_TIME_GROUPS = {"11": "PROBE", "2": "HELLO", "14": "NAME_QUERY"}  # answers other than REPLY
+
+
+def stats_tree(opts, capture):
+    """tshark -q -z simplemsg,tree, read back: {(parent, node): (count, avg, min, max)}."""
+    _, out, _ = tshark(opts, ["-r", capture, "-2", "-q", "-z", "simplemsg,tree"])
+    nodes, parent, body = {}, None, False
+    for line in out.split("\n"):
+        if line.startswith("-----"):
+            body = not body
+            continue
+        m = re.match(r"^( *)(\S.*?)\s{2,}(\d+)\s+(.*)$", line)
+        if not body or not m:
+            continue
+        indent, name, count, rest = m.groups()
+        cols = rest.split()
+        # with values: average, min, max before rate, percent, burst rate and start
+        values = (float(cols[0]), int(cols[1]), int(cols[2])) if len(cols) == 7 else None
+        if indent:
+            nodes[(parent, name)] = (int(count), values)
+        else:
+            parent = name
+            nodes[(None, name)] = (int(count), values)
+    return nodes, out
+
+
+def expected_stats(opts, capture):
+    """The same tree worked out from tshark -T fields: one count per SMP packet by its type, the
+    Info column's retransmission and duplicate marks, the verdicts other than ok (not-judged on
+    its own), and response times (simplemsg.time, in whole microseconds) by the transaction's
+    service (or its REQUEST's channel), or by the kind of exchange for probes, HELLOs, names."""
+    rows = tshark_fields(opts, capture, ["simplemsg.type", "simplemsg.verdict", "_ws.col.Info",
+                                         "simplemsg.time", "simplemsg.service",
+                                         "simplemsg.request_in", "simplemsg.channel"])
+    by_frame = {r["frame.number"]: r for r in rows}
+    counts, times = {}, {}
+
+    def tick(parent, name):
+        counts[(parent, name)] = counts.get((parent, name), 0) + 1
+
+    for r in rows:
+        if not r["simplemsg.verdict"]:
+            continue
+        tick(None, "SMP packets")
+        tick(None, "Packets by type")
+        t = r["simplemsg.type"]
+        tick("Packets by type", TYPE_NAMES.get(int(t), f"type {t}") if t else "(no header)")
+        info = r["_ws.col.Info"]
+        if info.startswith("[Retransmission] "):
+            tick(None, "Retransmissions")
+        if info.startswith("[Duplicate] "):
+            tick(None, "Duplicates (network copies)")
+        v = int(r["simplemsg.verdict"])
+        if v == 255:
+            tick(None, "Not judged (cut short by the capture)")
+        elif v != 0:
+            tick(None, "Dropped by the receiver, by verdict")
+            tick("Dropped by the receiver, by verdict", VERDICT_NAMES[v])
+        if r["simplemsg.time"]:
+            us = int(round(float(r["simplemsg.time"]) * 1e6))
+            if t in STATS_TIME_GROUPS:
+                group = STATS_TIME_GROUPS[t]
+            elif r["simplemsg.service"]:
+                group = "service " + r["simplemsg.service"]
+            else:
+                group = "channel " + by_frame[r["simplemsg.request_in"]]["simplemsg.channel"]
+            for key in ((None, "Response time (us), by service or channel"),
+                        ("Response time (us), by service or channel", group)):
+                times.setdefault(key, []).append(us)
+                tick(*key)
+    return counts, times
+
+
+def test_stats(opts):
+    """-z simplemsg,tree: every count, and each response time's count, average, minimum and
+    maximum, equals what the test works out from tshark's fields; on the engine run
+    (types, retransmissions, duplicates, response times by service and channel), on damaged
+    packets (drops by verdict) and on the engine run cut short by a snapshot length."""
+    check(opts.scenario and opts.wire_sample, "--scenario and --wire-sample are needed")
+    run = os.path.join(opts.work_dir, "stats-scenario.pcap")
+    subprocess.run([opts.scenario, "20261124", run, run + ".jsonl"], check=True, capture_output=True)
+    damaged = os.path.join(opts.work_dir, "stats-mutated.pcap")
+    subprocess.run([opts.wire_sample, "mutated", "1000", "7", damaged, damaged + ".jsonl"],
+                   check=True, capture_output=True)
+    cut = os.path.join(opts.work_dir, "stats-cut.pcap")
+    subprocess.run(["editcap", "-s", "80", run, cut], check=True, capture_output=True)
+    short = os.path.join(opts.work_dir, "stats-short.pcap")  # shorter than a header
+    write_pcap(short, [(1.0 + i, ipv4_frame("10.0.0.1", "10.0.0.2", bytes(range(1, n + 1))))
+                       for i, n in enumerate((1, 10, 31))])
+    problems, seen = [], set()
+    for capture in (run, damaged, cut, short):
+        os.chmod(capture, 0o644)
+        shown, text = stats_tree(opts, capture)
+        counts, times = expected_stats(opts, capture)
+        name = os.path.basename(capture)
+        for key, (count, values) in shown.items():
+            if count != counts.get(key, 0):
+                problems.append(f"{name}: {key[1]!r} (under {key[0]!r}) counts {count}, "
+                                f"expected {counts.get(key, 0)}")
+            if count:
+                seen.add(key)
+            if key in times:
+                lst = times[key]
+                if values is None or abs(values[0] - sum(lst) / len(lst)) > 0.006 or \
+                        values[1] != min(lst) or values[2] != max(lst):
+                    problems.append(f"{name}: {key[1]!r} shows {values}, expected avg "
+                                    f"{sum(lst) / len(lst):.2f} min {min(lst)} max {max(lst)}")
+        for key, count in counts.items():
+            if key not in shown:
+                problems.append(f"{name}: no node {key[1]!r} (under {key[0]!r}), expected {count}")
+    print(f"stats tree: {len(seen)} nodes with counts compared over 4 captures; "
+          f"{len(problems)} problems")
+    check(not problems, "; ".join(problems[:10]))
+    wanted = [(None, "Retransmissions"), (None, "Duplicates (network copies)"),
+              (None, "Not judged (cut short by the capture)"),
+              ("Response time (us), by service or channel", "service echo"),
+              ("Response time (us), by service or channel", "channel 99"),
+              ("Response time (us), by service or channel", "PROBE")] + \
+             [("Dropped by the receiver, by verdict", v) for v in VERDICT_NAMES[1:]]
+    missing = [k[1] for k in wanted if k not in seen]
+    check(not missing, f"the captures do not exercise {missing}")
+
+
 def test_sim(opts):
     """Golden decode of the protocol's deterministic simulation (tests/smp, `smp_sim --pcap`):
     its scripted scenario, and seeded runs with random loss and duplication at two MTUs."""
@@ -870,6 +995,7 @@ TESTS = {
     "agreement": test_agreement,
     "fuzz": test_fuzz,
     "cut": test_cut,
+    "stats": test_stats,
 }
 
 
