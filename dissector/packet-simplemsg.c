@@ -11,7 +11,10 @@
  *    engine would drop shows why ("simplemsg.verdict");
  *  - request/response tracking per transaction (conversation + wmem_map), with links both ways,
  *    the response time, retransmission and duplicate marks, and what each acknowledgement acks;
- *  - reassembly of a message from its eager (REQUEST/REPLY) and pulled (DATA) parts.
+ *  - reassembly of a message from its eager (REQUEST/REPLY) and pulled (DATA) parts;
+ *  - service names learnt from NAME_REPLY, a stream index per exchange, PULL/DATA links;
+ *  - packets cut short by the capture marked and "not judged";
+ *  - a statistics tree (-z simplemsg,tree) fed by the "simplemsg" tap.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
