@@ -369,6 +369,18 @@ typedef struct smp_pull {
     guint8 what;
 } smp_pull_t;
 
+/* Byte ranges [start, end) of a message, sorted and merged. */
+typedef struct {
+    guint32 start;
+    guint32 end;
+} smp_span_t;
+
+typedef struct {
+    smp_span_t *v;           /* file scope */
+    guint32 count;
+    guint32 room;
+} smp_spans_t;
+
 typedef struct {
     guint32 reasm_id;        /* unique per exchange; request parts use 2*id, reply parts 2*id+1 */
     guint32 stream;          /* simplemsg.stream: 0, 1, 2, ... in order of first appearance */
@@ -387,6 +399,7 @@ typedef struct {
     guint32 channel;         /* a transaction's channel, from its REQUEST or PULSE */
     gboolean have_channel;
     smp_pull_t *pulls;       /* newest first */
+    smp_spans_t given[2];    /* byte ranges given to the reassembly: request, reply */
 } smp_exchange_t;
 
 /* What NAME_REPLY packets told: (server address, endpoint, incarnation, channel) -> service
@@ -1092,6 +1105,43 @@ smp_note_service(tvbuff_t *tvb, const smp_packet_t *p)
                                        count, ENC_ASCII));
 }
 
+/* Adds [start, end) to the ranges given to a message's reassembly; FALSE, changing nothing,
+ * when they hold all of it already. */
+static gboolean
+smp_give_span(smp_spans_t *given, guint32 start, guint32 end)
+{
+    guint32 i, first, last;
+
+    for (i = 0; i < given->count; i++)
+        if (given->v[i].start <= start && end <= given->v[i].end)
+            return FALSE;
+    /* the ranges it touches or overlaps, [first, last), merge into one */
+    for (first = 0; first < given->count && given->v[first].end < start; first++)
+        ;
+    for (last = first; last < given->count && given->v[last].start <= end; last++) {
+        start = MIN(start, given->v[last].start);
+        end = MAX(end, given->v[last].end);
+    }
+    if (last == first) {
+        /* a range of its own: make room at `first` */
+        if (given->count == given->room) {
+            given->room = given->room ? 2 * given->room : 4;
+            given->v = (smp_span_t *)wmem_realloc(wmem_file_scope(), given->v,
+                                                  given->room * sizeof(smp_span_t));
+        }
+        memmove(&given->v[first + 1], &given->v[first],
+                (given->count - first) * sizeof(smp_span_t));
+        given->count++;
+    } else {
+        memmove(&given->v[first + 1], &given->v[last],
+                (given->count - last) * sizeof(smp_span_t));
+        given->count -= last - first - 1;
+    }
+    given->v[first].start = start;
+    given->v[first].end = end;
+    return TRUE;
+}
+
 /* PULL and DATA: a DATA answers the latest PULL before it of its transaction that asked for
  * bytes of the same message at its offset. A network copy of a PULL is no PULL of its own. */
 static void
@@ -1222,14 +1272,19 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
     smp_note_window(c, p);
     f->out_of_window = smp_check_window(c, p, repeat, pinfo);
 
-    /* Give a part to the reassembly only once (a repeat adds nothing), only when the message
-     * has more than one part and its size is known. */
-    if (x && p->payload_bytes > 0 && !repeat && p->type != SMP_PROBE) {
+    /* Give a part to the reassembly when it brings bytes not given yet (a repeat of the same
+     * part adds nothing; a window sent again in larger parts after a path-MTU increase does,
+     * although its parts are retransmissions of the smaller ones at the same offsets), only
+     * when the message has more than one part and its size is known. A network copy never. */
+    if (x && p->payload_bytes > 0 && f->duplicate_of == 0 && p->type != SMP_PROBE &&
+        (p->type == SMP_REQUEST || p->type == SMP_REPLY || p->type == SMP_DATA)) {
         gboolean req = (p->type == SMP_REQUEST) || (p->type == SMP_DATA && p->what == SMP_WHAT_REQUEST);
         gboolean have_total = req ? x->have_request_total : x->have_reply_total;
         guint32 total = req ? x->request_total : x->reply_total;
         f->reassemble = have_total && p->payload_bytes < total &&
-                        (guint64)p->offset + p->payload_bytes <= total;
+                        (guint64)p->offset + p->payload_bytes <= total &&
+                        smp_give_span(&x->given[req ? 0 : 1], p->offset,
+                                      p->offset + p->payload_bytes);
     }
     return f;
 }
