@@ -1729,7 +1729,7 @@ smp_report_verdict(packet_info *pinfo, proto_item *ti, proto_item *vi, int verdi
     }
     if (verdict == SMP_V_NOT_JUDGED) {
         /* the Info column has the cut mark already (smp_mark_cut) */
-        proto_item_append_text(ti, " [cut short by the capture: not judged]");
+        proto_item_append_text(ti, " [cut short: not judged]");
     } else if (verdict != SMP_V_OK) {
         proto_item_append_text(ti, " [dropped by the receiver: %s]",
                                val_to_str_const(verdict, smp_verdict_vals, "?"));
@@ -1745,13 +1745,15 @@ smp_mark_cut(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item *ti
              guint size)
 {
     proto_item *it = proto_tree_add_boolean(tree, hf_smp_cut_short, tvb, 0, 0, TRUE);
+    /* an ICMP error quotes only the start of the packet it is about */
+    const gchar *by = pinfo->flags.in_error_pkt ? "the ICMP quote" : "the capture";
 
     proto_item_set_generated(it);
     proto_item_append_text(it, " (%u of %u bytes captured)", captured, size);
     expert_add_info_format(pinfo, ti, &ei_smp_capture_short,
-                           "Packet cut short by the capture (%u of %u bytes): not judged, "
-                           "not tracked", captured, size);
-    col_append_fstr(pinfo->cinfo, COL_INFO, " [cut short by the capture: %u of %u B]",
+                           "Packet cut short by %s (%u of %u bytes): not judged, "
+                           "not tracked", by, captured, size);
+    col_append_fstr(pinfo->cinfo, COL_INFO, " [cut short by %s: %u of %u B]", by,
                     captured, size);
 }
 
@@ -1783,7 +1785,7 @@ smp_dissect_cut_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *st, proto_
                                 ENC_BIG_ENDIAN);
     vi = proto_tree_add_uint(st, hf_smp_verdict, tvb, 0, 0, SMP_V_NOT_JUDGED);
     proto_item_set_generated(vi);
-    proto_item_append_text(ti, " [cut short by the capture: not judged]");
+    proto_item_append_text(ti, " [cut short: not judged]");
     smp_mark_cut(tvb, pinfo, st, ti, captured, size);
 }
 
@@ -1807,6 +1809,7 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     proto_tree *st;
     guint size = tvb_reported_length(tvb);
     guint captured = tvb_captured_length(tvb);
+    guint full = size;
     gboolean checksum_known = FALSE, checksum_ok = FALSE;
     smp_frame_t *f = NULL;
     guint mac = 0, have = 0;
@@ -1825,23 +1828,27 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     /* The IPv4 dissector hands its header over (ws_ip4); IPv6 hands something else. */
     if (p.ipv4 && data != NULL && ((const ws_ip4 *)data)->ip_ver == 4)
         p.ip_id = 0x10000u + ((const ws_ip4 *)data)->ip_id;
+    /* The packet's size: what IP says, except in an ICMP error, whose quote of the packet IP
+     * reports as all there is; then the SMP header's length says it (when it is larger). */
+    if (pinfo->flags.in_error_pkt && captured >= 8 && tvb_get_ntohs(tvb, 6) > size)
+        full = tvb_get_ntohs(tvb, 6);
 
-    if (size < SMP_HEADER_BYTES) {
+    if (full < SMP_HEADER_BYTES) {
         col_set_str(pinfo->cinfo, COL_INFO, "Too short for an SMP header");
         if (captured > 0)
             proto_tree_add_item(st, hf_smp_payload, tvb, 0, -1, ENC_NA);
         vi = proto_tree_add_uint(st, hf_smp_verdict, tvb, 0, 0, SMP_V_TOO_SHORT);
         proto_item_set_generated(vi);
         expert_add_info(pinfo, vi, &ei_smp_too_short);
-        if (captured < size)
-            smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+        if (captured < full)
+            smp_mark_cut(tvb, pinfo, st, ti, captured, full);
         tap->verdict = SMP_V_TOO_SHORT;
         smp_tap_queue(pinfo, tap);
         return captured;
     }
     if (captured < SMP_HEADER_BYTES) {
         /* the packet has a header, the capture only part of it */
-        smp_dissect_cut_header(tvb, pinfo, st, ti, captured, size);
+        smp_dissect_cut_header(tvb, pinfo, st, ti, captured, full);
         tap->verdict = SMP_V_NOT_JUDGED;
         tap->has_type = captured >= 2;
         tap->type = captured >= 2 ? tvb_get_guint8(tvb, 1) : 0;
@@ -1893,7 +1900,10 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     proto_tree_add_item(st, hf_smp_dst_incarnation, tvb, 16, 8, ENC_BIG_ENDIAN);
     proto_tree_add_item(st, hf_smp_src_incarnation, tvb, 24, 8, ENC_BIG_ENDIAN);
 
-    p.verdict = smp_verdict(tvb, &p, checksum_ok, checksum_known);
+    if (full > size && p.version == SMP_VERSION)
+        p.verdict = SMP_V_NOT_JUDGED;  /* quoted in an ICMP error: only its start is here */
+    else
+        p.verdict = smp_verdict(tvb, &p, checksum_ok, checksum_known);
     tap->has_type = TRUE;
     tap->type = p.type;
     tap->verdict = p.verdict;
@@ -1907,8 +1917,8 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         smp_report_verdict(pinfo, ti, vi, p.verdict, p.version);
         if (captured > SMP_HEADER_BYTES)
             proto_tree_add_item(st, hf_smp_payload, tvb, SMP_HEADER_BYTES, -1, ENC_NA);
-        if (captured < size)
-            smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+        if (captured < full)
+            smp_mark_cut(tvb, pinfo, st, ti, captured, full);
         smp_tap_queue(pinfo, tap);
         return captured;
     }
@@ -1919,9 +1929,9 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     if (p.length <= size && p.length >= SMP_HEADER_BYTES + mac)
         have = MIN(have, (guint)p.length - SMP_HEADER_BYTES - mac);
     /* Cut short by the capture: the body was not read by the checks; read what is there. */
-    if (captured < size && size >= SMP_HEADER_BYTES + mac) {
-        guint whole = size - SMP_HEADER_BYTES - mac;
-        if (p.length >= SMP_HEADER_BYTES + mac && p.length < size)
+    if (captured < full && full >= SMP_HEADER_BYTES + mac) {
+        guint whole = full - SMP_HEADER_BYTES - mac;
+        if (p.length >= SMP_HEADER_BYTES + mac && p.length < full)
             whole = (guint)p.length - SMP_HEADER_BYTES - mac;
         smp_read_cut(tvb, have, whole, &p);
     }
@@ -1972,8 +1982,8 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     if (f)
         smp_add_tracking(tvb, pinfo, st, ti, &p, f, tap);
     smp_report_verdict(pinfo, ti, vi, p.verdict, p.version);
-    if (captured < size)
-        smp_mark_cut(tvb, pinfo, st, ti, captured, size);
+    if (captured < full)
+        smp_mark_cut(tvb, pinfo, st, ti, captured, full);
     smp_tap_queue(pinfo, tap);
     return captured;
 }
@@ -2093,11 +2103,10 @@ proto_register_simplemsg(void)
         { &hf_smp_verdict, { "Receiver's verdict", "simplemsg.verdict", FT_UINT8, BASE_DEC,
             VALS(smp_verdict_vals), 0x0,
             "What a version-1 receiver does with this packet: ok, or why it drops it "
-            "(not-judged: cut short by the capture)", HFILL }},
-        { &hf_smp_cut_short, { "Cut short by the capture", "simplemsg.cut_short", FT_BOOLEAN,
-            BASE_NONE, NULL, 0x0,
-            "The capture's snapshot length cut this packet: its checksum and body are not "
-            "checked, and it is not tracked", HFILL }},
+            "(not-judged: cut short by the capture or an ICMP quote)", HFILL }},
+        { &hf_smp_cut_short, { "Cut short", "simplemsg.cut_short", FT_BOOLEAN, BASE_NONE, NULL,
+            0x0, "The capture's snapshot length (or an ICMP error's quote) cut this packet: its "
+            "checksum and body are not checked, and it is not tracked", HFILL }},
 
         /* HELLO / HELLO_ACK */
         { &hf_smp_window_bytes, { "Window", "simplemsg.window_bytes", FT_UINT32,

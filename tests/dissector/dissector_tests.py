@@ -85,6 +85,9 @@ def fuzz_capture(opts, source, name):
     for seed in range(1, FUZZ_SEEDS + 1):
         out = os.path.join(opts.work_dir, f"fuzz-{name}-{seed}.pcap")
         skip = ["-o", str(ETH_IPV4_HEADER_BYTES)] if seed % 2 else []
+        # Every fourth seed also cut short by a snapshot length (damaged and cut packets).
+        if seed % 4 == 1:
+            skip += ["-s", str(ETH_IPV4_HEADER_BYTES + 1 + 13 * seed)]
         subprocess.run(["editcap", "-E", FUZZ_PROBABILITY, "--seed", str(seed), *skip, source, out],
                        check=True, capture_output=True)
         os.chmod(out, 0o644)
@@ -720,7 +723,8 @@ def expected_stats(opts, capture):
     service (or its REQUEST's channel), or by the kind of exchange for probes, HELLOs, names."""
     rows = tshark_fields(opts, capture, ["simplemsg.type", "simplemsg.verdict", "_ws.col.Info",
                                          "simplemsg.time", "simplemsg.service",
-                                         "simplemsg.request_in", "simplemsg.channel"])
+                                         "simplemsg.request_in", "simplemsg.channel",
+                                         "frame.protocols"])
     by_frame = {r["frame.number"]: r for r in rows}
     counts, times = {}, {}
 
@@ -728,7 +732,8 @@ def expected_stats(opts, capture):
         counts[(parent, name)] = counts.get((parent, name), 0) + 1
 
     for r in rows:
-        if not r["simplemsg.verdict"]:
+        # a packet quoted in an ICMP error is not counted
+        if not r["simplemsg.verdict"] or ":icmp:" in r["frame.protocols"]:
             continue
         tick(None, "SMP packets")
         tick(None, "Packets by type")
@@ -773,9 +778,19 @@ def test_stats(opts):
                    check=True, capture_output=True)
     cut = os.path.join(opts.work_dir, "stats-cut.pcap")
     subprocess.run(["editcap", "-s", "80", run, cut], check=True, capture_output=True)
-    short = os.path.join(opts.work_dir, "stats-short.pcap")  # shorter than a header
+    # Shorter than a header; and an ICMP error quoting the start of a 100-byte SMP packet.
+    short = os.path.join(opts.work_dir, "stats-short.pcap")
+    quoted = ipv4_frame("10.0.0.1", "10.0.0.2", smp_packet("10.0.0.1", "10.0.0.2", 7, bytes(68)))
+    quoted = quoted[14:14 + 20 + 40]
+    icmp = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
+    icmp = icmp[:2] + struct.pack("!H", ipv4_checksum(icmp + b"\0" * (len(icmp) % 2))) + icmp[4:]
     write_pcap(short, [(1.0 + i, ipv4_frame("10.0.0.1", "10.0.0.2", bytes(range(1, n + 1))))
-                       for i, n in enumerate((1, 10, 31))])
+                       for i, n in enumerate((1, 10, 31))] +
+               [(5.0, ipv4_frame("10.0.0.2", "10.0.0.1", icmp, proto=1))])
+    rows = tshark_fields(opts, short, ["simplemsg.verdict", "_ws.expert.message"])
+    check("Packet cut short by the ICMP quote" in rows[3]["_ws.expert.message"] and
+          rows[3]["simplemsg.verdict"] == VERDICT_NOT_JUDGED,
+          f"the SMP packet quoted in an ICMP error: {rows[3]}")
     problems, seen = [], set()
     for capture in (run, damaged, cut, short):
         os.chmod(capture, 0o644)
