@@ -1357,12 +1357,13 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
     }
 }
 
-/* The service of a transaction's packet in the Info column (reserved channels show their name
- * as the channel already). */
+/* The service of a transaction's packet in the Info column (a REQUEST to a reserved channel
+ * shows its name as the channel already). */
 static void
-smp_info_service(packet_info *pinfo, const smp_frame_t *f)
+smp_info_service(packet_info *pinfo, const smp_packet_t *p, const smp_frame_t *f)
 {
-    if (f && f->service && f->x && f->x->channel < SMP_RESERVED_CHANNELS)
+    if (f && f->service && f->x &&
+        !(p->type == SMP_REQUEST && f->x->channel >= SMP_RESERVED_CHANNELS))
         col_append_fstr(pinfo->cinfo, COL_INFO, " svc=\"%s\"",
                         format_text(pinfo->pool, (const guchar *)f->service, strlen(f->service)));
 }
@@ -1419,7 +1420,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
             col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=0x%08x", p->txn, p->channel);
         else
             col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         if (p->eager < p->total && p->payload_bytes == 0)
             col_append_fstr(pinfo->cinfo, COL_INFO, " %u B (all pulled)", p->total);
         else
@@ -1438,7 +1439,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_eager_bytes, tvb, b + 16, 4, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_offset, tvb, b + 20, 4, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         if (p->error != SMP_ERR_OK) {
             col_append_fstr(pinfo->cinfo, COL_INFO, " error=%s",
                             val_to_str_const(p->error, smp_error_vals, "unknown"));
@@ -1459,7 +1460,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
                                      &count);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         col_append_fstr(pinfo->cinfo, COL_INFO, " %s", p->what == SMP_WHAT_REPLY ? "reply" : "request");
         /* Bounded by the spec's limit and by the bytes present. */
         for (i = 0; i < count && i < SMP_PULL_RANGES_MAX && b + 8 + 8 * i + 8 <= SMP_HEADER_BYTES + have;
@@ -1484,7 +1485,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_offset, tvb, b + 8, 4, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         col_append_fstr(pinfo->cinfo, COL_INFO, " %s [%u,%u)",
                         p->what == SMP_WHAT_REPLY ? "reply" : "request", p->offset,
                         (guint32)MIN((guint64)p->offset + p->payload_bytes, G_MAXUINT32));
@@ -1523,7 +1524,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_cancel_reason, tvb, b + 4, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 6, 2, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u", p->txn);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         col_append_fstr(pinfo->cinfo, COL_INFO, " %s",
                         val_to_str(p->error, smp_error_vals, "reason %u"));
         break;
@@ -1537,7 +1538,7 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
         proto_tree_add_item(tree, hf_smp_pulse_source, tvb, b + 14, 2, ENC_BIG_ENDIAN);
         proto_tree_add_item(tree, hf_smp_pulse_value, tvb, b + 16, 4, ENC_BIG_ENDIAN);
         col_append_fstr(pinfo->cinfo, COL_INFO, " txn=%u ch=%u", p->txn, p->channel);
-        smp_info_service(pinfo, f);
+        smp_info_service(pinfo, p, f);
         col_append_fstr(pinfo->cinfo, COL_INFO, " code=%d value=%u src=%u",
                         (gint8)tvb_get_guint8(tvb, b + 12), tvb_get_ntohl(tvb, b + 16),
                         tvb_get_ntohs(tvb, b + 14));
