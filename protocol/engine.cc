@@ -1216,10 +1216,16 @@ struct E {
             Req& r = m.reqs[i];
             if (r.state != ReqState::kFree && r.peer == pi) abort_req(r, why);
         }
+        // Its names leave the cache: a service found there is asked for anew (it may be
+        // elsewhere now), not answered from memory with a peer that is down (SPEC 5.8).
+        const PeerRef ref = ref_of(pi);
+        for (size_t i = 0; i < c.names_cache_max; i++) {
+            if (m.cache[i].used && m.cache[i].peer == ref) m.cache[i].used = false;
+        }
         Event ev;
         ev.type = EventType::kPeerDown;
         ev.error = why;
-        ev.peer = ref_of(pi);
+        ev.peer = ref;
         push_event(ev);
         if (why == ErrorCode::kPeerRebooted) st.peers_rebooted++;
         else st.peers_down++;

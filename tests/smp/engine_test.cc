@@ -1387,6 +1387,41 @@ TEST(Engine, ALookupUnansweredByAPeerInSessionDeclaresItDown) {
     EXPECT_EQ(a.engine->stats().peers_down, 1u);
 }
 
+// A service found on a node that is then declared down is not found there again from the cache:
+// the next lookup asks anew and finds it where it is now (TIPC withdraws a dead node's names at
+// once; before, the cache kept answering the dead node for its linger time).
+TEST(Engine, NamesCachedFromAPeerDeclaredDownAreAskedAnew) {
+    StaticPeer table[3] = {{"n1", 0x0A000001, 0}, {"n2", 0x0A000002, 0}, {"n3", 0x0A000003, 0}};
+    Box a(0x0A000001, 11, table, 3), b(0x0A000002, 22, table, 3), c(0x0A000003, 33, table, 3);
+    Lan lan;
+    lan.boxes = {&a, &b, &c};
+    ASSERT_EQ(b.engine->name_attach("svc", 7), ErrorCode::kOk);
+    Event ev;
+    auto lookup = [&] {
+        ev = Event{};
+        EXPECT_TRUE(a.engine->name_lookup(lan.now, "svc").ok());
+        lan.run([&] { return take(a, EventType::kNameResolved, ev); }, lan.now + 5'000'000);
+        EXPECT_EQ(ev.error, ErrorCode::kOk);
+        return a.engine->peer_info(ev.peer).ipv4;
+    };
+    EXPECT_EQ(lookup(), b.config.local_ipv4);
+    a.engine->release_peer(ev.peer);
+    EXPECT_EQ(lookup(), b.config.local_ipv4);  // from the cache
+    // b stops (its machine dies); a, calling it, declares it down. The service moves to c.
+    lan.boxes = {&a, &c};
+    std::vector<uint8_t> msg(10, 1), rep(10);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(lan.now, ev.peer, 7, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    a.engine->release_peer(ev.peer);
+    Event done;
+    lan.run([&] { return take(a, EventType::kSendDone, done); }, lan.now + 10'000'000);
+    ASSERT_EQ(done.error, ErrorCode::kHostDown);
+    ASSERT_EQ(c.engine->name_attach("svc", 8), ErrorCode::kOk);
+    EXPECT_EQ(lookup(), c.config.local_ipv4);
+    EXPECT_EQ(ev.channel, 8u);
+}
+
 // A lookup its caller gave up frees its slot at once (before: the slot stayed until the engine
 // ended the lookup, K probe intervals, so many given up at once exhausted lookups_max).
 TEST(Engine, CancelledLookupFreesItsSlotAndEndsSilently) {
