@@ -393,7 +393,8 @@ def cmd_demo(args):
         print(line)
     if capture_saved:
         print(f"capture: {capture_path}  (open it: ./smp tshark -r {capture_path} -Y simplemsg, "
-              f"or ./smp wireshark {capture_path})")
+              f"or ./smp wireshark {capture_path}; its statistics: "
+              f"./smp tshark -r {capture_path} -q -z simplemsg,tree)")
         counts, why = _decode_check(capture_path)
         if counts is None:
             print(f"decode check: {why}")
