@@ -289,7 +289,11 @@ def capture_command(state, path, ring_buffer=False):
     switch to another user fails (setgroups is denied there) and dumpcap switches nothing."""
     if state["mode"] == "root":
         # -Z root: tcpdump would otherwise switch to user tcpdump, who cannot write our folder.
-        cmd = ["tcpdump", "-i", BRIDGE, "-n", "-q", "-U", "-s", "0", "-Z", "root", "-w", path]
+        # --immediate-mode: each frame is handed over as it comes (by default the kernel hands
+        # them over in blocks, up to a second late, and a capture saved right after a call
+        # missed it); -U then writes it out at once.
+        cmd = ["tcpdump", "-i", BRIDGE, "-n", "-q", "-U", "--immediate-mode", "-s", "0", "-Z", "root",
+               "-w", path]
         if ring_buffer:
             cmd += ["-C", str(CAPTURE_FILE_MB), "-W", str(CAPTURE_FILES)]
         return cmd

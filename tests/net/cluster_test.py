@@ -248,8 +248,21 @@ def test_nic(args):
         print("ring capture holds ARP, ICMP and UDP that tshark decodes (saved before the flood, which\n"
               "would rotate them out of the bounded ring):")
         pcap = os.path.join(os.path.dirname(c.run_dir), "cluster.pcap")
+        # The capture holds what crossed the wire up to the moment it is saved: one UDP echo,
+        # then the capture at once (tcpdump without --immediate-mode handed packets over in
+        # blocks, up to a second late, so the last exchanges were missing).
+        marker = f"capture-marker-{os.getpid()}"
+        code = ("import socket,sys\n"
+                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3)\n"
+                "s.sendto(sys.argv[2].encode(),(sys.argv[1],7)); print(s.recvfrom(100)[0].decode())\n")
+        r = c.exec("/usr/bin/python3", "-c", code, node_ip(2), marker, timeout=60)
+        check(marker in r.stdout, f"UDP echo of the marker: {r.stdout} {r.stderr}")
         c.smp("capture", pcap)
         if shutil.which("tshark"):
+            r = subprocess.run(["tshark", "-r", pcap, "-Y", f'udp contains "{marker}"'],
+                               capture_output=True, text=True, timeout=120)
+            check(len(r.stdout.splitlines()) == 2,
+                  f"the capture saved right after an exchange holds it (request and echo): {r.stdout!r}")
             r = subprocess.run(["tshark", "-r", pcap, "-q", "-z", "io,phs"], capture_output=True,
                                text=True, timeout=120)
             check(re.search(r"^\s+arp\s+frames:\d+", r.stdout, re.M), f"no ARP in capture: {r.stdout}")
