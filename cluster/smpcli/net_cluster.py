@@ -47,6 +47,7 @@ MCAST_GROUP = "230.0.0.1"
 MCAST_PORT = 7700
 CAPTURE_FILE_MB = 4           # ring capture: CAPTURE_FILES files of CAPTURE_FILE_MB each
 CAPTURE_FILES = 8
+CAPTURE_BUFFER_KIB = 32768    # the capture's kernel buffer (tcpdump -B)
 BOOT_TIMEOUT_S = 90.0
 READY_MARK = "node: ready"
 
@@ -291,9 +292,10 @@ def capture_command(state, path, ring_buffer=False):
         # -Z root: tcpdump would otherwise switch to user tcpdump, who cannot write our folder.
         # --immediate-mode: each frame is handed over as it comes (by default the kernel hands
         # them over in blocks, up to a second late, and a capture saved right after a call
-        # missed it); -U then writes it out at once.
-        cmd = ["tcpdump", "-i", BRIDGE, "-n", "-q", "-U", "--immediate-mode", "-s", "0", "-Z", "root",
-               "-w", path]
+        # missed it); -U then writes it out at once. Woken per frame, tcpdump needs a larger
+        # buffer (-B, KiB) than the default 2 MiB to keep up with a burst of large messages.
+        cmd = ["tcpdump", "-i", BRIDGE, "-n", "-q", "-U", "--immediate-mode", "-B", str(CAPTURE_BUFFER_KIB),
+               "-s", "0", "-Z", "root", "-w", path]
         if ring_buffer:
             cmd += ["-C", str(CAPTURE_FILE_MB), "-W", str(CAPTURE_FILES)]
         return cmd

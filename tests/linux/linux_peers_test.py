@@ -492,7 +492,7 @@ def case_capture(h, build):
     os.makedirs(cap_dir, exist_ok=True)
     path = os.path.join(cap_dir, "linux-peers.pcap")
     tmp_path = path + ".part"
-    dump = subprocess.Popen(h.exec_argv("B", ["tcpdump", "-q", "-U", "--immediate-mode", "-i", h.pair.dev["B"], "-w",
+    dump = subprocess.Popen(h.exec_argv("B", ["tcpdump", "-q", "-U", "--immediate-mode", "-B", "32768", "-i", h.pair.dev["B"], "-w",
                                               tmp_path, "ip proto 121"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, preexec_fn=die_with_parent)
