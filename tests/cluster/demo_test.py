@@ -91,6 +91,11 @@ def case_run(args, capture):
     m = re.search(r"^decode check \(ok\): (\d+) protocol-121 frames, (\d+) decoded as simplemsg, "
                   r"0 malformed$", out, re.M)
     check(m and int(m.group(1)) > 0 and m.group(1) == m.group(2), "the decode check")
+    # The capture holds the run to its end: the pulse to the Linux peer, its last message.
+    r = subprocess.run([SMP, "tshark", "-r", capture, "-Y", "simplemsg.type == 9"],
+                       capture_output=True, text=True, timeout=GUARD_S)
+    check(r.returncode == 0 and len(r.stdout.splitlines()) >= 1,
+          f"the capture holds the demo's last message (its PULSE): {r.stdout!r} {r.stderr[-300:]!r}")
     check(out.rstrip().endswith("cluster: down, nothing left running"), "the last line")
 
 
