@@ -1948,8 +1948,11 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         stats_.dropped_not_mine++;
         return;
     }
-    if (h.flags & wire::kFlagAuth) {
-        stats_.dropped_auth++;  // FIXME: no keys yet (SPEC 3.4)
+    // Nothing from a packet without the right MAC is believed or answered (with a key), and
+    // no AUTH packet is (without one: its MAC cannot be checked).
+    if (config_.auth ? !wire::mac_ok(packet, src_ipv4, dst_ipv4, config_.auth_key)
+                     : (h.flags & wire::kFlagAuth) != 0) {
+        stats_.dropped_auth++;
         return;
     }
     int found = e.find_peer(src_ipv4, h.src_endpoint);
@@ -2035,7 +2038,8 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             // so, or the sender would take our silence for "host down" (SPEC.md 4.9). Never
             // larger than what it answers; the control queue bounds how many go out.
             stats_.dropped_no_peer_slot++;
-            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes && e.reset_budget(now))
+            if (packet_bytes >= wire::kHeaderBytes + wire::kResetBytes + (config_.auth ? wire::kMacBytes : 0) &&
+                e.reset_budget(now))
                 e.send_reset(src_ipv4, h, h.src_incarnation, wire::ResetReason::kNoPeerSlot);
             return;
         }
@@ -2414,7 +2418,7 @@ Transmit emit(E& e, uint16_t pi, Message& msg, uint8_t* out, size_t cap, uint8_t
         }
     }
     Transmit t;
-    t.bytes = wire::encode(msg, e.c.local_ipv4, p.ipv4, out, cap);
+    t.bytes = wire::encode(msg, e.c.local_ipv4, p.ipv4, out, cap, e.c.auth ? &e.c.auth_key : nullptr);
     t.dst_ipv4 = p.ipv4;
     if (t.bytes) {
         e.st.packets_out++;
@@ -2442,7 +2446,8 @@ Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
         msg.header.type = Type::kProbe;
         msg.probe = wire::Probe{++p.probe_seq, 0};
         msg.pad_to_bytes = 0;
-        msg.probe.probe_bytes = uint16_t(wire::kIpv4HeaderBytes + wire::kHeaderBytes + wire::kProbeFixedBytes);
+        msg.probe.probe_bytes = uint16_t(wire::kIpv4HeaderBytes + wire::kHeaderBytes + wire::kProbeFixedBytes +
+                                         (e.c.auth ? wire::kMacBytes : 0));
         p.probe_sent_at = now;
         p.unanswered++;
         e.st.probes_sent++;
@@ -2487,8 +2492,8 @@ void put_pull(Message& msg, uint32_t txn, DataKind what, Transfer& in, Instant n
 
 // A DATA segment of the first range a peer pulled, read from the borrowed parts.
 void put_data(Message& msg, const Peer& p, uint32_t txn, DataKind what, RangeSet& owed,
-              ConstChain parts) {
-    size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, false);
+              ConstChain parts, bool auth) {
+    size_t room = wire::payload_capacity(p.mtu, wire::kDataFixedBytes, auth);
     uint32_t off = owed.lo[0];
     uint32_t n = min_u(uint32_t(room), owed.hi[0] - off);
     owed.consume_front(n);
@@ -2517,7 +2522,7 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
             msg.pulse = wire::Pulse{s.txn, e.txn_low(s.peer, &s), s.channel, s.code, s.value, s.source};
             return emit(e, s.peer, msg, out, cap, rflag, s.priority);
         }
-        size_t room = wire::payload_capacity(p.mtu, wire::kRequestFixedBytes, false);
+        size_t room = wire::payload_capacity(p.mtu, wire::kRequestFixedBytes, e.c.auth);
         uint32_t n = min_u(uint32_t(room), s.eager - s.tx_offset);
         msg.header.type = Type::kRequest;
         uint32_t remaining = wire::kNoDeadline;
@@ -2557,7 +2562,7 @@ Transmit poll_send(E& e, Instant now, Send& s, uint8_t* out, size_t cap) {
         return emit(e, s.peer, msg, out, cap, 0, s.priority);
     }
     if (s.out.n && s.msg.parts) {
-        put_data(msg, p, s.txn, DataKind::kRequest, s.out, s.msg);
+        put_data(msg, p, s.txn, DataKind::kRequest, s.out, s.msg, e.c.auth);
         return emit(e, s.peer, msg, out, cap, 0, s.priority);
     }
     return Transmit{};
@@ -2567,7 +2572,7 @@ Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
     Peer& p = e.peer_at(r.peer);
     Message msg;
     if (r.tx_reply) {
-        size_t room = wire::payload_capacity(p.mtu, wire::kReplyFixedBytes, false);
+        size_t room = wire::payload_capacity(p.mtu, wire::kReplyFixedBytes, e.c.auth);
         uint32_t n = min_u(uint32_t(room), r.reply_eager - r.tx_offset);
         msg.header.type = Type::kReply;
         msg.reply = wire::Reply{r.txn, r.reply_error, 0, r.status, r.reply_total, r.reply_eager,
@@ -2589,7 +2594,7 @@ Transmit poll_req(E& e, Instant now, Req& r, uint8_t* out, size_t cap) {
         return emit(e, r.peer, msg, out, cap, 0, r.priority);
     }
     if (r.out.n && r.state == ReqState::kReplying) {
-        put_data(msg, p, r.txn, DataKind::kReply, r.out, r.reply_parts);
+        put_data(msg, p, r.txn, DataKind::kReply, r.out, r.reply_parts, e.c.auth);
         return emit(e, r.peer, msg, out, cap, 0, r.priority);
     }
     return Transmit{};
@@ -2646,7 +2651,8 @@ __attribute__((noinline)) Transmit poll_transmit_work(E& e, Instant now, uint8_t
         msg.header.src_endpoint = config_.local_endpoint;
         msg.header.src_incarnation = config_.incarnation;
         Transmit t;
-        t.bytes = wire::encode(msg, config_.local_ipv4, ctl.dst_ipv4, out, cap);
+        t.bytes = wire::encode(msg, config_.local_ipv4, ctl.dst_ipv4, out, cap,
+                               config_.auth ? &config_.auth_key : nullptr);
         t.dst_ipv4 = ctl.dst_ipv4;
         if (t.bytes) {
             stats_.packets_out++;

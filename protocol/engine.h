@@ -88,6 +88,13 @@ struct Config {
     uint16_t lookups_max = 16;          // name lookups in progress
     uint16_t control_max = 64;          // queued control answers (HELLO_ACK, PROBE_ACK, RESET...)
 
+    // Authentication (SPEC.md 3.4): with `auth`, every packet sent carries AUTH and a MAC made
+    // with `auth_key`, and every packet received must carry a right one (else it is dropped and
+    // counted, dropped_auth, before it can cause anything, an answer included). Every node
+    // that talks to another must have the same key. Off: packets carrying AUTH are dropped.
+    bool auth = false;
+    wire::AuthKey auth_key{};
+
     // Credit and sizes (SPEC.md section 6).
     uint32_t pool_bytes = 256 * 1024;   // node-wide memory for eager request bytes of others
     uint32_t pool_block_bytes = 256;    // allocation unit of the pool

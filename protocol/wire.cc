@@ -298,9 +298,9 @@ size_t body_bytes(const Message& m) {
         case Type::kCancel: return kCancelBytes;
         case Type::kPulse: return kPulseBytes;
         case Type::kProbe: {
-            size_t want = m.pad_to_bytes > kIpv4HeaderBytes + kHeaderBytes
-                              ? m.pad_to_bytes - kIpv4HeaderBytes - kHeaderBytes
-                              : 0;
+            // The padding makes the whole IP packet pad_to_bytes long, a MAC included.
+            const size_t around = kIpv4HeaderBytes + kHeaderBytes + ((m.header.flags & kFlagAuth) ? kMacBytes : 0);
+            size_t want = m.pad_to_bytes > around ? m.pad_to_bytes - around : 0;
             return want > kProbeFixedBytes ? want : kProbeFixedBytes;
         }
         case Type::kProbeAck: return kProbeAckBytes;
@@ -433,7 +433,132 @@ void encode_body(const Message& m, uint8_t* b) {
 
 }  // namespace
 
-size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap) {
+// ---- Authentication: keyed BLAKE2s (RFC 7693), written from the RFC's description -------------
+namespace {
+
+constexpr uint32_t kBlake2sIv[8] = {0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
+                                    0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u};
+constexpr uint8_t kBlake2sSigma[10][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4}, {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13}, {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11}, {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5}, {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0}};
+
+inline uint32_t rotr32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+void blake2s_compress(uint32_t h[8], const uint8_t block[64], uint64_t t, bool last) {
+    uint32_t m[16], v[16];
+    for (int i = 0; i < 16; i++)
+        m[i] = uint32_t(block[4 * i]) | uint32_t(block[4 * i + 1]) << 8 | uint32_t(block[4 * i + 2]) << 16 |
+               uint32_t(block[4 * i + 3]) << 24;
+    for (int i = 0; i < 8; i++) v[i] = h[i], v[i + 8] = kBlake2sIv[i];
+    v[12] ^= uint32_t(t);
+    v[13] ^= uint32_t(t >> 32);
+    if (last) v[14] = ~v[14];
+    auto g = [&](int a, int b, int c, int d, uint32_t x, uint32_t y) {
+        v[a] = v[a] + v[b] + x;
+        v[d] = rotr32(v[d] ^ v[a], 16);
+        v[c] = v[c] + v[d];
+        v[b] = rotr32(v[b] ^ v[c], 12);
+        v[a] = v[a] + v[b] + y;
+        v[d] = rotr32(v[d] ^ v[a], 8);
+        v[c] = v[c] + v[d];
+        v[b] = rotr32(v[b] ^ v[c], 7);
+    };
+    for (int r = 0; r < 10; r++) {
+        const uint8_t* s = kBlake2sSigma[r];
+        g(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        g(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        g(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        g(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        g(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        g(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        g(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        g(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+// Feeds bytes [from, to) of a chain.
+void feed_range(Blake2s& b, ConstChain c, size_t from, size_t to) {
+    size_t at = 0;
+    for (size_t i = 0; i < c.count && at < to; i++) {
+        const ConstBytes& part = c.parts[i];
+        size_t lo = from > at ? from - at : 0, hi = to - at < part.size ? to - at : part.size;
+        if (lo < hi) b.update(part.data + lo, hi - lo);
+        at += part.size;
+    }
+}
+
+}  // namespace
+
+void Blake2s::init(const uint8_t* key, size_t key_bytes, size_t out) {
+    out_bytes = out;
+    for (int i = 0; i < 8; i++) h[i] = kBlake2sIv[i];
+    h[0] ^= 0x01010000u ^ uint32_t(key_bytes << 8) ^ uint32_t(out);
+    t = 0;
+    fill = 0;
+    for (int i = 0; i < 64; i++) buf[i] = 0;
+    if (key_bytes) {
+        for (size_t i = 0; i < key_bytes; i++) buf[i] = key[i];
+        fill = 64;  // the key block, compressed when more comes (or as the last one)
+    }
+}
+
+void Blake2s::update(const uint8_t* p, size_t n) {
+    while (n) {
+        if (fill == 64) {  // a full block with more to come: not the last one
+            t += 64;
+            blake2s_compress(h, buf, t, false);
+            fill = 0;
+        }
+        size_t take = 64 - fill < n ? 64 - fill : n;
+        for (size_t i = 0; i < take; i++) buf[fill + i] = p[i];
+        fill += take;
+        p += take;
+        n -= take;
+    }
+}
+
+void Blake2s::final(uint8_t* out) {
+    t += fill;
+    for (size_t i = fill; i < 64; i++) buf[i] = 0;
+    blake2s_compress(h, buf, t, true);
+    for (size_t i = 0; i < out_bytes; i++) out[i] = uint8_t(h[i / 4] >> (8 * (i % 4)));
+}
+
+void packet_mac(ConstChain packet, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key,
+                uint8_t out[kMacBytes]) {
+    Blake2s b;
+    b.init(key.bytes, kAuthKeyBytes, kMacBytes);
+    uint8_t pseudo[12];
+    store32(pseudo, src_ipv4);
+    store32(pseudo + 4, dst_ipv4);
+    store32(pseudo + 8, (uint32_t(kIpProtocol) << 16) | uint16_t(length));
+    b.update(pseudo, sizeof pseudo);
+    feed_range(b, packet, 0, 4);
+    const uint8_t zero[2] = {0, 0};  // the checksum field
+    b.update(zero, 2);
+    feed_range(b, packet, 6, length - kMacBytes);
+    b.final(out);
+}
+
+bool mac_ok(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key) {
+    const size_t length = chain_size(packet);
+    uint8_t flags = 0;
+    if (length < kHeaderBytes + kMacBytes || chain_read(packet, 2, &flags, 1) != 1 || !(flags & kFlagAuth))
+        return false;
+    uint8_t want[kMacBytes], got[kMacBytes];
+    packet_mac(packet, length, src_ipv4, dst_ipv4, key, want);
+    if (chain_read(packet, length - kMacBytes, got, kMacBytes) != kMacBytes) return false;
+    uint8_t diff = 0;
+    for (size_t i = 0; i < kMacBytes; i++) diff |= uint8_t(want[i] ^ got[i]);
+    return diff == 0;
+}
+
+size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap, const AuthKey* key) {
+    if (key) m.header.flags |= kFlagAuth;
     if (!valid_to_encode(m)) return 0;
     size_t mac = (m.header.flags & kFlagAuth) ? kMacBytes : 0;
     size_t length = kHeaderBytes + body_bytes(m) + mac;
@@ -459,7 +584,10 @@ size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, si
     store64(out + 16, h.dst_incarnation);
     store64(out + 24, h.src_incarnation);
     encode_body(m, out + kHeaderBytes);
-    // FIXME: with kFlagAuth the MAC is left zero; keyed MACs are future work (SPEC 3.4).
+    if (key) {
+        const ConstBytes whole{out, length};
+        packet_mac(ConstChain{&whole, 1}, length, src_ipv4, dst_ipv4, *key, out + length - mac);
+    }
     h.checksum = checksum_flat(out, length, src_ipv4, dst_ipv4);
     store16(out + 4, h.checksum);
     return length;

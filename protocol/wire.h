@@ -288,10 +288,38 @@ uint16_t checksum(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4);
 // The IPv4 header checksum (for pcap writers and raw-socket users that build IP headers).
 uint16_t ipv4_header_checksum(const uint8_t* header, size_t bytes);
 
+// ---- Authentication (SPEC.md 3.4) -------------------------------------------------------------
+// A cluster key: with it, every packet carries AUTH and a 16-byte MAC, keyed BLAKE2s (RFC 7693,
+// 32-byte key, 16-byte digest) over the pseudo-header (source and destination address, zero,
+// protocol 121, SMP length: 12 bytes as for the checksum) and the packet up to the MAC with the
+// checksum field as zero; the checksum then covers the MAC too.
+constexpr size_t kAuthKeyBytes = 32;
+struct AuthKey {
+    uint8_t bytes[kAuthKeyBytes];
+};
+// Keyed BLAKE2s of a run of parts (one call: the MAC's input is at most a few parts). `out_bytes`
+// 1..32. Exposed for the tests (RFC 7693's vectors and Python's hashlib agree with it).
+struct Blake2s {
+    uint32_t h[8];
+    uint64_t t = 0;
+    uint8_t buf[64];
+    size_t fill = 0, out_bytes = 32;
+    void init(const uint8_t* key, size_t key_bytes, size_t out_bytes);
+    void update(const uint8_t* p, size_t n);
+    void final(uint8_t* out);
+};
+// The MAC of an SMP packet of `length` bytes (MAC included) from src to dst.
+void packet_mac(ConstChain packet, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key,
+                uint8_t out[kMacBytes]);
+// The packet's AUTH flag is set and its MAC is right (compared in constant time).
+bool mac_ok(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key);
+
 // ---- Encode / decode --------------------------------------------------------------------------
 // Encodes m into out (at most cap bytes), with checksum; returns the packet's size, or 0 if it
 // does not fit or m is invalid. Sets m.header.length and m.header.checksum.
-size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap);
+// With `key`, the packet carries AUTH and its MAC (the flag is set here).
+size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap,
+              const AuthKey* key = nullptr);
 
 // Decodes one datagram (the IP payload, possibly a chain of buffers). On kOk, m is filled and
 // m.payload says where the payload is. The checksum is verified unless verify_checksum is false.

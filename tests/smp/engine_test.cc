@@ -1643,6 +1643,66 @@ TEST(Engine, RetransmissionTimersMayRunUpToTheSlackLateDeadlinesNot) {
     }
 }
 
+// With a key (SPEC 3.4) every packet carries AUTH and a MAC, and calls of every size go through
+// (segmented, pulled) as without one. A node with another key, or none, is never believed: the
+// keyed node drops all it sends (dropped_auth), answers none of it (no HELLO_ACK, no RESET) and
+// keeps no state for it, and its calls end "host down".
+TEST(Engine, WithAKeyOnlyNodesHoldingItTalk) {
+    auto keyed = [](Box& x, uint8_t salt) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 29 + salt);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    keyed(a, 5);
+    keyed(b, 5);
+    Wire w{a, b};
+    size_t packets = 0, plain = 0;
+    w.before_deliver = [&](const Box&, const wire::Message& m) {
+        packets++;
+        if (!(m.header.flags & wire::kFlagAuth)) plain++;
+    };
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    Echo echo{b};
+    for (size_t size : {size_t(0), size_t(64), size_t(3000), size_t(200'000)}) {
+        std::vector<uint8_t> msg(size), rep(size);
+        for (size_t i = 0; i < size; i++) msg[i] = uint8_t(i * 31 + size);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Event done;
+        ASSERT_TRUE(echo.until_done(w, a, done)) << size;
+        EXPECT_EQ(done.error, ErrorCode::kOk) << size;
+        EXPECT_EQ(rep, msg) << size;
+    }
+    EXPECT_GT(packets, 200u);
+    EXPECT_EQ(plain, 0u);
+    EXPECT_EQ(a.engine->stats().dropped_auth + b.engine->stats().dropped_auth, 0u);
+    // Another key, then none: b believes nothing from them.
+    for (int variant = 0; variant < 2; variant++) {
+        Box c(0x0A000003, 33);
+        if (variant == 0) keyed(c, 6);
+        Box b2(0x0A000002, 44);
+        keyed(b2, 5);
+        Wire w2{c, b2};
+        size_t from_b2 = 0;
+        w2.before_deliver = [&](const Box& from, const wire::Message&) { from_b2 += &from == &b2; };
+        PeerRef to_b2 = c.engine->peer(b2.config.local_ipv4, 0).value;
+        uint8_t one = 1, back = 0;
+        ConstBytes mp{&one, 1};
+        MutableBytes rp{&back, 1};
+        ASSERT_TRUE(c.engine->start_send(w2.now, to_b2, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Echo echo2{b2};
+        Event done;
+        ASSERT_TRUE(echo2.until_done(w2, c, done));
+        EXPECT_EQ(done.error, ErrorCode::kHostDown) << variant;
+        EXPECT_GT(b2.engine->stats().dropped_auth, 10u) << variant;
+        EXPECT_EQ(from_b2, 0u) << variant;  // not a HELLO_ACK, RESET or PROBE_ACK
+        EXPECT_EQ(b2.engine->stats().peers_live, 0u) << variant;
+        EXPECT_EQ(b2.engine->stats().requests_delivered, 0u) << variant;
+    }
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;

@@ -351,6 +351,8 @@ void Sim::build_node(int i) {
     c.names_cache_max = 4;
     c.lookups_max = 4;
     c.timer_slack_us = o_.timer_slack_us;
+    c.auth = o_.auth;
+    for (size_t k = 0; k < wire::kAuthKeyBytes; k++) c.auth_key.bytes[k] = uint8_t(k * 7 + 3);
     n.arena_bytes = Engine::memory_bytes(c);
     n.raw.reset(new uint8_t[n.arena_bytes + Engine::kMemoryAlign]);
     n.arena = reinterpret_cast<uint8_t*>((uintptr_t(n.raw.get()) + Engine::kMemoryAlign - 1) &

@@ -30,6 +30,7 @@ struct Options {
     bool crash_callers = false;    // crash mode: its callers have slow calls in progress when it dies
     uint64_t time_limit_us = 600'000'000;  // simulated; passing it is a "hang" failure
     uint32_t timer_slack_us = 0;   // every node's Config::timer_slack_us (the kernel's: 10 ms)
+    bool auth = false;             // every node keyed (SPEC 3.4): every packet carries a MAC
     std::string pcap;              // write every packet sent to this file (raw IPv4 linktype)
     bool verbose = false;
 };

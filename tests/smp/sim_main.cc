@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: smp_sim [--seed S | --seeds FIRST:COUNT] [--nodes N] [--loss P] [--dup P] [--jitter-us U] "
     "[--mtu M] [--mode plain|partition|crash] [--sends N] [--size-max B] [--peers N] "
-    "[--timer-slack-us U] [--pcap FILE] [--scenario] [--expect-failure] [--verbose]\n";
+    "[--timer-slack-us U] [--auth] [--pcap FILE] [--scenario] [--expect-failure] [--verbose]\n";
 
 // A bad argument: one line and status 2 (--help prints the usage).
 [[noreturn]] void usage(const char* why) {
@@ -100,6 +100,8 @@ int main(int argc, char** argv) {
         } else if (a == "--timer-slack-us") {
             if (!number(value(), d) || d < 0 || d > 200'000) usage("bad --timer-slack-us (0..200000)");
             o.timer_slack_us = uint32_t(d);
+        } else if (a == "--auth") {
+            o.auth = true;
         } else if (a == "--expect-failure") {
             expect_failure = true;
         } else if (a == "--verbose") {

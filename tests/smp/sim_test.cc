@@ -27,6 +27,7 @@ TEST(Sim, Seeds) {
         Options o;
         o.seed = s;
         o.timer_slack_us = uint32_t(env("SMP_SIM_TIMER_SLACK_US", 0));
+        o.auth = env("SMP_SIM_AUTH", 0) != 0;
         Result r = run(o);
         lookups_cancelled += r.lookups_cancelled;
         if (!r.ok) {

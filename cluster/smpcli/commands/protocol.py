@@ -44,6 +44,8 @@ def cmd_sim(args):
         cmd.append("--scenario")
     if args.verbose:
         cmd.append("--verbose")
+    if args.auth:
+        cmd.append("--auth")
     sim = _binary("smp_sim", "smp_sim_driver")
     return subprocess.run([sim, *cmd]).returncode
 
@@ -196,6 +198,8 @@ def register(sub, modules):
     p.add_argument("--peers", type=int, help="peers each node talks to")
     p.add_argument("--timer-slack-us", type=int,
                    help="retransmission timers may run this late (SPEC 5.2; the kernel's nodes: 10000)")
+    p.add_argument("--auth", action="store_true",
+                   help="every node keyed: every packet carries a MAC (SPEC 3.4)")
     p.add_argument("--pcap", help="write what crossed the network (raw IPv4 linktype)")
     p.add_argument("--verbose", action="store_true", help="print every packet and event")
     p.set_defaults(func=cmd_sim)
