@@ -1317,6 +1317,23 @@ bool parse_peers(const char* text) {
 
 void print_wire_error(const char* what) { kernel::print("bridge: error: %s\n", what); }
 
+// auth_key=: the cluster key (SPEC.md 3.4), 64 hex digits. False if malformed.
+bool parse_auth_key(const char* text, smp::wire::AuthKey* key) {
+    auto nibble = [](char ch) -> int {
+        if (ch >= '0' && ch <= '9') return ch - '0';
+        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+        return -1;
+    };
+    for (size_t i = 0; i < smp::wire::kAuthKeyBytes; ++i) {
+        const int hi = text[2 * i] ? nibble(text[2 * i]) : -1;
+        const int lo = hi >= 0 && text[2 * i + 1] ? nibble(text[2 * i + 1]) : -1;
+        if (hi < 0 || lo < 0) return false;
+        key->bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    return text[2 * smp::wire::kAuthKeyBytes] == 0;
+}
+
 }  // namespace
 
 // ---- Public ------------------------------------------------------------------------------------
@@ -1343,6 +1360,13 @@ void init() {
     smp::Config& c = g.config;
     c.local_ipv4 = node.ip;
     c.local_endpoint = 0;
+    if (const char* key = cl.get("auth_key")) {
+        if (!parse_auth_key(key, &c.auth_key)) {
+            print_wire_error("bad auth_key= (expected 64 hex digits, the cluster key): no remote IPC");
+            return;
+        }
+        c.auth = true;  // every packet carries a MAC; only nodes with this key are believed
+    }
     // A peer sends min(its own eager_bytes_max, ours (our HELLO gives it), the window we grant)
     // eagerly and the rest is pulled (SPEC.md 5.3). Linux peers (libsmp) send up to 64 KiB
     // eagerly: accept everything the window allows. A 64 KiB window (SPEC default 32 KiB) lets a 64 KiB message go whole in its first flight,
@@ -1415,8 +1439,9 @@ void init() {
     }
     if (const char* sv = cl.get("services")) services_start(sv);
     ipc_test_server_start();
-    kernel::print("bridge: engine %zu bytes, %zu static peers, %zu remote records, incarnation %lx\n",
-                  bytes, k, g.rec_count, static_cast<unsigned long>(c.incarnation));
+    kernel::print("bridge: engine %zu bytes, %zu static peers, %zu remote records, incarnation %lx%s\n",
+                  bytes, k, g.rec_count, static_cast<unsigned long>(c.incarnation),
+                  c.auth ? ", authenticated (auth_key)" : "");
 }
 
 Status name_attach(const char* name, kernel::Channel* channel) {

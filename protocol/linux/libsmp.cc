@@ -10,7 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -186,6 +188,26 @@ const char* status_text(Status s) {
     case Status::kServerGone: return "server gone (it stopped before answering)";
   }
   return "?";
+}
+
+bool parse_auth_key(std::string_view text, std::vector<uint8_t>* out) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  if (text.size() != 2 * wire::kAuthKeyBytes) return false;
+  std::vector<uint8_t> key;
+  for (size_t i = 0; i < text.size(); i += 2) {
+    unsigned v = 0;
+    for (size_t k = 0; k < 2; ++k) {
+      const char ch = text[i + k];
+      const int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                  : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+      if (d < 0) return false;
+      v = v * 16 + unsigned(d);
+    }
+    key.push_back(uint8_t(v));
+  }
+  *out = std::move(key);
+  return true;
 }
 
 bool parse_peer(std::string_view text, Peer* out) {
@@ -407,6 +429,11 @@ class Driver {
         m.probe.seq != ping_seq) {
       return false;
     }
+    // With a key, only an answer with a right MAC counts (the engine drops the rest, counted).
+    const ConstBytes whole{p, n};
+    if (cfg.auth ? !wire::mac_ok(ConstChain{&whole, 1}, ntohl(r.source_be), ntohl(r.destination_be), cfg.auth_key)
+                 : (m.header.flags & wire::kFlagAuth) != 0)
+      return false;
     ping_rtt_ns = monotonic_ns() - ping_sent_ns;
     ping_waiting = false;
     ping_answered = true;
@@ -707,6 +734,14 @@ Status Endpoint::open(const Config& config, std::unique_ptr<Endpoint>* out, std:
     }
   }
   c.mtu_max = uint16_t(std::clamp(mtu, int(wire::kMtuMin), 65535));
+  if (!config.auth_key.empty()) {
+    if (config.auth_key.size() != wire::kAuthKeyBytes) {
+      *detail = "the cluster key must be 32 bytes";
+      return Status::kBadArgument;
+    }
+    c.auth = true;
+    std::copy(config.auth_key.begin(), config.auth_key.end(), c.auth_key.bytes);
+  }
   // A Linux host has memory to spare, unlike a small kernel node: hold more eager bytes for
   // others (pool, per-peer window) and send more eagerly, so that messages up to
   // kLinuxEagerBytes travel without the extra round trip of a pull. What a peer may send us is
@@ -918,7 +953,8 @@ Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, 
   m.pad_to_bytes = uint16_t(probe_bytes);
   d.ping_seq = m.probe.seq;
   std::vector<uint8_t> buf(probe_bytes);
-  const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf.data(), buf.size());
+  const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf.data(), buf.size(),
+                                d.cfg.auth ? &d.cfg.auth_key : nullptr);
   if (n == 0) return Status::kSystem;
   d.ping_waiting = true;
   d.ping_answered = false;
@@ -1116,6 +1152,7 @@ std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
       {"duplicates", s.duplicates},
       {"decode_errors", decode_errors},
       {"dropped_not_mine", s.dropped_not_mine},
+      {"dropped_auth", s.dropped_auth},
       {"dropped_unexpected", s.dropped_unexpected},
       {"resets_sent", s.resets_sent},
       {"resets_limited", s.resets_limited},

@@ -77,10 +77,15 @@ struct Config {
   // down while it computes (see Endpoint). false: no thread; the application then calls into
   // the endpoint (poll, receive, step, ...) at least every 0.5 s (the liveness bound is 1 s).
   bool keeper = true;
+  // The cluster key (SPEC.md 3.4), 32 bytes; empty: none. With it every packet carries a MAC
+  // and only packets with a right one are believed: every node talked to needs the same key.
+  std::vector<uint8_t> auth_key;
 };
 
 // Parses "NAME=A.B.C.D[:ENDPOINT]" (command line) or "NAME A.B.C.D[:ENDPOINT]" (config file).
 bool parse_peer(std::string_view text, Peer* out);
+// Parses a cluster key: 64 hex digits, surrounding white space ignored (a key file's line).
+bool parse_auth_key(std::string_view text, std::vector<uint8_t>* out);
 
 struct Connection {
   uint32_t peer = 0;       // the engine's PeerRef (bound to the incarnation it knew)

@@ -59,6 +59,8 @@ constexpr const char* kUsage =
     "                       higher ones first, as a kernel channel does a thread's\n"
     "  --spin-us=US         busy-poll the socket up to US microseconds before sleeping (default\n"
     "                       0: off; lower latency between cores, at the price of CPU time)\n"
+    "  --key-file=FILE      the cluster key (64 hex digits; SPEC.md 3.4): every packet carries a\n"
+    "                       MAC, and only peers with the same key are believed\n"
     "  --json               machine-readable output\n"
     "exit status: 0 ok, 2 bad usage, 3 no CAP_NET_RAW, 4 unknown node, 5 unknown service,\n"
     "  6 message too large, 7 timeout, 8 host down, 9 peer rebooted, 10 server gone,\n"
@@ -170,7 +172,7 @@ Options parse_options(int argc, char** argv) {
   // -c and -s; `--` ends the options (for DATA that starts with --).
   static const char* const kGlobal[] = {"--help", "--json", "--name", "--peer", "--endpoint",
                                         "--config", "--spin-us", "--priority", "--timeout",
-                                        "--address"};
+                                        "--address", "--key-file"};
   static const char* const kTakesValue[] = {"--exec", "--count", "--threads", "-c", "-s"};
   auto is_one_of = [](const std::string& k, const auto& list) {
     for (const char* x : list)
@@ -216,6 +218,14 @@ Options parse_options(int argc, char** argv) {
       o.endpoint_given = true;
     } else if (key == "--config" && !value.empty()) {
       load_config_file(value, &o.config);
+    } else if (key == "--key-file") {
+      std::FILE* f = value.empty() ? nullptr : std::fopen(value.c_str(), "r");
+      if (!f) usage_error("cannot read --key-file '" + value + "': " + std::strerror(errno));
+      char line[256] = {};
+      const size_t got = std::fread(line, 1, sizeof line - 1, f);
+      std::fclose(f);
+      if (!sl::parse_auth_key(std::string_view(line, got), &o.config.auth_key))
+        usage_error("bad --key-file '" + value + "': expected 64 hex digits (a 32-byte key)");
     } else if (key == "--spin-us") {
       int64_t us = 0;
       if (!parse_int(value, 0, 1'000'000, &us)) usage_error("bad --spin-us '" + value + "': 0..1000000");
