@@ -256,6 +256,9 @@ def qemu_command(state, node, image, nic, memory_mb):
         # namespace's own address as "host" (Linux peers there: smpctl).
         append += " peers=" + ",".join([f"node{i}@{node_ip(i)}" for i in range(1, state["count"] + 1)]
                                        + [f"{HOST_PEER}@{NS_ADDRESS}"])
+    if state.get("auth_key_file"):
+        with open(state["auth_key_file"]) as f:
+            append += " auth_key=" + f.read().strip()
     if state.get("extra_append"):
         append += " " + state["extra_append"]  # e.g. services=echo,kv (./smp up --append)
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
@@ -323,7 +326,18 @@ def start_capture(state):
 
 # ---- up -----------------------------------------------------------------------------------------
 
-def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append=""):
+def auth_key_path():
+    """The cluster key of `./smp up --auth` (64 hex digits) in the cluster's folder, readable by
+    its owner only; a cluster without --auth removes an old one."""
+    return os.path.join(run_dir(), "auth.key")
+
+
+def auth_key_args(state):
+    """smpctl's option for the cluster's key, if it has one."""
+    return [f"--key-file={state['auth_key_file']}"] if state and state.get("auth_key_file") else []
+
+
+def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", auth=False):
     if n < 1 or n > NODES_MAX:
         common.die(f"-n must be in 1..{NODES_MAX}", 2)
     if nic not in ("virtio", "e1000"):
@@ -344,6 +358,15 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append=""):
     state = {"mode": mode, "nic": nic, "memory_mb": memory_mb, "image": image,
              "created": time.time(), "nodes": [], "tool_pid": os.getpid(),
              "extra_append": extra_append, "count": n}
+    if os.path.exists(auth_key_path()):
+        os.unlink(auth_key_path())
+    if auth:
+        # A new key per cluster (SPEC 3.4): every node gets it on its command line (so anyone
+        # on this machine who can list processes can read it: a development cluster's key).
+        fd = os.open(auth_key_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        state["auth_key_file"] = auth_key_path()
     save_state(state)
     if mode == "root":
         common.info(f"mode: root (network namespace {NETNS}, bridge {BRIDGE}, taps; "

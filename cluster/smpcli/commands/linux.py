@@ -181,7 +181,7 @@ def cmd_smpctl(args):
         peers = [f"--peer={nd['name']}={nd['ip']}" for nd in state["nodes"]]
         argv = net_cluster.ns_prefix(state) + [smpctl, "--name=" + net_cluster.HOST_PEER,
                                                f"--address={net_cluster.NS_ADDRESS}", *peers,
-                                               *args.rest]
+                                               *net_cluster.auth_key_args(state), *args.rest]
     else:
         argv = ["ip", "netns", "exec", pair.ns[side], smpctl, f"--name={side.lower()}",
                 f"--peer=a={pair.addr['A']}", f"--peer=b={pair.addr['B']}", *args.rest]

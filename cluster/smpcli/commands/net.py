@@ -26,9 +26,10 @@ def cmd_up(args):
     if common.is_root():
         common.setup(["build", "net"])  # a fresh machine: packages, lwIP, then the build
     net_cluster.cluster_up(args.n, args.nic, args.memory, args.kernel, wait=not args.no_wait,
-                           extra_append=args.append)
-    print(f"cluster up: {args.n} node(s), NIC {args.nic}; ./smp status, ./smp console NODE, "
-          f"./smp capture FILE, ./smp down")
+                           extra_append=args.append, auth=args.auth)
+    print(f"cluster up: {args.n} node(s), NIC {args.nic}"
+          f"{'; authenticated (key in ' + net_cluster.auth_key_path() + ')' if args.auth else ''}; "
+          f"./smp status, ./smp console NODE, ./smp capture FILE, ./smp down")
 
 
 def cmd_down(args):
@@ -167,6 +168,9 @@ def register(sub, modules):
                    help=f"MiB per node (default {net_cluster.NODE_MEMORY_MB})")
     p.add_argument("--kernel", help="kernel image (default: the build's kernel/kernel.elf)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the nodes to be ready")
+    p.add_argument("--auth", action="store_true",
+                   help="a new cluster key for every node (SPEC 3.4: every packet carries a MAC); "
+                        "./smp smpctl host uses it too")
     p.add_argument("--append", default="",
                    help="more key=value words for every node's kernel command line "
                         "(e.g. services=echo,kv)")
