@@ -346,6 +346,7 @@ struct Engine::Impl {
     Event ev_scratch;          // E::new_event's answer when the ring is full (never, by sizing)
     uint32_t nonce_state = 0;
     uint32_t cache_clock = 0;
+    wire::MacKey mac_key{};     // Config::auth_key's, made once (SPEC 3.4)
     Instant resets_since = 0;   // the probe interval the budget below counts in
     uint16_t resets_count = 0;  // RESETs to sources with no peer record sent in it
     Instant now = 0;           // the latest time any entry point was given
@@ -510,6 +511,7 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     m.nonce_state = uint32_t(config.incarnation ^ (config.incarnation >> 32)) | 1;
     const uint64_t dead = config.dead_after_us();
     m.numbering_lapse_us = config.peer_linger_us > dead ? config.peer_linger_us - dead : config.peer_linger_us;
+    if (config.auth) m.mac_key = wire::mac_key(config.auth_key);
     ok_ = true;
     // The static peer table (SPEC.md section 2): entries that are never evicted.
     for (size_t i = 0; i < config.static_peers_count; i++) {
@@ -1950,7 +1952,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     }
     // Nothing from a packet without the right MAC is believed or answered (with a key), and
     // no AUTH packet is (without one: its MAC cannot be checked).
-    if (config_.auth ? !wire::mac_ok(packet, src_ipv4, dst_ipv4, config_.auth_key)
+    if (config_.auth ? !wire::mac_ok(packet, src_ipv4, dst_ipv4, impl_->mac_key)
                      : (h.flags & wire::kFlagAuth) != 0) {
         stats_.dropped_auth++;
         return;
@@ -2418,7 +2420,7 @@ Transmit emit(E& e, uint16_t pi, Message& msg, uint8_t* out, size_t cap, uint8_t
         }
     }
     Transmit t;
-    t.bytes = wire::encode(msg, e.c.local_ipv4, p.ipv4, out, cap, e.c.auth ? &e.c.auth_key : nullptr);
+    t.bytes = wire::encode(msg, e.c.local_ipv4, p.ipv4, out, cap, e.c.auth ? &e.m.mac_key : nullptr);
     t.dst_ipv4 = p.ipv4;
     if (t.bytes) {
         e.st.packets_out++;
@@ -2652,7 +2654,7 @@ __attribute__((noinline)) Transmit poll_transmit_work(E& e, Instant now, uint8_t
         msg.header.src_incarnation = config_.incarnation;
         Transmit t;
         t.bytes = wire::encode(msg, config_.local_ipv4, ctl.dst_ipv4, out, cap,
-                               config_.auth ? &config_.auth_key : nullptr);
+                               config_.auth ? &m.mac_key : nullptr);
         t.dst_ipv4 = ctl.dst_ipv4;
         if (t.bytes) {
             stats_.packets_out++;

@@ -448,36 +448,44 @@ constexpr uint8_t kBlake2sSigma[10][16] = {
 inline uint32_t rotr32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
 void blake2s_compress(uint32_t h[8], const uint8_t block[64], uint64_t t, bool last) {
-    uint32_t m[16], v[16];
+    uint32_t m[16];
     for (int i = 0; i < 16; i++)
         m[i] = uint32_t(block[4 * i]) | uint32_t(block[4 * i + 1]) << 8 | uint32_t(block[4 * i + 2]) << 16 |
                uint32_t(block[4 * i + 3]) << 24;
-    for (int i = 0; i < 8; i++) v[i] = h[i], v[i + 8] = kBlake2sIv[i];
-    v[12] ^= uint32_t(t);
-    v[13] ^= uint32_t(t >> 32);
-    if (last) v[14] = ~v[14];
-    auto g = [&](int a, int b, int c, int d, uint32_t x, uint32_t y) {
-        v[a] = v[a] + v[b] + x;
-        v[d] = rotr32(v[d] ^ v[a], 16);
-        v[c] = v[c] + v[d];
-        v[b] = rotr32(v[b] ^ v[c], 12);
-        v[a] = v[a] + v[b] + y;
-        v[d] = rotr32(v[d] ^ v[a], 8);
-        v[c] = v[c] + v[d];
-        v[b] = rotr32(v[b] ^ v[c], 7);
-    };
+    // The working vector in named locals (registers), the rounds unrolled by the compiler.
+    uint32_t v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3], v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
+    uint32_t v8 = kBlake2sIv[0], v9 = kBlake2sIv[1], v10 = kBlake2sIv[2], v11 = kBlake2sIv[3];
+    uint32_t v12 = kBlake2sIv[4] ^ uint32_t(t), v13 = kBlake2sIv[5] ^ uint32_t(t >> 32);
+    uint32_t v14 = last ? ~kBlake2sIv[6] : kBlake2sIv[6], v15 = kBlake2sIv[7];
+#define SMP_B2S_G(a, b, c, d, x, y)      \
+    a = a + b + (x);                     \
+    d = rotr32(d ^ a, 16);               \
+    c = c + d;                           \
+    b = rotr32(b ^ c, 12);               \
+    a = a + b + (y);                     \
+    d = rotr32(d ^ a, 8);                \
+    c = c + d;                           \
+    b = rotr32(b ^ c, 7);
     for (int r = 0; r < 10; r++) {
         const uint8_t* s = kBlake2sSigma[r];
-        g(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        g(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        g(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        g(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        g(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        g(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        g(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        g(3, 4, 9, 14, m[s[14]], m[s[15]]);
+        SMP_B2S_G(v0, v4, v8, v12, m[s[0]], m[s[1]])
+        SMP_B2S_G(v1, v5, v9, v13, m[s[2]], m[s[3]])
+        SMP_B2S_G(v2, v6, v10, v14, m[s[4]], m[s[5]])
+        SMP_B2S_G(v3, v7, v11, v15, m[s[6]], m[s[7]])
+        SMP_B2S_G(v0, v5, v10, v15, m[s[8]], m[s[9]])
+        SMP_B2S_G(v1, v6, v11, v12, m[s[10]], m[s[11]])
+        SMP_B2S_G(v2, v7, v8, v13, m[s[12]], m[s[13]])
+        SMP_B2S_G(v3, v4, v9, v14, m[s[14]], m[s[15]])
     }
-    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+#undef SMP_B2S_G
+    h[0] ^= v0 ^ v8;
+    h[1] ^= v1 ^ v9;
+    h[2] ^= v2 ^ v10;
+    h[3] ^= v3 ^ v11;
+    h[4] ^= v4 ^ v12;
+    h[5] ^= v5 ^ v13;
+    h[6] ^= v6 ^ v14;
+    h[7] ^= v7 ^ v15;
 }
 
 // Feeds bytes [from, to) of a chain.
@@ -506,12 +514,35 @@ void Blake2s::init(const uint8_t* key, size_t key_bytes, size_t out) {
     }
 }
 
+void Blake2s::init(const MacKey& key) {
+    out_bytes = kMacBytes;
+    for (int i = 0; i < 8; i++) h[i] = key.h[i];
+    t = 64;
+    fill = 0;
+}
+
+MacKey mac_key(const AuthKey& key) {
+    Blake2s b;
+    b.init(key.bytes, kAuthKeyBytes, kMacBytes);
+    MacKey k;
+    b.t = 64;
+    blake2s_compress(b.h, b.buf, b.t, false);  // the key block, never the last one here
+    for (int i = 0; i < 8; i++) k.h[i] = b.h[i];
+    return k;
+}
+
 void Blake2s::update(const uint8_t* p, size_t n) {
     while (n) {
         if (fill == 64) {  // a full block with more to come: not the last one
             t += 64;
             blake2s_compress(h, buf, t, false);
             fill = 0;
+        }
+        while (fill == 0 && n > 64) {  // whole blocks with more after them: from the input
+            t += 64;
+            blake2s_compress(h, p, t, false);
+            p += 64;
+            n -= 64;
         }
         size_t take = 64 - fill < n ? 64 - fill : n;
         for (size_t i = 0; i < take; i++) buf[fill + i] = p[i];
@@ -528,10 +559,10 @@ void Blake2s::final(uint8_t* out) {
     for (size_t i = 0; i < out_bytes; i++) out[i] = uint8_t(h[i / 4] >> (8 * (i % 4)));
 }
 
-void packet_mac(ConstChain packet, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key,
+void packet_mac(ConstChain packet, size_t length, uint32_t src_ipv4, uint32_t dst_ipv4, const MacKey& key,
                 uint8_t out[kMacBytes]) {
     Blake2s b;
-    b.init(key.bytes, kAuthKeyBytes, kMacBytes);
+    b.init(key);
     uint8_t pseudo[12];
     store32(pseudo, src_ipv4);
     store32(pseudo + 4, dst_ipv4);
@@ -544,7 +575,7 @@ void packet_mac(ConstChain packet, size_t length, uint32_t src_ipv4, uint32_t ds
     b.final(out);
 }
 
-bool mac_ok(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthKey& key) {
+bool mac_ok(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, const MacKey& key) {
     const size_t length = chain_size(packet);
     uint8_t flags = 0;
     if (length < kHeaderBytes + kMacBytes || chain_read(packet, 2, &flags, 1) != 1 || !(flags & kFlagAuth))
@@ -557,7 +588,7 @@ bool mac_ok(ConstChain packet, uint32_t src_ipv4, uint32_t dst_ipv4, const AuthK
     return diff == 0;
 }
 
-size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap, const AuthKey* key) {
+size_t encode(Message& m, uint32_t src_ipv4, uint32_t dst_ipv4, uint8_t* out, size_t cap, const MacKey* key) {
     if (key) m.header.flags |= kFlagAuth;
     if (!valid_to_encode(m)) return 0;
     size_t mac = (m.header.flags & kFlagAuth) ? kMacBytes : 0;

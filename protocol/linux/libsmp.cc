@@ -431,7 +431,8 @@ class Driver {
     }
     // With a key, only an answer with a right MAC counts (the engine drops the rest, counted).
     const ConstBytes whole{p, n};
-    if (cfg.auth ? !wire::mac_ok(ConstChain{&whole, 1}, ntohl(r.source_be), ntohl(r.destination_be), cfg.auth_key)
+    if (cfg.auth ? !wire::mac_ok(ConstChain{&whole, 1}, ntohl(r.source_be), ntohl(r.destination_be),
+                                 wire::mac_key(cfg.auth_key))
                  : (m.header.flags & wire::kFlagAuth) != 0)
       return false;
     ping_rtt_ns = monotonic_ns() - ping_sent_ns;
@@ -953,8 +954,9 @@ Status Endpoint::probe(const Peer& target, size_t probe_bytes, PingResult* out, 
   m.pad_to_bytes = uint16_t(probe_bytes);
   d.ping_seq = m.probe.seq;
   std::vector<uint8_t> buf(probe_bytes);
+  const wire::MacKey mac = wire::mac_key(d.cfg.auth_key);
   const size_t n = wire::encode(m, d.cfg.local_ipv4, ntohl(peer->address_be), buf.data(), buf.size(),
-                                d.cfg.auth ? &d.cfg.auth_key : nullptr);
+                                d.cfg.auth ? &mac : nullptr);
   if (n == 0) return Status::kSystem;
   d.ping_waiting = true;
   d.ping_answered = false;

@@ -35,9 +35,11 @@ struct Node {
     Config config;
     std::vector<uint8_t> raw;
     std::unique_ptr<Engine> engine;
-    Node(uint32_t ip, uint64_t inc) {
+    Node(uint32_t ip, uint64_t inc, bool auth) {
         config.local_ipv4 = ip;
         config.incarnation = inc;
+        config.auth = auth;  // SPEC 3.4: a MAC on every packet
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) config.auth_key.bytes[i] = uint8_t(i + 1);
         config.sends_max = 8;
         config.requests_max = 8;
         config.peers_max = 4;
@@ -50,7 +52,7 @@ struct Node {
 // Two engines and an echo server on b; the wire is a function call. Time advances 1 us per
 // packet so timers behave as on a fast LAN.
 struct Pair {
-    Node a{0x0A000001, 1}, b{0x0A000002, 2};
+    Node a, b;
     Instant now = 1;
     PeerRef peer;
     uint8_t buf[2048];
@@ -59,7 +61,8 @@ struct Pair {
     ConstBytes reply_part{};
     uint64_t packets = 0;
 
-    explicit Pair(size_t size) : server_buf(size) {
+    explicit Pair(size_t size, bool auth = false)
+        : a(0x0A000001, 1, auth), b(0x0A000002, 2, auth), server_buf(size) {
         peer = a.engine->peer(0x0A000002, 0).value;
         server_part = MutableBytes{server_buf.data(), server_buf.size()};
         reply_part = ConstBytes{server_buf.data(), 8 < size ? 8 : size};
@@ -135,9 +138,10 @@ double udp_pingpong(long n) {
     return t;
 }
 
-void bench_rtt() {
+void bench_rtt(bool auth) {
+    const char* k = auth ? "_auth" : "";
     long n = 100000;
-    Pair p(64);
+    Pair p(64, auth);
     std::vector<uint8_t> msg(64, 1), rep(64);
     ConstBytes mp{msg.data(), msg.size()};
     MutableBytes rp{rep.data(), rep.size()};
@@ -146,8 +150,9 @@ void bench_rtt() {
     double t0 = seconds();
     for (long i = 0; i < n; i++) p.call(ConstChain{&mp, 1}, MutableChain{&rp, 1}, true);
     double t = seconds() - t0;
-    printf("rtt_engine_per_s %.0f\n", n / t);
-    printf("rtt_engine_ns %.0f\n", t / n * 1e9);
+    printf("rtt_engine%s_per_s %.0f\n", k, n / t);
+    printf("rtt_engine%s_ns %.0f\n", k, t / n * 1e9);
+    if (auth) return;
     printf("rtt_packets_per_call %.3f\n", double(p.packets - packets0) / n);
     double u = udp_pingpong(n);
     if (u > 0) {
@@ -156,10 +161,10 @@ void bench_rtt() {
     }
 }
 
-void bench_bulk() {
+void bench_bulk(bool auth) {
     const size_t size = 1 << 20;
     int n = 40;
-    Pair p(size);
+    Pair p(size, auth);
     std::vector<uint8_t> msg(size, 7), rep(8);
     ConstBytes mp{msg.data(), msg.size()};
     MutableBytes rp{rep.data(), rep.size()};
@@ -168,7 +173,8 @@ void bench_bulk() {
     double t0 = seconds();
     for (int i = 0; i < n; i++) p.call(ConstChain{&mp, 1}, MutableChain{&rp, 1}, false);
     double t = seconds() - t0;
-    printf("bulk_engine_bytes_per_s %.0f\n", double(size) * n / t);
+    printf("bulk_engine%s_bytes_per_s %.0f\n", auth ? "_auth" : "", double(size) * n / t);
+    if (auth) return;
     printf("bulk_packets_per_mib %.1f\n", double(p.packets - packets0) / n);
     std::vector<uint8_t> dst(size);
     int m = 2000;
@@ -214,8 +220,8 @@ void bench_scale() {
 
 int main(int argc, char** argv) {
     if (argc >= 2 && !strcmp(argv[1], "calls")) return bench_calls(argc >= 3 ? atol(argv[2]) : 1000);
-    if (argc >= 2 && !strcmp(argv[1], "rtt")) return bench_rtt(), 0;
-    if (argc >= 2 && !strcmp(argv[1], "bulk")) return bench_bulk(), 0;
+    if (argc >= 2 && !strcmp(argv[1], "rtt")) return bench_rtt(false), bench_rtt(true), 0;
+    if (argc >= 2 && !strcmp(argv[1], "bulk")) return bench_bulk(false), bench_bulk(true), 0;
     if (argc >= 2 && !strcmp(argv[1], "scale")) return bench_scale(), 0;
     fprintf(stderr, "usage: smp_bench_engine rtt|bulk|calls N|scale\n");
     return 2;

@@ -179,6 +179,15 @@ TEST(Wire, Blake2sMatchesKnownAnswers) {
             b.update(data + at, step < n - at ? step : n - at);
         b.final(out);
         EXPECT_EQ(hex(out, 16), want) << n << " in pieces";
+        // And from the key's state made once (MacKey), as every packet's MAC is (its input is
+        // never empty: the key block is never the last one).
+        if (n == 0) continue;
+        AuthKey k{};
+        for (int i = 0; i < 32; i++) k.bytes[i] = key[i];
+        b.init(mac_key(k));
+        b.update(data, n);
+        b.final(out);
+        EXPECT_EQ(hex(out, 16), want) << n << " from a MacKey";
     }
 }
 
@@ -189,9 +198,10 @@ TEST(Wire, AuthenticatedPacketsVerifyAndForgeriesDoNot) {
     std::vector<uint8_t> payload(200);
     for (size_t i = 0; i < payload.size(); i++) payload[i] = uint8_t(i * 7);
     ConstBytes part;
-    AuthKey key{}, other{};
-    for (size_t i = 0; i < kAuthKeyBytes; i++) key.bytes[i] = uint8_t(i * 13 + 1), other.bytes[i] = key.bytes[i];
-    other.bytes[31] ^= 1;
+    AuthKey raw{}, raw_other{};
+    for (size_t i = 0; i < kAuthKeyBytes; i++) raw.bytes[i] = uint8_t(i * 13 + 1), raw_other.bytes[i] = raw.bytes[i];
+    raw_other.bytes[31] ^= 1;
+    const MacKey key = mac_key(raw), other = mac_key(raw_other);
     for (Message m : every_type(payload, part)) {
         uint8_t buf[2048];
         size_t n = encode(m, kSrc, kDst, buf, sizeof buf, &key);

@@ -137,6 +137,10 @@ def bench_engine(args):
         rows.append(("  ratio engine / UDP loopback (round trips per second)",
                      f"{f(rtt['rtt_engine_per_s']) / f(rtt['rtt_udp_loopback_per_s']):.1f}x"))
     rows.append(("  packets per round trip (acks piggybacked)", rtt["rtt_packets_per_call"]))
+    if "rtt_engine_auth_ns" in rtt:
+        rows.append(("  with a cluster key (a BLAKE2s MAC on every packet, SPEC 3.4)",
+                     f"{f(rtt['rtt_engine_auth_ns']):.0f} ns: "
+                     f"{f(rtt['rtt_engine_auth_ns']) / f(rtt['rtt_engine_ns']):.2f}x without"))
     rows.append(("1 MiB requests through two engines",
                  f"{f(bulk['bulk_engine_bytes_per_s']) / 2**20:,.0f} MiB/s"))
     rows.append(("  baseline: memcpy of the same 1 MiB, same run",
@@ -144,6 +148,10 @@ def bench_engine(args):
     rows.append(("  ratio engine / memcpy",
                  f"{f(bulk['bulk_engine_bytes_per_s']) / f(bulk['bulk_memcpy_bytes_per_s']):.3f}"))
     rows.append(("  packets per MiB (1500-byte path)", bulk["bulk_packets_per_mib"]))
+    if "bulk_engine_auth_bytes_per_s" in bulk:
+        rows.append(("  with a cluster key (a BLAKE2s MAC on every packet)",
+                     f"{f(bulk['bulk_engine_auth_bytes_per_s']) / 2**20:,.0f} MiB/s: "
+                     f"{f(bulk['bulk_engine_auth_bytes_per_s']) / f(bulk['bulk_engine_bytes_per_s']):.2f}x without"))
     if ir_n is not None and ir_0 is not None:
         rows.append(("instructions per 64 B round trip (callgrind, both engines)",
                      f"{(ir_n - ir_0) / n:,.0f}"))
