@@ -33,7 +33,24 @@ bool parse_mac(const char* p, uint8_t mac[6]) {
         p += 2;
         if (i < 5 && *p++ != ':') return false;
     }
-    return *p == '\0' && !(mac[0] & 1);  // a unicast address
+    if (*p != '\0' || (mac[0] & 1)) return false;  // a unicast address
+    for (int i = 0; i < 6; ++i) {
+        if (mac[i]) return true;
+    }
+    return false;  // 00:00:00:00:00:00 is no station's address
+}
+
+// Whether ip/prefix can be a host's own address: not 0.0.0.0/8 ("this network"), loopback,
+// multicast or the limited broadcast, and (prefixes up to /30) not the subnet's network or
+// broadcast address. Such an address was accepted and the node came up "ready", unreachable.
+bool host_address(uint32_t ip, uint32_t prefix) {
+    const uint32_t first = ip >> 24;
+    if (first == 0 || first == 127 || (first >= 224 && first <= 239) || ip == 0xffffffffu) {
+        return false;
+    }
+    if (prefix == 0 || prefix > 30) return true;
+    const uint32_t host = ip & ~prefix_to_netmask(static_cast<uint8_t>(prefix));
+    return host != 0 && host != ~prefix_to_netmask(static_cast<uint8_t>(prefix));
 }
 
 bool parse_name(const char* p, char* out) {
@@ -103,7 +120,7 @@ kernel::Status node_config_parse(const kernel::CommandLine& cmdline, NodeConfig*
         *bad_key = "ip";
         return kernel::Status::kInvalidArgument;
     }
-    if (!parse_ipv4(address, &out->ip) || out->ip == 0) {
+    if (!parse_ipv4(address, &out->ip) || !host_address(out->ip, prefix)) {
         *bad_key = "ip";
         return kernel::Status::kInvalidArgument;
     }

@@ -1,7 +1,9 @@
 // The node's configuration, from the kernel command line:
 //   name=NAME          node name (letters, digits, '-', '_'; at most kNodeNameBytes-1)
-//   ip=A.B.C.D/PREFIX  IPv4 address and prefix length (required for networking)
-//   mac=XX:XX:XX:XX:XX:XX  the NIC's MAC (default: the device's own)
+//   ip=A.B.C.D/PREFIX  IPv4 address and prefix length (required for networking); a host
+//                      address: not 0.0.0.0/8, loopback, multicast, 255.255.255.255, nor
+//                      (prefix <= 30) the subnet's network or broadcast address
+//   mac=XX:XX:XX:XX:XX:XX  the NIC's MAC (default: the device's own); unicast, not all zero
 #pragma once
 
 #include <stddef.h>

@@ -66,11 +66,31 @@ TEST(NodeConfig, BadValuesNameTheirKey) {
         {"ip=10.0.0.1 mac=5g:54:00:77:00:0b", "mac"},       // not hex
         {"name=bad/name ip=10.0.0.1", "name"},              // character outside the set
         {"name=abcdefghijabcdefghijabcdefghijabc ip=10.0.0.1", "name"},  // too long
+        // Addresses no host can have: the node would come up "ready" and be unreachable.
+        {"ip=127.0.0.1/8", "ip"},                           // loopback
+        {"ip=0.1.2.3/24", "ip"},                            // "this network" (0.0.0.0/8)
+        {"ip=224.0.0.5/24", "ip"},                          // multicast
+        {"ip=239.255.0.1/24", "ip"},                        // multicast
+        {"ip=255.255.255.255/24", "ip"},                    // limited broadcast
+        {"ip=10.77.0.255/24", "ip"},                        // the subnet's broadcast address
+        {"ip=10.77.0.0/24", "ip"},                          // the subnet's own (network) address
+        {"ip=10.77.0.127/25", "ip"},                        // broadcast of a /25
+        {"ip=10.77.0.11/24 mac=00:00:00:00:00:00", "mac"},  // all-zero MAC
     };
     for (const Case& c : cases) {
         Parsed p = parse(c.text);
         EXPECT_EQ(p.status, Status::kInvalidArgument) << c.text;
         EXPECT_STREQ(p.bad_key, c.key) << c.text;
+    }
+}
+
+TEST(NodeConfig, EdgeAddressesThatAreHosts) {
+    // /31 (point to point) and /32 have no network or broadcast address to avoid; 0 and 255
+    // octets are ordinary host addresses inside a wider prefix.
+    for (const char* text : {"ip=10.77.0.0/31", "ip=10.77.0.1/31", "ip=10.77.0.255/32",
+                             "ip=10.77.1.0/16", "ip=10.77.0.255/16", "ip=223.255.255.254/8"}) {
+        Parsed p = parse(text);
+        EXPECT_EQ(p.status, Status::kOk) << text;
     }
 }
 
