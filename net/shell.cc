@@ -80,6 +80,43 @@ bool arg_ip(const char* cmd, const char* text, uint32_t* ip) {
     return false;
 }
 
+// The peer of ping, udpping and tcpsend: a host on this node's subnet other than the node itself
+// (lwIP here has no loopback interface, the node no gateway, and each command measures one
+// peer). Anything else used to be sent anyway and only ran into the command's time-out: e.g.
+// `tcpsend 0.0.0.0` waited 30 s and said "timed-out", `ping` of the node's own address lost
+// every echo.
+bool arg_peer(const char* cmd, const char* text, uint32_t* ip) {
+    if (!arg_ip(cmd, text, ip)) return false;
+    const NodeConfig& c = net_config();
+    const uint32_t mask = prefix_to_netmask(c.prefix);
+    const uint32_t first = *ip >> 24;
+    const char* why = nullptr;
+    if (first == 0) {
+        why = "is not a host address";
+    } else if (first == 127) {
+        why = "is a loopback address (the node has no loopback interface)";
+    } else if (first >= 224 && first <= 239) {
+        why = "is a multicast address";
+    } else if (*ip == 0xffffffffu) {
+        why = "is the broadcast address";
+    } else if (*ip == c.ip) {
+        why = "is this node's own address (the node has no loopback interface)";
+    } else if ((*ip & mask) != (c.ip & mask)) {
+        char net[16];
+        format_ipv4(c.ip & mask, net, sizeof net);
+        kernel::print("%s: error: %s is not on this node's subnet %s/%u (the node has no gateway)\n",
+                      cmd, text, net, c.prefix);
+        return false;
+    } else if (c.prefix <= 30 && (*ip & ~mask) == ~mask) {
+        why = "is the subnet's broadcast address";
+    } else if (c.prefix <= 30 && (*ip & ~mask) == 0) {
+        why = "is the subnet's network address";
+    }
+    if (!why) return true;
+    kernel::print("%s: error: %s %s\n", cmd, text, why);
+    return false;
+}
+
 bool arg_number(const char* cmd, const char* text, uint64_t min, uint64_t max, uint64_t* out) {
     if (parse_u64(text, out) && *out >= min && *out <= max) return true;
     kernel::print("%s: error: '%s' is not a number in %lu..%lu\n", cmd, text,
@@ -154,7 +191,7 @@ void cmd_ping(int argc, char** argv) {
         kernel::print("ping: error: usage: ping IP [COUNT] [INTERVAL_MS]\n");
         return;
     }
-    if (!arg_ip("ping", argv[1], &ip)) return;
+    if (!arg_peer("ping", argv[1], &ip)) return;
     if (argc > 2 && !arg_number("ping", argv[2], 1, 1000, &count)) return;
     // INTERVAL_MS 0: back to back (each echo sent when the previous reply arrived).
     if (argc > 3 && !arg_number("ping", argv[3], 0, 10000, &interval_ms)) return;
@@ -171,7 +208,7 @@ void cmd_udpping(int argc, char** argv) {
         kernel::print("udpping: error: usage: udpping IP [COUNT]\n");
         return;
     }
-    if (!arg_ip("udpping", argv[1], &ip)) return;
+    if (!arg_peer("udpping", argv[1], &ip)) return;
     if (argc > 2 && !arg_number("udpping", argv[2], 1, 100000, &count)) return;
     EchoStats s;
     kernel::Status st = net_udp_ping(ip, static_cast<uint32_t>(count), kEchoWaitNs, &s);
@@ -185,7 +222,7 @@ void cmd_tcpsend(int argc, char** argv) {
         kernel::print("tcpsend: error: usage: tcpsend IP [BYTES]\n");
         return;
     }
-    if (!arg_ip("tcpsend", argv[1], &ip)) return;
+    if (!arg_peer("tcpsend", argv[1], &ip)) return;
     if (argc > 2 && !arg_number("tcpsend", argv[2], 1, 1ull << 32, &bytes)) return;
     uint64_t elapsed = 0;
     kernel::Status st = net_tcp_send(ip, bytes, 30000000000ull, &elapsed);

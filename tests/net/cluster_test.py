@@ -20,6 +20,10 @@
       Ethernet frames; `./smp down` leaves no QEMU or holder process.
   cluster_test.py sixteen --kernel IMAGE
       `./smp up -n 16`: all 16 nodes boot and answer 5 pings each from the namespace.
+  cluster_test.py shell --kernel IMAGE
+      2 nodes. ping, udpping and tcpsend refuse peers they cannot measure (0.0.0.0, the node's
+      own address, loopback, multicast, broadcast, off the subnet) with one error line at once;
+      they still measure node2.
   cluster_test.py badcmdline --kernel IMAGE
       A node booted with a malformed ip= prints a one-line error and exits with the kernel's
       bad-command-line status instead of coming up.
@@ -491,6 +495,38 @@ def test_profile(args):
     return 0
 
 
+def test_shell(args):
+    """The shell's ping, udpping and tcpsend refuse a peer they cannot measure with a one-line
+    error at once (each used to be sent anyway: `tcpsend 0.0.0.0` waited 30 s, `ping` of the
+    node's own address lost every echo)."""
+    if os.geteuid() != 0:
+        print("skipped: needs root (network namespace, bridge, taps)")
+        return SKIP
+    with booted_here(args, "shell", "h") as c:
+        c.up(2)
+        bad = ["tcpsend 0.0.0.0", "tcpsend 10.77.0.255 1000", "tcpsend 224.0.0.1",
+               "ping 10.77.0.11 1", "ping 10.77.0.0 1", "ping 255.255.255.255 1",
+               "udpping 127.0.0.1 1", "udpping 8.8.8.8 1", "udpping 239.1.2.3 1"]
+        for command in bad:
+            name = command.split()[0]
+            # Well under the commands' own time-outs (3 s per echo, 30 s for tcpsend): an
+            # answer this quick is the argument check, not a time-out.
+            out = c.console("node1", command, rf"^{name}: ", timeout=10)
+            replies = [l for l in out.splitlines() if l.startswith(f"{name}: ")]
+            check(len(replies) == 1 and replies[0].startswith(f"{name}: error: "),
+                  f"'{command}': expected one '{name}: error: ...' line, got {out!r}")
+            print(f"  {command}: {replies[0]}")
+        # The checks leave real peers alone.
+        out = c.console("node1", f"ping {node_ip(2)} 3 10", r"^ping: ")
+        check(re.search(r"sent=3 received=3 .*status=ok", out), f"ping node2: {out}")
+        out = c.console("node1", f"udpping {node_ip(2)} 3", r"^udpping: ")
+        check(re.search(r"sent=3 received=3 .*status=ok", out), f"udpping node2: {out}")
+        out = c.console("node1", f"tcpsend {node_ip(2)} 100000", r"^tcpsend: ", timeout=60)
+        check("status=ok" in out, f"tcpsend node2: {out}")
+    print("PASS")
+    return 0
+
+
 def test_badcmdline(args):
     r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
                         "-m", "64", "-serial", "stdio", "-device",
@@ -561,7 +597,8 @@ def test_auth(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline", "profile", "auth"])
+    ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline", "profile",
+                                     "shell", "auth"])
     ap.add_argument("--nic", default="virtio", choices=["virtio", "e1000"])
     ap.add_argument("--kernel", required=True)
     args = ap.parse_args()
@@ -571,7 +608,7 @@ def main():
     try:
         return {"nic": test_nic, "crash": test_crash, "user": test_user,
                 "sixteen": test_sixteen, "badcmdline": test_badcmdline,
-                "profile": test_profile, "auth": test_auth}[args.what](args)
+                "profile": test_profile, "shell": test_shell, "auth": test_auth}[args.what](args)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
