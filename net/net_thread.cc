@@ -57,6 +57,7 @@ uint8_t g_ping_seen[kPingCountMax];
 uint64_t g_ping_rtt_ns[kPingCountMax];   // received samples, for the median
 uint64_t g_tcp_start_ns;
 uint64_t g_tcp_queued, g_tcp_acked;
+bool g_tcp_connected;                  // the bulk sender's connection was established
 struct tcp_pcb* g_tcp_pcb;             // the bulk sender's connection, while one runs
 uint8_t g_tcp_pattern[kTcpChunkBytes];
 NetClient g_clients[kNetClientsMax];
@@ -305,12 +306,22 @@ void tcp_send_timeout(void*) {
     tcp_abort(g_tcp_pcb);  // calls tcp_send_err
 }
 
-void tcp_send_err(void*, err_t) {
+// What a failed bulk send reports. ERR_ABRT: our deadline (tcp_send_timeout aborted it) or lwIP
+// gave up retransmitting; ERR_RST while connecting: the peer refused (nothing listens on its
+// discard port); a reset or close later: the peer's end went away mid-transfer. Every failure
+// used to read "timed-out", a refusal too (at once, after no time at all).
+kernel::Status tcp_failure_status(err_t err) {
+    if (err == ERR_ABRT) return kernel::Status::kTimedOut;
+    if (err == ERR_RST && !g_tcp_connected) return kernel::Status::kNoSuchService;
+    return kernel::Status::kServerExited;
+}
+
+void tcp_send_err(void*, err_t err) {
     // lwIP has freed the pcb already.
     g_tcp_pcb = nullptr;
     if (g_active && g_active->kind == RequestKind::kTcpSend) {
         sys_untimeout(tcp_send_timeout, nullptr);
-        finish(kernel::Status::kTimedOut);
+        finish(tcp_failure_status(err));
     }
 }
 
@@ -336,6 +347,7 @@ err_t tcp_send_sent(void*, struct tcp_pcb* pcb, u16_t len) {
 
 err_t tcp_send_connected(void*, struct tcp_pcb* pcb, err_t err) {
     if (err != ERR_OK) return err;
+    g_tcp_connected = true;
     g_tcp_start_ns = arch::now_ns();
     tcp_send_more(pcb);
     return ERR_OK;
@@ -360,15 +372,22 @@ void start_request(Request* r) {
                 return;
             }
             g_tcp_queued = g_tcp_acked = 0;
+            g_tcp_connected = false;
             tcp_nagle_disable(pcb);
             tcp_sent(pcb, tcp_send_sent);
-            tcp_err(pcb, tcp_send_err);
             ip_addr_t dst = to_lwip(r->ip);
+            const err_t err = tcp_connect(pcb, &dst, kTcpDiscardPort, tcp_send_connected);
+            if (err != ERR_OK) {
+                // No SYN went out (ERR_RTE: no route, e.g. a loopback address; ERR_BUF: no
+                // local port): say so now, not as a time-out.
+                tcp_abort(pcb);
+                finish(err == ERR_RTE ? kernel::Status::kInvalidArgument
+                                      : kernel::Status::kNoMemory);
+                return;
+            }
+            tcp_err(pcb, tcp_send_err);
             g_tcp_pcb = pcb;
             sys_timeout(to_ms(r->timeout_ns), tcp_send_timeout, nullptr);
-            if (tcp_connect(pcb, &dst, kTcpDiscardPort, tcp_send_connected) != ERR_OK) {
-                tcp_abort(pcb);  // tcp_send_err ends the request
-            }
             break;
         }
     }

@@ -23,7 +23,7 @@
   cluster_test.py shell --kernel IMAGE
       2 nodes. ping, udpping and tcpsend refuse peers they cannot measure (0.0.0.0, the node's
       own address, loopback, multicast, broadcast, off the subnet) with one error line at once;
-      they still measure node2.
+      they still measure node2; tcpsend to a closed port (the namespace's) says no-such-service.
   cluster_test.py badcmdline --kernel IMAGE
       A node booted with a malformed ip= prints a one-line error and exits with the kernel's
       bad-command-line status instead of coming up.
@@ -498,7 +498,8 @@ def test_profile(args):
 def test_shell(args):
     """The shell's ping, udpping and tcpsend refuse a peer they cannot measure with a one-line
     error at once (each used to be sent anyway: `tcpsend 0.0.0.0` waited 30 s, `ping` of the
-    node's own address lost every echo)."""
+    node's own address lost every echo), and tcpsend names a refused connection as such (it said
+    "timed-out" at once)."""
     if os.geteuid() != 0:
         print("skipped: needs root (network namespace, bridge, taps)")
         return SKIP
@@ -523,6 +524,10 @@ def test_shell(args):
         check(re.search(r"sent=3 received=3 .*status=ok", out), f"udpping node2: {out}")
         out = c.console("node1", f"tcpsend {node_ip(2)} 100000", r"^tcpsend: ", timeout=60)
         check("status=ok" in out, f"tcpsend node2: {out}")
+        # The namespace (Linux) has nothing on port 9: it refuses with a reset.
+        out = c.console("node1", "tcpsend 10.77.0.1 1000", r"^tcpsend: ", timeout=60)
+        check("status=no-such-service" in out, f"tcpsend to a closed port: {out}")
+        print(f"  tcpsend 10.77.0.1 1000: {out.strip().splitlines()[-1]}")
     print("PASS")
     return 0
 
