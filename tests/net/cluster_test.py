@@ -25,8 +25,9 @@
       own address, loopback, multicast, broadcast, off the subnet) with one error line at once;
       they still measure node2; tcpsend to a closed port (the namespace's) says no-such-service.
   cluster_test.py badcmdline --kernel IMAGE
-      A node booted with a malformed ip= prints a one-line error and exits with the kernel's
-      bad-command-line status instead of coming up.
+      A node booted with a malformed ip=, a multicast or subnet-broadcast ip= or an all-zero
+      mac= prints a one-line error and exits with the kernel's bad-command-line status instead
+      of coming up.
 Exit status 0 = pass, 77 = skipped (not root), anything else = failure with a reason.
 """
 import argparse
@@ -533,17 +534,26 @@ def test_shell(args):
 
 
 def test_badcmdline(args):
-    r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
-                        "-m", "64", "-serial", "stdio", "-device",
-                        "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", args.kernel,
-                        "-append", "name=n1 ip=10.77.0.300/24"], capture_output=True, text=True,
-                       timeout=60)
-    errors = [l for l in r.stdout.splitlines() if l.startswith("node: error")]
-    check(len(errors) == 1 and "'ip='" in errors[0], f"expected one error line about ip=: {r.stdout}")
-    check("node: ready" not in r.stdout, "the node came up with a bad address")
-    # The x86_64 port maps every non-zero kernel exit to QEMU status 35 (kernel_qemu.py).
-    check(r.returncode == 35, f"QEMU exit status {r.returncode}, expected 35 (failure)")
-    print(errors[0])
+    # A malformed address, and well-formed values no host can have (a multicast or the subnet's
+    # broadcast address, an all-zero MAC): each is refused before the network comes up.
+    for cmdline, key in (("name=n1 ip=10.77.0.300/24", "ip"), ("name=n1 ip=224.0.0.5/24", "ip"),
+                         ("name=n1 ip=10.77.0.255/24", "ip"),
+                         ("name=n1 ip=10.77.0.11/24 mac=00:00:00:00:00:00", "mac")):
+        try:
+            r = subprocess.run(["qemu-system-x86_64", "-nodefaults", "-no-user-config",
+                                "-display", "none", "-m", "64", "-serial", "stdio", "-device",
+                                "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", args.kernel,
+                                "-append", cmdline], capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+            raise Failure(f"{cmdline}: the node did not exit within 30 s (it came up): {out}")
+        errors = [l for l in r.stdout.splitlines() if l.startswith("node: error")]
+        check(len(errors) == 1 and f"'{key}='" in errors[0],
+              f"{cmdline}: expected one error line about {key}=: {r.stdout}")
+        check("node: ready" not in r.stdout, f"{cmdline}: the node came up with a bad value")
+        # The x86_64 port maps every non-zero kernel exit to QEMU status 35 (kernel_qemu.py).
+        check(r.returncode == 35, f"{cmdline}: QEMU exit status {r.returncode}, expected 35")
+        print(f"{cmdline}: {errors[0]}")
     print("PASS")
     return 0
 
