@@ -15,7 +15,9 @@ namespace net {
 
 constexpr uint16_t kUdpEchoPort = 7;
 constexpr uint16_t kTcpDiscardPort = 9;      // TCP sink for throughput measurements
-constexpr size_t kRxBudgetPerPass = 32;       // frames per drain before timers get a turn
+constexpr size_t kRxBudgetPerPass = 32;       // frames per drain call; a pass makes at most
+                                              // kRxRingSlots / kRxBudgetPerPass of them before
+                                              // timers get a turn
 constexpr uint8_t kNetThreadPriority = 24;
 constexpr size_t kNetThreadStackBytes = 32 * 1024;
 
