@@ -164,13 +164,14 @@ void cmd_netstat(int, char**) {
                   (unsigned long)c.kicks, (unsigned long)x86::irq_spurious_count());
     kernel::print("netstat: lwip rx_no_pbuf=%lu rx_own_frames=%lu udp_echoed=%lu tcp_discard_bytes=%lu "
                   "ip_recv=%u ip_drop=%u icmp_recv=%u udp_recv=%u tcp_recv=%u tcp_drop=%u "
-                  "console_input_dropped=%lu\n",
+                  "console_input_dropped=%lu tcp_pcbs=%u\n",
                   (unsigned long)l.rx_no_pbuf, (unsigned long)l.rx_own_frames,
                   (unsigned long)l.udp_echoed,
                   (unsigned long)l.tcp_discard_bytes, (unsigned)lwip_stats.ip.recv,
                   (unsigned)lwip_stats.ip.drop, (unsigned)lwip_stats.icmp.recv,
                   (unsigned)lwip_stats.udp.recv, (unsigned)lwip_stats.tcp.recv,
-                  (unsigned)lwip_stats.tcp.drop, (unsigned long)g_input_dropped);
+                  (unsigned)lwip_stats.tcp.drop, (unsigned long)g_input_dropped,
+                  (unsigned)lwip_stats.memp[MEMP_TCP_PCB]->used);
 }
 
 void cmd_info(int, char**) {
