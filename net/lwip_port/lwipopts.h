@@ -75,7 +75,7 @@
 #define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / TCP_MSS)
 #define TCP_QUEUE_OOSEQ                 1
 #define LWIP_TCP_SACK_OUT               0
-#define LWIP_TCP_KEEPALIVE              0
+#define LWIP_TCP_KEEPALIVE              1   /* per-PCB keep_intvl/keep_cnt: the discard service */
 
 /* ---- Checksums: computed in software (neither driver offloads) ---- */
 #define LWIP_CHECKSUM_ON_COPY           0
