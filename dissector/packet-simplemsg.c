@@ -14,6 +14,9 @@
  *  - reassembly of a message from its eager (REQUEST/REPLY) and pulled (DATA) parts;
  *  - service names learnt from NAME_REPLY, a stream index per exchange, PULL/DATA links;
  *  - packets cut short by the capture marked and "not judged";
+ *  - with a cluster key (preference simplemsg.auth_key), each AUTH packet's MAC verified (keyed
+ *    BLAKE2s through libgcrypt, SPEC 3.4): a packet without the right MAC is dropped by a keyed
+ *    receiver ("dropped-auth"), the others are tracked as unauthenticated ones;
  *  - a statistics tree (-z simplemsg,tree) fed by the "simplemsg" tap.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -36,6 +39,7 @@
 #include <epan/strutil.h>
 #include <wsutil/str_util.h>
 #include <wsutil/utf8_entities.h>
+#include <wsutil/wsgcrypt.h>
 
 #include "packet-simplemsg.h"
 
@@ -98,8 +102,18 @@ enum {
     SMP_V_BAD_FIELD,
     /* Not the engine's: a packet cut short by the capture's snapshot length, whose checksum
      * and body cannot be checked (far from the engine's numbers, which may grow). */
-    SMP_V_NOT_JUDGED = 255
+    SMP_V_NOT_JUDGED = 255,
+    /* Not a decode error either: a keyed receiver's drop of a packet whose MAC is missing or
+     * wrong (SPEC 3.4; the engine counts it as dropped_auth, after a clean decode). */
+    SMP_V_DROPPED_AUTH = 254
 };
+
+/* What became of an AUTH packet's MAC (simplemsg.mac.status); the numbers of Wireshark's
+ * checksum status where they mean the same. */
+enum {
+    SMP_MAC_BAD = 0, SMP_MAC_GOOD = 1, SMP_MAC_UNVERIFIED = 2, SMP_MAC_NOT_CHECKED = 3
+};
+#define SMP_AUTH_KEY_BYTES          32
 
 static const value_string smp_type_vals[] = {
     { SMP_HELLO,      "HELLO" },
@@ -164,7 +178,16 @@ static const value_string smp_verdict_vals[] = {
     { SMP_V_BODY_TOO_SHORT, "body-too-short" },
     { SMP_V_TRAILING_BYTES, "trailing-bytes" },
     { SMP_V_BAD_FIELD,      "bad-field" },
+    { SMP_V_DROPPED_AUTH,   "dropped-auth" },
     { SMP_V_NOT_JUDGED,     "not-judged" },
+    { 0, NULL }
+};
+
+static const value_string smp_mac_status_vals[] = {
+    { SMP_MAC_BAD,         "bad" },
+    { SMP_MAC_GOOD,        "good" },
+    { SMP_MAC_UNVERIFIED,  "unverified (no key given)" },
+    { SMP_MAC_NOT_CHECKED, "not checked (packet not all there)" },
     { 0, NULL }
 };
 
@@ -232,6 +255,8 @@ static int hf_smp_name = -1;
 static int hf_smp_payload = -1;
 static int hf_smp_payload_bytes = -1;
 static int hf_smp_mac = -1;
+static int hf_smp_mac_status = -1;
+static int hf_smp_mac_computed = -1;
 static int hf_smp_message = -1;
 
 /* Derived from other frames (all generated). */
@@ -284,6 +309,8 @@ static expert_field ei_smp_error_reply = EI_INIT;
 static expert_field ei_smp_reset = EI_INIT;
 static expert_field ei_smp_refused = EI_INIT;
 static expert_field ei_smp_auth = EI_INIT;
+static expert_field ei_smp_mac_bad = EI_INIT;
+static expert_field ei_smp_mac_missing = EI_INIT;
 static expert_field ei_smp_capture_short = EI_INIT;
 static expert_field ei_smp_no_dst_incarnation = EI_INIT;
 static expert_field ei_smp_rebooted = EI_INIT;
@@ -309,6 +336,12 @@ static reassembly_table smp_reassembly_table;
 
 static gboolean smp_check_checksum = TRUE;
 static gboolean smp_reassemble = TRUE;
+
+/* The cluster key (SPEC 3.4): the preference as typed, and what it parsed to. */
+static const gchar *smp_auth_key_pref = "";
+static guint8 smp_auth_key[SMP_AUTH_KEY_BYTES];
+enum { SMP_KEY_NONE, SMP_KEY_SET, SMP_KEY_INVALID };
+static int smp_auth_key_state = SMP_KEY_NONE;
 
 static const fragment_items smp_frag_items = {
     &ett_smp_fragment,
@@ -573,6 +606,73 @@ smp_compute_checksum(tvbuff_t *tvb, const smp_packet_t *p, guint len)
     /* in_cksum sums host-order words: its result is in network order once swapped back */
     c = g_ntohs((guint16)in_cksum(cksum_vec, 3));
     return c == 0 ? 0xFFFF : c;
+}
+
+/* The MAC of an AUTH packet of `len` bytes (MAC included): keyed BLAKE2s (RFC 7693) with the
+ * 32-byte cluster key and a 16-byte digest, over the pseudo-header of the checksum and the packet
+ * up to the MAC with its checksum field as zero (SPEC 3.4; protocol/wire.cc packet_mac). libgcrypt
+ * (which Wireshark links) has it: BLAKE2s-128, keyed by gcry_md_setkey. FALSE when libgcrypt
+ * refuses (e.g. BLAKE2 disabled in FIPS mode). */
+static gboolean
+smp_compute_mac(tvbuff_t *tvb, const smp_packet_t *p, guint len, guint8 out[SMP_MAC_BYTES])
+{
+    static const guint8 zero[2] = { 0, 0 };
+    gcry_md_hd_t h;
+    guint8 pseudo[12];
+    const guint8 *digest;
+
+    if (len < SMP_HEADER_BYTES + SMP_MAC_BYTES ||
+        gcry_md_open(&h, GCRY_MD_BLAKE2S_128, 0) != 0)
+        return FALSE;
+    if (gcry_md_setkey(h, smp_auth_key, SMP_AUTH_KEY_BYTES) != 0) {
+        gcry_md_close(h);
+        return FALSE;
+    }
+    memcpy(pseudo, &p->src_addr, 4);
+    memcpy(pseudo + 4, &p->dst_addr, 4);
+    pseudo[8] = 0;
+    pseudo[9] = SIMPLEMSG_IP_PROTO;
+    pseudo[10] = (guint8)(len >> 8);
+    pseudo[11] = (guint8)len;
+    gcry_md_write(h, pseudo, sizeof pseudo);
+    gcry_md_write(h, tvb_get_ptr(tvb, 0, 4), 4);
+    gcry_md_write(h, zero, sizeof zero);   /* the checksum field */
+    gcry_md_write(h, tvb_get_ptr(tvb, 6, len - 6 - SMP_MAC_BYTES), len - 6 - SMP_MAC_BYTES);
+    digest = gcry_md_read(h, GCRY_MD_BLAKE2S_128);
+    if (digest == NULL) {
+        gcry_md_close(h);
+        return FALSE;
+    }
+    memcpy(out, digest, SMP_MAC_BYTES);
+    gcry_md_close(h);
+    return TRUE;
+}
+
+/* Parses simplemsg.auth_key: 64 hex digits (blanks around them allowed), or empty for none. */
+static void
+smp_apply_prefs(void)
+{
+    const gchar *k = smp_auth_key_pref ? smp_auth_key_pref : "";
+    gsize n;
+    guint i;
+
+    while (g_ascii_isspace(*k)) k++;
+    n = strlen(k);
+    while (n > 0 && g_ascii_isspace(k[n - 1])) n--;
+    if (n == 0) {
+        smp_auth_key_state = SMP_KEY_NONE;
+        return;
+    }
+    smp_auth_key_state = SMP_KEY_INVALID;
+    if (n != 2 * SMP_AUTH_KEY_BYTES)
+        return;
+    for (i = 0; i < SMP_AUTH_KEY_BYTES; i++) {
+        int hi = g_ascii_xdigit_value(k[2 * i]), lo = g_ascii_xdigit_value(k[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return;
+        smp_auth_key[i] = (guint8)(hi << 4 | lo);
+    }
+    smp_auth_key_state = SMP_KEY_SET;
 }
 
 /* ---- Body checks: the engine's rules (protocol/wire.cc decode_body), in the same order ------- */
@@ -1815,6 +1915,9 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     smp_frame_t *f = NULL;
     guint mac = 0, have = 0;
     gboolean whole, unaddressed;
+    gboolean keyed = smp_auth_key_state == SMP_KEY_SET;
+    int mac_status = -1;              /* SMP_MAC_*; -1: no AUTH flag (or not version 1) */
+    guint8 mac_computed[SMP_MAC_BYTES];
     smp_tap_info_t *tap = wmem_new0(pinfo->pool, smp_tap_info_t);
 
     col_set_str(pinfo->cinfo, COL_PROTOCOL, "SIMPLEMSG");
@@ -1905,6 +2008,22 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         p.verdict = SMP_V_NOT_JUDGED;  /* quoted in an ICMP error: only its start is here */
     else
         p.verdict = smp_verdict(tvb, &p, checksum_ok, checksum_known);
+    /* The MAC (SPEC 3.4), judged over the whole packet whatever the verdict so far. With a key,
+     * a packet the decode accepts is dropped unless its MAC is right (the engine checks it right
+     * after the decode: dropped_auth); without one an AUTH packet is shown, not tracked. */
+    if (p.version == SMP_VERSION && (p.flags & SMP_FLAG_AUTH)) {
+        if (!keyed)
+            mac_status = SMP_MAC_UNVERIFIED;
+        else if (whole && full == size && size >= SMP_HEADER_BYTES + SMP_MAC_BYTES &&
+                 smp_compute_mac(tvb, &p, size, mac_computed))
+            mac_status = tvb_memeql(tvb, size - SMP_MAC_BYTES, mac_computed, SMP_MAC_BYTES) == 0 ?
+                         SMP_MAC_GOOD : SMP_MAC_BAD;
+        else
+            mac_status = SMP_MAC_NOT_CHECKED;
+    }
+    if (keyed && p.verdict == SMP_V_OK && p.version == SMP_VERSION &&
+        (!(p.flags & SMP_FLAG_AUTH) || mac_status == SMP_MAC_BAD))
+        p.verdict = SMP_V_DROPPED_AUTH;
     tap->has_type = TRUE;
     tap->type = p.type;
     tap->verdict = p.verdict;
@@ -1947,8 +2066,10 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
     /* Only packets the engine would accept change the tracking state, as at a real receiver;
      * the state is written in the first pass only. */
     if (!PINFO_FD_VISITED(pinfo)) {
-        /* (AUTH: the engine drops it, having no key yet: SPEC 3.4) */
-        if (p.verdict == SMP_V_OK && !unaddressed && !(p.flags & SMP_FLAG_AUTH) && whole &&
+        /* An AUTH packet only with its MAC checked and right: without a key (or one that
+         * cannot be checked here) a receiver drops it (SPEC 3.4). */
+        if (p.verdict == SMP_V_OK && !unaddressed &&
+            (!(p.flags & SMP_FLAG_AUTH) || mac_status == SMP_MAC_GOOD) && whole &&
             !pinfo->flags.in_error_pkt) {
             f = smp_track(tvb, pinfo, &p);
             p_add_proto_data(wmem_file_scope(), pinfo, proto_simplemsg, 0, f);
@@ -1966,19 +2087,46 @@ dissect_simplemsg(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *dat
         if (p.verdict == SMP_V_BAD_FIELD || p.verdict == SMP_V_TRAILING_BYTES ||
             p.verdict == SMP_V_OK || p.verdict == SMP_V_BAD_CHECKSUM ||
             p.verdict == SMP_V_CRITICAL_FLAG || p.verdict == SMP_V_BAD_LENGTH ||
-            p.verdict == SMP_V_NOT_JUDGED)
+            p.verdict == SMP_V_NOT_JUDGED || p.verdict == SMP_V_DROPPED_AUTH)
             smp_dissect_body(tvb, pinfo, bt, &p, have, f);
     } else if (have > 0) {
         proto_tree_add_item(st, hf_smp_payload, tvb, SMP_HEADER_BYTES, have, ENC_NA);
     }
     if (p.ack != 0)
         col_append_fstr(pinfo->cinfo, COL_INFO, " ack=%u", p.ack);
-    if (p.flags & SMP_FLAG_AUTH) {
-        if (mac && captured >= SMP_HEADER_BYTES + mac && p.length <= captured &&
-            p.length >= SMP_HEADER_BYTES + mac) {
-            proto_item *mi = proto_tree_add_item(st, hf_smp_mac, tvb, p.length - mac, mac, ENC_NA);
-            expert_add_info(pinfo, mi, &ei_smp_auth);
+    if (mac_status >= 0) {
+        proto_item *si;
+        gboolean there = captured >= SMP_HEADER_BYTES + mac && p.length <= captured &&
+                         p.length >= SMP_HEADER_BYTES + mac;
+        if (there)
+            proto_tree_add_item(st, hf_smp_mac, tvb, p.length - mac, mac, ENC_NA);
+        si = proto_tree_add_uint(st, hf_smp_mac_status, tvb, there ? p.length - mac : 0,
+                                 there ? mac : 0, (guint32)mac_status);
+        proto_item_set_generated(si);
+        switch (mac_status) {
+        case SMP_MAC_BAD: {
+            proto_item *ci = proto_tree_add_bytes_with_length(st, hf_smp_mac_computed, tvb, 0, 0,
+                                                               mac_computed, SMP_MAC_BYTES);
+            proto_item_set_generated(ci);
+            expert_add_info(pinfo, si, &ei_smp_mac_bad);
+            break;
         }
+        case SMP_MAC_UNVERIFIED:
+            if (smp_auth_key_state == SMP_KEY_INVALID)
+                expert_add_info_format(pinfo, si, &ei_smp_auth, "MAC not verified: the key "
+                                       "(simplemsg.auth_key) is not 64 hex digits");
+            else
+                expert_add_info(pinfo, si, &ei_smp_auth);
+            break;
+        case SMP_MAC_NOT_CHECKED:
+            expert_add_info_format(pinfo, si, &ei_smp_auth, "MAC not checked: the packet is not "
+                                   "all there (cut short, wrong length, or not IPv4)");
+            break;
+        default:
+            break;
+        }
+    } else if (p.verdict == SMP_V_DROPPED_AUTH) {
+        expert_add_info(pinfo, vi, &ei_smp_mac_missing);
     }
     if (f)
         smp_add_tracking(tvb, pinfo, st, ti, &p, f, tap);
@@ -2104,7 +2252,8 @@ proto_register_simplemsg(void)
         { &hf_smp_verdict, { "Receiver's verdict", "simplemsg.verdict", FT_UINT8, BASE_DEC,
             VALS(smp_verdict_vals), 0x0,
             "What a version-1 receiver does with this packet: ok, or why it drops it "
-            "(not-judged: cut short by the capture or an ICMP quote)", HFILL }},
+            "(dropped-auth: no right MAC for the key given; not-judged: cut short by the "
+            "capture or an ICMP quote)", HFILL }},
         { &hf_smp_cut_short, { "Cut short", "simplemsg.cut_short", FT_BOOLEAN, BASE_NONE, NULL,
             0x0, "The capture's snapshot length (or an ICMP error's quote) cut this packet: its "
             "checksum and body are not checked, and it is not tracked", HFILL }},
@@ -2198,7 +2347,12 @@ proto_register_simplemsg(void)
         { &hf_smp_payload_bytes, { "Payload size", "simplemsg.payload_bytes", FT_UINT32,
             BASE_DEC|BASE_UNIT_STRING, &units_byte_bytes, 0x0, NULL, HFILL }},
         { &hf_smp_mac, { "MAC", "simplemsg.mac", FT_BYTES, BASE_NONE, NULL, 0x0,
-            "Keyed message authentication code (not verified: keys are future work)", HFILL }},
+            "Keyed message authentication code: BLAKE2s-128 with the cluster key", HFILL }},
+        { &hf_smp_mac_status, { "MAC status", "simplemsg.mac.status", FT_UINT8, BASE_DEC,
+            VALS(smp_mac_status_vals), 0x0,
+            "good or bad with the key of simplemsg.auth_key; unverified without one", HFILL }},
+        { &hf_smp_mac_computed, { "MAC computed", "simplemsg.mac.computed", FT_BYTES, BASE_NONE,
+            NULL, 0x0, "The right MAC for this packet with the given key", HFILL }},
         { &hf_smp_message, { "Message", "simplemsg.message", FT_BYTES, BASE_NONE, NULL, 0x0,
             "The whole request or reply", HFILL }},
 
@@ -2304,7 +2458,14 @@ proto_register_simplemsg(void)
         { &ei_smp_refused, { "simplemsg.refused", PI_SEQUENCE, PI_NOTE,
             "Peer table full: the sender is alive and will take this peer later", EXPFILL }},
         { &ei_smp_auth, { "simplemsg.mac.unverified", PI_UNDECODED, PI_NOTE,
-            "MAC present but not verified (keys are not yet defined)", EXPFILL }},
+            "MAC not verified: no key given (preference simplemsg.auth_key); not tracked",
+            EXPFILL }},
+        { &ei_smp_mac_bad, { "simplemsg.mac.bad", PI_SECURITY, PI_WARN,
+            "Bad MAC: forged, altered or another key; a keyed receiver drops this packet",
+            EXPFILL }},
+        { &ei_smp_mac_missing, { "simplemsg.mac.missing", PI_SECURITY, PI_WARN,
+            "No MAC (AUTH flag clear) while a key is given: a keyed receiver drops this packet",
+            EXPFILL }},
         { &ei_smp_capture_short, { "simplemsg.capture_short", PI_UNDECODED, PI_NOTE,
             "Packet cut short by the capture (snapshot length): not judged", EXPFILL }},
         { &ei_smp_rebooted, { "simplemsg.rebooted", PI_SEQUENCE, PI_NOTE,
@@ -2324,12 +2485,17 @@ proto_register_simplemsg(void)
     expert_smp = expert_register_protocol(proto_simplemsg);
     expert_register_field_array(expert_smp, ei, array_length(ei));
 
-    smp_module = prefs_register_protocol(proto_simplemsg, NULL);
+    smp_module = prefs_register_protocol(proto_simplemsg, smp_apply_prefs);
     prefs_register_bool_preference(smp_module, "check_checksum", "Validate the checksum",
         "Verify the checksum over the pseudo-header; packets that fail it are not tracked",
         &smp_check_checksum);
     prefs_register_bool_preference(smp_module, "reassemble", "Reassemble messages",
         "Put segmented and pulled messages together and show the whole", &smp_reassemble);
+    prefs_register_string_preference(smp_module, "auth_key", "Cluster key (64 hex digits)",
+        "The 32-byte key of SPEC 3.4, as 64 hex digits; empty: none. With it, each AUTH packet's "
+        "MAC is verified and only packets with a right MAC are tracked (a keyed receiver drops "
+        "the rest); without it, AUTH packets are shown but not tracked",
+        &smp_auth_key_pref);
 
     reassembly_table_register(&smp_reassembly_table, &addresses_reassembly_table_functions);
     register_init_routine(smp_init);
