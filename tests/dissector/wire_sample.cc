@@ -3,7 +3,9 @@
 //
 //   wire_sample valid N SEED OUT.pcap OUT.jsonl     N random valid packets of every type
 //   wire_sample mutated N SEED OUT.pcap OUT.jsonl   N damaged packets and the engine's verdict
-//   wire_sample decode IN.pcap OUT.jsonl            what the engine decodes in a capture
+//   wire_sample decode IN.pcap OUT.jsonl [KEY]      what the engine decodes in a capture; with
+//                                                   a cluster key (64 hex digits), what a keyed
+//                                                   receiver makes of each MAC (SPEC 3.4)
 //   wire_sample window OUT.pcap                     a short exchange outside the txn window
 //
 // Each line of OUT.jsonl is one frame: {"frame": n, "fields": {"simplemsg.x": "value", ...}}
@@ -31,6 +33,10 @@ constexpr size_t kPayloadBytesMax = 1400;       // keeps every packet under a 15
 constexpr uint32_t kSrcIpv4 = 0x0A4E0001;       // 10.78.0.1 (only written to a file)
 constexpr uint32_t kDstIpv4 = 0x0A4E0002;       // 10.78.0.2
 constexpr int kSamplesMax = 100000;
+// The dissector's verdict for the engine's dropped_auth (not a DecodeError: a keyed receiver's
+// drop, after a clean decode, of a packet whose MAC is missing or wrong), and its MAC statuses.
+constexpr uint8_t kVerdictDroppedAuth = 254;
+constexpr uint8_t kMacBad = 0, kMacGood = 1;
 
 struct Rng {
     std::mt19937_64 g;
@@ -266,7 +272,7 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
 }
 
 // Every field the engine decoded, under the dissector's names.
-void describe(const Message& m, const uint8_t* pkt, Json& j) {
+void describe(const Message& m, const uint8_t* pkt, Json& j, uint8_t verdict = 0) {
     const Header& h = m.header;
     j.add("simplemsg.version", h.version);
     j.add("simplemsg.type", uint8_t(h.type));
@@ -279,7 +285,7 @@ void describe(const Message& m, const uint8_t* pkt, Json& j) {
     j.add("simplemsg.ack", h.ack);
     j.add("simplemsg.dst_incarnation", h.dst_incarnation);
     j.add("simplemsg.src_incarnation", h.src_incarnation);
-    j.add("simplemsg.verdict", 0);
+    j.add("simplemsg.verdict", verdict);
     std::string ranges_off, ranges_len, kinds, txns;
     switch (h.type) {
         case Type::kHello:
@@ -470,7 +476,7 @@ int window_capture(const char* path) {
 
 int usage() {
     fprintf(stderr, "usage: wire_sample valid|mutated N SEED OUT.pcap OUT.jsonl\n"
-                    "       wire_sample decode IN.pcap OUT.jsonl\n");
+                    "       wire_sample decode IN.pcap OUT.jsonl [KEY (64 hex digits)]\n");
     return 2;
 }
 
@@ -482,7 +488,7 @@ uint32_t get32(const uint8_t* p, bool swap) {
 
 // Decodes every IPv4 protocol-121 packet of a classic pcap (Ethernet or raw IPv4) with the
 // engine's decoder; other frames get an empty row, so rows and tshark's frames line up.
-int decode_capture(const char* in_path, const char* out_path) {
+int decode_capture(const char* in_path, const char* out_path, const AuthKey* key) {
     FILE* in = fopen(in_path, "rb");
     if (!in) { perror(in_path); return 2; }
     uint8_t gh[24];
@@ -524,8 +530,17 @@ int decode_capture(const char* in_path, const char* out_path) {
                 uint32_t src = smp::load32(ip + 12), dst = smp::load32(ip + 16);
                 Message d;
                 DecodeError e = decode(ip + ihl, total - ihl, src, dst, d);
-                if (e == DecodeError::kOk) describe(d, ip + ihl, j);
-                else j.add("simplemsg.verdict", uint8_t(e));
+                if (e != DecodeError::kOk) {
+                    j.add("simplemsg.verdict", uint8_t(e));
+                } else if (!key) {
+                    describe(d, ip + ihl, j);
+                } else {
+                    // As Engine::handle_datagram: with a key, nothing without the right MAC.
+                    const ConstBytes one{ip + ihl, total - ihl};
+                    const bool good = mac_ok(ConstChain{&one, 1}, src, dst, *key);
+                    describe(d, ip + ihl, j, good ? 0 : kVerdictDroppedAuth);
+                    if (d.header.flags & kFlagAuth) j.add("simplemsg.mac.status", good ? kMacGood : kMacBad);
+                }
                 smp++;
             }
         }
@@ -555,7 +570,19 @@ int decode_capture(const char* in_path, const char* out_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 4 && strcmp(argv[1], "decode") == 0) return decode_capture(argv[2], argv[3]);
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "decode") == 0) {
+        AuthKey key{};
+        if (argc == 5) {
+            const char* hex = argv[4];
+            if (strlen(hex) != 2 * kAuthKeyBytes) return usage();
+            for (size_t i = 0; i < kAuthKeyBytes; i++) {
+                unsigned v = 0;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1) return usage();
+                key.bytes[i] = uint8_t(v);
+            }
+        }
+        return decode_capture(argv[2], argv[3], argc == 5 ? &key : nullptr);
+    }
     if (argc == 3 && strcmp(argv[1], "window") == 0) return window_capture(argv[2]);
     if (argc != 6) return usage();
     bool mutated = strcmp(argv[1], "mutated") == 0;
