@@ -1012,10 +1012,11 @@ Result run(const Options& options) {
     return sim.run();
 }
 
-Result run_scenario(const std::string& pcap) {
+Result run_scenario(const std::string& pcap, bool auth) {
     Options o;
     o.seed = 4242;
     o.pcap = pcap;
+    o.auth = auth;
     Sim sim(o);
     // A scripted cluster of 3 nodes on a 1500-byte path, no random loss: the faults are chosen
     // packets, so every message type and every recovery appears in the capture.

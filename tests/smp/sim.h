@@ -59,6 +59,6 @@ Result run(const Options& options);
 // A fixed scenario that makes every message type, a retransmission, a duplicate, segmentation,
 // a pull of a large request and of a large reply, error replies, a cancel, a pulse, liveness
 // probes, MTU probes, a crash and restart (RESET) and a name lookup; for the dissector's goldens.
-Result run_scenario(const std::string& pcap);
+Result run_scenario(const std::string& pcap, bool auth = false);
 
 }  // namespace smp::sim

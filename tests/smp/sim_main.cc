@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
         }
     }
     if (scenario) {
-        smp::sim::Result r = smp::sim::run_scenario(o.pcap);
+        smp::sim::Result r = smp::sim::run_scenario(o.pcap, o.auth);
         print(r, true);
         if (!o.pcap.empty()) printf("capture: %s\n", o.pcap.c_str());
         return r.ok ? 0 : 1;
