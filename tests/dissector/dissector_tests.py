@@ -1115,6 +1115,31 @@ def test_auth(opts):
                   f"{row['simplemsg.verdict']!r}, expert {row['_ws.expert.message'][:80]!r}")
             check_untracked(row, where)
         print(f"{name}, no key: {len(rows)} packets, each unverified and untracked")
+    # A key that is not 64 hex digits is no key (and says so).
+    rows = tshark_fields(opts, captures[1], ["simplemsg.mac.status", "simplemsg.verdict",
+                                             "_ws.expert.message"],
+                         extra=["-o", "simplemsg.auth_key:" + AUTH_KEY.hex()[:-1] + "g"])
+    check(all(r["simplemsg.mac.status"] == MAC_UNVERIFIED and r["simplemsg.verdict"] == "0" and
+              "not 64 hex digits" in r["_ws.expert.message"] for r in rows),
+          "a key with a non-hex digit is not reported, or taken as a key")
+    # Cut short by the capture (editcap -s: raw IPv4 20 + 60 SMP bytes): with a key, each cut
+    # packet's MAC is "not checked" (3), its verdict not-judged; the whole ones stay good.
+    cut = os.path.join(opts.work_dir, "auth-cut.pcap")
+    subprocess.run(["editcap", "-s", "80", captures[0], cut], check=True, capture_output=True)
+    os.chmod(cut, 0o644)
+    rows = tshark_fields(opts, cut, ["frame.len", "frame.cap_len", *fields], extra=key_pref(AUTH_KEY))
+    cut_count = 0
+    for row in rows:
+        where = f"cut keyed capture, frame {row['frame.number']}"
+        if int(row["frame.cap_len"]) < int(row["frame.len"]):
+            cut_count += 1
+            check(row["simplemsg.mac.status"] == "3" and row["simplemsg.verdict"] == VERDICT_NOT_JUDGED,
+                  f"{where}: mac.status {row['simplemsg.mac.status']!r}, verdict {row['simplemsg.verdict']!r}")
+            check_untracked(row, where)
+        else:
+            check(row["simplemsg.mac.status"] == MAC_GOOD, f"{where}: whole, but its MAC is not good")
+    check(cut_count > 100, f"only {cut_count} packets cut at 80 bytes")
+    print(f"cut keyed capture: {cut_count} packets cut short, MAC not checked, not judged, untracked")
     # With the right key, the scenario's crash is seen as without keys: the new incarnation marked.
     rows = tshark_fields(opts, captures[1], ["simplemsg.previous_life_in"], extra=key_pref(AUTH_KEY))
     check(any(r["simplemsg.previous_life_in"] for r in rows),
