@@ -537,7 +537,7 @@ int decode_capture(const char* in_path, const char* out_path, const AuthKey* key
                 } else {
                     // As Engine::handle_datagram: with a key, nothing without the right MAC.
                     const ConstBytes one{ip + ihl, total - ihl};
-                    const bool good = mac_ok(ConstChain{&one, 1}, src, dst, *key);
+                    const bool good = mac_ok(ConstChain{&one, 1}, src, dst, mac_key(*key));
                     describe(d, ip + ihl, j, good ? 0 : kVerdictDroppedAuth);
                     if (d.header.flags & kFlagAuth) j.add("simplemsg.mac.status", good ? kMacGood : kMacBad);
                 }

@@ -15,7 +15,7 @@ from .. import common
 
 PACKAGES = {
     "dissector": ["tshark", "wireshark-common", "wireshark-dev", "libwireshark-dev",
-                  "libglib2.0-dev", "util-linux", "iproute2"],
+                  "libglib2.0-dev", "libgcrypt20-dev", "util-linux", "iproute2"],
 }
 TEST_GROUPS = ["dissector"]
 
