@@ -525,8 +525,10 @@ uint64_t net_pass_now_ns() { return g_pass_now_ns ? g_pass_now_ns : arch::now_ns
 
 void net_note_transmit() {
     if (!g_turn_on) return;
-    const uint64_t now = arch::now_ns();
     uint64_t s = arch::irq_save();
+    // Read with interrupts off: an interrupt between this read and the IRQ mark it is compared
+    // with would make the difference negative (and huge, unsigned).
+    const uint64_t now = arch::now_ns();
     if (g_irq_since_tx) {
         g_turn.in_node_ns += now - g_last_irq_ns;
         if (g_turn.in_node_count < kTurnSamples)
