@@ -77,7 +77,7 @@ def node_cmd(state, node, command, until):
 
 
 def measure_nic(nic, image):
-    state = nc.cluster_up(2, nic, nc.NODE_MEMORY_MB, image)
+    state = nc.cluster_up(2, nic, nc.NODE_MEMORY_MB, image, capture=False)
     try:
         r = {}
         target = nc.node_ip(2)
@@ -106,7 +106,7 @@ def measure_nic(nic, image):
 
 def measure_16(image):
     t = time.monotonic()
-    state = nc.cluster_up(16, "virtio", nc.NODE_MEMORY_MB, image)
+    state = nc.cluster_up(16, "virtio", nc.NODE_MEMORY_MB, image, capture=False)
     boot_s = time.monotonic() - t
     try:
         answered = 0

@@ -337,7 +337,9 @@ def auth_key_args(state):
     return [f"--key-file={state['auth_key_file']}"] if state and state.get("auth_key_file") else []
 
 
-def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", auth=False):
+def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", auth=False, capture=True):
+    """capture=False: no ring capture (benchmarks: a capture wakes on every frame and takes host
+    CPU from the nodes it measures)."""
     if n < 1 or n > NODES_MAX:
         common.die(f"-n must be in 1..{NODES_MAX}", 2)
     if nic not in ("virtio", "e1000"):
@@ -379,7 +381,8 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", au
             make_root_network(state, n)
         else:
             make_user_network(state)
-        start_capture(state)
+        if capture:
+            start_capture(state)
         for i in range(1, n + 1):
             node = {"name": f"node{i}", "ip": node_ip(i), "mac": node_mac(i), "tap": f"tap{i}",
                     "log": os.path.join(run_dir(), f"node{i}.log"),

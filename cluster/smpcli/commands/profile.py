@@ -157,7 +157,8 @@ def cmd_profile(args):
         f"{extra} -icount shift=0,sleep=on -monitor unix:{d}/{{name}}.mon,server=on,wait=off "
         f"-D {d}/{{name}}.trace").strip()
     names = ["node1", "node2"]
-    state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append="services=echo")
+    state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append="services=echo",
+                          capture=False)
     try:
         target_ip = nc.node_ip(2)
         if args.ping:

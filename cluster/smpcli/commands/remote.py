@@ -469,7 +469,7 @@ def bench_smp(args):
     if nc.load_state() is not None:
         common.die("a cluster is up: ./smp down first (the bench boots its own)")
     image = nc.kernel_image(None)
-    state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append=kServices)
+    state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append=kServices, capture=False)
     try:
         target_ip = nc.node_ip(2)
         rtt = _rtt_rounds(state, target_ip)
@@ -520,7 +520,7 @@ def bench_smp(args):
         # vCPU thread at the register write; how much a round trip's guest work costs on top of
         # the floor differs between the two (protocol/kernel/README.md, Benchmark notes).
         nc.cluster_down(quiet=True)
-        state = nc.cluster_up(2, "e1000", nc.NODE_MEMORY_MB, image, extra_append=kServices)
+        state = nc.cluster_up(2, "e1000", nc.NODE_MEMORY_MB, image, extra_append=kServices, capture=False)
         e_rtt = _rtt_rounds(state, target_ip)
         rows = rtt_rows + _rtt_rows(e_rtt, "  same {}, e1000 NIC (not judged)", judged=False) + rows
         print(f"smp bench: node1 -> node2, QEMU TCG virtio (and e1000 for the rows so marked), "
