@@ -250,6 +250,12 @@ struct Peer {
     bool probe_due = false, mtu_due = false;
     Instant prev_incarnation_seen = 0;
     uint64_t prev_incarnation = 0;  // packets from the incarnation before a reboot are dropped
+    // With a key (SPEC 3.4): a HELLO from another incarnation of a known peer is a claim, taken
+    // as the peer's reboot only once that incarnation echoes a fresh nonce of ours (a recorded
+    // HELLO played back cannot). The claim being checked:
+    uint64_t claimed_incarnation = 0;
+    uint32_t claim_nonce = 0;
+    Instant claim_sent_at = 0;
     // HELLO
     bool hello_due = false;
     Instant hello_at = kNever, hello_sent_at = 0;
@@ -1274,10 +1280,43 @@ struct E {
     // A packet from an incarnation of the peer other than the known one. A new life says HELLO
     // (or answers ours) before anything else: then the peer rebooted. Any other packet is a late
     // one of an earlier life, two or more back (5.5): dropped (false).
-    bool new_life(Instant now, uint16_t pi, const wire::Header& h) {
-        if (h.type != Type::kHello && h.type != Type::kHelloAck) {
+    bool new_life(Instant now, uint16_t pi, const Message& msg) {
+        const wire::Header& h = msg.header;
+        if (!c.auth && h.type != Type::kHello && h.type != Type::kHelloAck) {
             st.dropped_unexpected++;
             return false;
+        }
+        if (c.auth) {
+            // Only an answer to a nonce of ours proves the new life is now (SPEC 3.4): our
+            // HELLO's while we connect, or the check of a claim below.
+            Peer& p = peer_at(pi);
+            const bool fresh =
+                h.type == Type::kHelloAck &&
+                ((p.state == PeerState::kConnecting && msg.hello.nonce == p.hello_nonce) ||
+                 (p.claimed_incarnation == h.src_incarnation && msg.hello.nonce == p.claim_nonce));
+            if (!fresh) {
+                // Any packet of another life is its claim (a rebooted peer that took our check's
+                // HELLO for a handshake, its answer lost, sends requests and probes, no HELLO).
+                if (p.claimed_incarnation != h.src_incarnation || now >= p.claim_sent_at + c.probe_interval_us) {
+                    // Ask the claimed incarnation for our nonce back (at most once per probe
+                    // interval per claim): a rebooted peer answers at once.
+                    p.claimed_incarnation = h.src_incarnation;
+                    p.claim_nonce = next_nonce();
+                    p.claim_sent_at = now;
+                    Message hello;
+                    hello.header.type = Type::kHello;
+                    hello.header.dst_endpoint = p.endpoint;
+                    hello.header.dst_incarnation = h.src_incarnation;
+                    hello.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
+                                              p.claim_nonce, c.eager_bytes_max};
+                    queue_control(p.ipv4, hello);
+                    st.lives_checked++;
+                } else {
+                    st.dropped_unexpected++;
+                }
+                return false;
+            }
+            p.claimed_incarnation = 0;
         }
         rebooted(now, pi, h.src_incarnation);
         return true;
@@ -2027,7 +2066,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             return;
         }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
-            if (!e.new_life(now, uint16_t(found), h)) return;
+            if (!e.new_life(now, uint16_t(found), msg)) return;
         } else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
             p.base_set = false;  // silent that long: no packet of its numbering is left, and it
                                  // may have forgotten it (5.1); the next txn low starts the
@@ -2048,7 +2087,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.
         Peer& back = e.peer_at(uint16_t(found));
         if (back.incarnation != 0 && back.incarnation != h.src_incarnation &&
-            !e.new_life(now, uint16_t(found), h))
+            !e.new_life(now, uint16_t(found), msg))
             return;
     }
     uint16_t pi = uint16_t(found);

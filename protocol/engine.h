@@ -203,6 +203,8 @@ struct Stats {
     uint64_t dropped_unexpected = 0;     // valid packet that fits no state (counted, dropped)
     uint64_t dropped_control_full = 0;
     uint64_t resets_sent = 0;
+    uint64_t lives_checked = 0;          // with a key: HELLOs claiming a peer's new incarnation,
+                                         // answered with our own nonce to echo (SPEC 3.4)
     uint64_t resets_limited = 0;         // RESETs to sources with no peer record not sent: over
                                          // control_max per probe interval (SPEC 10)
     uint64_t retransmissions = 0;

@@ -1703,6 +1703,58 @@ TEST(Engine, WithAKeyOnlyNodesHoldingItTalk) {
     }
 }
 
+// The MAC proves who sent a packet, not when (SPEC 3.4). A HELLO recorded from an earlier life
+// of a peer and played back later made the receiver take the peer for rebooted: its calls ended
+// "peer rebooted", and the peer's real packets were then refused as another life's. With a key,
+// a HELLO from another incarnation is a claim: the receiver sends that incarnation a fresh nonce
+// and takes the reboot only from its echo, which a recording cannot give. A real reboot is
+// still found (the new life answers at once); without a key the replay still works (nothing
+// can stop a forger there, so it is not tried).
+TEST(Engine, WithAKeyARecordedHelloOfAnEarlierLifeIsNotTakenForAReboot) {
+    for (bool auth : {true, false}) {
+        auto keyed = [&](Box& x) {
+            x.config.auth = auth;
+            for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 3 + 7);
+            x.start();
+        };
+        Box a(0x0A000001, 11);
+        keyed(a);
+        Echo echo_a{a};
+        std::vector<std::unique_ptr<Box>> lives;
+        std::vector<uint8_t> recorded;  // the first life's HELLO, as sent
+        Lan lan;
+        lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+            if (&from == lives.front().get() && m.header.type == wire::Type::kHello && recorded.empty())
+                recorded = bytes;
+        };
+        // Three lives of b at one address: each calls a (so each starts with a HELLO of its own).
+        for (uint64_t inc : {21u, 22u, 23u}) {
+            lives.emplace_back(new Box(0x0A000002, inc));
+            keyed(*lives.back());
+            lan.boxes = {&a, lives.back().get()};
+            EXPECT_EQ(lan.call(*lives.back(), a.config.local_ipv4, {&echo_a}), ErrorCode::kOk) << inc << " " << auth;
+        }
+        ASSERT_FALSE(recorded.empty());
+        const Stats& st = a.engine->stats();
+        EXPECT_EQ(st.peers_rebooted, 2u) << auth;  // 21 -> 22 -> 23, both found
+        if (auth) EXPECT_GE(st.lives_checked, 2u);
+        // a calls the live one, then the recording of life 21 is played to a, then a calls again.
+        Box& b = *lives.back();
+        Echo echo_b{b};
+        EXPECT_EQ(lan.call(a, b.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
+        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, recorded.data(), recorded.size());
+        lan.run(nullptr, lan.now + 100'000);
+        const ErrorCode after = lan.call(a, b.config.local_ipv4, {&echo_b});
+        if (auth) {
+            EXPECT_EQ(after, ErrorCode::kOk);
+            EXPECT_EQ(st.peers_rebooted, 2u);
+            EXPECT_EQ(a.engine->peer_info(a.engine->peer(b.config.local_ipv4, 0).value).incarnation, 23u);
+        } else {
+            EXPECT_EQ(st.peers_rebooted, 3u);  // taken for a reboot back to life 21
+        }
+    }
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
