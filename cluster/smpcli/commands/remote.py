@@ -415,7 +415,8 @@ def cmd_demo(args):
 # ---- ./smp bench smp ------------------------------------------------------------------------------
 
 kBenchRounds = 500      # per round; the whole bench takes seconds, so rounds are cheap
-kRttRounds = 15         # host load moves single rounds by up to 1.5x: many rounds, medians
+kRttRounds = 31         # host load moves single rounds by up to 1.5x: many rounds, medians
+                        # (15 until the fourteenth session: whole runs then ranged 1.08-1.34x)
 kConcurrentSenders = 4
 kThroughputRounds = 7
 
@@ -461,6 +462,16 @@ def _rtt_rows(rounds, label, judged):
         rows.append((label.format(kind), smp_v, icmp_v, ratio, "<= 1.10" if target else "-",
                      ratio <= 1.10 if target else None))
     return rows
+
+
+def _paired_ratio_line(rounds, label):
+    """Each round's SMP median over the ICMP median of the same round (adjacent in time, so a
+    slow drift of the host touches both): their median and quartiles, to show how much of a
+    run's ratio is the host's noise. Shown, never judged."""
+    ratios = sorted(s / i for s, i in zip(rounds["smp"]["median"], rounds["icmp"]["median"]))
+    q = statistics.quantiles(ratios, n=4)
+    return (f"{label}: per-round ratio SMP/ICMP (median of the round's 500), median {statistics.median(ratios):.2f}, "
+            f"quartiles {q[0]:.2f}-{q[2]:.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f} over {len(ratios)} rounds")
 
 
 def bench_smp(args):
@@ -545,6 +556,8 @@ def bench_smp(args):
               f"mean us {per_round('smp', 'mean', rtt)}")
         print(f"raw per round, e1000: ICMP median us {per_round('icmp', 'median', e_rtt)}; SMP "
               f"median us {per_round('smp', 'median', e_rtt)}")
+        print("noise: " + _paired_ratio_line(rtt, "virtio"))
+        print("noise: " + _paired_ratio_line(e_rtt, "e1000"))
         for size, smp_r, tcp_r in raw_tp:
             print(f"raw: {size // 1024} KiB rounds (Mbit/s): SMP 1 sender "
                   f"{[round(x, 1) for x in smp_r]}, TCP {[round(x, 1) for x in tcp_r]}")
