@@ -113,11 +113,17 @@ def _live_source(args):
         return ["ip", "netns", "exec", netns, "dumpcap", "-q", "-i", args.iface or DEFAULT_BRIDGE,
                 "-w", "-"], []
     prefix = net_cluster.ns_prefix(state)
+    # A keyed cluster (./smp up --auth): its key, so that the MACs are checked and the packets
+    # tracked (SPEC 3.4; without it they show as unverified).
+    keyed = []
+    if state.get("auth_key_file") and os.path.exists(state["auth_key_file"]):
+        with open(state["auth_key_file"]) as f:
+            keyed = ["-o", f"simplemsg.auth_key:{f.read().strip()}"]
     if state["mode"] == "root":
-        return prefix + ["dumpcap", "-q", "-i", args.iface or net_cluster.BRIDGE, "-w", "-"], []
+        return prefix + ["dumpcap", "-q", "-i", args.iface or net_cluster.BRIDGE, "-w", "-"], keyed
     port = net_cluster.MCAST_PORT
     return (prefix + ["dumpcap", "-q", "-i", "lo", "-f", f"udp and dst port {port}", "-w", "-"],
-            ["-d", f"udp.port=={port},eth"])
+            ["-d", f"udp.port=={port},eth", *keyed])
 
 
 def _run_reader(program, reader_args, args):

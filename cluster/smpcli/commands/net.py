@@ -79,6 +79,10 @@ def cmd_capture(args):
     if args.seconds is not None and args.seconds <= 0:
         common.die("--seconds must be positive", 2)
     net_cluster.save_capture(args.file, args.seconds)
+    state = net_cluster.load_state()
+    if state and state.get("auth_key_file"):
+        common.info(f"the cluster is keyed: read it with ./smp tshark -o simplemsg.auth_key:"
+                    f"$(cat {state['auth_key_file']}) -r {args.file} (else its packets show unverified)")
 
 
 def cmd_exec(args):
