@@ -584,6 +584,18 @@ smp_ipv4_of(const address *a, gboolean *ok)
     return 0;
 }
 
+/* The 12-byte pseudo-header {src, dst, 0, 121, SMP length} the checksum and the MAC begin with. */
+static void
+smp_pseudo_header(const smp_packet_t *p, guint len, guint8 out[12])
+{
+    memcpy(out, &p->src_addr, 4);
+    memcpy(out + 4, &p->dst_addr, 4);
+    out[8] = 0;
+    out[9] = SIMPLEMSG_IP_PROTO;
+    out[10] = (guint8)(len >> 8);
+    out[11] = (guint8)len;
+}
+
 /* RFC 1071 over {src, dst, 0, 121, length} and the packet with its checksum field as zero;
  * a computed 0 is sent as 0xFFFF (SPEC 3.3). */
 static guint16
@@ -593,12 +605,7 @@ smp_compute_checksum(tvbuff_t *tvb, const smp_packet_t *p, guint len)
     guint8 pseudo[12];
     guint16 c;
 
-    memcpy(pseudo, &p->src_addr, 4);
-    memcpy(pseudo + 4, &p->dst_addr, 4);
-    pseudo[8] = 0;
-    pseudo[9] = SIMPLEMSG_IP_PROTO;
-    pseudo[10] = (guint8)(len >> 8);
-    pseudo[11] = (guint8)len;
+    smp_pseudo_header(p, len, pseudo);
     SET_CKSUM_VEC_PTR(cksum_vec[0], pseudo, 12);
     SET_CKSUM_VEC_TVB(cksum_vec[1], tvb, 0, 4);
     /* bytes 4-5 (the checksum) count as zero: simply left out of the sum */
@@ -628,12 +635,7 @@ smp_compute_mac(tvbuff_t *tvb, const smp_packet_t *p, guint len, guint8 out[SMP_
         gcry_md_close(h);
         return FALSE;
     }
-    memcpy(pseudo, &p->src_addr, 4);
-    memcpy(pseudo + 4, &p->dst_addr, 4);
-    pseudo[8] = 0;
-    pseudo[9] = SIMPLEMSG_IP_PROTO;
-    pseudo[10] = (guint8)(len >> 8);
-    pseudo[11] = (guint8)len;
+    smp_pseudo_header(p, len, pseudo);
     gcry_md_write(h, pseudo, sizeof pseudo);
     gcry_md_write(h, tvb_get_ptr(tvb, 0, 4), 4);
     gcry_md_write(h, zero, sizeof zero);   /* the checksum field */
