@@ -2065,6 +2065,23 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
                 e.rebooted(now, uint16_t(found), h.src_incarnation);
             return;
         }
+        if (config_.auth && p.incarnation == 0 && p.state == PeerState::kConnecting &&
+            !(h.type == Type::kHelloAck && msg.hello.nonce == p.hello_nonce)) {
+            // With a key, while we connect, only the echo of our HELLO's nonce names the peer's
+            // incarnation (SPEC 3.4): a HELLO (perhaps a recording of a dead life's) is answered
+            // but not believed, or our sends would go to that life and end `peer rebooted`.
+            stats_.dropped_unexpected++;
+            if (h.type == Type::kHello) {
+                Message ack;
+                ack.header.type = Type::kHelloAck;
+                ack.header.dst_endpoint = p.endpoint;
+                ack.header.dst_incarnation = h.src_incarnation;
+                ack.hello = wire::Hello{config_.window_bytes, config_.window_txns, config_.mtu_max,
+                                        config_.message_bytes_max, msg.hello.nonce, config_.eager_bytes_max};
+                e.queue_control(src_ipv4, ack);
+            }
+            return;
+        }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
             if (!e.new_life(now, uint16_t(found), msg)) return;
         } else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())

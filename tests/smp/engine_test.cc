@@ -1755,6 +1755,55 @@ TEST(Engine, WithAKeyARecordedHelloOfAnEarlierLifeIsNotTakenForAReboot) {
     }
 }
 
+// A HELLO says nothing about when it was sent (SPEC 3.4). A node that starts a call to a peer it
+// knows nothing of yet (its own first call after a boot) took the incarnation from any HELLO of
+// that peer: a recording of an earlier life of the peer played to it then made it send the call
+// to that dead life, whose successor's RESET ended the call "peer rebooted". With a key, while
+// it connects, only the HELLO_ACK echoing its own HELLO's nonce names the peer's incarnation; a
+// HELLO is answered, not believed.
+TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
+    auto keyed = [](Box& x) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 5 + 1);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b21(0x0A000002, 21);
+    keyed(a);
+    keyed(b21);
+    std::vector<uint8_t> recorded;  // life 21's HELLO to a (destination incarnation 0)
+    Lan lan;
+    lan.boxes = {&a, &b21};
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
+    };
+    Echo echo_a{a};
+    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    ASSERT_FALSE(recorded.empty());
+    // Both restart; the new a calls the new b, and the recording reaches a first.
+    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
+    keyed(a2);
+    keyed(b22);
+    lan.boxes = {&a2, &b22};
+    lan.seen = nullptr;
+    Echo echo_b{b22};
+    PeerRef peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a2.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
+    Event done;
+    bool got = false;
+    lan.run([&] {
+        echo_b.step_at(lan.now);
+        return got = take(a2, EventType::kSendDone, done);
+    }, lan.now + 10'000'000);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
+    EXPECT_EQ(a2.engine->peer_info(a2.engine->peer(b22.config.local_ipv4, 0).value).incarnation, 22u);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
