@@ -227,6 +227,12 @@ struct Peer {
     // counted past what an application that never releases could be keeping track of; stays.
     uint16_t app_refs = 0;
     uint64_t incarnation = 0;   // 0: not heard from yet
+    // With a key (SPEC 3.4): the incarnation was taken from a HELLO naming no incarnation of
+    // ours (a peer connecting to us, or a recording of a dead life's), and nothing from it has
+    // named our current one since. Our own sends wait until the peer echoes our HELLO's nonce;
+    // until then a RESET or an echo naming another incarnation replaces it without ending
+    // anything (nothing of ours or of the application's went to it).
+    bool unproven = false;
     // client side toward the peer
     uint32_t next_txn = 1;
     bool credit_known = false;
@@ -875,7 +881,7 @@ struct E {
     uint32_t backoff(uint32_t rto) const { return rto >= c.rto_max_us / 2 ? c.rto_max_us : rto * 2; }
     void connect(Instant now, uint16_t pi) {
         Peer& p = peer_at(pi);
-        if (p.state == PeerState::kConnecting || p.state == PeerState::kUp) return;
+        if (p.state == PeerState::kConnecting || (p.state == PeerState::kUp && !p.unproven)) return;
         p.state = PeerState::kConnecting;
         p.hello_due = true;
         want_tx(pi);
@@ -1277,6 +1283,30 @@ struct E {
         p.rto_us = c.rto_initial_us;
     }
 
+    // With a key: an incarnation never proven (Peer::unproven) with nothing bound to it (no
+    // request held from it, no transaction of ours sent to it) is replaced by another without
+    // ending anything: the waiting sends go to the new one, PeerRefs stay good. The numbering
+    // both ways starts anew, as after a reboot. False: not so, a reboot it is.
+    bool replace_unproven(uint16_t pi, uint64_t incarnation) {
+        Peer& p = peer_at(pi);
+        if (!p.unproven || p.reqs_live || p.out_txns) return false;
+        for (size_t i = 0; i < m.sends_hi; i++) {
+            const Send& s = m.sends[i];
+            if (s.state != SendState::kFree && s.peer == pi && s.txn) return false;
+        }
+        p.prev_incarnation = p.incarnation;
+        p.incarnation = incarnation;
+        p.next_txn = c.first_txn;
+        p.base_set = false;
+        p.base = 0;
+        p.done = 0;
+        p.mtu = wire::kMtuMin;
+        p.mtu_done = false;
+        p.rtt_init = false;
+        p.rto_us = c.rto_initial_us;
+        return true;
+    }
+
     // A packet from an incarnation of the peer other than the known one. A new life says HELLO
     // (or answers ours) before anything else: then the peer rebooted. Any other packet is a late
     // one of an earlier life, two or more back (5.5): dropped (false).
@@ -1294,6 +1324,11 @@ struct E {
                 h.type == Type::kHelloAck &&
                 ((p.state == PeerState::kConnecting && msg.hello.nonce == p.hello_nonce) ||
                  (p.claimed_incarnation == h.src_incarnation && msg.hello.nonce == p.claim_nonce));
+            if (fresh && replace_unproven(pi, h.src_incarnation)) {
+                p.unproven = false;
+                p.claimed_incarnation = 0;
+                return true;
+            }
             if (!fresh) {
                 // Any packet of another life is its claim (a rebooted peer that took our check's
                 // HELLO for a handshake, its answer lost, sends requests and probes, no HELLO).
@@ -1317,6 +1352,7 @@ struct E {
                 return false;
             }
             p.claimed_incarnation = 0;
+            p.unproven = false;
         }
         rebooted(now, pi, h.src_incarnation);
         return true;
@@ -1924,9 +1960,9 @@ struct E {
             ack.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
                                     h.nonce, c.eager_bytes_max};
             queue_control(p.ipv4, ack);
-        } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce &&
-                   p.hello_tries == 1) {
-            rtt_sample(p, p.hello_sent_at, now);
+        } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce) {
+            p.unproven = false;  // our nonce echoed: this life is now (SPEC 3.4)
+            if (p.hello_tries == 1) rtt_sample(p, p.hello_sent_at, now);
         }
         if (p.state != PeerState::kUp) {
             p.state = PeerState::kUp;
@@ -2061,8 +2097,10 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
                 return;
             }
             if (p.incarnation != 0 && msg.reset.named_incarnation == p.incarnation &&
-                h.src_incarnation != p.incarnation)
-                e.rebooted(now, uint16_t(found), h.src_incarnation);
+                h.src_incarnation != p.incarnation) {
+                if (!e.replace_unproven(uint16_t(found), h.src_incarnation))
+                    e.rebooted(now, uint16_t(found), h.src_incarnation);
+            }
             return;
         }
         if (config_.auth && p.incarnation == 0 && p.state == PeerState::kConnecting &&
@@ -2109,6 +2147,12 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     }
     uint16_t pi = uint16_t(found);
     Peer& p = e.peer_at(pi);
+    if (config_.auth) {
+        // A packet naming this life of ours was sent during it; a HELLO naming none may be a
+        // recording of any earlier life of the peer's (SPEC 3.4).
+        if (h.dst_incarnation == config_.incarnation) p.unproven = false;
+        else if (p.incarnation == 0) p.unproven = true;
+    }
     p.incarnation = h.src_incarnation;
     p.last_heard = now;
     p.unanswered = 0;
@@ -2461,7 +2505,8 @@ Transmit emit(E& e, uint16_t pi, Message& msg, uint8_t* out, size_t cap, uint8_t
     msg.header.priority = priority;
     msg.header.dst_endpoint = p.endpoint;
     msg.header.src_endpoint = e.c.local_endpoint;
-    msg.header.dst_incarnation = p.incarnation;
+    // A HELLO to an unproven incarnation names none: whichever life is there echoes it.
+    msg.header.dst_incarnation = msg.header.type == Type::kHello && p.unproven ? 0 : p.incarnation;
     msg.header.src_incarnation = e.c.incarnation;
     msg.header.ack = 0;
     if (msg.header.type != Type::kAck && msg.header.type != Type::kHello &&

@@ -1804,6 +1804,38 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
     EXPECT_EQ(a2.engine->peer_info(a2.engine->peer(b22.config.local_ipv4, 0).value).incarnation, 22u);
 }
 
+// The same recording played to a node before it has any business with the peer: it answered and
+// kept the dead life as the peer's incarnation, and its next call went there and ended `peer
+// rebooted`. With a key, an incarnation a HELLO names is not trusted for our own sends until
+// the peer echoes a nonce of ours.
+TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
+    auto keyed = [](Box& x) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 5 + 1);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b21(0x0A000002, 21);
+    keyed(a);
+    keyed(b21);
+    std::vector<uint8_t> recorded;
+    Lan lan;
+    lan.boxes = {&a, &b21};
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
+    };
+    Echo echo_a{a};
+    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
+    keyed(a2);
+    keyed(b22);
+    lan.boxes = {&a2, &b22};
+    lan.seen = nullptr;
+    a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
+    Echo echo_b{b22};
+    EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
+    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
