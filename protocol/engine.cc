@@ -1332,9 +1332,10 @@ struct E {
             if (!fresh) {
                 // Any packet of another life is its claim (a rebooted peer that took our check's
                 // HELLO for a handshake, its answer lost, sends requests and probes, no HELLO).
-                if (p.claimed_incarnation != h.src_incarnation || now >= p.claim_sent_at + c.probe_interval_us) {
+                if (p.claimed_incarnation == 0 || now >= p.claim_sent_at + c.probe_interval_us) {
                     // Ask the claimed incarnation for our nonce back (at most once per probe
-                    // interval per claim): a rebooted peer answers at once.
+                    // interval per peer, whatever life is claimed: recordings of several dead
+                    // lives played in turn drew one HELLO each): a rebooted peer answers at once.
                     p.claimed_incarnation = h.src_incarnation;
                     p.claim_nonce = next_nonce();
                     p.claim_sent_at = now;

@@ -1836,6 +1836,51 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
     EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
 }
 
+// A claim is checked at most once per probe interval per peer (SPEC 3.4), however many lives
+// the claims name: recordings of two dead lives played in turn, a thousand of them at once,
+// drew a HELLO each (one answer per packet, at the rate of whoever plays them).
+TEST(Engine, WithAKeyClaimsOfManyDeadLivesAreCheckedOncePerInterval) {
+    auto keyed = [](Box& x) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 11 + 3);
+        x.start();
+    };
+    Box a(0x0A000001, 11);
+    keyed(a);
+    Echo echo_a{a};
+    std::vector<std::unique_ptr<Box>> lives;
+    std::vector<std::vector<uint8_t>> recorded(4);  // each life's first HELLO
+    Lan lan;
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        for (size_t i = 0; i < lives.size(); i++)
+            if (&from == lives[i].get() && m.header.type == wire::Type::kHello && recorded[i].empty())
+                recorded[i] = bytes;
+    };
+    for (uint64_t inc : {20u, 21u, 22u, 23u}) {
+        lives.emplace_back(new Box(0x0A000002, inc));
+        keyed(*lives.back());
+        lan.boxes = {&a, lives.back().get()};
+        ASSERT_EQ(lan.call(*lives.back(), a.config.local_ipv4, {&echo_a}), ErrorCode::kOk) << inc;
+    }
+    const uint64_t checked = a.engine->stats().lives_checked;
+    for (int i = 0; i < 1000; i++) {
+        const std::vector<uint8_t>& r = recorded[i % 2];  // lives 20 and 21 (22 is the one before)
+        a.engine->handle_datagram(lan.now, 0x0A000002, a.config.local_ipv4, r.data(), r.size());
+    }
+    size_t hellos = 0;
+    uint8_t buf[2048];
+    for (Transmit t; (t = a.engine->poll_transmit(lan.now, buf, sizeof buf)).bytes;) {
+        wire::Message m;
+        ASSERT_EQ(wire::decode(buf, t.bytes, a.config.local_ipv4, t.dst_ipv4, m), wire::DecodeError::kOk);
+        hellos += m.header.type == wire::Type::kHello;
+    }
+    EXPECT_LE(hellos, 1u);
+    EXPECT_LE(a.engine->stats().lives_checked - checked, 1u);
+    // and the live one still talks to a
+    EXPECT_EQ(lan.call(*lives.back(), a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    EXPECT_EQ(a.engine->stats().peers_rebooted, 3u);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
