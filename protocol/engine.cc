@@ -278,6 +278,9 @@ struct Peer {
     uint8_t nacks = 0;
     Instant ack_due = kNever;
     Instant reset_ok_at = 0;
+    // With a key: a packet of ours went to the peer since the last refusal we took (SPEC 3.4: a
+    // recorded refusal played again is taken at most once per packet it could have answered).
+    bool refusal_ok = false;
     uint16_t sends_live = 0, reqs_live = 0;
     char name[wire::kNameBytesMax];
     uint8_t name_bytes = 0;
@@ -896,6 +899,13 @@ struct E {
     // request on its own timer, and the sends wait for room, until their deadlines.
     void refused(Instant now, uint16_t pi) {
         Peer& p = peer_at(pi);
+        if (c.auth) {
+            if (!p.refusal_ok) {
+                st.dropped_unexpected++;
+                return;
+            }
+            p.refusal_ok = false;
+        }
         st.refusals_received++;
         p.last_heard = now;
         p.unanswered = 0;
@@ -2502,6 +2512,7 @@ namespace {
 Transmit emit(E& e, uint16_t pi, Message& msg, uint8_t* out, size_t cap, uint8_t flags,
               uint8_t priority) {
     Peer& p = e.peer_at(pi);
+    p.refusal_ok = true;
     msg.header.flags = flags;
     msg.header.priority = priority;
     msg.header.dst_endpoint = p.endpoint;

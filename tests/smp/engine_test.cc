@@ -1881,6 +1881,51 @@ TEST(Engine, WithAKeyClaimsOfManyDeadLivesAreCheckedOncePerInterval) {
     EXPECT_EQ(a.engine->stats().peers_rebooted, 3u);
 }
 
+// A RESET "no peer slot" says only that the peer had no room once (SPEC 4.9); with a key it is
+// taken at most once per packet we sent it since the last (SPEC 3.4). A recording of one played
+// every rto_max / 2 put the connecting node's HELLO off by rto_max each time: it never said
+// HELLO again, and its call to a live peer with room waited for ever.
+TEST(Engine, WithAKeyARecordedRefusalDoesNotPutTheHelloOffForEver) {
+    auto keyed = [](Box& x) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 13 + 9);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    keyed(a);
+    keyed(b);
+    // b's refusal of a (as b sends one when its table is full), recorded.
+    wire::Message r;
+    r.header.type = wire::Type::kReset;
+    r.header.src_incarnation = 22;
+    r.header.dst_incarnation = 11;
+    r.reset = wire::Reset{11, wire::ResetReason::kNoPeerSlot};
+    const wire::MacKey key = wire::mac_key(b.config.auth_key);
+    uint8_t rec[256];
+    const size_t n = wire::encode(r, b.config.local_ipv4, a.config.local_ipv4, rec, sizeof rec, &key);
+    ASSERT_GT(n, 0u);
+    Lan lan;
+    lan.boxes = {&a, &b};
+    Echo echo{b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event done;
+    bool got = false;
+    for (int i = 0; i < 40 && !got; i++) {
+        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, rec, n);
+        lan.run([&] {
+            echo.step_at(lan.now);
+            return got = take(a, EventType::kSendDone, done);
+        }, lan.now + a.config.rto_max_us / 2);
+        lan.now += 1;
+    }
+    ASSERT_TRUE(got);
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
