@@ -167,7 +167,9 @@ TEST(Wire, Blake2sMatchesKnownAnswers) {
     const std::pair<size_t, const char*> known[] = {
         {0, "9536f9b267655743dee97b8a670f9f53"},   {1, "13bacfb85b48a1223c595f8c1e7e82cb"},
         {63, "ece382a8bd5018f1de5da44b72cea75b"},  {64, "f1efa90d2547036841ecd3627fafbc36"},
-        {65, "811ff8686d23a435ecbd0bdafcd27b1b"},  {255, "cd075928ab7e6883e697fe7fd3ac43ee"}};
+        {65, "811ff8686d23a435ecbd0bdafcd27b1b"},  {128, "8c09f698d03eaf88abf69f8147865ef6"},
+        {129, "5c363ae42a5bec26fbc5e996428d9bd7"}, {192, "75e5d1a1e374a04a699247dad827b6cf"},
+        {255, "cd075928ab7e6883e697fe7fd3ac43ee"}};
     for (const auto& [n, want] : known) {
         // Whole, and fed in uneven pieces (the MAC is fed part by part from a chain).
         b.init(key, 32, 16);
@@ -179,6 +181,10 @@ TEST(Wire, Blake2sMatchesKnownAnswers) {
             b.update(data + at, step < n - at ? step : n - at);
         b.final(out);
         EXPECT_EQ(hex(out, 16), want) << n << " in pieces";
+        b.init(key, 32, 16);  // in whole blocks (a block boundary at each piece's end)
+        for (size_t at = 0; at < n; at += 64) b.update(data + at, n - at < 64 ? n - at : 64);
+        b.final(out);
+        EXPECT_EQ(hex(out, 16), want) << n << " in blocks";
         // And from the key's state made once (MacKey), as every packet's MAC is (its input is
         // never empty: the key block is never the last one).
         if (n == 0) continue;
@@ -189,6 +195,28 @@ TEST(Wire, Blake2sMatchesKnownAnswers) {
         b.final(out);
         EXPECT_EQ(hex(out, 16), want) << n << " from a MacKey";
     }
+}
+
+// The MAC of a packet is the keyed BLAKE2s of SPEC 3.4's input, byte for byte: the pseudo-header
+// (source, destination, 0, 121, length) and the packet up to the MAC with the checksum field as
+// zero (expected value from Python's hashlib.blake2s over that input, key 00..1f, 16 bytes).
+TEST(Wire, PacketMacIsBlake2sOfThePseudoHeaderAndThePacket) {
+    AuthKey k{};
+    for (int i = 0; i < 32; i++) k.bytes[i] = uint8_t(i);
+    uint8_t pkt[100];
+    for (int i = 0; i < 100; i++) pkt[i] = uint8_t(i * 3);
+    pkt[6] = 0;
+    pkt[7] = 100;
+    uint8_t out[kMacBytes];
+    const ConstBytes whole{pkt, sizeof pkt};
+    packet_mac(ConstChain{&whole, 1}, sizeof pkt, 0x0A000001, 0x0A000002, mac_key(k), out);
+    std::string got;
+    for (uint8_t x : out) {
+        char b[3];
+        snprintf(b, sizeof b, "%02x", x);
+        got += b;
+    }
+    EXPECT_EQ(got, "a5ea6ee1bc4db2f0f8264e52c9cd8c62");
 }
 
 // With a key, every type round-trips with AUTH and a MAC that verifies over any split of the
