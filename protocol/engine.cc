@@ -250,6 +250,9 @@ struct Peer {
     uint32_t srtt_us = 0, rttvar_us = 0, rto_us = 0;
     // liveness
     Instant last_heard = 0, last_business = 0;
+    // Heard in a way a recording cannot repeat (SPEC 3.4, 5.5): without a key, = last_heard;
+    // with one, only the echo of a recent probe or of our nonce, which is what liveness goes by.
+    Instant alive_at = 0;
     Instant probe_at = kNever, probe_sent_at = 0;
     uint32_t probe_seq = 0;
     uint16_t unanswered = 0;
@@ -302,6 +305,7 @@ struct Retired {
 };
 constexpr size_t kRetiredPerPeer = 16;
 constexpr uint16_t kRefsPinned = 0xFFFF;
+constexpr uint32_t kProbesFresh = 4;  // with a key, a PROBE_ACK of one of our last 4 probes is alive
 
 struct NameEntry {
     bool used = false;
@@ -774,6 +778,7 @@ struct E {
         p.rto_us = c.rto_initial_us;
         p.next_txn = c.first_txn;
         p.last_heard = now;
+        p.alive_at = now;
         p.last_business = now;
         st.peers_live++;
         if (st.peers_live > st.peers_high) st.peers_high = st.peers_live;
@@ -892,6 +897,7 @@ struct E {
         p.hello_tries = 0;
         p.hello_nonce = next_nonce();
         p.last_heard = now;
+        p.alive_at = now;
         p.unanswered = 0;
     }
     // The peer answered that its table has no room for us now (RESET kNoPeerSlot): it is alive,
@@ -908,6 +914,7 @@ struct E {
         }
         st.refusals_received++;
         p.last_heard = now;
+        p.alive_at = now;
         p.unanswered = 0;
         if (p.state == PeerState::kConnecting) {
             p.hello_tries = 0;
@@ -2044,6 +2051,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         return;
     }
     int found = e.find_peer(src_ipv4, h.src_endpoint);
+    bool took_life = false;  // a new life of the peer's taken (with a key: its echo proved it)
     if (h.dst_incarnation != 0 && h.dst_incarnation != config_.incarnation) {
         // Meant for an earlier incarnation of ours: tell the sender (rate-limited), drop it.
         stats_.dropped_unexpected++;
@@ -2086,7 +2094,10 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             Peer& p = e.peer_at(uint16_t(found));
             if (p.incarnation == h.src_incarnation) {
                 p.last_heard = now;
-                p.unanswered = 0;
+                if (!config_.auth) {  // with a key, a PROBE may be a recording: no proof of life
+                    p.alive_at = now;
+                    p.unanswered = 0;
+                }
             }
         }
         return;
@@ -2133,6 +2144,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
             if (!e.new_life(now, uint16_t(found), msg)) return;
+            took_life = true;
         } else if (p.base_set && !p.reqs_live && now - p.last_heard >= e.numbering_lapse())
             p.base_set = false;  // silent that long: no packet of its numbering is left, and it
                                  // may have forgotten it (5.1); the next txn low starts the
@@ -2152,9 +2164,10 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         }
         // A retired peer came back (add_peer restored it) as another incarnation: it rebooted.
         Peer& back = e.peer_at(uint16_t(found));
-        if (back.incarnation != 0 && back.incarnation != h.src_incarnation &&
-            !e.new_life(now, uint16_t(found), msg))
-            return;
+        if (back.incarnation != 0 && back.incarnation != h.src_incarnation) {
+            if (!e.new_life(now, uint16_t(found), msg)) return;
+            took_life = true;
+        }
     }
     uint16_t pi = uint16_t(found);
     Peer& p = e.peer_at(pi);
@@ -2166,7 +2179,14 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
     }
     p.incarnation = h.src_incarnation;
     p.last_heard = now;
-    p.unanswered = 0;
+    // With a key, only what a recording cannot repeat proves the peer alive now (SPEC 3.4): the
+    // echo of one of our last few probes or of our nonce (a reboot taken: its claim's echo).
+    if (!config_.auth || took_life ||
+        (h.type == Type::kProbeAck && p.probe_seq - msg.probe.seq < kProbesFresh) ||
+        (h.type == Type::kHelloAck && p.state == PeerState::kConnecting && msg.hello.nonce == p.hello_nonce)) {
+        p.alive_at = now;
+        p.unanswered = 0;
+    }
     // (A REQUEST's own: after it, see on_request.)
     if (h.ack && h.type != Type::kRequest) e.on_ack_entry(now, pi, h.ack, AckKind::kReplyReceived);
     // REQUEST, REPLY, PULL, DATA and ACK mark exactly what they give to send (E::want_tx); the
@@ -2263,7 +2283,7 @@ void Engine::handle_timeout(Instant now) {
         if (p.state == PeerState::kFree) continue;
         bool business = p.sends_live || p.reqs_live;
         if (p.state == PeerState::kConnecting) {
-            if (p.hello_tries >= c.probes_dead && now - p.last_heard >= dead_after) {
+            if (p.hello_tries >= c.probes_dead && now - p.alive_at >= dead_after) {
                 e.fail_peer(now, i, ErrorCode::kHostDown);
                 continue;
             }
@@ -2271,16 +2291,16 @@ void Engine::handle_timeout(Instant now) {
             // Liveness (SPEC.md 5.5): probe a peer we have business with whenever it has been
             // silent for a probe interval; K unanswered probes in a row and dead_after of
             // silence declare it down.
-            if (p.probe_at == kNever) p.probe_at = p.last_heard + c.probe_interval_us;
+            if (p.probe_at == kNever) p.probe_at = p.alive_at + c.probe_interval_us;
             if (now >= p.probe_at) {
-                if (now - p.last_heard >= c.probe_interval_us) {
+                if (now - p.alive_at >= c.probe_interval_us) {
                     p.probe_due = true;
                     p.probe_at = now + c.probe_interval_us;
                 } else {
-                    p.probe_at = p.last_heard + c.probe_interval_us;
+                    p.probe_at = p.alive_at + c.probe_interval_us;
                 }
             }
-            if (p.unanswered >= c.probes_dead && now - p.last_heard >= dead_after) {
+            if (p.unanswered >= c.probes_dead && now - p.alive_at >= dead_after) {
                 e.fail_peer(now, i, ErrorCode::kHostDown);
                 continue;
             }
@@ -2411,7 +2431,7 @@ void Engine::handle_timeout(Instant now) {
             // next send starts with HELLO instead of waiting out the same silence).
             uint16_t pi = 0;
             if (ev.error == ErrorCode::kHostDown && l.where.valid() && e.peer_of_ref(l.where, pi) &&
-                e.peer_at(pi).state == PeerState::kUp && now - e.peer_at(pi).last_heard >= dead_after)
+                e.peer_at(pi).state == PeerState::kUp && now - e.peer_at(pi).alive_at >= dead_after)
                 e.fail_peer(now, pi, ErrorCode::kHostDown);
             l.used = false;
             l.gen = uint16_t(l.gen + 1 ? l.gen + 1 : 1);
@@ -2446,15 +2466,15 @@ Instant Engine::next_timeout_scan() const {
             // HELLO is exact: its tries count toward declaring the peer down (as probes do),
             // and the down rule, served on time, waits for them.
             t = min_t(t, p.hello_at);
-            t = min_t(t, p.last_heard + dead_after);
+            t = min_t(t, p.alive_at + dead_after);
         } else if (business) {
             // The next probe: a probe interval after the peer was last heard, or after the last
             // probe sent (probe_at), whichever is later. probe_at alone would be stale while
             // the peer is heard from all the time, and wake the node every probe interval for
             // nothing (handle_timeout then only moves it).
-            const Instant heard = p.last_heard + c.probe_interval_us;
+            const Instant heard = p.alive_at + c.probe_interval_us;
             t = min_t(t, p.probe_at == kNever || p.probe_at < heard ? heard : p.probe_at);
-            if (p.unanswered >= c.probes_dead) t = min_t(t, p.last_heard + dead_after);
+            if (p.unanswered >= c.probes_dead) t = min_t(t, p.alive_at + dead_after);
         } else if (!p.is_static && p.state == PeerState::kDown) {
             t = min_t(t, p.last_business + c.peer_linger_us);
         }

@@ -1926,6 +1926,42 @@ TEST(Engine, WithAKeyARecordedRefusalDoesNotPutTheHelloOffForEver) {
     EXPECT_EQ(done.error, ErrorCode::kOk);
 }
 
+TEST(Engine, WithAKeyARecordedPacketDoesNotKeepADeadPeerAlive) {
+    auto keyed = [](Box& x) {
+        x.config.auth = true;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 17 + 2);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    keyed(a);
+    keyed(b);
+    std::vector<uint8_t> recorded;  // some packet of b's to a (this life of both)
+    Lan lan;
+    lan.boxes = {&a, &b};
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b && m.header.type != wire::Type::kHelloAck) recorded = bytes;
+    };
+    Echo echo{b};
+    ASSERT_EQ(lan.call(a, b.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    ASSERT_FALSE(recorded.empty());
+    lan.boxes = {&a};  // b stops
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event done;
+    bool got = false;
+    const Instant start = lan.now;
+    for (int i = 0; i < 400 && !got; i++) {  // 4 s, a replay every 10 ms
+        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, recorded.data(), recorded.size());
+        lan.run([&] { return got = take(a, EventType::kSendDone, done); }, lan.now + 10'000);
+        lan.now = std::max(lan.now, start + Instant(i + 1) * 10'000);
+    }
+    ASSERT_TRUE(got);
+    EXPECT_EQ(done.error, ErrorCode::kHostDown);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
