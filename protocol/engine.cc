@@ -1288,6 +1288,10 @@ struct E {
             l.tx_due = true;
             m.lookup_tx = true;
         }
+        take_incarnation(p, incarnation);
+    }
+    // The peer is another life: its numbering both ways and its path start anew.
+    void take_incarnation(Peer& p, uint64_t incarnation) {
         p.prev_incarnation = p.incarnation;
         p.incarnation = incarnation;
         p.next_txn = c.first_txn;
@@ -1311,16 +1315,7 @@ struct E {
             const Send& s = m.sends[i];
             if (s.state != SendState::kFree && s.peer == pi && s.txn) return false;
         }
-        p.prev_incarnation = p.incarnation;
-        p.incarnation = incarnation;
-        p.next_txn = c.first_txn;
-        p.base_set = false;
-        p.base = 0;
-        p.done = 0;
-        p.mtu = wire::kMtuMin;
-        p.mtu_done = false;
-        p.rtt_init = false;
-        p.rto_us = c.rto_initial_us;
+        take_incarnation(p, incarnation);
         return true;
     }
 
