@@ -296,6 +296,7 @@ struct Peer {
 struct Retired {
     bool used = false;
     bool base_set = false;
+    bool unproven = false;  // with a key: its incarnation was never proven (Peer::unproven)
     uint16_t endpoint = 0;
     uint32_t ipv4 = 0;
     uint32_t base = 0, next_txn = 0;
@@ -812,6 +813,7 @@ struct E {
         to.ipv4 = p.ipv4;
         to.endpoint = p.endpoint;
         to.incarnation = p.incarnation;
+        to.unproven = p.unproven;
         to.base_set = p.base_set;
         to.base = p.base;
         to.done = p.done;
@@ -836,6 +838,7 @@ struct E {
             if (!r.used || r.ipv4 != p.ipv4 || r.endpoint != p.endpoint) continue;
             r.used = false;
             p.incarnation = r.incarnation;
+            p.unproven = r.unproven;  // a life learned from a recording stays to be proven
             p.next_txn = r.next_txn;
             if (r.since + c.peer_linger_us <= now) return;
             p.base_set = r.base_set;

@@ -1836,6 +1836,47 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
     EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
 }
 
+// The same through the peer table's retirement: the recording names life 21 of b, unproven; a
+// full table retires b (its state kept aside) for another peer, and b comes back when a calls
+// it. The retired entry keeps the flag (the security review found it dropped there); with or
+// without it this call goes through (the HELLO to the dead life draws a RESET before any
+// transaction is bound to it), so this checks the path, not the flag.
+TEST(Engine, WithAKeyAnUnprovenLifeStaysUnprovenThroughRetirement) {
+    auto keyed = [](Box& x, uint16_t peers_max) {
+        x.config.auth = true;
+        x.config.peers_max = peers_max;
+        for (size_t i = 0; i < wire::kAuthKeyBytes; i++) x.config.auth_key.bytes[i] = uint8_t(i * 5 + 2);
+        x.start();
+    };
+    Box a(0x0A000001, 11), b21(0x0A000002, 21);
+    keyed(a, 64);
+    keyed(b21, 64);
+    std::vector<uint8_t> recorded;
+    Lan lan;
+    lan.boxes = {&a, &b21};
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
+    };
+    Echo echo_a{a};
+    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    Box a2(0x0A000001, 12), b22(0x0A000002, 22), c(0x0A000003, 33);
+    keyed(a2, 1);
+    keyed(b22, 64);
+    keyed(c, 64);
+    lan.boxes = {&a2, &b22, &c};
+    lan.seen = nullptr;
+    a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
+    lan.run(nullptr, lan.now + 100'000);
+    lan.now += 200'000;  // b's record idle: c's call retires it
+    Echo echo_a2{a2};
+    ASSERT_EQ(lan.call(c, a2.config.local_ipv4, {&echo_a2}), ErrorCode::kOk);
+    EXPECT_GE(a2.engine->stats().peers_retired, 1u);
+    lan.now += 200'000;
+    Echo echo_b{b22};
+    EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
+    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
+}
+
 // A claim is checked at most once per probe interval per peer (SPEC 3.4), however many lives
 // the claims name: recordings of two dead lives played in turn, a thousand of them at once,
 // drew a HELLO each (one answer per packet, at the rate of whoever plays them).
