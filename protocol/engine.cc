@@ -478,6 +478,10 @@ ErrorCode Engine::check_config(const Config& c) {
               c.retries_max >= 1 && c.control_max >= 1 && c.lookups_max < 0xFFFF &&
               c.timer_slack_us <= c.rto_max_us &&
               (c.static_peers_count == 0 || c.static_peers != nullptr);
+    // A key of all zeros is a key left unset (Config's default), never one chosen.
+    uint8_t any = 0;
+    for (size_t i = 0; i < wire::kAuthKeyBytes; i++) any |= c.auth_key.bytes[i];
+    if (c.auth && any == 0) ok = false;
     return ok ? ErrorCode::kOk : ErrorCode::kInvalid;
 }
 

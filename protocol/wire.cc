@@ -502,6 +502,8 @@ void feed_range(Blake2s& b, ConstChain c, size_t from, size_t to) {
 }  // namespace
 
 void Blake2s::init(const uint8_t* key, size_t key_bytes, size_t out) {
+    if (key_bytes > 32) key_bytes = 32;  // RFC 7693: at most 32 key bytes (the block holds 64)
+    if (out == 0 || out > 32) out = 32;
     out_bytes = out;
     for (int i = 0; i < 8; i++) h[i] = kBlake2sIv[i];
     h[0] ^= 0x01010000u ^ uint32_t(key_bytes << 8) ^ uint32_t(out);

@@ -2038,6 +2038,18 @@ TEST(Engine, DISABLED_WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerF
     }
 }
 
+// Authentication asked for with the key left at its default (all zeros) is a mistake, not a
+// key: the configuration is refused.
+TEST(Engine, AnAllZeroKeyIsRefused) {
+    Config c;
+    c.local_ipv4 = 0x0A000001;
+    c.incarnation = 5;
+    c.auth = true;
+    EXPECT_EQ(Engine::check_config(c), ErrorCode::kInvalid);
+    c.auth_key.bytes[7] = 1;
+    EXPECT_EQ(Engine::check_config(c), ErrorCode::kOk);
+}
+
 TEST(Engine, AuthenticatedPacketsAreDroppedWithoutAKey) {
     Box a(0x0A000001, 11);
     wire::Message m;
