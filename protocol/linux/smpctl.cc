@@ -226,6 +226,9 @@ Options parse_options(int argc, char** argv) {
       std::fclose(f);
       if (!sl::parse_auth_key(std::string_view(line, got), &o.config.auth_key))
         usage_error("bad --key-file '" + value + "': expected 64 hex digits (a 32-byte key)");
+      struct stat kst {};
+      if (stat(value.c_str(), &kst) == 0 && (kst.st_mode & 077))
+        std::fprintf(stderr, "smpctl: warning: the key file %s can be read by others (chmod 600 it)\n", value.c_str());
     } else if (key == "--spin-us") {
       int64_t us = 0;
       if (!parse_int(value, 0, 1'000'000, &us)) usage_error("bad --spin-us '" + value + "': 0..1000000");

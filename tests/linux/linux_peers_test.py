@@ -404,8 +404,16 @@ def case_auth(h):
     keys = {}
     for name in ("k1", "k2"):
         keys[name] = os.path.join(h.tmp.name, name)
-        with open(keys[name], "w") as f:
+        with os.fdopen(os.open(keys[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(os.urandom(32).hex() + "\n")
+    # A key file others can read is used, with a warning.
+    loose = os.path.join(h.tmp.name, "loose")
+    with open(loose, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    os.chmod(loose, 0o644)
+    r = h.run("A", [f"--key-file={loose}", "--peer=x=127.0.0.2", "--timeout=100", "ping", "x", "-c", "1"],
+              check=False)
+    check("can be read by others" in r.stderr, f"a world-readable key file is warned about: {r.stderr!r}")
     k1, k2 = f"--key-file={keys['k1']}", f"--key-file={keys['k2']}"
     dump_path = os.path.join(h.tmp.name, "auth.pcap")
     dump = subprocess.Popen(h.exec_argv("B", ["tcpdump", "-q", "-U", "--immediate-mode", "-B", "32768", "-i",
