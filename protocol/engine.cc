@@ -993,6 +993,19 @@ struct E {
             }
         }
     }
+    // What our HELLO and HELLO_ACK grant and announce (SPEC 4.1), with their nonce.
+    wire::Hello our_hello(uint32_t nonce) const {
+        return wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max, nonce, c.eager_bytes_max};
+    }
+    // A HELLO or HELLO_ACK with our grants, sent as a control answer (not from the peer's state).
+    void queue_hello(const Peer& p, Type type, uint64_t dst_incarnation, uint32_t nonce) {
+        Message hello;
+        hello.header.type = type;
+        hello.header.dst_endpoint = p.endpoint;
+        hello.header.dst_incarnation = dst_incarnation;
+        hello.hello = our_hello(nonce);
+        queue_control(p.ipv4, hello);
+    }
     void queue_control(uint32_t ipv4, const Message& msg) {
         if (m.ctl_count == c.control_max) {
             st.dropped_control_full++;  // the other side repeats what it asked
@@ -1358,13 +1371,7 @@ struct E {
                     p.claimed_incarnation = h.src_incarnation;
                     p.claim_nonce = next_nonce();
                     p.claim_sent_at = now;
-                    Message hello;
-                    hello.header.type = Type::kHello;
-                    hello.header.dst_endpoint = p.endpoint;
-                    hello.header.dst_incarnation = h.src_incarnation;
-                    hello.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
-                                              p.claim_nonce, c.eager_bytes_max};
-                    queue_control(p.ipv4, hello);
+                    queue_hello(p, Type::kHello, h.src_incarnation, p.claim_nonce);
                     st.lives_checked++;
                 } else {
                     st.dropped_unexpected++;
@@ -1973,13 +1980,7 @@ struct E {
         p.peer_eager_max = h.eager_bytes_max;
         p.credit_known = true;
         if (msg.header.type == Type::kHello) {
-            Message ack;
-            ack.header.type = Type::kHelloAck;
-            ack.header.dst_endpoint = p.endpoint;
-            ack.header.dst_incarnation = p.incarnation;
-            ack.hello = wire::Hello{c.window_bytes, c.window_txns, c.mtu_max, c.message_bytes_max,
-                                    h.nonce, c.eager_bytes_max};
-            queue_control(p.ipv4, ack);
+            queue_hello(p, Type::kHelloAck, p.incarnation, h.nonce);
         } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce) {
             p.unproven = false;  // our nonce echoed: this life is now (SPEC 3.4)
             if (p.hello_tries == 1) rtt_sample(p, p.hello_sent_at, now);
@@ -2133,15 +2134,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             // incarnation (SPEC 3.4): a HELLO (perhaps a recording of a dead life's) is answered
             // but not believed, or our sends would go to that life and end `peer rebooted`.
             stats_.dropped_unexpected++;
-            if (h.type == Type::kHello) {
-                Message ack;
-                ack.header.type = Type::kHelloAck;
-                ack.header.dst_endpoint = p.endpoint;
-                ack.header.dst_incarnation = h.src_incarnation;
-                ack.hello = wire::Hello{config_.window_bytes, config_.window_txns, config_.mtu_max,
-                                        config_.message_bytes_max, msg.hello.nonce, config_.eager_bytes_max};
-                e.queue_control(src_ipv4, ack);
-            }
+            if (h.type == Type::kHello) e.queue_hello(p, Type::kHelloAck, h.src_incarnation, msg.hello.nonce);
             return;
         }
         if (p.incarnation != 0 && p.incarnation != h.src_incarnation) {
@@ -2569,8 +2562,7 @@ Transmit poll_peer(E& e, Instant now, uint16_t pi, uint8_t* out, size_t cap) {
     Message msg;
     if (p.state == PeerState::kConnecting && p.hello_due && p.hello_at <= now) {
         msg.header.type = Type::kHello;
-        msg.hello = wire::Hello{e.c.window_bytes, e.c.window_txns, e.c.mtu_max,
-                                e.c.message_bytes_max, p.hello_nonce, e.c.eager_bytes_max};
+        msg.hello = e.our_hello(p.hello_nonce);
         p.hello_tries++;
         p.hello_sent_at = now;
         uint64_t wait = uint64_t(p.rto_us) << (p.hello_tries < 5 ? p.hello_tries - 1 : 4);
