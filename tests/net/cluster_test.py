@@ -675,6 +675,7 @@ def test_auth(args):
     finally:
         c.down()
     assert_nothing_left(c)
+    shutil.rmtree(run_dir, ignore_errors=True)  # kept only when the test fails, to look into
     print("PASS")
     return 0
 
