@@ -439,7 +439,8 @@ size_t answered_words(const Config& c) { return (size_t(c.peers_max) + 63) / 64;
 
 Layout layout(const Config& c) {
     Layout l{};
-    size_t blocks = c.pool_block_bytes ? c.pool_bytes / c.pool_block_bytes : 0;
+    // With an eager store the pool only counts blocks (pool_alloc): no bytes, no chains.
+    size_t blocks = c.pool_block_bytes && !c.eager_store ? c.pool_bytes / c.pool_block_bytes : 0;
     size_t off = 0;
     auto take = [&](size_t bytes) {
         size_t at = off;
@@ -520,7 +521,8 @@ Engine::Engine(const Config& config, void* memory, size_t bytes) : config_(confi
     }
     m.req_free = 1;
     m.pool_block_count = config.pool_bytes / config.pool_block_bytes;
-    for (uint32_t i = 0; i < m.pool_block_count; i++) m.pool_next[i] = i + 2 <= m.pool_block_count ? i + 2 : 0;
+    if (!config.eager_store)
+        for (uint32_t i = 0; i < m.pool_block_count; i++) m.pool_next[i] = i + 2 <= m.pool_block_count ? i + 2 : 0;
     m.pool_free_head = 1;
     m.pool_free_count = m.pool_block_count;
     m.events_max = events_needed(config);
@@ -622,6 +624,12 @@ struct E {
         head = 0;
         blocks = need;
         if (need > m.pool_free_count) return false;
+        if (c.eager_store) {  // the bytes go to the caller's store: only the count is kept
+            m.pool_free_count -= need;
+            st.pool_bytes_used += uint64_t(need) * c.pool_block_bytes;
+            if (st.pool_bytes_used > st.pool_bytes_high) st.pool_bytes_high = st.pool_bytes_used;
+            return true;
+        }
         uint32_t prev = 0;
         for (uint32_t i = 0; i < need; i++) {
             uint32_t b = m.pool_free_head;
@@ -637,6 +645,12 @@ struct E {
         return true;
     }
     void pool_free(uint32_t& head, uint32_t& blocks) {
+        if (c.eager_store) {
+            m.pool_free_count += blocks;
+            st.pool_bytes_used -= uint64_t(blocks) * c.pool_block_bytes;
+            blocks = 0;
+            return;
+        }
         uint32_t b = head;
         while (b) {
             uint32_t next = m.pool_next[b - 1];
@@ -695,6 +709,19 @@ struct E {
         pool_walk(head, offset, n, [&](uint8_t* p, size_t done, uint32_t take) {
             chain_write(dst, dst_off + done, p, take);
         });
+    }
+
+    // A request's eager bytes: in the caller's store (Config::eager_store), else in the pool.
+    uint8_t* eager_area(const Req& r) const {
+        return c.eager_store + req_index(r) * size_t(c.eager_bytes_max);
+    }
+    void eager_write(const Req& r, uint32_t offset, ConstChain src, size_t src_off, uint32_t n) {
+        if (c.eager_store) chain_read(src, src_off, eager_area(r) + offset, n);
+        else pool_write(r.pool_head, offset, src, src_off, n);
+    }
+    void eager_read(const Req& r, uint32_t offset, MutableChain dst, size_t dst_off, uint32_t n) {
+        if (c.eager_store) chain_write(dst, dst_off, eager_area(r) + offset, n);
+        else pool_read(r.pool_head, offset, dst, dst_off, n);
     }
 
     // -- peers --
@@ -1670,12 +1697,12 @@ struct E {
         }
         if (q.offset == 0 && msg.payload.bytes >= r.eager) {
             // Every byte we keep is in this packet (every small request): nothing to assemble.
-            if (r.eager) pool_write(r.pool_head, 0, pkt, msg.payload.offset, r.eager);
+            if (r.eager) eager_write(r, 0, pkt, msg.payload.offset, r.eager);
         } else {
             if (msg.payload.bytes && q.offset < r.eager) {
                 // Only [0, eager) goes to the pool; announced bytes beyond it are pulled later.
                 uint32_t n = min_u(msg.payload.bytes, r.eager - q.offset);
-                pool_write(r.pool_head, q.offset, pkt, msg.payload.offset, n);
+                eager_write(r, q.offset, pkt, msg.payload.offset, n);
                 r.eager_have.insert(q.offset, q.offset + n);
             }
             if (!r.eager_have.covers(0, r.eager)) return;
@@ -3198,7 +3225,7 @@ ErrorCode Engine::read(Instant now, RequestHandle handle, uint32_t offset, Mutab
     r->read_len = len;
     // 1. What arrived eagerly is in the pool: copy it now.
     uint32_t end = offset + len;
-    if (offset < r->eager) e.pool_read(r->pool_head, offset, dst, 0, min_u(end, r->eager) - offset);
+    if (offset < r->eager) e.eager_read(*r, offset, dst, 0, min_u(end, r->eager) - offset);
     // 2. The rest is pulled from the client's own buffers.
     uint32_t lo = offset > r->eager ? offset : r->eager;
     if (lo >= end) {
@@ -3217,8 +3244,16 @@ size_t Engine::copy_eager(RequestHandle handle, uint32_t offset, MutableChain ds
     Req* r = e.req_settled(handle);
     if (!r || r->state != ReqState::kDelivered || offset >= r->eager) return 0;
     const uint32_t n = uint32_t(min_u64(chain_size(dst), r->eager - offset));
-    if (n) e.pool_read(r->pool_head, offset, dst, 0, n);
+    if (n) e.eager_read(*r, offset, dst, 0, n);
     return n;
+}
+
+uint8_t* Engine::eager_in_place(RequestHandle handle) {
+    if (!ok_ || !config_.eager_store) return nullptr;
+    E e{*impl_, config_, stats_};
+    Req* r = e.req_settled(handle);
+    if (!r || (r->state != ReqState::kDelivered && r->state != ReqState::kReplying)) return nullptr;
+    return e.eager_area(*r);
 }
 
 ErrorCode Engine::abandon_read(Instant now, RequestHandle handle) {

@@ -13,7 +13,8 @@
 //   read(request, dst)          -> kReadDone        (dst chain and its part array)
 //   reply(request, parts)       -> kReplyDone       (parts and its part array)
 // Only eager request bytes (at most Config::eager_bytes_max per request, within each peer's
-// credit) are copied, into the node-wide pool of Config::pool_bytes.
+// credit) are copied: into the node-wide pool of Config::pool_bytes, or, with
+// Config::eager_store, straight into the caller's memory, one area per request record.
 // Freestanding: the engine needs only memcpy and memset from its environment (GCC and clang
 // require those of any freestanding target; protocol/bytes.h calls them through builtins).
 #pragma once
@@ -103,6 +104,14 @@ struct Config {
     uint32_t eager_bytes_max = 8 * 1024;  // larger messages: the rest is pulled
     uint32_t message_bytes_max = wire::kMessageBytesMax;
     uint32_t pull_window_bytes = 256 * 1024;  // bytes requested and not yet received, per pull
+    // The caller's memory for eager bytes (nullptr: the arena's pool holds them). With it,
+    // request record i's eager bytes are written at eager_store + i x eager_bytes_max as their
+    // segments arrive (Engine::eager_store_bytes(config) in all), and eager_in_place() hands
+    // them to the application: no copy out of a pool. The pool then only counts (pool_bytes
+    // still bounds what peers may have here, node-wide and per window) and takes no arena.
+    // For a node whose application keeps each request's eager bytes apart anyway (the
+    // kernel's bridge: a 64 KiB request then takes one copy less on its way to the server).
+    uint8_t* eager_store = nullptr;
     uint16_t mtu_max = 1500;            // the local interface's MTU (largest IP packet)
 
     // Timers (SPEC.md section 5), microseconds.
@@ -226,6 +235,10 @@ public:
     // Bytes of arena the engine needs for `config` (a fixed formula: SPEC.md section 6.3).
     static size_t memory_bytes(const Config& config);
     static constexpr size_t kMemoryAlign = 16;
+    // Bytes of caller memory Config::eager_store must point to: requests_max x eager_bytes_max.
+    static size_t eager_store_bytes(const Config& config) {
+        return size_t(config.requests_max) * config.eager_bytes_max;
+    }
     // Checks a configuration; kOk or kInvalid.
     static ErrorCode check_config(const Config& config);
 
@@ -319,6 +332,12 @@ public:
     // once: no pull, no kReadDone, no change of state. Returns the bytes copied (0 for an unknown
     // or finished request). A small request is whole after this; read() fetches the rest.
     size_t copy_eager(RequestHandle request, uint32_t offset, MutableChain dst);
+    // With Config::eager_store: the request's area in it (eager_bytes_max bytes, the kRequest
+    // event's eager_bytes of them filled), as copy_eager would find it; nullptr without a store
+    // or for an unknown or finished request. The engine writes the area only while the request
+    // assembles (before kRequest), so from kRequest until kReplyDone or kRequestCancelled the
+    // application may also keep other bytes there, such as its reply (borrowed by reply()).
+    uint8_t* eager_in_place(RequestHandle request);
     // Gives up the read in progress (the reader's deadline passed): from now on nothing is
     // written into its dst and no kReadDone follows; bytes of it that arrive later are dropped.
     // The request stays delivered: a later read() starts again. kInvalid when none is reading.

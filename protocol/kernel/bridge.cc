@@ -108,7 +108,7 @@ struct RemoteRec {
     kernel::ListNode link;       // g_free or g_completions
     Phase phase = Phase::kFree;
     uint32_t handle = 0;         // smp::RequestHandle value
-    uint8_t* eager = nullptr;    // Config::eager_bytes_max bytes
+    uint8_t* eager = nullptr;    // the request's area in the engine's eager store (eager_bytes_max)
     uint32_t eager_len = 0;
     Op* read_op = nullptr;
     size_t attached_index = 0;
@@ -864,6 +864,8 @@ void on_request(const smp::Event& e) {
         g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kNoSuchChannel);
         return;
     }
+    uint8_t* eager = g.engine->eager_in_place(smp::RequestHandle{e.handle});
+    if (!eager) return;  // ended already (a CANCEL in the same batch): kRequestCancelled follows
     kernel::ListNode* n = g.free_recs.pop_front();
     if (!n) {  // cannot happen: the pool has requests_max records
         g.engine->error(last_us(), smp::RequestHandle{e.handle}, smp::ErrorCode::kServerGone);
@@ -881,14 +883,11 @@ void on_request(const smp::Event& e) {
     k.send_size = e.size;
     k.reply_capacity = e.reply_bytes_max;
     k.sender = kernel::SenderId{e.peer.value, 0};
+    // The eager bytes are where the engine wrote them as they arrived (Config::eager_store):
+    // the server's receive copies them from there, no copy before it.
+    r->eager = eager;
     r->eager_len = e.eager_bytes < g.config.eager_bytes_max ? e.eager_bytes : g.config.eager_bytes_max;
     if (r->eager_len > e.size) r->eager_len = e.size;
-    if (r->eager_len) {
-        // The eager bytes are in the engine's pool: copied at once, no read to track.
-        smp::MutableBytes mb{r->eager, r->eager_len};
-        r->eager_len = static_cast<uint32_t>(
-            g.engine->copy_eager(smp::RequestHandle{e.handle}, 0, smp::MutableChain{&mb, 1}));
-    }
     g_lat.s[0] = g_lat.rx_irq;
     g_lat.s[1] = g_lat.rx_now;
     g_lat.s[2] = lat_now();
@@ -1397,13 +1396,16 @@ void init() {
         print_wire_error("the engine rejected its configuration");
         return;
     }
+    // Each request's eager bytes, written there by the engine as they arrive; the bridge also
+    // keeps a small reply there (rec_complete) until the engine has sent it.
+    uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(smp::Engine::eager_store_bytes(c)));
+    c.eager_store = eager;
     const size_t bytes = smp::Engine::memory_bytes(c);
     void* arena = kernel::heap::allocate(bytes);  // 16-byte aligned (heap::kAlignBytes)
     g.tx_buffer = static_cast<uint8_t*>(kernel::heap::allocate(kIpHeaderBytes + c.mtu_max));
     g_txbuf.mem = static_cast<uint8_t*>(kernel::heap::allocate(kTxLinkRoom + kIpHeaderBytes + c.mtu_max));
     g.rec_count = c.requests_max;
     g.recs = static_cast<RemoteRec*>(kernel::heap::allocate(sizeof(RemoteRec) * g.rec_count));
-    uint8_t* eager = static_cast<uint8_t*>(kernel::heap::allocate(size_t(c.eager_bytes_max) * g.rec_count));
     g_waiting = static_cast<WaitingQuestion*>(kernel::heap::allocate(sizeof(WaitingQuestion) * c.requests_max));
     if (!arena || !g.tx_buffer || !g_txbuf.mem || !g.recs || !eager || !g_waiting) {
         print_wire_error("out of memory for the engine: no remote IPC");
@@ -1421,7 +1423,6 @@ void init() {
         RemoteRec* r = &g.recs[i];
         r->record.kind = kernel::SenderKind::kRemote;
         r->record.remote_context = r;
-        r->eager = eager + size_t(c.eager_bytes_max) * i;
         if (kernel::record_register(&r->record) != Status::kOk) {
             print_wire_error("kernel record registry full");
             return;

@@ -773,6 +773,75 @@ TEST(Engine, CopyEagerGivesTheEagerBytesAtOnceWithoutAReadOrAnEvent) {
     EXPECT_EQ(b.engine->copy_eager(RequestHandle{0}, 0, MutableChain{&gp, 1}), 0u);
 }
 
+// With Config::eager_store a request's eager bytes are written into the caller's memory, one
+// area per request record, as they arrive (the kernel's bridge hands them to the server from
+// there): eager_in_place gives the area, copy_eager and read() read it, the arena has no pool
+// bytes, and the pool still counts what peers hold here. A reply kept in the area (as the
+// bridge keeps a small one) reaches the client whole.
+TEST(Engine, WithAnEagerStoreEagerBytesArriveInThePlaceTheCallerGave) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    const size_t arena_with_pool = Engine::memory_bytes(b.config);
+    std::vector<uint8_t> store(Engine::eager_store_bytes(b.config), 0xEE);
+    b.config.eager_store = store.data();
+    b.start();
+    EXPECT_LE(Engine::memory_bytes(b.config) + b.config.pool_bytes, arena_with_pool);
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    // Two at once: a small one and one whose eager part comes in several segments, then a pull.
+    Delivered d1, d2;
+    d1.msg.resize(100);
+    d2.msg.resize(20000);
+    for (size_t i = 0; i < d1.msg.size(); i++) d1.msg[i] = uint8_t(i * 3 + 1);
+    for (size_t i = 0; i < d2.msg.size(); i++) d2.msg[i] = uint8_t(i * 13 + 5);
+    d1.rep.resize(64);
+    d2.rep.resize(64);
+    send_until_delivered(w, a, b, peer, d1);
+    send_until_delivered(w, a, b, peer, d2);
+    const RequestHandle h1{d1.req.handle}, h2{d2.req.handle};
+    ASSERT_EQ(d1.req.eager_bytes, 100u);
+    ASSERT_GT(d2.req.eager_bytes, 2000u);  // more than one segment
+    ASSERT_LT(d2.req.eager_bytes, d2.msg.size());
+    uint8_t* in1 = b.engine->eager_in_place(h1);
+    uint8_t* in2 = b.engine->eager_in_place(h2);
+    ASSERT_NE(in1, nullptr);
+    ASSERT_NE(in2, nullptr);
+    EXPECT_NE(in1, in2);
+    for (uint8_t* in : {in1, in2}) {
+        EXPECT_GE(in, store.data());
+        EXPECT_LE(in + b.config.eager_bytes_max, store.data() + store.size());
+    }
+    EXPECT_TRUE(std::equal(d1.msg.begin(), d1.msg.end(), in1));
+    EXPECT_TRUE(std::equal(d2.msg.begin(), d2.msg.begin() + d2.req.eager_bytes, in2));
+    EXPECT_EQ(b.engine->stats().pool_bytes_used,
+              (100 + b.config.pool_block_bytes - 1) / b.config.pool_block_bytes * b.config.pool_block_bytes +
+                  (d2.req.eager_bytes + b.config.pool_block_bytes - 1) / b.config.pool_block_bytes *
+                      b.config.pool_block_bytes);
+    std::vector<uint8_t> mid(50);
+    MutableBytes mdp{mid.data(), mid.size()};
+    EXPECT_EQ(b.engine->copy_eager(h2, 1000, MutableChain{&mdp, 1}), 50u);
+    EXPECT_TRUE(std::equal(mid.begin(), mid.end(), d2.msg.begin() + 1000));
+    std::vector<uint8_t> all(d2.msg.size());
+    MutableBytes ap{all.data(), all.size()};
+    ASSERT_EQ(b.engine->read(w.now, h2, 0, MutableChain{&ap, 1}), ErrorCode::kOk);
+    Event ev;
+    w.run([&] { return take(b, EventType::kReadDone, ev); });
+    EXPECT_TRUE(all == d2.msg);
+    // Replies kept in the requests' own areas.
+    for (size_t i = 0; i < 64; i++) in1[i] = uint8_t(200 - i), in2[i] = uint8_t(i * 5);
+    ConstBytes r1{in1, 64}, r2{in2, 64};
+    ASSERT_EQ(b.engine->reply(w.now, h1, 7, ConstChain{&r1, 1}), ErrorCode::kOk);
+    ASSERT_EQ(b.engine->reply(w.now, h2, 8, ConstChain{&r2, 1}), ErrorCode::kOk);
+    EXPECT_EQ(b.engine->eager_in_place(h1), in1);  // until kReplyDone: the reply is borrowed
+    EXPECT_EQ(b.engine->stats().pool_bytes_used, 0u);
+    w.run([&] { return b.engine->quiescent() && a.engine->quiescent(); });
+    for (size_t i = 0; i < 64; i++) {
+        EXPECT_EQ(d1.rep[i], uint8_t(200 - i));
+        EXPECT_EQ(d2.rep[i], uint8_t(i * 5));
+    }
+    EXPECT_EQ(b.engine->eager_in_place(h1), nullptr);  // finished
+    EXPECT_EQ(a.engine->eager_in_place(RequestHandle{d1.req.handle}), nullptr);  // no store
+}
+
 // One 64 B echo call from a to b; the server reads and replies server_delay (simulated time)
 // after the request reached it, the engines' timers running meanwhile.
 // Returns the kSendDone (error kTimedOut if none came); the reply lands in `rep`.

@@ -69,6 +69,7 @@ struct ServerWork {
     ConstBytes reply_part{};
     uint64_t id = 0;
     int from = 0;
+    uint32_t eager = 0;  // the kRequest's eager_bytes
     bool replied = false;
 };
 
@@ -86,6 +87,7 @@ struct Node {
     std::unique_ptr<uint8_t[]> raw;
     uint8_t* arena = nullptr;
     size_t arena_bytes = 0;
+    std::vector<uint8_t> eager_store;  // Config::eager_store, when this node has one
     std::unique_ptr<Engine> engine;
     std::map<uint32_t, std::unique_ptr<ClientSend>> sends;  // by SendHandle value
     std::map<uint32_t, std::unique_ptr<ServerWork>> work;   // by RequestHandle value
@@ -140,6 +142,7 @@ public:
     // Odd nodes use a 32 KiB eager limit against the others' 8 KiB (each HELLO gives it and
     // clients keep to the server's: SPEC.md 5.3). Taken from the seed, not the random stream, so other seeds draw as before.
     bool mixed_eager_ = false;
+    bool eager_stores_ = false;  // odd nodes keep eager bytes in their own store, not the pool
     uint32_t first_txn_ = 1;  // 1 seed in 3 starts every peer's numbering just below the wrap
     Mode mode_ = Mode::kPlain;
     uint32_t size_max_ = 0;
@@ -233,6 +236,7 @@ void Sim::draw() {
     static const int kMtus[] = {1500, 1500, 1280, 1280, 1000, 576};
     mtu_ = o_.mtu ? o_.mtu : kMtus[r.below(6)];
     mixed_eager_ = o_.seed % 4 == 1;
+    eager_stores_ = o_.seed % 5 == 3;
     first_txn_ = o_.seed % 3 == 2 ? 0xFFFFFFFFu - uint32_t(o_.seed % 97) : 1u;
     mode_ = o_.mode >= 0 ? Mode(o_.mode) : Mode(r.chance(0.6) ? 0 : r.chance(0.5) ? 1 : 2);
     if (n < 3 && mode_ != Mode::kPlain) n = 3;
@@ -321,10 +325,10 @@ void Sim::draw() {
     }
     char buf[256];
     snprintf(buf, sizeof buf,
-             "nodes=%d loss=%.3f dup=%.3f jitter_us=%llu mtu=%d mode=%s sends/node=%d size_max=%u%s%s", n,
+             "nodes=%d loss=%.3f dup=%.3f jitter_us=%llu mtu=%d mode=%s sends/node=%d size_max=%u%s%s%s", n,
              loss_, dup_, (unsigned long long)jitter_, mtu_,
              mode_ == Mode::kPlain ? "plain" : mode_ == Mode::kPartition ? "partition" : "crash", per_node,
-             size_max_, mixed_eager_ ? " eager=8K/32K" : "", first_txn_ != 1 ? " txn-wrap" : "");
+             size_max_, mixed_eager_ ? " eager=8K/32K" : "", eager_stores_ ? " eager-stores" : "", first_txn_ != 1 ? " txn-wrap" : "");
     res_.summary = buf;
     if (mode_ == Mode::kCrash)
         res_.summary += " crash=" + std::to_string(crash_node_) + "@" + std::to_string(crash_at_) +
@@ -353,17 +357,22 @@ void Sim::build_node(int i) {
     c.timer_slack_us = o_.timer_slack_us;
     c.auth = o_.auth;
     for (size_t k = 0; k < wire::kAuthKeyBytes; k++) c.auth_key.bytes[k] = uint8_t(k * 7 + 3);
+    if (eager_stores_ && i % 2 == 1 && nodes_.size() <= 64) {  // (a store per node is not small)
+        n.eager_store.resize(Engine::eager_store_bytes(c));
+        c.eager_store = n.eager_store.data();
+    }
     n.arena_bytes = Engine::memory_bytes(c);
     n.raw.reset(new uint8_t[n.arena_bytes + Engine::kMemoryAlign]);
     n.arena = reinterpret_cast<uint8_t*>((uintptr_t(n.raw.get()) + Engine::kMemoryAlign - 1) &
                                          ~uintptr_t(Engine::kMemoryAlign - 1));
-    res_.engine_memory_bytes = n.arena_bytes;
+    if (i == 0) res_.engine_memory_bytes = n.arena_bytes;  // node 0 never has an eager store
     start_engine(n);
 }
 
 void Sim::start_engine(Node& n) {
     n.config.incarnation = rng_.next() | 1;
     memset(n.arena, 0xA5, n.arena_bytes);  // the engine must not rely on zeroed memory
+    memset(n.eager_store.data(), 0x5A, n.eager_store.size());
     n.engine.reset(new Engine(n.config, n.arena, n.arena_bytes));
     if (!n.engine->ok()) fail("engine did not start");
     if (n.index % 2 == 0) {
@@ -535,6 +544,7 @@ void Sim::on_event(Node& n, const Event& ev) {
             w->buf.resize(ev.size);
             w->part = MutableBytes{w->buf.data(), w->buf.size()};
             w->from = int(e.peer_info(ev.peer).ipv4 - kBaseIpv4);
+            w->eager = ev.eager_bytes;
             ServerWork* wp = w.get();
             n.work[ev.handle] = std::move(w);
             if (ev.deadline_us == 0) fail("request delivered with no time left");
@@ -561,6 +571,12 @@ void Sim::on_event(Node& n, const Event& ev) {
                     fail("request bytes corrupted at offset " + std::to_string(k));
                     return;
                 }
+            }
+            if (!n.eager_store.empty()) {
+                // The eager bytes where the engine wrote them: the same bytes read() gave.
+                const uint8_t* in = e.eager_in_place(RequestHandle{ev.handle});
+                if (!in || memcmp(in, w.buf.data(), std::min<size_t>(w.eager, w.buf.size())) != 0)
+                    fail("the eager store does not hold the request's eager bytes");
             }
             if (++executed_[w.id] > 1) fail("request executed twice: id " + std::to_string(w.id));
             uint32_t flags = get32(w.buf.data() + 12);
