@@ -18,6 +18,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SMP = os.path.join(ROOT, "smp")
+NETNS = f"smpclitest{os.getpid()}"  # this run's: another checkout's tests may run at once
 CASE_TIMEOUT_S = 60
 checked = 0  # cases judged so far
 
@@ -104,7 +105,7 @@ def main():
     args = ap.parse_args()
     failures = []
     with tempfile.TemporaryDirectory(prefix="smp-cli-test-") as run_dir:
-        env = dict(os.environ, SMP_RUN_DIR=run_dir, SMP_NETNS="smpclitest")
+        env = dict(os.environ, SMP_RUN_DIR=run_dir, SMP_NETNS=NETNS)
         for argv, want in CASES:
             judge("./smp " + " ".join(argv), [SMP, *argv], want, env, failures)
 
@@ -140,8 +141,8 @@ def main():
             failures.append(f"smp_sim --help: exit {code}, no usage on stdout")
 
         left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        if "smpclitest" in left.split():
-            failures.append("a namespace smpclitest was left behind")
+        if NETNS in left.split():
+            failures.append(f"a namespace {NETNS} was left behind")
             subprocess.run([SMP, "down"], env=env, capture_output=True, timeout=120)
     for f in failures:
         print("FAIL", f)

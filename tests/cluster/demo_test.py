@@ -24,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SMP = os.path.join(ROOT, "smp")
-NETNS = "smpdemotest"
+NETNS = f"smpdemotest{os.getpid()}"  # this run's: another checkout's tests may run at once
 GUARD_S = 600  # only against a hang: the demo takes seconds once built
 
 

@@ -53,7 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__
 SMP = os.path.join(ROOT, "smp")
 kSkip = 77
 kNodes = 3
-kNetns = "smpcross"
+kNetns = f"smpcross{os.getpid()}"  # this run's: another checkout's tests may run at once
 kGuardS = 300            # only against a hang, never a speed check
 kLinuxName = "linux"     # smpctl's own --name (the nodes know the namespace by their peer table)
 

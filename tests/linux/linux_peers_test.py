@@ -621,9 +621,11 @@ def main():
         return kSkip
     h = None
     try:
-        prefix = "smpt" + str(sorted(CASES).index(args.case))  # distinct per case, <= 6 chars
-        if args.mtu != 1500:
-            prefix += "j"
+        # Distinct per case, MTU and run (<= 6 chars): two runs at once on one host (two
+        # checkouts' ./smp test) must not take, or remove, each other's namespaces.
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+        run = "".join(digits[os.getpid() // 36 ** k % 36] for k in range(3))
+        prefix = "t" + digits[sorted(CASES).index(args.case)] + ("j" if args.mtu != 1500 else "s") + run
         h = Harness(os.path.abspath(args.smpctl), prefix, args.mtu)
         if args.case == "capture":
             case_capture(h, args.build)
