@@ -8,7 +8,8 @@
               completes with the right bytes
   bad_input   unknown node, unknown service, oversized message, missing privilege (uid 65534),
               host down: one clear line, a non-zero status, nothing left blocked; a serve --exec
-              server stopped (SIGTERM) or killed (SIGKILL) mid-command leaves no command running
+              command stopped (its server stopped by SIGTERM or killed by SIGKILL, its client's
+              deadline passed, its output too large) leaves nothing it started running
   capture     records these exchanges with tcpdump into BUILD/captures/linux-peers.pcap (for the
               dissector's tests) and checks that protocol-121 frames are in it
 
@@ -41,6 +42,7 @@ def die_with_parent():
     import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(kPrSetPdeathsig, signal.SIGKILL, 0, 0, 0)
 kCallGuardS = 120        # only a guard against a hang, never a speed check
+kGoneGuardS = 30         # the same, for a killed process to go (kept below the case's ctest timeout)
 kUnprivilegedUid = 65534
 
 
@@ -61,6 +63,7 @@ class Harness:
         self.smpctl = smpctl
         self.pair = lx.Pair(prefix, "10.78.5", mtu)
         self.procs = []
+        self.strays = []  # processes our commands started (Proc): close() ends any still alive
         self.tmp = tempfile.TemporaryDirectory(prefix="smp-linux-")
         lx.pair_down(self.pair)
         lx.pair_up(self.pair)
@@ -120,6 +123,8 @@ class Harness:
     def close(self):
         for p in self.procs:
             self.stop(p)
+        for p in self.strays:  # what a failing case left behind (by PID, never by name)
+            p.kill()
         lx.pair_down(self.pair)
         self.tmp.cleanup()
 
@@ -355,36 +360,98 @@ def live_in_group(pgid):
     return live
 
 
+class Proc:
+    """A process known by PID and start time (a PID is reused: this one's end is for good)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.start = self._stat()[1] if self._stat() else None
+
+    def _stat(self):
+        try:
+            stat = open(f"/proc/{self.pid}/stat").read()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2:].split()  # state (field 3), ..., starttime (22)
+        return fields[0], fields[19], int(fields[2])
+
+    def alive(self):
+        """Running (a zombie is dead: it only waits for whoever inherited it to reap it)."""
+        st = self._stat()
+        return st is not None and st[1] == self.start and st[0] != "Z"
+
+    def pgid(self):
+        return self._stat()[2]
+
+    def kill(self):
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+
+    def __repr__(self):
+        return str(self.pid)
+
+
+def wait_for_file(path, what):
+    for _ in range(kCallGuardS * 10):
+        if os.path.exists(path):
+            break
+        time.sleep(0.1)
+    check(os.path.exists(path), what)
+    return [int(w) for w in open(path).read().split()]
+
+
+def command_tree(h, name):
+    """A --exec command that starts processes of its own: `sleep 60 &` in the background (its
+    output still the command's), and in the foreground `sh -c '...; sleep 60; echo'` (a shell
+    that waits for its own child); then `cat`. Returns the command and a function that waits for
+    it to have started and returns its processes: the shell, the background sleep, the inner sh."""
+    pidf = os.path.join(h.tmp.name, f"{name}-pids")
+    inner = pidf + "-inner"
+    cmd = (f"sleep 60 & echo $$ $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; "
+           f"sh -c 'echo $$ > {inner}.tmp; mv {inner}.tmp {inner}; sleep 60; echo'; cat")
+
+    def started():
+        procs = [Proc(p) for p in wait_for_file(pidf, f"{name}: the command started") +
+                 wait_for_file(inner, f"{name}: the command's inner sh started")]
+        h.strays += procs
+        check(all(p.alive() for p in procs), f"{name}: the command and what it started run: {procs}")
+        return procs
+    return cmd, started
+
+
+def check_gone(h, procs, pgid, what):
+    """Every process in `procs`, and every process of group `pgid`, ends (eventually: a guard
+    only against a hang)."""
+    for _ in range(kGoneGuardS * 10):
+        if not any(p.alive() for p in procs) and not live_in_group(pgid):
+            break
+        time.sleep(0.1)
+    h.strays += [Proc(p) for p in live_in_group(pgid)]
+    left = [p for p in procs if p.alive()] + [p for p in live_in_group(pgid) if p not in [q.pid for q in procs]]
+    check(not left, f"{what}: nothing the command started is left running ({left})")
+
+
 def stop_during_command(h, sig):
-    """A `serve --exec` server stopped while its command runs. SIGTERM: the command (its process
-    group) is stopped at once and the caller told "server gone" (exit 10), not left waiting for
-    the command or the liveness bound. SIGKILL (none of smpctl's code runs): the command, the
-    shell exec'd into `sleep`, dies with it (PR_SET_PDEATHSIG) instead of running on."""
+    """A `serve --exec` server stopped while its command runs, the command having started a
+    background `sleep` and a shell of its own. SIGTERM: the command and all it started (its
+    process group) are stopped at once and the caller told "server gone" (exit 10), not left
+    waiting for the command or the liveness bound. SIGKILL (none of smpctl's code runs): they die
+    with it too (the command's guardian process kills the group), instead of running on."""
     name = "stopping" if sig == signal.SIGTERM else "killed"
-    pidf = os.path.join(h.tmp.name, f"{name}-pid")
-    cmd = f"echo $$ > {pidf}.tmp; mv {pidf}.tmp {pidf}; " + (
-        "sleep 60; cat" if sig == signal.SIGTERM else "exec sleep 60")
+    cmd, started = command_tree(h, name)
     server = h.start("B", ["--endpoint=3", "serve", name, "--exec", cmd], f"serve-{name}.log")
     h.wait_serving(server, name, node="b3")
     caller = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=90000", "call", f"b3/{name}", "x"]),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               preexec_fn=die_with_parent)
     h.procs.append(caller)
-    for _ in range(kCallGuardS * 10):
-        if os.path.exists(pidf):
-            break
-        time.sleep(0.1)
-    check(os.path.exists(pidf), f"{name}: the command started")
-    pgid = int(open(pidf).read())
-    check(live_in_group(pgid), f"{name}: the command runs before the server is stopped")
+    procs = started()
+    pgid = procs[0].pgid()
+    check(len(live_in_group(pgid)) >= 4, f"{name}: the command's process group holds the shell, the "
+                                         f"background sleep and the inner sh with its sleep ({live_in_group(pgid)})")
     os.kill(server.pid, sig)
     server.wait(timeout=kCallGuardS)
-    for _ in range(kCallGuardS * 10):
-        if not live_in_group(pgid):
-            break
-        time.sleep(0.1)
-    check(not live_in_group(pgid), f"{name}: nothing of the command is left after the server stopped "
-                                   f"({live_in_group(pgid)})")
+    check_gone(h, procs, pgid, f"{name}: after the server was {'stopped' if sig == signal.SIGTERM else 'killed'}")
     _, err = caller.communicate(timeout=kCallGuardS)
     if sig == signal.SIGTERM:
         check(caller.returncode == 10 and "server gone" in err,
@@ -394,6 +461,60 @@ def stop_during_command(h, sig):
               f"the stopping server says what it stopped: {log[-300:]!r}")
     else:
         check(caller.returncode not in (0, None), f"the caller of a killed server gets an error: {err.strip()!r}")
+
+
+def server_children(server):
+    """The children of a server process (its --exec commands' processes), zombies included."""
+    kids = []
+    for tid in os.listdir(f"/proc/{server.pid}/task"):
+        try:
+            kids += [int(k) for k in open(f"/proc/{server.pid}/task/{tid}/children").read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def abandoned_command(h):
+    """A command whose client's deadline passes: it and everything it started are stopped, the
+    server goes on and reaps what it started (no zombie child left)."""
+    cmd, started = command_tree(h, "abandoned")
+    server = h.start("B", ["--endpoint=2", "serve", "abandoned", "--exec", cmd], "serve-abandoned.log")
+    h.wait_serving(server, "abandoned", node="b2")
+    caller = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=3000", "call", "b2/abandoned", "x"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=die_with_parent)
+    h.procs.append(caller)
+    procs = started()
+    pgid = procs[0].pgid()
+    _, err = caller.communicate(timeout=kCallGuardS)
+    check(caller.returncode == 7 and "timed out" in err, f"abandoned: the call times out: {caller.returncode} {err.strip()!r}")
+    check_gone(h, procs, pgid, "abandoned: after its client gave up")
+    for _ in range(kGoneGuardS * 10):
+        if not server_children(server):
+            break
+        time.sleep(0.1)
+    check(not server_children(server), f"abandoned: the server has no child left, not even a zombie "
+                                       f"({server_children(server)})")
+    check(server.poll() is None, "abandoned: the server serves on")
+    h.stop(server)
+
+
+def output_too_large(h):
+    """A command whose output passes the largest message is stopped, and so is what it started
+    (here a `sleep` in the background whose output goes elsewhere): its caller gets an error."""
+    pidf = os.path.join(h.tmp.name, "large-pids")
+    cmd = (f"sleep 60 >/dev/null & echo $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; "
+           f"head -c {(16 << 20) + 4096} /dev/zero; sleep 60")
+    server = h.start("B", ["--endpoint=2", "serve", "large", "--exec", cmd], "serve-large.log")
+    h.wait_serving(server, "large", node="b2")
+    r = h.run("A", ["--timeout=60000", "call", "b2/large", "x"], check=False)
+    procs = [Proc(p) for p in wait_for_file(pidf, "large: the command started")]
+    h.strays += procs
+    check(r.returncode != 0, f"large: the caller gets an error: {r.returncode} {r.stderr.strip()!r}")
+    log = open(server.log_path).read()
+    check("command output larger than the largest message" in log, f"large: the server says why: {log[-300:]!r}")
+    check_gone(h, procs, procs[0].pgid() if procs[0].alive() else -1, "large: after its output passed the limit")
+    h.stop(server)
 
 
 def case_auth(h):
@@ -545,6 +666,8 @@ def case_bad_input(h):
     once.wait(timeout=kCallGuardS)
     stop_during_command(h, signal.SIGTERM)
     stop_during_command(h, signal.SIGKILL)
+    abandoned_command(h)
+    output_too_large(h)
     # A deadline that passes while the server works: a timeout, and the server is not stuck.
     slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
     h.wait_serving(slow, "slow", node="b1")
