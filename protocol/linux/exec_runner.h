@@ -22,8 +22,12 @@ struct ExecResult {
 // caller's event loop keeps running (an SMP endpoint must go on answering its peers). After
 // each, after a signal, and at least every 200 ms, `give_up` (if given) may say the answer is no
 // longer wanted (its client gave up, or the server is stopping): the command and whatever it
-// started (its own process group) are killed at once. The shell also dies with the thread that
-// started it (PR_SET_PDEATHSIG): a server killed outright does not leave it running.
+// started (its own process group) are killed at once, as when its output passes
+// `output_bytes_max`. The group's leader is a guardian process, the shell's parent, which kills
+// the group when the thread that started it dies (PR_SET_PDEATHSIG): a server killed outright
+// (SIGKILL) leaves nothing of the command running either. A process that leaves the group
+// (setsid, setpgid, a shell's job control) is out of reach; one the command leaves running
+// after it has ended and closed its output is not stopped (the command was not).
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
                        size_t output_bytes_max, int wake_fd = -1,
                        const std::function<void()>& on_wake = {},
