@@ -39,6 +39,7 @@ cleanup also when a case fails).
 Needs root; exits 77 (skipped) otherwise.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -53,7 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__
 SMP = os.path.join(ROOT, "smp")
 kSkip = 77
 kNodes = 3
-kNetns = f"smpcross{os.getpid()}"  # this run's: another checkout's tests may run at once
+kNetns = "smpcross"  # + a hash of the run folder (setup_env): another checkout's tests may run at once
 kGuardS = 300            # only against a hang, never a speed check
 kLinuxName = "linux"     # smpctl's own --name (the nodes know the namespace by their peer table)
 
@@ -69,6 +70,10 @@ def check(cond, what):
 
 
 def setup_env(run_dir):
+    global kNetns
+    # The fixture's cases run as processes of their own: the name comes from the run folder
+    # (one per build folder), the same in each of them and another in another checkout's.
+    kNetns = "smpcross" + hashlib.sha1(run_dir.encode()).hexdigest()[:6]
     os.environ["SMP_RUN_DIR"] = run_dir
     os.environ["SMP_NETNS"] = kNetns
     sys.path.insert(0, os.path.join(ROOT, "cluster"))
