@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,8 +167,28 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   // Stopped (given up, or output too long): the whole group, pid its leader. Otherwise the
   // guardian may go once the shell has ended: what the command left running in the background
   // (its output elsewhere: we had the end of it) is no longer the command's.
-  if (r.abandoned || too_long) kill(-pid, SIGKILL);
-  else kill(pid, kReleaseSignal);
+  if (r.abandoned || too_long) {
+    kill(-pid, SIGKILL);
+  } else {
+    kill(pid, kReleaseSignal);
+    // Its output has ended, the shell may not have (`exec >&-; sleep 100`): wait for the
+    // guardian as for the output, the caller's event loop running and give_up asked, not in a
+    // blocking waitpid that would stop this endpoint answering anyone, SIGTERM included.
+    const int guardian_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    while (guardian_fd >= 0) {
+      pollfd fds[2] = {{guardian_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      const int n = poll(fds, 2, give_up ? kGiveUpPollMs : -1);
+      if (n < 0 && errno != EINTR) break;
+      if (n > 0 && (fds[0].revents & POLLIN)) break;  // the guardian has ended
+      if (n > 0 && wake_fd >= 0 && (fds[1].revents & POLLIN) && on_wake) on_wake();
+      if (give_up && (n <= 0 || (fds[1].revents & POLLIN)) && give_up()) {
+        r.abandoned = true;
+        kill(-pid, SIGKILL);
+        break;
+      }
+    }
+    if (guardian_fd >= 0) close(guardian_fd);
+  }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -27,7 +27,8 @@ struct ExecResult {
 // the group when the thread that started it dies (PR_SET_PDEATHSIG): a server killed outright
 // (SIGKILL) leaves nothing of the command running either. A process that leaves the group
 // (setsid, setpgid, a shell's job control) is out of reach; one the command leaves running
-// after it has ended and closed its output is not stopped (the command was not).
+// after it has ended and closed its output is not stopped (the command was not). A shell that
+// closes its output and runs on is waited for the same way: events handled, give_up asked.
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
                        size_t output_bytes_max, int wake_fd = -1,
                        const std::function<void()>& on_wake = {},

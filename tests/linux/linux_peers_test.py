@@ -499,6 +499,25 @@ def abandoned_command(h):
     h.stop(server)
 
 
+def closed_output_command(h):
+    """A command that closes its output and runs on (`exec >&-; sleep 60`): the reply is
+    complete, the shell is not. The server waits for it as for the output, its endpoint
+    answering meanwhile: the client's deadline still stops it (and what it started), and the
+    server serves on (it once sat in a blocking wait until the sleep ended)."""
+    pidf = os.path.join(h.tmp.name, "closed-pids")
+    cmd = f"sleep 60 >/dev/null & echo $$ $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; exec >&-; sleep 60"
+    server = h.start("B", ["--endpoint=2", "serve", "closed", "--exec", cmd], "serve-closed.log")
+    h.wait_serving(server, "closed", node="b2")
+    r = h.run("A", ["--timeout=3000", "call", "b2/closed", "x"], check=False)
+    procs = [Proc(p) for p in wait_for_file(pidf, "closed: the command started")]
+    h.strays += procs
+    check(r.returncode == 7 and "timed out" in r.stderr,
+          f"closed: the call times out: {r.returncode} {r.stderr.strip()!r}")
+    check_gone(h, procs, procs[0].pgid() if procs[0].alive() else -1, "closed: after its client gave up")
+    check(server.poll() is None, "closed: the server serves on")
+    h.stop(server)
+
+
 def output_too_large(h):
     """A command whose output passes the largest message is stopped, and so is what it started
     (here a `sleep` in the background whose output goes elsewhere): its caller gets an error."""
@@ -667,6 +686,7 @@ def case_bad_input(h):
     stop_during_command(h, signal.SIGTERM)
     stop_during_command(h, signal.SIGKILL)
     abandoned_command(h)
+    closed_output_command(h)
     output_too_large(h)
     # A deadline that passes while the server works: a timeout, and the server is not stuck.
     slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
