@@ -257,7 +257,6 @@ struct Peer {
     uint32_t probe_seq = 0;
     uint16_t unanswered = 0;
     bool probe_due = false, mtu_due = false;
-    Instant prev_incarnation_seen = 0;
     uint64_t prev_incarnation = 0;  // packets from the incarnation before a reboot are dropped
     // With a key (SPEC 3.4): a HELLO from another incarnation of a known peer is a claim, taken
     // as the peer's reboot only once that incarnation echoes a fresh nonce of ours (a recorded
@@ -265,6 +264,11 @@ struct Peer {
     uint64_t claimed_incarnation = 0;
     uint32_t claim_nonce = 0;
     Instant claim_sent_at = 0;
+    // With a key (SPEC 3.4, 5.1), as a server: while base is not set, when we last asked the
+    // peer for its numbering and the nonce of that CHALLENGE (0: none asked). (Here, where they
+    // take the room of a field no longer used and of padding: the record stays its size.)
+    Instant numbering_asked_at = 0;
+    uint32_t numbering_nonce = 0;
     // HELLO
     bool hello_due = false;
     Instant hello_at = kNever, hello_sent_at = 0;
@@ -1556,6 +1560,11 @@ struct E {
                                    !m.req_free || p.pool_bytes + keep > c.window_bytes ||
                                    (keep + c.pool_block_bytes - 1) / c.pool_block_bytes > m.pool_free_count;
         if (release_first) {
+            if (!p.base_set && c.auth) {
+                st.dropped_unexpected++;  // a recording may be what names it (SPEC 3.4)
+                ask_numbering(now, pi);
+                return;
+            }
             request_releases(now, pi, msg.header.ack, q.txn_low);
         } else {
             Engine::Impl::Release& r = m.release;
@@ -1974,6 +1983,11 @@ struct E {
     void on_pulse(Instant now, uint16_t pi, const Message& msg) {
         Peer& p = peer_at(pi);
         const wire::Pulse& q = msg.pulse;
+        if (!p.base_set && c.auth) {
+            st.dropped_unexpected++;  // as a REQUEST (on_request)
+            ask_numbering(now, pi);
+            return;
+        }
         advance_low(now, pi, q.txn_low);
         if (is_done(p, q.txn)) {
             st.duplicates++;
@@ -1996,6 +2010,80 @@ struct E {
         queue_ack(now, p, q.txn, AckKind::kPulseReceived, 0);
     }
 
+    // -- a client's numbering, with a key (SPEC 3.4) --
+    // A REQUEST or PULSE says which numbering its client is at, but not when it was sent: one
+    // recorded before we let the numbering go (the client's silence, 5.1; a peer forgotten)
+    // would be taken as new and run again. So with a key, a server that has no numbering for a
+    // client takes none from such a packet: it drops it and asks the client with a fresh nonce
+    // (CHALLENGE), at most once per probe interval. The nonce stays while we go on asking
+    // (answers cross our repeats), and is made anew once dead_after has passed since we last
+    // asked; only an answer within that time is taken, and only once.
+    void ask_numbering(Instant now, uint16_t pi) {
+        Peer& p = peer_at(pi);
+        if (p.numbering_nonce && now < p.numbering_asked_at + c.probe_interval_us) return;
+        if (!p.numbering_nonce || now >= p.numbering_asked_at + c.dead_after_us()) p.numbering_nonce = next_nonce();
+        p.numbering_asked_at = now;
+        Message ch;
+        ch.header.type = Type::kChallenge;
+        ch.header.dst_endpoint = p.endpoint;
+        ch.header.dst_incarnation = p.incarnation;
+        ch.challenge.nonce = p.numbering_nonce;
+        queue_control(p.ipv4, ch);
+        st.challenges_sent++;
+    }
+    // The client's side: our numbering toward the asking server, as it is now (its txn low, our
+    // next txn, and which txns between them are still unacknowledged: the server takes every
+    // other one as finished, a cancelled one included). So that the call waits for no timer,
+    // our requests and pulses not acknowledged yet go again at once, after the answer.
+    void on_challenge(uint16_t pi, const Message& msg) {
+        if (!c.auth) {
+            st.dropped_unexpected++;  // never asked without a key: nothing changes without one
+            return;
+        }
+        Peer& p = peer_at(pi);
+        Message ans;
+        ans.header.type = Type::kChallengeAck;
+        ans.header.dst_endpoint = p.endpoint;
+        ans.header.dst_incarnation = p.incarnation;
+        wire::ChallengeAck& a = ans.challenge_ack;
+        a.nonce = msg.challenge.nonce;
+        a.txn_low = txn_low(pi);
+        a.txn_next = p.next_txn;
+        a.open = 0;
+        for (size_t i = 0; p.sends_live && i < m.sends_hi; i++) {
+            Send& s = m.sends[i];
+            if (s.state != SendState::kSent || s.peer != pi || !s.txn) continue;
+            const uint32_t bit = txn_dist(a.txn_low, s.txn);
+            if (bit < kTxnWindowMax) a.open |= uint64_t(1) << bit;
+            s.tx_request = true;
+            s.tx_offset = 0;
+            s.retransmission = true;
+            want_tx(s);
+        }
+        queue_control(p.ipv4, ans);
+    }
+    // The server's side: the answer to our CHALLENGE is fresh (it echoes the nonce), so its
+    // numbering is the client's now. What a recording names is below it, or finished.
+    void on_challenge_ack(Instant now, uint16_t pi, const Message& msg) {
+        Peer& p = peer_at(pi);
+        const wire::ChallengeAck& a = msg.challenge_ack;
+        if (!p.numbering_nonce || a.nonce != p.numbering_nonce ||
+            now >= p.numbering_asked_at + c.dead_after_us() || p.base_set) {
+            st.dropped_unexpected++;  // a recording, a duplicate, or late
+            return;
+        }
+        p.numbering_nonce = 0;
+        p.base_set = true;
+        p.base = a.txn_low;
+        const uint32_t span = txn_dist(a.txn_low, a.txn_next);  // at most 64 (the decoder)
+        const uint64_t between = span >= kTxnWindowMax ? ~uint64_t(0) : (uint64_t(1) << span) - 1;
+        p.done = ~a.open & between;
+        while (p.done & 1) {
+            p.done >>= 1;
+            p.base = txn_next(p.base);
+        }
+    }
+
     // -- HELLO and path MTU --
     void on_hello(Instant now, uint16_t pi, const Message& msg) {
         Peer& p = peer_at(pi);
@@ -2008,6 +2096,9 @@ struct E {
         p.credit_known = true;
         if (msg.header.type == Type::kHello) {
             queue_hello(p, Type::kHelloAck, p.incarnation, h.nonce);
+            // A peer that says HELLO is about to call us: its first request need not wait for
+            // the question its numbering would draw (SPEC 3.4), the answer comes with it.
+            if (c.auth && !p.base_set) ask_numbering(now, pi);
         } else if (p.state == PeerState::kConnecting && h.nonce == p.hello_nonce) {
             p.unproven = false;  // our nonce echoed: this life is now (SPEC 3.4)
             if (p.hello_tries == 1) rtt_sample(p, p.hello_sent_at, now);
@@ -2231,6 +2322,8 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         case Type::kPulse: e.on_pulse(now, pi, msg); break;
         case Type::kProbeAck: e.on_probe_ack(now, p, msg); break;
         case Type::kNameReply: on_name_reply(now, pi, msg); break;
+        case Type::kChallenge: e.on_challenge(pi, msg); break;
+        case Type::kChallengeAck: e.on_challenge_ack(now, pi, msg); break;
         case Type::kProbe:
         case Type::kNameQuery:
         case Type::kReset: break;  // handled above

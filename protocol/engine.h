@@ -216,6 +216,8 @@ struct Stats {
                                          // answered with our own nonce to echo (SPEC 3.4)
     uint64_t resets_limited = 0;         // RESETs to sources with no peer record not sent: over
                                          // control_max per probe interval (SPEC 10)
+    uint64_t challenges_sent = 0;        // with a key: clients asked for their numbering before a
+                                         // request or pulse of theirs was taken (SPEC 3.4)
     uint64_t retransmissions = 0;
     uint64_t duplicates = 0;             // duplicate requests/pulses/replies suppressed
     uint64_t busy_sent = 0;

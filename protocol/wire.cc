@@ -14,6 +14,7 @@ static_assert(kHelloBytes == 20 && kRequestFixedBytes == 32 && kReplyFixedBytes 
 static_assert(kPullFixedBytes == 8 && kDataFixedBytes == 12 && kAckFixedBytes == 4, "SPEC 4");
 static_assert(kCancelBytes == 8 && kPulseBytes == 20 && kProbeFixedBytes == 8, "SPEC 4");
 static_assert(kProbeAckBytes == 8 && kResetBytes == 16 && kNameFixedBytes == 12, "SPEC 4");
+static_assert(kChallengeBytes == 8 && kChallengeAckBytes == 24 && kTypeMax == 16, "SPEC 4");
 static_assert(kPullRangesMax == 8 && kAckEntriesMax == 32 && kNameBytesMax == 32, "SPEC 4");
 static_assert((kFlagRetransmission | kFlagsIgnorable | kFlagsCritical | kFlagAuth) == 0xFF &&
                   (kFlagRetransmission & kFlagsIgnorable) == 0 &&
@@ -53,6 +54,8 @@ const char* type_name(Type t) {
         case Type::kReset: return "RESET";
         case Type::kNameQuery: return "NAME_QUERY";
         case Type::kNameReply: return "NAME_REPLY";
+        case Type::kChallenge: return "CHALLENGE";
+        case Type::kChallengeAck: return "CHALLENGE_ACK";
     }
     return "?";
 }
@@ -307,6 +310,8 @@ size_t body_bytes(const Message& m) {
         case Type::kReset: return kResetBytes;
         case Type::kNameQuery:
         case Type::kNameReply: return kNameFixedBytes + m.name.name_bytes;
+        case Type::kChallenge: return kChallengeBytes;
+        case Type::kChallengeAck: return kChallengeAckBytes;
     }
     return 0;
 }
@@ -427,6 +432,17 @@ void encode_body(const Message& m, uint8_t* b) {
             store32(b + 8, m.name.channel);
             copy_bytes(b + kNameFixedBytes, reinterpret_cast<const uint8_t*>(m.name.name),
                        m.name.name_bytes);
+            break;
+        case Type::kChallenge:
+            store32(b, m.challenge.nonce);
+            store32(b + 4, 0);
+            break;
+        case Type::kChallengeAck:
+            store32(b, m.challenge_ack.nonce);
+            store32(b + 4, m.challenge_ack.txn_low);
+            store32(b + 8, m.challenge_ack.txn_next);
+            store32(b + 12, 0);
+            store64(b + 16, m.challenge_ack.open);
             break;
     }
 }
@@ -789,6 +805,23 @@ DecodeError decode_body(const uint8_t* b, size_t have, size_t body_offset, Messa
             if (m.header.type == Type::kNameQuery && n.error != ErrorCode::kOk)
                 return DecodeError::kBadField;
             if (n.error != ErrorCode::kOk && n.error != ErrorCode::kNoSuchService)
+                return DecodeError::kBadField;
+            return DecodeError::kOk;
+        }
+        case Type::kChallenge:
+            if ((e = fixed(kChallengeBytes)) != DecodeError::kOk) return e;
+            m.challenge.nonce = load32(b);
+            return DecodeError::kOk;
+        case Type::kChallengeAck: {
+            if ((e = fixed(kChallengeAckBytes)) != DecodeError::kOk) return e;
+            ChallengeAck& a = m.challenge_ack;
+            a.nonce = load32(b);
+            a.txn_low = load32(b + 4);
+            a.txn_next = load32(b + 8);
+            a.open = load64(b + 16);
+            // A client's open txns lie in [low, next), at most a window (64) wide (SPEC 4.11).
+            const uint32_t span = txn_dist(a.txn_low, a.txn_next);
+            if (a.txn_low == 0 || a.txn_next == 0 || span > 64 || (span < 64 && (a.open >> span) != 0))
                 return DecodeError::kBadField;
             return DecodeError::kOk;
         }

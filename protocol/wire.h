@@ -59,8 +59,10 @@ enum class Type : uint8_t {
     kReset = 12,
     kNameQuery = 13,
     kNameReply = 14,
+    kChallenge = 15,
+    kChallengeAck = 16,
 };
-constexpr uint8_t kTypeMax = 14;
+constexpr uint8_t kTypeMax = 16;
 
 // Outcome codes carried on the wire (REPLY.error, CANCEL.reason, NAME_REPLY.error) and reported
 // locally by the engine. 0 is success. Codes >= 64 never appear on the wire (local only).
@@ -228,6 +230,19 @@ struct Reset {
     ResetReason reason;
 };
 
+// With a key (SPEC.md 3.4): a server that does not know a client's numbering asks for it with a
+// fresh nonce before it takes a request or pulse; the answer echoes the nonce.
+struct Challenge {
+    uint32_t nonce;
+};
+
+struct ChallengeAck {
+    uint32_t nonce;              // the CHALLENGE's, echoed
+    uint32_t txn_low;            // as a REQUEST's: every txn before it is finished at the sender
+    uint32_t txn_next;           // the number of the sender's next transaction toward the receiver
+    uint64_t open;               // bit i: txn_low + i is open at the sender, not yet acknowledged
+};
+
 struct Name {  // NAME_QUERY and NAME_REPLY
     uint32_t query;
     ErrorCode error;             // NAME_REPLY: kOk or kNoSuchService
@@ -250,6 +265,8 @@ struct Message {
         Probe probe;
         Reset reset;
         Name name;
+        Challenge challenge;
+        ChallengeAck challenge_ack;
     };
     Payload payload;             // decode: REQUEST/REPLY/DATA payload (PROBE: padding)
     Gather gather;               // encode: REQUEST/REPLY/DATA payload source
@@ -271,6 +288,8 @@ constexpr size_t kProbeFixedBytes = 8;      // + padding
 constexpr size_t kProbeAckBytes = 8;
 constexpr size_t kResetBytes = 16;
 constexpr size_t kNameFixedBytes = 12;      // + name
+constexpr size_t kChallengeBytes = 8;
+constexpr size_t kChallengeAckBytes = 24;
 
 // The largest prefix of a packet the decoder must see at once (header + largest fixed body).
 constexpr size_t kParseBytesMax = kHeaderBytes + kAckFixedBytes + 8 * kAckEntriesMax;

@@ -2048,14 +2048,14 @@ TEST(Engine, WithAKeyARecordedPacketDoesNotKeepADeadPeerAlive) {
     EXPECT_EQ(done.error, ErrorCode::kHostDown);
 }
 
-// KNOWN, NOT FIXED (SPEC 10): the MAC proves who sent a REQUEST, not when, and the server's
-// duplicate filter for a client lasts only while it keeps the client's numbering. After
-// numbering_lapse (peer_linger - dead_after, 9 s) of silence, or once the peer is forgotten, a
-// recorded REQUEST played back is taken as a new transaction and delivered again (at 10 s and
-// at 30 s here; at 5 s it is still refused). Closing it needs the server to learn the client's
-// current numbering from something fresh (a protocol change: e.g. the client's next txn in its
-// HELLO_ACK to a challenge the server sends before it takes a numbering anew). Enable when fixed.
-TEST(Engine, DISABLED_WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerForgotItsNumbering) {
+// The MAC proves who sent a REQUEST, not when, and the server's duplicate filter for a client
+// lasts only while it keeps the client's numbering. After numbering_lapse (peer_linger -
+// dead_after, 9 s) of silence, or once the peer is forgotten, a recorded REQUEST played back was
+// taken as a new transaction and delivered again (at 10 s and at 30 s here; at 5 s it was
+// refused). With a key the server takes a client's numbering only from the answer to a
+// CHALLENGE of its own (SPEC 3.4): the live client answers with where it is now, and the
+// recording's txn is finished there.
+TEST(Engine, WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerForgotItsNumbering) {
     auto keyed = [](Box& x) { x.key(23); };
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     keyed(a);
@@ -2077,6 +2077,173 @@ TEST(Engine, DISABLED_WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerF
         lan.run([&] { echo.step_at(lan.now); return false; }, lan.now + 100'000);
         EXPECT_EQ(a.engine->stats().requests_delivered, 1u) << later;
     }
+}
+
+// A two-node keyed pair for the replay tests below: b calls a once (recorded as it goes), then
+// everything is silent for a while.
+struct Recorded {
+    Box a{0x0A000001, 11}, b{0x0A000002, 22};
+    Lan lan;
+    Echo echo{a};
+    std::vector<std::vector<uint8_t>> requests, answers, pulses;  // b's, to a, as sent
+    explicit Recorded(uint16_t a_peers_max = 64) {
+        a.config.peers_max = a_peers_max;
+        a.key(31);
+        b.key(31);
+        lan.boxes = {&a, &b};
+        lan.seen = [this](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+            if (&from != &b) return;
+            if (m.header.type == wire::Type::kRequest) requests.push_back(bytes);
+            if (m.header.type == wire::Type::kChallengeAck) answers.push_back(bytes);
+            if (m.header.type == wire::Type::kPulse) pulses.push_back(bytes);
+        };
+    }
+    void idle(Instant us) {
+        lan.run(nullptr, lan.now + us);
+        lan.now += us;
+        for (Box* x : lan.boxes) x->engine->handle_timeout(lan.now);
+    }
+    void play(const std::vector<uint8_t>& packet) {
+        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, packet.data(), packet.size());
+        lan.run([&] { echo.step_at(lan.now); return false; }, lan.now + 100'000);
+    }
+};
+
+// Each silence on its own (the test above plays them one after another): after 5 s the server
+// still keeps b's numbering and answers `stale`; after 10 s and 30 s it has let the numbering
+// go (forgetting b altogether is the next test). None delivers the recording again.
+TEST(Engine, WithAKeyARecordedRequestIsNotDeliveredAgainAfterAnySilence) {
+    for (Instant silence : {Instant(5'000'000), Instant(10'000'000), Instant(30'000'000)}) {
+        Recorded r;
+        ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+        ASSERT_FALSE(r.requests.empty());
+        r.idle(silence);
+        for (int i = 0; i < 3; i++) r.play(r.requests.front());
+        EXPECT_EQ(r.a.engine->stats().requests_delivered, 1u) << silence;
+        if (silence >= 10'000'000) EXPECT_GE(r.a.engine->stats().challenges_sent, 2u) << silence;
+    }
+}
+
+// The same through the peer table: a table of one, b retired for another client, then past its
+// linger time (its duplicate filter gone with it). The recording draws a CHALLENGE, not a run.
+TEST(Engine, WithAKeyARecordedRequestOfAClientRetiredAndForgottenIsNotDeliveredAgain) {
+    Recorded r(1);
+    Box c(0x0A000003, 33);
+    c.key(31);
+    r.lan.boxes.push_back(&c);
+    ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    r.lan.now += 200'000;
+    ASSERT_EQ(r.lan.call(c, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);  // b retired
+    EXPECT_EQ(r.a.engine->stats().peers_retired, 1u);
+    r.idle(r.a.config.peer_linger_us + 1'000'000);
+    r.play(r.requests.front());
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);  // b's and c's, once each
+}
+
+// A pulse takes a transaction number like a request, and is delivered at most once the same way.
+TEST(Engine, WithAKeyARecordedPulseIsNotDeliveredAgainAfterTheServerForgotItsNumbering) {
+    Recorded r;
+    PeerRef to_a = r.b.engine->peer(r.a.config.local_ipv4, 0).value;
+    ASSERT_EQ(r.b.engine->pulse(r.lan.now, to_a, 5, 1, 77), ErrorCode::kOk);
+    r.lan.run([&] { return !r.b.engine->pulse_pending(to_a, 5, 1); }, r.lan.now + 1'000'000);
+    Event ev;
+    ASSERT_TRUE(take(r.a, EventType::kPulse, ev));
+    EXPECT_EQ(ev.value, 77u);
+    ASSERT_FALSE(r.pulses.empty());
+    r.idle(10'000'000);
+    for (int i = 0; i < 3; i++) r.play(r.pulses.front());
+    EXPECT_FALSE(take(r.a, EventType::kPulse, ev));
+}
+
+// A client silent for 30 s (a let its numbering go) calls again, and an attacker plays b's first
+// request to a just before: the call goes through, one CHALLENGE round trip later, and a runs
+// exactly one request, the new one.
+TEST(Engine, WithAKeyAClientSilentFor30SecondsGetsItsCallThroughOnceAndTheRecordingNot) {
+    Recorded r;
+    ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    r.idle(30'000'000);
+    const uint64_t asked = r.a.engine->stats().challenges_sent;
+    r.play(r.requests.front());
+    r.lan.seen = nullptr;
+    const ErrorCode got = [&] {
+        PeerRef peer = r.b.engine->peer(r.a.config.local_ipv4, 0).value;
+        std::vector<uint8_t> msg(64, 9), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        auto h = r.b.engine->start_send(r.lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
+        EXPECT_TRUE(h.ok());
+        Event done;
+        bool ended = false;
+        r.lan.run([&] {
+            r.echo.step_at(r.lan.now);
+            return ended = take(r.b, EventType::kSendDone, done);
+        }, r.lan.now + 10'000'000);
+        EXPECT_EQ(rep, msg);
+        return ended ? done.error : ErrorCode::kTimedOut;
+    }();
+    EXPECT_EQ(got, ErrorCode::kOk);
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);  // the first call's and this one's
+    EXPECT_GT(r.a.engine->stats().challenges_sent, asked);
+    EXPECT_EQ(r.b.engine->stats().sends_completed, 2u);
+}
+
+// The answer to a CHALLENGE names the numbering as it was when it was sent; it is taken only as
+// the answer to the nonce it echoes, once. b's answer from its first call (txn 1 still open
+// then) played back later, with b gone, does not make the recorded txn 1 run again; nor does
+// the answer to a later CHALLENGE played a second time.
+TEST(Engine, WithAKeyARecordedAnswerToAChallengeIsUseless) {
+    Recorded r;
+    ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    ASSERT_EQ(r.answers.size(), 1u);  // a asked b when it said HELLO
+    const std::vector<uint8_t> first = r.answers.front();
+    r.idle(10'000'000);
+    r.play(r.requests.front());  // a asks b again; b answers (txn 1 finished)
+    ASSERT_EQ(r.answers.size(), 2u);
+    const std::vector<uint8_t> second = r.answers.back();
+    r.idle(10'000'000);
+    r.lan.boxes = {&r.a};  // b gone: only the attacker answers
+    const uint64_t dropped = r.a.engine->stats().dropped_unexpected;
+    for (const std::vector<uint8_t>* answer : {&first, &second, &first}) {
+        r.play(r.requests.front());
+        r.play(*answer);
+        r.play(r.requests.front());
+    }
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 1u);
+    EXPECT_GE(r.a.engine->stats().dropped_unexpected - dropped, 9u);  // 6 requests, 3 answers
+    // b comes back: its numbering is taken from its own fresh answer, and it calls.
+    r.lan.boxes = {&r.a, &r.b};
+    EXPECT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);
+}
+
+// Without a key nothing of this is on the wire: no CHALLENGE is sent, and one that arrives is
+// not answered (only a keyed server asks).
+TEST(Engine, WithoutAKeyNoChallengeIsSentOrAnswered) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    Lan lan;
+    lan.boxes = {&a, &b};
+    size_t challenges = 0;
+    lan.seen = [&](const Box&, const std::vector<uint8_t>&, const wire::Message& m) {
+        challenges += m.header.type == wire::Type::kChallenge || m.header.type == wire::Type::kChallengeAck;
+    };
+    Echo echo{a};
+    ASSERT_EQ(lan.call(b, a.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    lan.now += 30'000'000;
+    for (Box* x : lan.boxes) x->engine->handle_timeout(lan.now);
+    ASSERT_EQ(lan.call(b, a.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    EXPECT_EQ(challenges, 0u);
+    EXPECT_EQ(a.engine->stats().challenges_sent, 0u);
+    wire::Message ch;
+    ch.header.type = wire::Type::kChallenge;
+    ch.header.src_incarnation = 11;
+    ch.header.dst_incarnation = 22;
+    ch.challenge.nonce = 5;
+    uint8_t buf[128];
+    const size_t n = wire::encode(ch, a.config.local_ipv4, b.config.local_ipv4, buf, sizeof buf);
+    ASSERT_GT(n, 0u);
+    b.engine->handle_datagram(lan.now, a.config.local_ipv4, b.config.local_ipv4, buf, n);
+    lan.run(nullptr, lan.now + 100'000);
+    EXPECT_EQ(challenges, 0u);
 }
 
 // Authentication asked for with the key left at its default (all zeros) is a mistake, not a

@@ -94,6 +94,13 @@ std::vector<Message> every_type(const std::vector<uint8_t>& payload, ConstBytes&
         memcpy(m.name.name, "echo", 4);
         all.push_back(m);
     }
+    m = base(Type::kChallenge);
+    m.challenge = Challenge{0xC0FFEE01};
+    all.push_back(m);
+    m = base(Type::kChallengeAck);
+    // txn low just below the wrap: the span to txn next (4: ...FE, ...FF, 1, 2) skips 0 (SPEC 5.1).
+    m.challenge_ack = ChallengeAck{0xC0FFEE01, 0xFFFFFFFEu, 3, 0b101};
+    all.push_back(m);
     return all;
 }
 
@@ -134,6 +141,13 @@ TEST(Wire, EveryTypeRoundTrips) {
             case Type::kNameReply:
                 EXPECT_EQ(d.name.error, ErrorCode::kNoSuchService);
                 EXPECT_EQ(0, memcmp(d.name.name, "echo", 4));
+                break;
+            case Type::kChallenge: EXPECT_EQ(d.challenge.nonce, 0xC0FFEE01u); break;
+            case Type::kChallengeAck:
+                EXPECT_EQ(d.challenge_ack.nonce, 0xC0FFEE01u);
+                EXPECT_EQ(d.challenge_ack.txn_low, 0xFFFFFFFEu);
+                EXPECT_EQ(d.challenge_ack.txn_next, 3u);
+                EXPECT_EQ(d.challenge_ack.open, 0b101u);
                 break;
             default: break;
         }
@@ -411,6 +425,20 @@ TEST(Wire, EveryMalformedPacketHasItsReason) {
     EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 10); }), DecodeError::kBadField);
     EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 64); }), DecodeError::kBadField);
     EXPECT_EQ(mutate(err, [](uint8_t* b, size_t&) { store16(b + 36, 9); }), DecodeError::kOk);
+    // A CHALLENGE_ACK's open txns lie in [txn low, txn next), at most 64 of them (SPEC 4.11).
+    Message ans = all[all.size() - 1];
+    ASSERT_EQ(ans.header.type, Type::kChallengeAck);
+    EXPECT_EQ(mutate(ans, [](uint8_t*, size_t&) {}), DecodeError::kOk);
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store32(b + 36, 0); }), DecodeError::kBadField);  // low 0
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store32(b + 40, 0); }), DecodeError::kBadField);  // next 0
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store32(b + 36, 4); }), DecodeError::kBadField);  // next before low
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store32(b + 36, 100); store32(b + 40, 165); }),
+              DecodeError::kBadField);  // 65 wide
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store32(b + 36, 100); store32(b + 40, 164); store64(b + 48, ~0ull); }),
+              DecodeError::kOk);  // 64 wide, all open
+    EXPECT_EQ(mutate(ans, [](uint8_t* b, size_t&) { store64(b + 48, 0b10000); }), DecodeError::kBadField);  // at next
+    EXPECT_EQ(mutate(all[all.size() - 2], [](uint8_t* b, size_t& n) { b[n] = 0; n += 1; store16(b + 6, uint16_t(n)); }),
+              DecodeError::kTrailingBytes);
     // AUTH without room for the MAC.
     Message small = all[8];
     EXPECT_EQ(mutate(small, [](uint8_t* b, size_t&) { b[2] |= kFlagAuth; }), DecodeError::kBodyTooShort);
