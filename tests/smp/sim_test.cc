@@ -98,9 +98,23 @@ TEST(Sim, ScenarioCaptureHasEveryMessageType) {
     EXPECT_EQ(r.pulses, 1u);          // two pulses, coalesced
     EXPECT_EQ(r.names_resolved, 2u);  // one found, one not
     EXPECT_GT(r.rebooted, 0u);        // the crash and restart
+    // CHALLENGE and CHALLENGE_ACK only with a key (SPEC 4.11): without one they never appear.
+    auto keyed_only = [](int t) {
+        return t == int(wire::Type::kChallenge) || t == int(wire::Type::kChallengeAck);
+    };
+    for (int t = 1; t <= wire::kTypeMax; t++) {
+        const bool seen = std::find(types.begin(), types.end(), t) != types.end();
+        EXPECT_EQ(seen, !keyed_only(t)) << wire::type_name(wire::Type(t)) << " in the scenario capture";
+    }
+    EXPECT_EQ(std::find(types.begin(), types.end(), -1), types.end()) << "an undecodable packet";
+    // The same scenario with a cluster key: every first call draws a CHALLENGE (SPEC 3.4).
+    r = run_scenario(path, true);
+    ASSERT_TRUE(r.ok) << r.failure;
+    types = pcap_types(path, bad);
+    remove(path.c_str());
     for (int t = 1; t <= wire::kTypeMax; t++) {
         EXPECT_NE(std::find(types.begin(), types.end(), t), types.end())
-            << "no " << wire::type_name(wire::Type(t)) << " in the scenario capture";
+            << "no " << wire::type_name(wire::Type(t)) << " in the keyed scenario capture";
     }
     EXPECT_EQ(std::find(types.begin(), types.end(), -1), types.end()) << "an undecodable packet";
 }
