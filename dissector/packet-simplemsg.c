@@ -65,9 +65,10 @@
 enum {
     SMP_HELLO = 1, SMP_HELLO_ACK = 2, SMP_REQUEST = 3, SMP_REPLY = 4, SMP_PULL = 5,
     SMP_DATA = 6, SMP_ACK = 7, SMP_CANCEL = 8, SMP_PULSE = 9, SMP_PROBE = 10,
-    SMP_PROBE_ACK = 11, SMP_RESET = 12, SMP_NAME_QUERY = 13, SMP_NAME_REPLY = 14
+    SMP_PROBE_ACK = 11, SMP_RESET = 12, SMP_NAME_QUERY = 13, SMP_NAME_REPLY = 14,
+    SMP_CHALLENGE = 15, SMP_CHALLENGE_ACK = 16
 };
-#define SMP_TYPE_MAX 14
+#define SMP_TYPE_MAX 16
 
 /* Channels the nodes and libsmp answer themselves (protocol/kernel/bridge.cc, libsmp.cc):
  * `_names` lists the attached names, `_stats` a service's high-water marks. */
@@ -88,6 +89,9 @@ enum {
 #define SMP_PROBE_ACK_BYTES         8
 #define SMP_RESET_BYTES             16
 #define SMP_NAME_FIXED_BYTES        12
+#define SMP_CHALLENGE_BYTES         8
+#define SMP_CHALLENGE_ACK_BYTES     24
+#define SMP_TXN_WINDOW_MAX          64      /* a CHALLENGE_ACK's open txns lie within 64 (SPEC 4.11) */
 
 enum { SMP_ERR_OK = 0, SMP_ERR_STALE = 7, SMP_ERR_BUSY = 3, SMP_ERR_NO_SUCH_SERVICE = 8,
        SMP_ERR_CANCELLED = 4, SMP_ERR_TIMED_OUT = 5 };
@@ -130,6 +134,8 @@ static const value_string smp_type_vals[] = {
     { SMP_RESET,      "RESET" },
     { SMP_NAME_QUERY, "NAME_QUERY" },
     { SMP_NAME_REPLY, "NAME_REPLY" },
+    { SMP_CHALLENGE,  "CHALLENGE" },
+    { SMP_CHALLENGE_ACK, "CHALLENGE_ACK" },
     { 0, NULL }
 };
 
@@ -222,6 +228,8 @@ static int hf_smp_eager_bytes_max = -1;
 
 static int hf_smp_txn = -1;
 static int hf_smp_txn_low = -1;
+static int hf_smp_txn_next = -1;
+static int hf_smp_open_txns = -1;
 static int hf_smp_channel = -1;
 static int hf_smp_total_bytes = -1;
 static int hf_smp_eager_bytes = -1;
@@ -365,7 +373,7 @@ static const fragment_items smp_frag_items = {
  * CANCEL/ACK on the way), a pulse, a probe, a HELLO or a name query. It is keyed by the side that
  * started it (address, endpoint, incarnation), the other side (address, endpoint) and its number.
  */
-enum { SMP_X_TXN = 1, SMP_X_PROBE, SMP_X_HELLO, SMP_X_NAME };
+enum { SMP_X_TXN = 1, SMP_X_PROBE, SMP_X_HELLO, SMP_X_NAME, SMP_X_CHALLENGE };
 
 /* Transaction numbers run 1 .. 2^32-1 and wrap to 1 (SPEC.md 5.1): compare them cyclically. */
 static guint32 smp_txn_dist(guint32 from, guint32 to)
@@ -829,6 +837,24 @@ smp_check_body(tvbuff_t *tvb, guint have, smp_packet_t *p)
         if (p->type == SMP_NAME_QUERY && p->error != SMP_ERR_OK) return SMP_V_BAD_FIELD;
         if (p->error != SMP_ERR_OK && p->error != SMP_ERR_NO_SUCH_SERVICE) return SMP_V_BAD_FIELD;
         return SMP_V_OK;
+    case SMP_CHALLENGE:
+        if ((e = smp_fixed(have, SMP_CHALLENGE_BYTES)) != SMP_V_OK) return e;
+        p->id = tvb_get_ntohl(tvb, b);
+        return SMP_V_OK;
+    case SMP_CHALLENGE_ACK: {
+        guint32 next, span;
+        guint64 open;
+        if ((e = smp_fixed(have, SMP_CHALLENGE_ACK_BYTES)) != SMP_V_OK) return e;
+        p->id = tvb_get_ntohl(tvb, b);
+        p->txn_low = tvb_get_ntohl(tvb, b + 4);
+        next = tvb_get_ntohl(tvb, b + 8);
+        open = tvb_get_ntoh64(tvb, b + 16);
+        span = smp_txn_dist(p->txn_low, next);
+        if (p->txn_low == 0 || next == 0 || span > SMP_TXN_WINDOW_MAX ||
+            (span < SMP_TXN_WINDOW_MAX && (open >> span) != 0))
+            return SMP_V_BAD_FIELD;
+        return SMP_V_OK;
+    }
     default:
         return SMP_V_UNKNOWN_TYPE;
     }
@@ -866,7 +892,7 @@ static const guint8 smp_fixed_body_bytes[SMP_TYPE_MAX + 1] = {
     0, SMP_HELLO_BYTES, SMP_HELLO_BYTES, SMP_REQUEST_FIXED_BYTES, SMP_REPLY_FIXED_BYTES,
     SMP_PULL_FIXED_BYTES, SMP_DATA_FIXED_BYTES, SMP_ACK_FIXED_BYTES, SMP_CANCEL_BYTES,
     SMP_PULSE_BYTES, SMP_PROBE_FIXED_BYTES, SMP_PROBE_ACK_BYTES, SMP_RESET_BYTES,
-    SMP_NAME_FIXED_BYTES, SMP_NAME_FIXED_BYTES
+    SMP_NAME_FIXED_BYTES, SMP_NAME_FIXED_BYTES, SMP_CHALLENGE_BYTES, SMP_CHALLENGE_ACK_BYTES
 };
 
 /* A packet cut short by the capture: reads the body fields the display needs from the `have`
@@ -1017,6 +1043,10 @@ smp_exchange_of(const smp_packet_t *p, guint8 *kind, guint32 *id, gboolean *from
         return TRUE;
     case SMP_NAME_QUERY: case SMP_NAME_REPLY:
         *kind = SMP_X_NAME; *id = p->id; *from_client = (p->type == SMP_NAME_QUERY);
+        return TRUE;
+    case SMP_CHALLENGE: case SMP_CHALLENGE_ACK:
+        /* the asking side (a server) opens it, as a probe's sender does */
+        *kind = SMP_X_CHALLENGE; *id = p->id; *from_client = (p->type == SMP_CHALLENGE);
         return TRUE;
     default:
         return FALSE;
@@ -1326,6 +1356,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
         case SMP_PROBE:
         case SMP_HELLO:
         case SMP_NAME_QUERY:
+        case SMP_CHALLENGE:
             if (x->request_frame == 0) {
                 x->request_frame = pinfo->num;
                 x->request_time = pinfo->abs_ts;
@@ -1347,6 +1378,7 @@ smp_track(tvbuff_t *tvb, packet_info *pinfo, smp_packet_t *p)
         case SMP_PROBE_ACK:
         case SMP_HELLO_ACK:
         case SMP_NAME_REPLY:
+        case SMP_CHALLENGE_ACK:
             smp_set_once(&x->response_frame, pinfo->num);
             break;
         case SMP_PULL:
@@ -1430,8 +1462,9 @@ smp_add_payload(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const smp_p
     proto_item_set_generated(it);
 
     req = (p->type == SMP_REQUEST) || (p->type == SMP_DATA && p->what == SMP_WHAT_REQUEST);
-    if (p->type == SMP_REQUEST || p->type == SMP_REPLY) {
-        /* One packet with the whole message: it is the message. */
+    if ((p->type == SMP_REQUEST || p->type == SMP_REPLY) && p->verdict == SMP_V_OK) {
+        /* One packet with the whole message: it is the message (not one the receiver drops: a
+         * forged packet's bytes, its MAC wrong, are nobody's message). */
         if (p->offset == 0 && p->payload_bytes == p->total)
             msg_tvb = tvb_new_subset_length(tvb, p->payload_offset, p->payload_bytes);
     }
@@ -1692,6 +1725,23 @@ smp_dissect_body(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, smp_packet
                                 val_to_str(p->error, smp_error_vals, "error %u"));
         }
         break;
+    case SMP_CHALLENGE:
+        /* a keyed server asks a client for its numbering before it takes a request (SPEC 3.4) */
+        if (have < SMP_CHALLENGE_BYTES) return;
+        proto_tree_add_item(tree, hf_smp_nonce, tvb, b, 4, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 4, 4, ENC_BIG_ENDIAN);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " nonce=%u", p->id);
+        break;
+    case SMP_CHALLENGE_ACK:
+        if (have < SMP_CHALLENGE_ACK_BYTES) return;
+        proto_tree_add_item(tree, hf_smp_nonce, tvb, b, 4, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_txn_low, tvb, b + 4, 4, ENC_BIG_ENDIAN);
+        proto_tree_add_item_ret_uint(tree, hf_smp_txn_next, tvb, b + 8, 4, ENC_BIG_ENDIAN, &v);
+        proto_tree_add_item(tree, hf_smp_reserved, tvb, b + 12, 4, ENC_BIG_ENDIAN);
+        proto_tree_add_item(tree, hf_smp_open_txns, tvb, b + 16, 8, ENC_BIG_ENDIAN);
+        col_append_fstr(pinfo->cinfo, COL_INFO, " nonce=%u low=%u next=%u open=0x%" PRIx64,
+                        p->id, p->txn_low, v, tvb_get_ntoh64(tvb, b + 16));
+        break;
     default:
         break;
     }
@@ -1733,7 +1783,7 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
     if (x) {
         gboolean opener = (p->type == SMP_REQUEST || p->type == SMP_PULSE ||
                            p->type == SMP_PROBE || p->type == SMP_HELLO ||
-                           p->type == SMP_NAME_QUERY);
+                           p->type == SMP_NAME_QUERY || p->type == SMP_CHALLENGE);
         if (opener) {
             smp_add_link(tree, hf_smp_response_in, tvb, x->response_frame);
             if (x->request_frame != pinfo->num)
@@ -1747,7 +1797,7 @@ smp_add_tracking(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
         /* The response time on the first final answer only (not on a reply's later parts, its
          * repeats, or a `busy`): one figure per transaction, as -z and io,stat count it. */
         if ((p->type == SMP_REPLY || p->type == SMP_PROBE_ACK || p->type == SMP_HELLO_ACK ||
-             p->type == SMP_NAME_REPLY) && x->request_frame != 0 &&
+             p->type == SMP_NAME_REPLY || p->type == SMP_CHALLENGE_ACK) && x->request_frame != 0 &&
             x->request_frame < pinfo->num && x->response_frame == pinfo->num) {
             nstime_t delta;
             nstime_delta(&delta, &pinfo->abs_ts, &x->request_time);
@@ -2282,6 +2332,12 @@ proto_register_simplemsg(void)
             "The client's transaction number", HFILL }},
         { &hf_smp_txn_low, { "Lowest open transaction", "simplemsg.txn_low", FT_UINT32, BASE_DEC,
             NULL, 0x0, "Every transaction below this one is finished at the client", HFILL }},
+        { &hf_smp_txn_next, { "Next transaction", "simplemsg.txn_next", FT_UINT32, BASE_DEC,
+            NULL, 0x0, "CHALLENGE_ACK: the number the client gives its next transaction", HFILL }},
+        { &hf_smp_open_txns, { "Transactions waited on", "simplemsg.open_txns", FT_UINT64, BASE_HEX,
+            NULL, 0x0, "CHALLENGE_ACK: bit i set: the transaction i steps after the lowest open "
+            "one is sent and not yet acknowledged; the server takes the others below the next "
+            "transaction as finished", HFILL }},
         { &hf_smp_channel, { "Channel", "simplemsg.channel", FT_UINT32, BASE_DEC, NULL, 0x0,
             NULL, HFILL }},
         { &hf_smp_total_bytes, { "Message size", "simplemsg.total_bytes", FT_UINT32,

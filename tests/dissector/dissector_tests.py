@@ -223,7 +223,7 @@ def test_agreement(opts):
         compare_frames(expected, rows, f"engine agreement ({mode})")
         if mode == "valid":
             types = {e["fields"]["simplemsg.type"] for e in expected}
-            check(len(types) == 14, f"only {len(types)} message types covered")
+            check(len(types) == len(TYPE_NAMES), f"only {len(types)} message types covered")
         else:
             verdicts = {e["fields"]["simplemsg.verdict"] for e in expected}
             check(len(verdicts) >= 8, f"only verdicts {sorted(verdicts)} covered")
@@ -249,7 +249,8 @@ def test_fuzz(opts):
 
 TYPE_NAMES = {1: "HELLO", 2: "HELLO_ACK", 3: "REQUEST", 4: "REPLY", 5: "PULL", 6: "DATA", 7: "ACK",
               8: "CANCEL", 9: "PULSE", 10: "PROBE", 11: "PROBE_ACK", 12: "RESET",
-              13: "NAME_QUERY", 14: "NAME_REPLY"}
+              13: "NAME_QUERY", 14: "NAME_REPLY", 15: "CHALLENGE", 16: "CHALLENGE_ACK"}
+KEYED_ONLY_TYPES = {15, 16}  # sent only with a cluster key (SPEC 4.11)
 ERROR_BUSY = 3
 
 
@@ -275,11 +276,12 @@ def exchange_key(v, row, t):
                 ip_of(row, s), v[f"simplemsg.{s}_endpoint"], int(v[f"simplemsg.{s}_incarnation"]),
                 int(v["simplemsg.txn"]))
     ids = {1: "simplemsg.nonce", 2: "simplemsg.nonce", 10: "simplemsg.probe_seq",
-           11: "simplemsg.probe_seq", 13: "simplemsg.query", 14: "simplemsg.query"}
+           11: "simplemsg.probe_seq", 13: "simplemsg.query", 14: "simplemsg.query",
+           15: "simplemsg.nonce", 16: "simplemsg.nonce"}
     if t not in ids:
         return None
-    c, s = ("src", "dst") if t in (1, 10, 13) else ("dst", "src")
-    return (TYPE_NAMES[t if t in (1, 10, 13) else t - 1], ip_of(row, c), v[f"simplemsg.{c}_endpoint"],
+    c, s = ("src", "dst") if t in (1, 10, 13, 15) else ("dst", "src")
+    return (TYPE_NAMES[t if t in (1, 10, 13, 15) else t - 1], ip_of(row, c), v[f"simplemsg.{c}_endpoint"],
             int(v[f"simplemsg.{c}_incarnation"]), ip_of(row, s), v[f"simplemsg.{s}_endpoint"],
             int(v[ids[t]]))
 
@@ -577,7 +579,7 @@ def test_scenario(opts):
     for f, w in zip(frames, read_jsonl(truth)):
         f["derived"] = w["derived"]
     types = {f["fields"].get("simplemsg.type") for f in frames} - {None}
-    missing = sorted(set(TYPE_NAMES) - {int(t) for t in types})
+    missing = sorted(set(TYPE_NAMES) - KEYED_ONLY_TYPES - {int(t) for t in types})
     check(not missing, f"the run has no {[TYPE_NAMES[m] for m in missing]}: scenario regressed")
     covered, dups = check_golden(opts, pcap, frames, "scenario")
     check(covered["linked"] >= 10 and covered["reassembled"] >= 4 and
@@ -696,7 +698,8 @@ def test_cut(opts):
 
 VERDICT_NAMES = ["ok", "too-short", "bad-version", "bad-length", "bad-checksum", "critical-flag",
                  "unknown-type", "body-too-short", "trailing-bytes", "bad-field"]
-STATS_TIME_GROUPS = {"11": "PROBE", "2": "HELLO", "14": "NAME_QUERY"}  # answers other than REPLY
+STATS_TIME_GROUPS = {"11": "PROBE", "2": "HELLO", "14": "NAME_QUERY",
+                     "16": "CHALLENGE"}  # answers other than REPLY
 
 
 def stats_tree(opts, capture):
@@ -1310,7 +1313,7 @@ def test_live(opts):
         sys.exit(77)
     check(opts.wire_sample, "--wire-sample is needed")
     sample = os.path.join(opts.work_dir, "live-sample.pcap")
-    subprocess.run([opts.wire_sample, "valid", "14", "3", sample, sample + ".jsonl"], check=True,
+    subprocess.run([opts.wire_sample, "valid", str(len(TYPE_NAMES)), "3", sample, sample + ".jsonl"], check=True,
                    capture_output=True)
     packets = []  # the SMP bytes of each sample frame (Ethernet + IPv4 stripped)
     data = open(sample, "rb").read()
@@ -1351,7 +1354,7 @@ def test_live(opts):
     types = [int(t) for t in out.split()]
     check(len(types) == len(packets), f"live capture decoded {len(types)} SMP packets, expected "
           f"{len(packets)}: {err.strip()[-300:]}")
-    check(set(types) <= set(range(1, 15)), f"unexpected types {types}")
+    check(set(types) <= set(TYPE_NAMES), f"unexpected types {types}")
     print(f"live: {len(types)} SMP packets decoded from a capture in namespace {ns}: types {types}")
 
 

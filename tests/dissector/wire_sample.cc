@@ -268,6 +268,20 @@ void random_message(Rng& r, Type t, Message& m, std::vector<uint8_t>& payload, C
             for (size_t i = 0; i < n.name_bytes; i++) n.name[i] = kChars[r.below(sizeof kChars - 1)];
             break;
         }
+        case Type::kChallenge:
+            m.challenge = Challenge{r.u32()};
+            break;
+        case Type::kChallengeAck: {
+            // open txns within [txn low, txn next), at most 64 steps (SPEC 4.11), across the wrap too
+            ChallengeAck& a = m.challenge_ack;
+            a.nonce = r.u32();
+            a.txn_low = r.range(1, 0xFFFFFFFFu);
+            const uint32_t span = r.chance(20) ? 64 : r.below(65);
+            a.txn_next = a.txn_low;
+            for (uint32_t i = 0; i < span; i++) a.txn_next = txn_next(a.txn_next);
+            a.open = span == 0 ? 0 : r.u64() & (span >= 64 ? ~0ull : (1ull << span) - 1);
+            break;
+        }
     }
 }
 
@@ -368,6 +382,15 @@ void describe(const Message& m, const uint8_t* pkt, Json& j, uint8_t verdict = 0
             j.add("simplemsg.name_bytes", m.name.name_bytes);
             j.add("simplemsg.channel", m.name.channel);
             j.add_str("simplemsg.service", m.name.name, m.name.name_bytes);
+            break;
+        case Type::kChallenge:
+            j.add("simplemsg.nonce", m.challenge.nonce);
+            break;
+        case Type::kChallengeAck:
+            j.add("simplemsg.nonce", m.challenge_ack.nonce);
+            j.add("simplemsg.txn_low", m.challenge_ack.txn_low);
+            j.add("simplemsg.txn_next", m.challenge_ack.txn_next);
+            j.add("simplemsg.open_txns", m.challenge_ack.open);
             break;
     }
     if (m.payload.bytes && h.type != Type::kProbe) {
@@ -599,7 +622,7 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> payload;
     int per_verdict[int(DecodeError::kCount)] = {};
     for (int i = 0; i < count; i++) {
-        // Every type in turn, so N >= 14 covers them all.
+        // Every type in turn, so N >= kTypeMax covers them all.
         Type t = Type(1 + i % kTypeMax);
         Message m;
         ConstBytes src{nullptr, 0};
