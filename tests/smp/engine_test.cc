@@ -2125,7 +2125,8 @@ TEST(Engine, WithAKeyARecordedRequestIsNotDeliveredAgainAfterAnySilence) {
 }
 
 // The same through the peer table: a table of one, b retired for another client, then past its
-// linger time (its duplicate filter gone with it). The recording draws a CHALLENGE, not a run.
+// linger time (its duplicate filter gone with it). The recording draws a CHALLENGE, not a run,
+// and b's own next call goes through.
 TEST(Engine, WithAKeyARecordedRequestOfAClientRetiredAndForgottenIsNotDeliveredAgain) {
     Recorded r(1);
     Box c(0x0A000003, 33);
@@ -2138,6 +2139,9 @@ TEST(Engine, WithAKeyARecordedRequestOfAClientRetiredAndForgottenIsNotDeliveredA
     r.idle(r.a.config.peer_linger_us + 1'000'000);
     r.play(r.requests.front());
     EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);  // b's and c's, once each
+    // b itself calls again: one round trip more, one delivery.
+    EXPECT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 3u);
 }
 
 // A pulse takes a transaction number like a request, and is delivered at most once the same way.
