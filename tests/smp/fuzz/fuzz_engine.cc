@@ -1,7 +1,10 @@
 // libFuzzer target: an engine in an arbitrary state fed arbitrary datagrams. The first bytes
 // choose a state (sends started, requests being served, a read in progress, peers known) reached
-// through real traffic with a second engine; the rest is a sequence of datagrams (checksummed or
-// not) and clock steps. Nothing may crash, leak past its bounds or assert.
+// through real traffic with a second engine, and whether the two have a cluster key (SPEC 3.4:
+// the datagrams then carry a right MAC when they are fixed up, so the fuzzer reaches what lies
+// behind it, challenges included) and whether the engine under test keeps eager bytes in an
+// eager store; the rest is a sequence of datagrams (checksummed or not) and clock steps.
+// Nothing may crash, leak past its bounds or assert.
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,9 +21,9 @@ namespace {
 
 struct Node {
     Config config;
-    std::vector<uint8_t> raw;
+    std::vector<uint8_t> raw, store;
     Engine* engine = nullptr;
-    explicit Node(uint32_t ip, uint64_t inc) {
+    Node(uint32_t ip, uint64_t inc, bool keyed, bool eager_store) {
         config.local_ipv4 = ip;
         config.incarnation = inc;
         config.peers_max = 4;
@@ -30,6 +33,14 @@ struct Node {
         config.window_bytes = 16 * 1024;
         config.control_max = 8;
         config.lookups_max = 2;
+        if (keyed) {
+            config.auth = true;
+            for (size_t i = 0; i < wire::kAuthKeyBytes; i++) config.auth_key.bytes[i] = uint8_t(i + 1);
+        }
+        if (eager_store) {
+            store.resize(Engine::eager_store_bytes(config));
+            config.eager_store = store.data();
+        }
         raw.resize(Engine::memory_bytes(config) + 16);
         void* p = reinterpret_cast<void*>((uintptr_t(raw.data()) + 15) & ~uintptr_t(15));
         engine = new (&storage) Engine(config, p, Engine::memory_bytes(config));
@@ -50,7 +61,9 @@ void check(const Node& n) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 4) return 0;
     constexpr uint32_t kA = 0x0A000001, kB = 0x0A000002;
-    Node a(kA, 0x1111), b(kB, 0x2222);
+    const bool keyed = data[3] & 0x40, stored = data[3] & 0x80;
+    Node a(kA, 0x1111, keyed, stored), b(kB, 0x2222, keyed, false);
+    const wire::MacKey mac = wire::mac_key(a.config.auth_key);
     Instant now = 1000;
     static std::vector<uint8_t> msg(40000, 0x42), rep(40000);
     ConstBytes mp[8];
@@ -96,7 +109,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (len > sizeof buf) len = sizeof buf;
         memcpy(buf, data + pos, len);
         pos += len;
-        if ((flags & 1) && len >= wire::kHeaderBytes) {
+        const uint32_t src = (flags & 8) ? kB : kB + 7;
+        if ((flags & 1) && len >= wire::kHeaderBytes + (keyed ? wire::kMacBytes : 0)) {
             // Make it pass the early checks so the fuzzer reaches the state machines.
             buf[0] = wire::kVersion;
             store16(buf + 6, uint16_t(len));
@@ -104,9 +118,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (flags & 2) store64(buf + 16, a.config.incarnation);
             if (flags & 4) store64(buf + 24, b.config.incarnation);
             ConstBytes one{buf, len};
-            store16(buf + 4, wire::checksum(ConstChain{&one, 1}, kB, kA));
+            if (keyed) {  // the key's MAC, as a node of the cluster would send it
+                buf[2] |= wire::kFlagAuth;
+                wire::packet_mac(ConstChain{&one, 1}, len, src, kA, mac, buf + len - wire::kMacBytes);
+            }
+            store16(buf + 4, wire::checksum(ConstChain{&one, 1}, src, kA));
         }
-        a.engine->handle_datagram(now, (flags & 8) ? kB : kB + 7, kA, buf, len);
+        a.engine->handle_datagram(now, src, kA, buf, len);
         if (flags & 16) {
             now += uint64_t(flags) * 997;
             a.engine->handle_timeout(now);
