@@ -233,6 +233,7 @@ struct Peer {
     // until then a RESET or an echo naming another incarnation replaces it without ending
     // anything (nothing of ours or of the application's went to it).
     bool unproven = false;
+    bool hello_due = false;     // (HELLO, below: here, where it fills the padding)
     // client side toward the peer
     uint32_t next_txn = 1;
     bool credit_known = false;
@@ -269,10 +270,13 @@ struct Peer {
     // take the room of a field no longer used and of padding: the record stays its size.)
     Instant numbering_asked_at = 0;
     uint32_t numbering_nonce = 0;
-    // HELLO
-    bool hello_due = false;
-    Instant hello_at = kNever, hello_sent_at = 0;
+    // As a client: the last CHALLENGE of this peer we answered, and when (on_challenge; the
+    // clock's low 32 bits, compared by their difference: a rate limit, not a deadline).
+    uint32_t challenge_answered = 0;
+    uint32_t challenge_answered_at = 0;
+    // HELLO (and hello_due, above)
     uint32_t hello_nonce = 0;
+    Instant hello_at = kNever, hello_sent_at = 0;
     uint16_t hello_tries = 0;
     // server side for the peer: every txn before base (in txn_before's cyclic order) is
     // finished; done bit i = the txn i steps after base (txn_dist)
@@ -2034,13 +2038,26 @@ struct E {
     // The client's side: our numbering toward the asking server, as it is now (its txn low, our
     // next txn, and which txns between them are still unacknowledged: the server takes every
     // other one as finished, a cancelled one included). So that the call waits for no timer,
-    // our requests and pulses not acknowledged yet go again at once, after the answer.
-    void on_challenge(uint16_t pi, const Message& msg) {
+    // our requests and pulses not acknowledged yet go again at once, after the answer, for a
+    // question not answered before. A CHALLENGE played back must make us send little: one
+    // recorded 24-byte packet, played fast, would otherwise draw every unacknowledged request's
+    // eager bytes each time (up to 16 x 64 KiB). So an answer goes at most once per half probe
+    // interval (the server asks once per interval), and a nonce answered already (the server
+    // asks again: our answer was lost; or a recording) draws the answer alone: our requests go
+    // again on their own timers.
+    void on_challenge(Instant now, uint16_t pi, const Message& msg) {
         if (!c.auth) {
             st.dropped_unexpected++;  // never asked without a key: nothing changes without one
             return;
         }
         Peer& p = peer_at(pi);
+        if (p.challenge_answered && uint32_t(now) - p.challenge_answered_at < c.probe_interval_us / 2) {
+            st.dropped_unexpected++;
+            return;
+        }
+        const bool fresh = msg.challenge.nonce != p.challenge_answered;
+        p.challenge_answered = msg.challenge.nonce;
+        p.challenge_answered_at = uint32_t(now);
         Message ans;
         ans.header.type = Type::kChallengeAck;
         ans.header.dst_endpoint = p.endpoint;
@@ -2055,6 +2072,7 @@ struct E {
             if (s.state != SendState::kSent || s.peer != pi || !s.txn) continue;
             const uint32_t bit = txn_dist(a.txn_low, s.txn);
             if (bit < kTxnWindowMax) a.open |= uint64_t(1) << bit;
+            if (!fresh) continue;
             s.tx_request = true;
             s.tx_offset = 0;
             s.retransmission = true;
@@ -2322,7 +2340,7 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
         case Type::kPulse: e.on_pulse(now, pi, msg); break;
         case Type::kProbeAck: e.on_probe_ack(now, p, msg); break;
         case Type::kNameReply: on_name_reply(now, pi, msg); break;
-        case Type::kChallenge: e.on_challenge(pi, msg); break;
+        case Type::kChallenge: e.on_challenge(now, pi, msg); break;
         case Type::kChallengeAck: e.on_challenge_ack(now, pi, msg); break;
         case Type::kProbe:
         case Type::kNameQuery:

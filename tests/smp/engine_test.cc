@@ -2220,6 +2220,45 @@ TEST(Engine, WithAKeyARecordedAnswerToAChallengeIsUseless) {
     EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);
 }
 
+// A CHALLENGE played back to a client makes it send little: the answer alone (its requests go
+// again on their own timers), at most one per half probe interval. Before, each copy of one
+// recorded CHALLENGE drew an answer and every unacknowledged request's eager bytes again.
+TEST(Engine, WithAKeyARecordedChallengeDoesNotMakeTheClientSendItsRequestsAgain) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    a.key(31);
+    b.key(31);
+    Lan lan;
+    lan.boxes = {&a, &b};
+    std::vector<std::vector<uint8_t>> challenges;
+    size_t requests = 0, answers = 0;
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &a && m.header.type == wire::Type::kChallenge) challenges.push_back(bytes);
+        if (&from == &b && m.header.type == wire::Type::kRequest) requests++;
+        if (&from == &b && m.header.type == wire::Type::kChallengeAck) answers++;
+    };
+    Echo echo{a};
+    ASSERT_EQ(lan.call(b, a.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    ASSERT_EQ(challenges.size(), 1u);  // a asked b when it said HELLO
+    lan.now += 100'000;
+    // b calls a, which has gone quiet: the request stays unacknowledged.
+    lan.boxes = {&b};
+    std::vector<uint8_t> msg(20000, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    PeerRef to_a = b.engine->peer(a.config.local_ipv4, 0).value;
+    ASSERT_TRUE(b.engine->start_send(lan.now, to_a, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    lan.run(nullptr, lan.now);  // the request leaves; no timer runs
+    const size_t sent = requests, answered = answers;
+    ASSERT_GT(sent, 1u);  // its eager part, in several segments
+    for (int i = 0; i < 100; i++) {
+        b.engine->handle_datagram(lan.now, a.config.local_ipv4, b.config.local_ipv4, challenges.front().data(),
+                                  challenges.front().size());
+        lan.run(nullptr, lan.now);
+    }
+    EXPECT_EQ(requests, sent);          // nothing sent again
+    EXPECT_EQ(answers - answered, 1u);  // one answer for the hundred
+}
+
 // Without a key nothing of this is on the wire: no CHALLENGE is sent, and one that arrives is
 // not answered (only a keyed server asks).
 TEST(Engine, WithoutAKeyNoChallengeIsSentOrAnswered) {
