@@ -187,6 +187,10 @@ struct Req {
     bool tx_reply = false;
     bool reply_heard = false;  // the client pulled: it has the reply header
     bool reading = false;
+    // With an eager store: freed, but its end event (kRequestCancelled / kReplyDone) not yet
+    // taken by the application, which may still use the record's area: off the free list until
+    // poll_event hands that event out. (In the padding: sizeof(Req) unchanged.)
+    bool parked = false;
     uint16_t peer = 0;
     uint16_t next_free = 0;
     uint32_t txn = 0, channel = 0, total = 0, eager = 0, reply_max = 0, deadline_wire = 0;
@@ -1208,6 +1212,10 @@ struct E {
         return &r;
     }
     // Frees a request record; the txn counts as executed from now on (at-most-once).
+    // With an eager store, a record the application knows of (delivered, or replying: its end
+    // event is queued now) goes back to the free list only when poll_event hands out that event:
+    // until then the application may still read or keep bytes in its area (Engine::eager_in_place),
+    // and a request taken meanwhile must not be written over them.
     void free_req(Req& r) {
         Peer& p = peer_at(r.peer);
         mark_done(p, r.txn);
@@ -1215,11 +1223,26 @@ struct E {
         r.held = 0;
         pool_free(r.pool_head, r.pool_blocks);
         p.reqs_live--;
+        const bool park = c.eager_store && (r.state == ReqState::kDelivered || r.state == ReqState::kReplying);
         r.state = ReqState::kFree;
         r.gen = uint16_t(r.gen + 1 ? r.gen + 1 : 1);
+        st.requests_live--;
+        if (park) {
+            r.parked = true;
+            return;
+        }
         r.next_free = m.req_free;
         m.req_free = uint16_t(req_index(r) + 1);
-        st.requests_live--;
+    }
+    // poll_event handed out a request's end event: a record parked for it is free from now on.
+    void unpark_req(uint32_t handle) {
+        const uint32_t index = (handle & 0xFFFF) - 1;
+        if ((handle & 0xFFFF) == 0 || index >= c.requests_max) return;
+        Req& r = m.reqs[index];
+        if (!r.parked || r.state != ReqState::kFree) return;
+        r.parked = false;
+        r.next_free = m.req_free;
+        m.req_free = uint16_t(index + 1);
     }
     void req_event(Req& r, EventType type, ErrorCode error) {
         Event& ev = new_event();
@@ -2649,6 +2672,10 @@ bool Engine::poll_event(Event& out) {
     out = m.events[m.ev_head];
     if (++m.ev_head == m.events_max) m.ev_head = 0;
     m.ev_count--;
+    if (config_.eager_store && (out.type == EventType::kRequestCancelled || out.type == EventType::kReplyDone)) {
+        E e{m, config_, stats_};
+        e.unpark_req(out.handle);  // the application knows now: its area may be reused
+    }
     if (out.type == EventType::kPulse && !config_.pulses_released_by_app) m.pulse_events--;
     return true;
 }

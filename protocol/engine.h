@@ -337,8 +337,10 @@ public:
     // With Config::eager_store: the request's area in it (eager_bytes_max bytes, the kRequest
     // event's eager_bytes of them filled), as copy_eager would find it; nullptr without a store
     // or for an unknown or finished request. The engine writes the area only while the request
-    // assembles (before kRequest), so from kRequest until kReplyDone or kRequestCancelled the
-    // application may also keep other bytes there, such as its reply (borrowed by reply()).
+    // assembles (before kRequest), so from kRequest until poll_event has handed out its
+    // kReplyDone or kRequestCancelled the application may also keep other bytes there, such as
+    // its reply (borrowed by reply()): a record ended meanwhile (a REQUEST's txn_low, a CANCEL,
+    // a deadline) is not given to another request before that event is taken.
     uint8_t* eager_in_place(RequestHandle request);
     // Gives up the read in progress (the reader's deadline passed): from now on nothing is
     // written into its dst and no kReadDone follows; bytes of it that arrive later are dropped.

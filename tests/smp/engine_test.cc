@@ -842,6 +842,86 @@ TEST(Engine, WithAnEagerStoreEagerBytesArriveInThePlaceTheCallerGave) {
     EXPECT_EQ(a.engine->eager_in_place(RequestHandle{d1.req.handle}), nullptr);  // no store
 }
 
+// With an eager store, a request's area is the application's from kRequest until it has taken
+// kReplyDone or kRequestCancelled (engine.h): the kernel's bridge lets a server thread copy the
+// request out of it (receive) or put its reply in it (rec_complete) until the bridge has handled
+// that event, and those threads may run between handle_datagram and the bridge's poll_event (a
+// server above the net thread's priority, or one an earlier event of the batch hands the CPU).
+// A client that gave up on X (its CANCELs all lost: it ends the send after retries_max) calls
+// again; its REQUEST Y says X is finished (txn_low), and Y's eager bytes do not fit beside X's
+// in the client's window, so X is released first, in the same handle_datagram. Y must not be
+// written over X's area before the application has heard X is over.
+TEST(Engine, WithAnEagerStoreARecordsAreaIsNotReusedBeforeItsEndIsTaken) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    a.config.eager_bytes_max = a.config.window_bytes;  // as the kernel's bridge: eager = window
+    a.start();
+    std::vector<uint8_t> store;
+    b.config.eager_bytes_max = b.config.window_bytes;
+    store.assign(Engine::eager_store_bytes(b.config), 0);
+    b.config.eager_store = store.data();
+    b.start();
+    Wire w{a, b};
+    PeerRef peer = a.engine->peer(b.config.local_ipv4, 0).value;
+    Delivered x;
+    x.msg.assign(20000, 0xAA);
+    x.rep.resize(16);
+    send_until_delivered(w, a, b, peer, x);
+    ASSERT_EQ(x.req.eager_bytes, 20000u);
+    uint8_t* const px = b.engine->eager_in_place(RequestHandle{x.req.handle});
+    ASSERT_NE(px, nullptr);
+    // The client gives up on X; none of its CANCELs arrive: it ends the send on its own.
+    w.lose = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kCancel;
+    };
+    // (the send's handle: the only one a has)
+    SendHandle xs{};
+    for (uint32_t i = 1; i < 0x10000 && !xs.value; i++) {
+        for (uint32_t gen = 0; gen < 4 && !xs.value; gen++)
+            if (a.engine->cancel(w.now, SendHandle{(gen << 16) | i}) == ErrorCode::kOk) xs = SendHandle{(gen << 16) | i};
+    }
+    ASSERT_NE(xs.value, 0u);
+    w.run([&] { return a.engine->quiescent(); }, w.now + 60'000'000);
+    ASSERT_TRUE(a.engine->quiescent());
+    Event ev;
+    ASSERT_FALSE(take(b, EventType::kRequestCancelled, ev)) << "the server still has X";
+    w.lose = nullptr;
+    // Y, held on the wire and handed to b by hand.
+    w.hold = [&](const Box& from, const wire::Message& m) {
+        return &from == &a && m.header.type == wire::Type::kRequest;
+    };
+    Delivered y;
+    y.msg.assign(20000, 0xBB);
+    y.rep.resize(16);
+    y.mp = ConstBytes{y.msg.data(), y.msg.size()};
+    y.rp = MutableBytes{y.rep.data(), y.rep.size()};
+    ASSERT_TRUE(a.engine->start_send(w.now, peer, 1, ConstChain{&y.mp, 1}, MutableChain{&y.rp, 1}, kNever, 0).ok());
+    w.run(nullptr, w.now);  // Y's whole window, no time passing
+    ASSERT_FALSE(w.held.empty());
+    std::deque<Wire::Held> ys;
+    ys.swap(w.held);
+    b.engine->handle_datagram(w.now, ys.front().src, ys.front().dst, ys.front().bytes.data(), ys.front().bytes.size());
+    // The application has not yet taken X's end: X's area still holds X's bytes.
+    EXPECT_TRUE(std::all_of(px, px + 1000, [](uint8_t v) { return v == 0xAA; }))
+        << "Y's bytes were written into X's area before kRequestCancelled(X) was taken";
+    // A reply kept there now (as a server thread that ran first would) is not Y's request.
+    std::fill(px, px + 1000, uint8_t(0x5E));
+    for (size_t i = 1; i < ys.size(); i++)  // the rest of Y's window
+        b.engine->handle_datagram(w.now, ys[i].src, ys[i].dst, ys[i].bytes.data(), ys[i].bytes.size());
+    bool x_ended = false;
+    RequestHandle yh{};
+    while (b.engine->poll_event(ev)) {
+        if (ev.handle == x.req.handle && ev.type == EventType::kRequestCancelled) x_ended = true;
+        if (ev.type == EventType::kRequest) yh = RequestHandle{ev.handle};
+    }
+    EXPECT_TRUE(x_ended);
+    if (yh.value) {
+        uint8_t* py = b.engine->eager_in_place(yh);
+        ASSERT_NE(py, nullptr);
+        EXPECT_FALSE(std::any_of(py, py + 1000, [](uint8_t v) { return v == 0x5E; }))
+            << "Y reaches its server with X's reply in place of its bytes";
+    }
+}
+
 // One 64 B echo call from a to b; the server reads and replies server_delay (simulated time)
 // after the request reached it, the engines' timers running meanwhile.
 // Returns the kSendDone (error kTimedOut if none came); the reply lands in `rep`.
