@@ -2074,12 +2074,19 @@ struct E {
             return;
         }
         Peer& p = peer_at(pi);
-        if (p.challenge_answered && uint32_t(now) - p.challenge_answered_at < c.probe_interval_us / 2) {
+        // Only the nonce answered last, asked again within the half interval, goes unanswered (a
+        // server never repeats its nonce sooner): another nonce is always answered, one small
+        // packet for one, or a recording played just ahead of each real CHALLENGE would have
+        // every real one dropped and our calls never taken. Our repeats go at most once per half
+        // interval, and only for a nonce not answered before.
+        const uint32_t nonce = msg.challenge.nonce;
+        const bool recent = p.challenge_answered && uint32_t(now) - p.challenge_answered_at < c.probe_interval_us / 2;
+        if (recent && nonce == p.challenge_answered) {
             st.dropped_unexpected++;
             return;
         }
-        const bool fresh = msg.challenge.nonce != p.challenge_answered;
-        p.challenge_answered = msg.challenge.nonce;
+        const bool fresh = !recent && nonce != p.challenge_answered;
+        p.challenge_answered = nonce;
         p.challenge_answered_at = uint32_t(now);
         Message ans;
         ans.header.type = Type::kChallengeAck;

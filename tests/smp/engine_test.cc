@@ -2271,6 +2271,46 @@ TEST(Engine, WithAKeyAClientSilentFor30SecondsGetsItsCallThroughOnceAndTheRecord
     EXPECT_EQ(r.b.engine->stats().sends_completed, 2u);
 }
 
+// An attacker who recorded one CHALLENGE of a's (no key needed) plays it to b just ahead of each
+// CHALLENGE a sends b (or simply every half probe interval): b must still answer a's own
+// questions, or its call never gets through (a one-packet-per-interval denial of service by
+// someone who can only inject, not drop). The rate limit may hold back b's repeats, not its answer.
+TEST(Engine, WithAKeyARecordedChallengePlayedAheadOfEachRealOneDoesNotStopTheCall) {
+    Recorded r;
+    std::vector<std::vector<uint8_t>> challenges;  // a's, to b
+    auto record_b = r.lan.seen;
+    r.lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &r.a && m.header.type == wire::Type::kChallenge) challenges.push_back(bytes);
+        record_b(from, bytes, m);
+    };
+    ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    ASSERT_FALSE(challenges.empty());
+    const std::vector<uint8_t> recorded = challenges.front();
+    r.idle(30'000'000);  // a lets b's numbering go
+    uint64_t played = 0;
+    r.lan.seen = [&](const Box& from, const std::vector<uint8_t>&, const wire::Message& m) {
+        if (&from != &r.a || m.header.type != wire::Type::kChallenge) return;
+        r.b.engine->handle_datagram(r.lan.now, r.a.config.local_ipv4, r.b.config.local_ipv4,
+                                    recorded.data(), recorded.size());
+        played++;
+    };
+    PeerRef peer = r.b.engine->peer(r.a.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 9), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(r.b.engine->start_send(r.lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    Event done;
+    bool ended = false;
+    r.lan.run([&] {
+        r.echo.step_at(r.lan.now);
+        return ended = take(r.b, EventType::kSendDone, done);
+    }, r.lan.now + 20'000'000);
+    EXPECT_GT(played, 0u);
+    ASSERT_TRUE(ended) << "no outcome in 20 s; a asked " << r.a.engine->stats().challenges_sent << " times";
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(rep, msg);
+}
+
 // The answer to a CHALLENGE names the numbering as it was when it was sent; it is taken only as
 // the answer to the nonce it echoes, once. b's answer from its first call (txn 1 still open
 // then) played back later, with b gone, does not make the recorded txn 1 run again; nor does
