@@ -3449,7 +3449,8 @@ bool Engine::quiescent() const {
         if (m.sends[i].state != SendState::kFree) return false;
     }
     for (size_t i = 0; i < m.reqs_hi; i++) {
-        if (m.reqs[i].state != ReqState::kFree) return false;
+        // (parked: its end event not polled yet; one never polled would be a record lost)
+        if (m.reqs[i].state != ReqState::kFree || m.reqs[i].parked) return false;
     }
     for (size_t i = 0; i < m.lookups_hi; i++) {
         if (m.lookups[i].used) return false;

@@ -733,6 +733,14 @@ void Sim::app_timer(const AppTimer& t) {
                 w.reply.resize(rsize);
                 for (uint32_t k = 0; k < rsize; k++) w.reply[k] = reply_byte(w.id, k);
                 w.reply_part = ConstBytes{w.reply.data(), w.reply.size()};
+                // With an eager store, a reply that fits is kept in the request's own area until
+                // kReplyDone (as the kernel's bridge keeps a small one): a request taken
+                // meanwhile must not be written over it, nor it over that request's bytes.
+                uint8_t* area = n.eager_store.empty() ? nullptr : n.engine->eager_in_place(RequestHandle{uint32_t(t.key)});
+                if (area && rsize <= n.config.eager_bytes_max) {
+                    memcpy(area, w.reply.data(), rsize);
+                    w.reply_part = ConstBytes{area, rsize};
+                }
                 er = n.engine->reply(now_, RequestHandle{uint32_t(t.key)}, reply_status(w.id),
                                      ConstChain{&w.reply_part, 1});
             }
