@@ -1796,12 +1796,14 @@ void print_stats() {
                   u(s.pulses_shared), u(s.answers_busy));
     kernel::print("stats: hwm_queue=%zu hwm_proto_bytes=%lu bound_proto_bytes=%u "
                   "requests_high=%lu bound_requests=%u sends_high=%lu peers_high=%lu "
-                  "bound_peers=%u engine_arena_bytes=%zu\n",
+                  "bound_peers=%u engine_arena_bytes=%zu eager_store_bytes=%zu\n",
                   s.hwm_queue, u(t.pool_bytes_high), g.config.pool_bytes, u(t.requests_high),
                   g.config.requests_max, u(t.sends_high), u(t.peers_high), g.config.peers_max,
-                  smp::Engine::memory_bytes(g.config));
-    kernel::print("stats: peers_retired=%lu peers_restored=%lu refusals_received=%lu\n",
-                  u(t.peers_retired), u(t.peers_restored), u(t.refusals_received));
+                  smp::Engine::memory_bytes(g.config), smp::Engine::eager_store_bytes(g.config));
+    kernel::print("stats: peers_retired=%lu peers_restored=%lu refusals_received=%lu "
+                  "lives_checked=%lu challenges_sent=%lu\n",
+                  u(t.peers_retired), u(t.peers_restored), u(t.refusals_received), u(t.lives_checked),
+                  u(t.challenges_sent));
 }
 
 }  // namespace bridge

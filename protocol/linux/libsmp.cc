@@ -1170,6 +1170,8 @@ std::vector<std::pair<std::string, uint64_t>> Endpoint::stats() const {
       {"peers_restored", s.peers_restored},
       {"dropped_no_peer_slot", s.dropped_no_peer_slot},
       {"refusals_received", s.refusals_received},
+      {"lives_checked", s.lives_checked},
+      {"challenges_sent", s.challenges_sent},
       {"pulses_received", d.pulses_received},
       {"pulses_dropped", d.pulses_dropped},
       {"socket_send_errors", d.socket_send_errors},
