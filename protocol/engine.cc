@@ -238,6 +238,7 @@ struct Peer {
     // anything (nothing of ours or of the application's went to it).
     bool unproven = false;
     bool hello_due = false;     // (HELLO, below: here, where it fills the padding)
+    bool numbered = false;      // we gave a txn toward it (its next_txn is worth keeping, 5.1)
     // client side toward the peer
     uint32_t next_txn = 1;
     bool credit_known = false;
@@ -309,6 +310,7 @@ struct Retired {
     bool used = false;
     bool base_set = false;
     bool unproven = false;  // with a key: its incarnation was never proven (Peer::unproven)
+    bool numbered = false;  // next_txn is a number we gave toward it (Peer::numbered)
     uint16_t endpoint = 0;
     uint32_t ipv4 = 0;
     uint32_t base = 0, next_txn = 0;
@@ -377,6 +379,7 @@ struct Engine::Impl {
     uint32_t ctl_head = 0, ctl_count = 0;
     Event ev_scratch;          // E::new_event's answer when the ring is full (never, by sizing)
     uint32_t nonce_state = 0;
+    bool numbering_lost = false;  // a kept next number was dropped (E::fresh_numbering)
     uint32_t cache_clock = 0;
     wire::MacKey mac_key{};     // Config::auth_key's, made once (SPEC 3.4)
     Instant resets_since = 0;   // the probe interval the budget below counts in
@@ -820,7 +823,7 @@ struct E {
         p.ipv4 = ipv4;
         p.endpoint = endpoint;
         p.rto_us = c.rto_initial_us;
-        p.next_txn = c.first_txn;
+        p.next_txn = fresh_numbering();
         p.last_heard = now;
         p.alive_at = now;
         p.last_business = now;
@@ -829,7 +832,8 @@ struct E {
         restore(now, p);
         return slot;
     }
-    // An entry free, or else the oldest that lingered out (null: none).
+    // An entry free, or else the oldest that lingered out (null: none). Reusing one that held
+    // our next number toward its peer loses that number (fresh_numbering).
     Retired* retired_slot(Instant now) {
         Retired* to = nullptr;
         for (size_t i = 0; i < kRetiredPerPeer * c.peers_max; i++) {
@@ -837,7 +841,19 @@ struct E {
             if (!r.used) return &r;
             if (r.since + c.peer_linger_us <= now && (!to || r.since < to->since)) to = &r;
         }
+        if (to && to->numbered) m.numbering_lost = true;
         return to;
+    }
+    // Where a new numbering toward a peer starts: first_txn, until this engine has lost the
+    // number it kept for some peer (16 x peers_max others used the room since, 5.1); from then
+    // on, with a key, at a random point. A server that saw our earlier numbering toward it
+    // takes the new one from our answer to its CHALLENGE (3.4); had the new one started at
+    // first_txn again, a recording of the earlier one would fall in its window and be taken
+    // (SPEC 10). A random start puts the recording outside it (but for a 2^-26 chance).
+    uint32_t fresh_numbering() {
+        if (!c.auth || !m.numbering_lost) return c.first_txn;
+        const uint32_t t = next_nonce();
+        return t ? t : c.first_txn;
     }
     // A peer past its linger time leaves the table. If we numbered transactions toward it, the
     // number to go on with is kept (an entry that lingered out, the first to be reused): it may
@@ -846,8 +862,9 @@ struct E {
     // takes our new numbering after our silence (handle_datagram, SPEC 5.1).
     void forget(Instant now, uint16_t index) {
         const Peer& p = m.peers[index];
-        if (p.next_txn != c.first_txn) {
+        if (p.numbered) {
             if (Retired* to = retired_slot(now)) keep_aside(*to, p);
+            else m.numbering_lost = true;
         }
         free_peer(index);
     }
@@ -861,6 +878,7 @@ struct E {
         to.base = p.base;
         to.done = p.done;
         to.next_txn = p.next_txn;
+        to.numbered = p.numbered;
         to.since = p.last_business;
     }
     // Keeps an idle peer's duplicate filter and numbering aside (false: no room for it now).
@@ -883,6 +901,7 @@ struct E {
             p.incarnation = r.incarnation;
             p.unproven = r.unproven;  // a life learned from a recording stays to be proven
             p.next_txn = r.next_txn;
+            p.numbered = r.numbered;
             if (r.since + c.peer_linger_us <= now) return;
             p.base_set = r.base_set;
             p.base = r.base;
@@ -1156,6 +1175,7 @@ struct E {
                 return;  // blocked at home until credit returns
             s.txn = p.next_txn;
             p.next_txn = txn_next(p.next_txn);
+            p.numbered = true;
             s.eager = eager;
             p.out_txns++;
             p.out_bytes += eager;
@@ -1372,7 +1392,8 @@ struct E {
     void take_incarnation(Peer& p, uint64_t incarnation) {
         p.prev_incarnation = p.incarnation;
         p.incarnation = incarnation;
-        p.next_txn = c.first_txn;
+        p.next_txn = c.first_txn;  // (a recording names its old life: dropped, 3.4)
+        p.numbered = false;
         p.base_set = false;
         p.base = 0;
         p.done = 0;

@@ -187,6 +187,8 @@ struct Lan {
     Instant now = 1000;
     // Sees each packet as sent (its bytes and decoded form) before it is delivered.
     std::function<void(const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m)> seen;
+    // Called with each packet right after its receiver took it (to play something in behind it).
+    std::function<void(const Box& from, const wire::Message& m)> delivered;
 
     Box* at(uint32_t ipv4) {
         for (Box* b : boxes)
@@ -207,8 +209,10 @@ struct Lan {
                 wire::Message m;
                 wire::decode(buf, t.bytes, from->config.local_ipv4, t.dst_ipv4, m);
                 if (seen) seen(*from, std::vector<uint8_t>(buf, buf + t.bytes), m);
-                if (Box* to = at(t.dst_ipv4))
+                if (Box* to = at(t.dst_ipv4)) {
                     to->engine->handle_datagram(now, from->config.local_ipv4, t.dst_ipv4, buf, t.bytes);
+                    if (delivered) delivered(*from, m);
+                }
                 while (from->engine->poll_event(ev)) from->keep(ev);
             }
             if (until && until()) return;
@@ -2377,6 +2381,66 @@ TEST(Engine, WithAKeyARecordedChallengeDoesNotMakeTheClientSendItsRequestsAgain)
     }
     EXPECT_EQ(requests, sent);          // nothing sent again
     EXPECT_EQ(answers - answered, 1u);  // one answer for the hundred
+}
+
+// SPEC 10's last case: a keyed client that lost the number it kept toward a server (16 x
+// peers_max other peers used the room since, 5.1) numbers anew at a random point, not at
+// first_txn again, so a recording of its earlier numbering falls outside the new window. Before,
+// the server took the new numbering from the client's answer to its CHALLENGE (txn first_txn
+// open), and a recording played right behind that answer ran as the new call: the client got
+// the old call's reply for its new one.
+TEST(Engine, WithAKeyAClientThatLostItsNumberingDoesNotStartItAgainWhereARecordingFits) {
+    Box a(0x0A000001, 11), b(0x0A000002, 22);
+    b.config.peers_max = 1;  // room for 16 retired entries
+    a.key(31);
+    b.key(31);
+    Lan lan;
+    lan.boxes = {&a, &b};
+    Echo echo{a};
+    std::vector<std::unique_ptr<Box>> others;
+    std::vector<std::unique_ptr<Echo>> echos;
+    for (uint32_t i = 0; i < 17; i++) {
+        others.emplace_back(new Box(0x0A000010 + i, 100 + i));
+        others.back()->key(31);
+        echos.emplace_back(new Echo{*others.back()});
+        lan.boxes.push_back(others.back().get());
+    }
+    auto call = [&](const char* text) {
+        std::vector<uint8_t> msg(text, text + strlen(text)), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        PeerRef to_a = b.engine->peer(a.config.local_ipv4, 0).value;
+        EXPECT_TRUE(b.engine->start_send(lan.now, to_a, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Event done;
+        lan.run([&] { echo.step_at(lan.now); return take(b, EventType::kSendDone, done); }, lan.now + 60'000'000);
+        EXPECT_EQ(done.error, ErrorCode::kOk);
+        return std::string(rep.begin(), rep.begin() + std::min<size_t>(done.bytes, rep.size()));
+    };
+    auto later = [&](Instant us) {
+        lan.run(nullptr, lan.now + us);
+        lan.now += us;
+        for (Box* x : lan.boxes) x->engine->handle_timeout(lan.now);
+    };
+    std::vector<uint8_t> recorded;  // b's first REQUEST to a
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kRequest && recorded.empty()) recorded = bytes;
+    };
+    ASSERT_EQ(call("first call"), "first call");
+    ASSERT_FALSE(recorded.empty());
+    for (size_t i = 0; i < others.size(); i++) {  // each after the one before lingered out
+        later(11'000'000);
+        ASSERT_EQ(lan.call(b, others[i]->config.local_ipv4, {echos[i].get()}), ErrorCode::kOk) << i;
+    }
+    later(11'000'000);
+    bool played = false;
+    lan.delivered = [&](const Box& from, const wire::Message& m) {
+        if (&from != &b || m.header.type != wire::Type::kChallengeAck || played) return;
+        played = true;
+        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, recorded.data(), recorded.size());
+    };
+    EXPECT_EQ(call("second call"), "second call");
+    EXPECT_TRUE(played);
+    EXPECT_EQ(a.engine->stats().requests_delivered, 2u);  // the two calls, not the recording
 }
 
 // Without a key nothing of this is on the wire: no CHALLENGE is sent, and one that arrives is
