@@ -2170,8 +2170,9 @@ struct Recorded {
     Lan lan;
     Echo echo{a};
     std::vector<std::vector<uint8_t>> requests, answers, pulses;  // b's, to a, as sent
-    explicit Recorded(uint16_t a_peers_max = 64) {
+    explicit Recorded(uint16_t a_peers_max = 64, uint16_t b_peers_max = 64) {
         a.config.peers_max = a_peers_max;
+        b.config.peers_max = b_peers_max;
         a.key(31);
         b.key(31);
         lan.boxes = {&a, &b};
@@ -2190,6 +2191,23 @@ struct Recorded {
     void play(const std::vector<uint8_t>& packet) {
         a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, packet.data(), packet.size());
         lan.run([&] { echo.step_at(lan.now); return false; }, lan.now + 100'000);
+    }
+    // One call from b to a with `text`, served by a's echo, run for at most `limit`: its outcome
+    // (kTimedOut: none came by then) and the reply's bytes.
+    std::pair<ErrorCode, std::string> call(const std::string& text, Instant limit) {
+        std::vector<uint8_t> msg(text.begin(), text.end()), rep(64);
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        PeerRef to_a = b.engine->peer(a.config.local_ipv4, 0).value;
+        EXPECT_TRUE(b.engine->start_send(lan.now, to_a, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+        Event done;
+        bool ended = false;
+        lan.run([&] {
+            echo.step_at(lan.now);
+            return ended = take(b, EventType::kSendDone, done);
+        }, lan.now + limit);
+        if (!ended) return {ErrorCode::kTimedOut, ""};
+        return {done.error, std::string(rep.begin(), rep.begin() + std::min<size_t>(done.bytes, rep.size()))};
     }
 };
 
@@ -2253,23 +2271,9 @@ TEST(Engine, WithAKeyAClientSilentFor30SecondsGetsItsCallThroughOnceAndTheRecord
     const uint64_t asked = r.a.engine->stats().challenges_sent;
     r.play(r.requests.front());
     r.lan.seen = nullptr;
-    const ErrorCode got = [&] {
-        PeerRef peer = r.b.engine->peer(r.a.config.local_ipv4, 0).value;
-        std::vector<uint8_t> msg(64, 9), rep(64);
-        ConstBytes mp{msg.data(), msg.size()};
-        MutableBytes rp{rep.data(), rep.size()};
-        auto h = r.b.engine->start_send(r.lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0);
-        EXPECT_TRUE(h.ok());
-        Event done;
-        bool ended = false;
-        r.lan.run([&] {
-            r.echo.step_at(r.lan.now);
-            return ended = take(r.b, EventType::kSendDone, done);
-        }, r.lan.now + 10'000'000);
-        EXPECT_EQ(rep, msg);
-        return ended ? done.error : ErrorCode::kTimedOut;
-    }();
-    EXPECT_EQ(got, ErrorCode::kOk);
+    const std::pair<ErrorCode, std::string> got = r.call("after 30 s", 10'000'000);
+    EXPECT_EQ(got.first, ErrorCode::kOk);
+    EXPECT_EQ(got.second, "after 30 s");
     EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);  // the first call's and this one's
     EXPECT_GT(r.a.engine->stats().challenges_sent, asked);
     EXPECT_EQ(r.b.engine->stats().sends_completed, 2u);
@@ -2298,21 +2302,10 @@ TEST(Engine, WithAKeyARecordedChallengePlayedAheadOfEachRealOneDoesNotStopTheCal
                                     recorded.data(), recorded.size());
         played++;
     };
-    PeerRef peer = r.b.engine->peer(r.a.config.local_ipv4, 0).value;
-    std::vector<uint8_t> msg(64, 9), rep(64);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(r.b.engine->start_send(r.lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    Event done;
-    bool ended = false;
-    r.lan.run([&] {
-        r.echo.step_at(r.lan.now);
-        return ended = take(r.b, EventType::kSendDone, done);
-    }, r.lan.now + 20'000'000);
+    const std::pair<ErrorCode, std::string> got = r.call("despite the replays", 20'000'000);
     EXPECT_GT(played, 0u);
-    ASSERT_TRUE(ended) << "no outcome in 20 s; a asked " << r.a.engine->stats().challenges_sent << " times";
-    EXPECT_EQ(done.error, ErrorCode::kOk);
-    EXPECT_EQ(rep, msg);
+    EXPECT_EQ(got.first, ErrorCode::kOk) << "a asked " << r.a.engine->stats().challenges_sent << " times";
+    EXPECT_EQ(got.second, "despite the replays");
 }
 
 // The answer to a CHALLENGE names the numbering as it was when it was sent; it is taken only as
@@ -2390,57 +2383,34 @@ TEST(Engine, WithAKeyARecordedChallengeDoesNotMakeTheClientSendItsRequestsAgain)
 // open), and a recording played right behind that answer ran as the new call: the client got
 // the old call's reply for its new one.
 TEST(Engine, WithAKeyAClientThatLostItsNumberingDoesNotStartItAgainWhereARecordingFits) {
-    Box a(0x0A000001, 11), b(0x0A000002, 22);
-    b.config.peers_max = 1;  // room for 16 retired entries
-    a.key(31);
-    b.key(31);
-    Lan lan;
-    lan.boxes = {&a, &b};
-    Echo echo{a};
+    Recorded r(64, 1);  // b: a table of 1, room for 16 retired entries
     std::vector<std::unique_ptr<Box>> others;
     std::vector<std::unique_ptr<Echo>> echos;
     for (uint32_t i = 0; i < 17; i++) {
         others.emplace_back(new Box(0x0A000010 + i, 100 + i));
         others.back()->key(31);
         echos.emplace_back(new Echo{*others.back()});
-        lan.boxes.push_back(others.back().get());
+        r.lan.boxes.push_back(others.back().get());
     }
-    auto call = [&](const char* text) {
-        std::vector<uint8_t> msg(text, text + strlen(text)), rep(64);
-        ConstBytes mp{msg.data(), msg.size()};
-        MutableBytes rp{rep.data(), rep.size()};
-        PeerRef to_a = b.engine->peer(a.config.local_ipv4, 0).value;
-        EXPECT_TRUE(b.engine->start_send(lan.now, to_a, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-        Event done;
-        lan.run([&] { echo.step_at(lan.now); return take(b, EventType::kSendDone, done); }, lan.now + 60'000'000);
-        EXPECT_EQ(done.error, ErrorCode::kOk);
-        return std::string(rep.begin(), rep.begin() + std::min<size_t>(done.bytes, rep.size()));
-    };
-    auto later = [&](Instant us) {
-        lan.run(nullptr, lan.now + us);
-        lan.now += us;
-        for (Box* x : lan.boxes) x->engine->handle_timeout(lan.now);
-    };
-    std::vector<uint8_t> recorded;  // b's first REQUEST to a
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
-        if (&from == &b && m.header.type == wire::Type::kRequest && recorded.empty()) recorded = bytes;
-    };
-    ASSERT_EQ(call("first call"), "first call");
-    ASSERT_FALSE(recorded.empty());
+    ASSERT_EQ(r.call("first call", 60'000'000).second, "first call");
+    ASSERT_FALSE(r.requests.empty());
     for (size_t i = 0; i < others.size(); i++) {  // each after the one before lingered out
-        later(11'000'000);
-        ASSERT_EQ(lan.call(b, others[i]->config.local_ipv4, {echos[i].get()}), ErrorCode::kOk) << i;
+        r.idle(11'000'000);
+        ASSERT_EQ(r.lan.call(r.b, others[i]->config.local_ipv4, {echos[i].get()}), ErrorCode::kOk) << i;
     }
-    later(11'000'000);
+    r.idle(11'000'000);
     bool played = false;
-    lan.delivered = [&](const Box& from, const wire::Message& m) {
-        if (&from != &b || m.header.type != wire::Type::kChallengeAck || played) return;
+    r.lan.delivered = [&](const Box& from, const wire::Message& m) {
+        if (&from != &r.b || m.header.type != wire::Type::kChallengeAck || played) return;
         played = true;
-        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, recorded.data(), recorded.size());
+        const std::vector<uint8_t>& first = r.requests.front();
+        r.a.engine->handle_datagram(r.lan.now, r.b.config.local_ipv4, r.a.config.local_ipv4, first.data(), first.size());
     };
-    EXPECT_EQ(call("second call"), "second call");
+    const std::pair<ErrorCode, std::string> got = r.call("second call", 60'000'000);
+    EXPECT_EQ(got.first, ErrorCode::kOk);
+    EXPECT_EQ(got.second, "second call");
     EXPECT_TRUE(played);
-    EXPECT_EQ(a.engine->stats().requests_delivered, 2u);  // the two calls, not the recording
+    EXPECT_EQ(r.a.engine->stats().requests_delivered, 2u);  // the two calls, not the recording
 }
 
 // Without a key nothing of this is on the wire: no CHALLENGE is sent, and one that arrives is
