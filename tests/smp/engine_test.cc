@@ -1913,10 +1913,9 @@ TEST(Engine, WithAKeyARecordedHelloOfAnEarlierLifeIsNotTakenForAReboot) {
 // it connects, only the HELLO_ACK echoing its own HELLO's nonce names the peer's incarnation; a
 // HELLO is answered, not believed.
 TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
-    auto keyed = [](Box& x) { x.key(6); };
     Box a(0x0A000001, 11), b21(0x0A000002, 21);
-    keyed(a);
-    keyed(b21);
+    a.key(6);
+    b21.key(6);
     std::vector<uint8_t> recorded;  // life 21's HELLO to a (destination incarnation 0)
     Lan lan;
     lan.boxes = {&a, &b21};
@@ -1928,8 +1927,8 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
     ASSERT_FALSE(recorded.empty());
     // Both restart; the new a calls the new b, and the recording reaches a first.
     Box a2(0x0A000001, 12), b22(0x0A000002, 22);
-    keyed(a2);
-    keyed(b22);
+    a2.key(6);
+    b22.key(6);
     lan.boxes = {&a2, &b22};
     lan.seen = nullptr;
     Echo echo_b{b22};
@@ -1956,10 +1955,9 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
 // rebooted`. With a key, an incarnation a HELLO names is not trusted for our own sends until
 // the peer echoes a nonce of ours.
 TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
-    auto keyed = [](Box& x) { x.key(6); };
     Box a(0x0A000001, 11), b21(0x0A000002, 21);
-    keyed(a);
-    keyed(b21);
+    a.key(6);
+    b21.key(6);
     std::vector<uint8_t> recorded;
     Lan lan;
     lan.boxes = {&a, &b21};
@@ -1969,8 +1967,8 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
     Echo echo_a{a};
     ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
     Box a2(0x0A000001, 12), b22(0x0A000002, 22);
-    keyed(a2);
-    keyed(b22);
+    a2.key(6);
+    b22.key(6);
     lan.boxes = {&a2, &b22};
     lan.seen = nullptr;
     a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
@@ -2022,9 +2020,8 @@ TEST(Engine, WithAKeyAnUnprovenLifeStaysUnprovenThroughRetirement) {
 // the claims name: recordings of two dead lives played in turn, a thousand of them at once,
 // drew a HELLO each (one answer per packet, at the rate of whoever plays them).
 TEST(Engine, WithAKeyClaimsOfManyDeadLivesAreCheckedOncePerInterval) {
-    auto keyed = [](Box& x) { x.key(14); };
     Box a(0x0A000001, 11);
-    keyed(a);
+    a.key(14);
     Echo echo_a{a};
     std::vector<std::unique_ptr<Box>> lives;
     std::vector<std::vector<uint8_t>> recorded(4);  // each life's first HELLO
@@ -2036,7 +2033,7 @@ TEST(Engine, WithAKeyClaimsOfManyDeadLivesAreCheckedOncePerInterval) {
     };
     for (uint64_t inc : {20u, 21u, 22u, 23u}) {
         lives.emplace_back(new Box(0x0A000002, inc));
-        keyed(*lives.back());
+        lives.back()->key(14);
         lan.boxes = {&a, lives.back().get()};
         ASSERT_EQ(lan.call(*lives.back(), a.config.local_ipv4, {&echo_a}), ErrorCode::kOk) << inc;
     }
@@ -2064,10 +2061,9 @@ TEST(Engine, WithAKeyClaimsOfManyDeadLivesAreCheckedOncePerInterval) {
 // every rto_max / 2 put the connecting node's HELLO off by rto_max each time: it never said
 // HELLO again, and its call to a live peer with room waited for ever.
 TEST(Engine, WithAKeyARecordedRefusalDoesNotPutTheHelloOffForEver) {
-    auto keyed = [](Box& x) { x.key(22); };
     Box a(0x0A000001, 11), b(0x0A000002, 22);
-    keyed(a);
-    keyed(b);
+    a.key(22);
+    b.key(22);
     // b's refusal of a (as b sends one when its table is full), recorded.
     wire::Message r;
     r.header.type = wire::Type::kReset;
@@ -2101,10 +2097,9 @@ TEST(Engine, WithAKeyARecordedRefusalDoesNotPutTheHelloOffForEver) {
 }
 
 TEST(Engine, WithAKeyARecordedPacketDoesNotKeepADeadPeerAlive) {
-    auto keyed = [](Box& x) { x.key(19); };
     Box a(0x0A000001, 11), b(0x0A000002, 22);
-    keyed(a);
-    keyed(b);
+    a.key(19);
+    b.key(19);
     std::vector<uint8_t> recorded;  // some packet of b's to a (this life of both)
     Lan lan;
     lan.boxes = {&a, &b};
@@ -2130,37 +2125,6 @@ TEST(Engine, WithAKeyARecordedPacketDoesNotKeepADeadPeerAlive) {
     }
     ASSERT_TRUE(got);
     EXPECT_EQ(done.error, ErrorCode::kHostDown);
-}
-
-// The MAC proves who sent a REQUEST, not when, and the server's duplicate filter for a client
-// lasts only while it keeps the client's numbering. After numbering_lapse (peer_linger -
-// dead_after, 9 s) of silence, or once the peer is forgotten, a recorded REQUEST played back was
-// taken as a new transaction and delivered again (at 10 s and at 30 s here; at 5 s it was
-// refused). With a key the server takes a client's numbering only from the answer to a
-// CHALLENGE of its own (SPEC 3.4): the live client answers with where it is now, and the
-// recording's txn is finished there.
-TEST(Engine, WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerForgotItsNumbering) {
-    auto keyed = [](Box& x) { x.key(23); };
-    Box a(0x0A000001, 11), b(0x0A000002, 22);
-    keyed(a);
-    keyed(b);
-    std::vector<uint8_t> recorded;  // b's request to a
-    Lan lan;
-    lan.boxes = {&a, &b};
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
-        if (&from == &b && m.header.type == wire::Type::kRequest && recorded.empty()) recorded = bytes;
-    };
-    Echo echo{a};
-    ASSERT_EQ(lan.call(b, a.config.local_ipv4, {&echo}), ErrorCode::kOk);
-    ASSERT_EQ(a.engine->stats().requests_delivered, 1u);
-    for (Instant later : {Instant(5'000'000), Instant(10'000'000), Instant(30'000'000)}) {
-        lan.run(nullptr, lan.now + later);
-        lan.now += later;
-        a.engine->handle_timeout(lan.now);
-        a.engine->handle_datagram(lan.now, b.config.local_ipv4, a.config.local_ipv4, recorded.data(), recorded.size());
-        lan.run([&] { echo.step_at(lan.now); return false; }, lan.now + 100'000);
-        EXPECT_EQ(a.engine->stats().requests_delivered, 1u) << later;
-    }
 }
 
 // A two-node keyed pair for the replay tests below: b calls a once (recorded as it goes), then
@@ -2210,6 +2174,25 @@ struct Recorded {
         return {done.error, std::string(rep.begin(), rep.begin() + std::min<size_t>(done.bytes, rep.size()))};
     }
 };
+
+// The MAC proves who sent a REQUEST, not when, and the server's duplicate filter for a client
+// lasts only while it keeps the client's numbering. After numbering_lapse (peer_linger -
+// dead_after, 9 s) of silence, or once the peer is forgotten, a recorded REQUEST played back was
+// taken as a new transaction and delivered again (at 10 s and at 30 s here; at 5 s it was
+// refused). With a key the server takes a client's numbering only from the answer to a
+// CHALLENGE of its own (SPEC 3.4): the live client answers with where it is now, and the
+// recording's txn is finished there.
+TEST(Engine, WithAKeyARecordedRequestIsNotDeliveredAgainAfterTheServerForgotItsNumbering) {
+    Recorded r;
+    ASSERT_EQ(r.lan.call(r.b, r.a.config.local_ipv4, {&r.echo}), ErrorCode::kOk);
+    ASSERT_EQ(r.a.engine->stats().requests_delivered, 1u);
+    for (Instant later : {Instant(5'000'000), Instant(10'000'000), Instant(30'000'000)}) {
+        r.idle(later);
+        r.play(r.requests.front());
+        EXPECT_EQ(r.a.engine->stats().requests_delivered, 1u) << later;
+    }
+}
+
 
 // Each silence on its own (the test above plays them one after another): after 5 s the server
 // still keeps b's numbering and answers `stale`; after 10 s and 30 s it has let the numbering
