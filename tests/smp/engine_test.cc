@@ -1906,6 +1906,20 @@ TEST(Engine, WithAKeyARecordedHelloOfAnEarlierLifeIsNotTakenForAReboot) {
     }
 }
 
+// A keyed call from b to a on `lan`, b's first HELLO recorded as it goes (to play back later,
+// when b's life is over). Returns the recording.
+std::vector<uint8_t> call_recording_hello(Lan& lan, Box& a, Box& b) {
+    std::vector<uint8_t> recorded;
+    lan.boxes = {&a, &b};
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
+        if (&from == &b && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
+    };
+    Echo echo{a};
+    EXPECT_EQ(lan.call(b, a.config.local_ipv4, {&echo}), ErrorCode::kOk);
+    lan.seen = nullptr;
+    return recorded;
+}
+
 // A HELLO says nothing about when it was sent (SPEC 3.4). A node that starts a call to a peer it
 // knows nothing of yet (its own first call after a boot) took the incarnation from any HELLO of
 // that peer: a recording of an earlier life of the peer played to it then made it send the call
@@ -1916,21 +1930,15 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
     Box a(0x0A000001, 11), b21(0x0A000002, 21);
     a.key(6);
     b21.key(6);
-    std::vector<uint8_t> recorded;  // life 21's HELLO to a (destination incarnation 0)
     Lan lan;
-    lan.boxes = {&a, &b21};
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
-        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
-    };
-    Echo echo_a{a};
-    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    // life 21's HELLO to a (destination incarnation 0)
+    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
     ASSERT_FALSE(recorded.empty());
     // Both restart; the new a calls the new b, and the recording reaches a first.
     Box a2(0x0A000001, 12), b22(0x0A000002, 22);
     a2.key(6);
     b22.key(6);
     lan.boxes = {&a2, &b22};
-    lan.seen = nullptr;
     Echo echo_b{b22};
     PeerRef peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
     std::vector<uint8_t> msg(64, 7), rep(64);
@@ -1958,19 +1966,12 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
     Box a(0x0A000001, 11), b21(0x0A000002, 21);
     a.key(6);
     b21.key(6);
-    std::vector<uint8_t> recorded;
     Lan lan;
-    lan.boxes = {&a, &b21};
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
-        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
-    };
-    Echo echo_a{a};
-    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
     Box a2(0x0A000001, 12), b22(0x0A000002, 22);
     a2.key(6);
     b22.key(6);
     lan.boxes = {&a2, &b22};
-    lan.seen = nullptr;
     a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
     Echo echo_b{b22};
     EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
@@ -1990,20 +1991,13 @@ TEST(Engine, WithAKeyAnUnprovenLifeStaysUnprovenThroughRetirement) {
     Box a(0x0A000001, 11), b21(0x0A000002, 21);
     keyed(a, 64);
     keyed(b21, 64);
-    std::vector<uint8_t> recorded;
     Lan lan;
-    lan.boxes = {&a, &b21};
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>& bytes, const wire::Message& m) {
-        if (&from == &b21 && m.header.type == wire::Type::kHello && recorded.empty()) recorded = bytes;
-    };
-    Echo echo_a{a};
-    ASSERT_EQ(lan.call(b21, a.config.local_ipv4, {&echo_a}), ErrorCode::kOk);
+    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
     Box a2(0x0A000001, 12), b22(0x0A000002, 22), c(0x0A000003, 33);
     keyed(a2, 1);
     keyed(b22, 64);
     keyed(c, 64);
     lan.boxes = {&a2, &b22, &c};
-    lan.seen = nullptr;
     a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
     lan.run(nullptr, lan.now + 100'000);
     lan.now += 200'000;  // b's record idle: c's call retires it
