@@ -1371,8 +1371,8 @@ void init() {
     // eagerly: accept up to 64 KiB a request (SPEC default 8 KiB), so that a 64 KiB message goes
     // whole in its first flight, no PULL round trip for it or for its reply; and a 128 KiB window
     // (SPEC default 32 KiB), so that two of them from one peer can be in flight at once (several
-    // senders on one node pipeline: 4 senders of 64 KiB messages, 1.09 and 1.15x TCP with a
-    // 64 KiB window, 1.24 and 1.27x with this one, 2 paired bench runs). Memory: the pool bound
+    // senders on one node pipeline: 4 senders of 64 KiB messages, 0.94-1.15x TCP with a 64 KiB
+    // window, 1.01-1.27x with this one, higher in each of 5 paired bench runs). Memory: the pool bound
     // (pool_bytes, 256 KiB) is unchanged, so 2 peers at full window fill it (others wait at home
     // for credit); the eager store is requests_max x 64 KiB = 16 MiB of a 128 MiB node.
     c.window_bytes = 128 * 1024;
