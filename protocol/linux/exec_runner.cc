@@ -131,13 +131,22 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   size_t written = 0;
   bool too_long = false;
   uint8_t chunk[kReadChunkBytes];
-  while (from_child >= 0) {
-    // Slot 1 is stdin while it is open; a negative fd makes poll skip a slot.
-    pollfd fds[3] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}, {wake_fd, POLLIN, 0}};
+  // Once the output has ended the guardian is released, and may go when the shell has ended;
+  // the shell may run on (`exec >&-; sleep 100`), so it is waited for in the same loop, the
+  // caller's event loop running and give_up asked, not in a blocking waitpid that would stop
+  // this endpoint answering anyone, SIGTERM included. (No pidfd: waitpid alone, below.)
+  const int guardian_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  bool released = false;
+  while (from_child >= 0 || (released && guardian_fd >= 0)) {
+    // Slot 1 is stdin while it is open, slot 3 the guardian once released; a negative fd makes
+    // poll skip a slot.
+    pollfd fds[4] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}, {wake_fd, POLLIN, 0},
+                     {released ? guardian_fd : -1, POLLIN, 0}};
     // give_up is asked after each wake-up, a signal, and at least every kGiveUpPollMs (a
     // signal that came just before poll began interrupts nothing).
-    const int n = poll(fds, 3, give_up ? kGiveUpPollMs : -1);
+    const int n = poll(fds, 4, give_up ? kGiveUpPollMs : -1);
     if (n < 0 && errno != EINTR) break;
+    if (n > 0 && (fds[3].revents & POLLIN)) break;  // the guardian has ended
     if (n > 0 && wake_fd >= 0 && (fds[2].revents & POLLIN) && on_wake) on_wake();
     if (give_up && (n <= 0 || (fds[2].revents & POLLIN)) && give_up()) {
       r.abandoned = true;
@@ -150,13 +159,18 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
       if (n < 0 && errno != EAGAIN) written = input_bytes;  // the command stopped reading: EPIPE
       if (written == input_bytes) close_fd(&to_child);
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (from_child >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       const ssize_t n = read(from_child, chunk, sizeof chunk);
       if (n <= 0) {
         close_fd(&from_child);
+        close_fd(&to_child);
+        // What the command left running in the background (its output elsewhere: we had the
+        // end of it) is no longer the command's: the guardian may go once the shell has ended.
+        kill(pid, kReleaseSignal);
+        released = true;
       } else if (r.output.size() + static_cast<size_t>(n) > output_bytes_max) {
         too_long = true;
-        close_fd(&from_child);
+        break;
       } else {
         r.output.insert(r.output.end(), chunk, chunk + n);
       }
@@ -164,31 +178,10 @@ ExecResult run_command(const std::string& command, const uint8_t* input, size_t 
   }
   close_fd(&to_child);
   close_fd(&from_child);
-  // Stopped (given up, or output too long): the whole group, pid its leader. Otherwise the
-  // guardian may go once the shell has ended: what the command left running in the background
-  // (its output elsewhere: we had the end of it) is no longer the command's.
-  if (r.abandoned || too_long) {
-    kill(-pid, SIGKILL);
-  } else {
-    kill(pid, kReleaseSignal);
-    // Its output has ended, the shell may not have (`exec >&-; sleep 100`): wait for the
-    // guardian as for the output, the caller's event loop running and give_up asked, not in a
-    // blocking waitpid that would stop this endpoint answering anyone, SIGTERM included.
-    const int guardian_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    while (guardian_fd >= 0) {
-      pollfd fds[2] = {{guardian_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-      const int n = poll(fds, 2, give_up ? kGiveUpPollMs : -1);
-      if (n < 0 && errno != EINTR) break;
-      if (n > 0 && (fds[0].revents & POLLIN)) break;  // the guardian has ended
-      if (n > 0 && wake_fd >= 0 && (fds[1].revents & POLLIN) && on_wake) on_wake();
-      if (give_up && (n <= 0 || (fds[1].revents & POLLIN)) && give_up()) {
-        r.abandoned = true;
-        kill(-pid, SIGKILL);
-        break;
-      }
-    }
-    if (guardian_fd >= 0) close(guardian_fd);
-  }
+  if (guardian_fd >= 0) close(guardian_fd);
+  // Stopped (given up, or output too long): the whole group, pid its leader.
+  if (r.abandoned || too_long) kill(-pid, SIGKILL);
+  else if (!released) kill(pid, kReleaseSignal);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
