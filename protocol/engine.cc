@@ -2085,10 +2085,9 @@ struct E {
     // our requests and pulses not acknowledged yet go again at once, after the answer, for a
     // question not answered before. A CHALLENGE played back must make us send little: one
     // recorded 24-byte packet, played fast, would otherwise draw every unacknowledged request's
-    // eager bytes each time (up to 16 x 64 KiB). So an answer goes at most once per half probe
-    // interval (the server asks once per interval), and a nonce answered already (the server
-    // asks again: our answer was lost; or a recording) draws the answer alone: our requests go
-    // again on their own timers.
+    // eager bytes each time (up to 16 x 64 KiB). So a nonce answered already (the server asks
+    // again: our answer was lost; or a recording) draws the answer alone, our requests going
+    // again on their own timers (the rules inside).
     void on_challenge(Instant now, uint16_t pi, const Message& msg) {
         if (!c.auth) {
             st.dropped_unexpected++;  // never asked without a key: nothing changes without one
@@ -2114,7 +2113,7 @@ struct E {
         ans.header.dst_endpoint = p.endpoint;
         ans.header.dst_incarnation = p.incarnation;
         wire::ChallengeAck& a = ans.challenge_ack;
-        a.nonce = msg.challenge.nonce;
+        a.nonce = nonce;
         a.txn_low = txn_low(pi);
         a.txn_next = p.next_txn;
         a.open = 0;
