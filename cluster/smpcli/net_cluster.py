@@ -370,13 +370,13 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", au
             f.write(os.urandom(32).hex() + "\n")
         state["auth_key_file"] = auth_key_path()
     save_state(state)
-    if mode == "root":
-        common.info(f"mode: root (network namespace {NETNS}, bridge {BRIDGE}, taps; "
-                    f"namespace address {NS_ADDRESS}/{PREFIX_LEN})")
-    else:
-        common.info("mode: unprivileged (unshare -rn user+net namespace, QEMU socket multicast "
-                    f"{MCAST_GROUP}:{MCAST_PORT} on that namespace's loopback)")
     try:
+        if mode == "root":
+            common.info(f"mode: root (network namespace {NETNS}, bridge {BRIDGE}, taps; "
+                        f"namespace address {NS_ADDRESS}/{PREFIX_LEN})")
+        else:
+            common.info("mode: unprivileged (unshare -rn user+net namespace, QEMU socket multicast "
+                        f"{MCAST_GROUP}:{MCAST_PORT} on that namespace's loopback)")
         if mode == "root":
             make_root_network(state, n)
         else:
@@ -402,6 +402,17 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", au
     except common.CliError as e:
         common.info(f"up failed: {e}; cleaning up")
         cluster_down(quiet=True)
+        raise
+    except KeyboardInterrupt:
+        # Ctrl-C mid-boot: what was started goes too (a second Ctrl-C does not cut that short),
+        # rather than half a cluster left running until ./smp down. The interrupt goes on to
+        # the caller (main's "interrupted", status 130; the demo's own shutdown).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            common.info("up interrupted: taking down what was started")
+            cluster_down(quiet=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         raise
     return state
 
