@@ -57,9 +57,19 @@ def cmd_status(args):
 
 
 def cmd_console(args):
+    # The arguments first: a bad one is refused whether a cluster is up or not.
+    if args.cmd is not None and (not args.cmd.strip() or "\n" in args.cmd or "\r" in args.cmd):
+        # An empty one used to print the whole serial log as if -c were not there.
+        common.die("console -c takes one shell command (a line, not empty)", 2)
+    if args.timeout <= 0:
+        common.die("--timeout must be positive (seconds)", 2)
+    try:
+        re.compile(args.until)
+    except re.error as e:
+        common.die(f"--until: not a regular expression: {e}", 2)
     state = net_cluster.require_state()
     node = net_cluster.find_node(state, args.node)
-    if args.cmd:
+    if args.cmd is not None:
         out, ok = net_cluster.console_command(node, args.cmd, args.until, args.timeout)
         sys.stdout.write(out)
         if not ok:
