@@ -137,7 +137,13 @@ def main():
 
         # The simulator's own argument errors (./smp sim passes its options through).
         for argv, want in [(["--nodes", "0"], "bad --nodes"), (["--seeds", "7"], "bad --seeds"),
-                           (["--loss", "2"], "bad --loss"), (["--bogus"], "unknown argument")]:
+                           (["--loss", "2"], "bad --loss"), (["--bogus"], "unknown argument"),
+                           (["--seed", "1.5"], "bad --seed"),
+                           (["--seed", "99999999999999999999999"], "bad --seed"),
+                           (["--seeds", "1:0"], "bad --seeds"), (["--seeds", "-1:2"], "bad --seeds"),
+                           (["--nodes", "2.5"], "bad --nodes"), (["--sends", "1e12"], "bad --sends"),
+                           (["--pcap", os.path.join(run_dir, "no-such-folder", "x.pcap")],
+                            "--pcap: cannot write")]:
             judge("smp_sim " + " ".join(argv), [args.sim, *argv], want, env, failures)
         checked += 1
         code, out, _ = run([args.sim, "--help"], env)

@@ -1,5 +1,7 @@
 // `./smp sim`: replays one seed of the simulation (or a range, or the scenario) and says what
 // happened. Exit status 0 when every invariant held, 1 when one broke, 2 for a bad argument.
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,20 @@ bool number(const char* s, double& out) {
     char* end = nullptr;
     out = strtod(s, &end);
     return end && *end == 0 && end != s;
+}
+
+// A whole number in min..max, decimal digits only. (The integer options used to go through
+// strtod: `--seed 1.5` ran seed 1, and `--seed 99999999999999999999999` some other seed, the
+// double's conversion past uint64_t being undefined.)
+bool whole(const char* s, uint64_t min, uint64_t max, uint64_t& out) {
+    if (!*s) return false;
+    uint64_t v = 0;
+    for (; *s; ++s) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return false;
+        v = v * 10 + uint64_t(*s - '0');
+    }
+    out = v;
+    return v >= min && v <= max;
 }
 
 void print(const smp::sim::Result& r, bool verbose) {
@@ -57,17 +73,19 @@ int main(int argc, char** argv) {
             return argv[++i];
         };
         double d = 0;
+        uint64_t n = 0;
         if (a == "--seed") {
-            if (!number(value(), d) || d < 0) usage("bad --seed");
-            first = uint64_t(d);
+            if (!whole(value(), 0, UINT64_MAX, first)) usage("bad --seed (a whole number)");
             count = 1;
         } else if (a == "--seeds") {
-            const char* v = value();
-            if (sscanf(v, "%llu:%llu", (unsigned long long*)&first, (unsigned long long*)&count) != 2)
-                usage("bad --seeds (FIRST:COUNT)");
+            const std::string v = value();
+            const size_t colon = v.find(':');
+            if (colon == std::string::npos || !whole(v.substr(0, colon).c_str(), 0, UINT64_MAX, first) ||
+                !whole(v.substr(colon + 1).c_str(), 1, UINT64_MAX - first, count))
+                usage("bad --seeds (FIRST:COUNT, COUNT at least 1)");
         } else if (a == "--nodes") {
-            if (!number(value(), d) || d < 2 || d > 5000) usage("bad --nodes (2..5000)");
-            o.nodes = int(d);
+            if (!whole(value(), 2, 5000, n)) usage("bad --nodes (2..5000)");
+            o.nodes = int(n);
         } else if (a == "--loss") {
             if (!number(value(), d) || d < 0 || d > 0.9) usage("bad --loss (0..0.9)");
             o.loss = d;
@@ -75,31 +93,31 @@ int main(int argc, char** argv) {
             if (!number(value(), d) || d < 0 || d > 0.9) usage("bad --dup (0..0.9)");
             o.duplicate = d;
         } else if (a == "--jitter-us") {
-            if (!number(value(), d) || d < 0) usage("bad --jitter-us");
-            o.jitter_us = int64_t(d);
+            if (!whole(value(), 0, 10'000'000, n)) usage("bad --jitter-us (0..10000000)");
+            o.jitter_us = int64_t(n);
         } else if (a == "--mtu") {
-            if (!number(value(), d) || d < 576 || d > 9000) usage("bad --mtu (576..9000)");
-            o.mtu = int(d);
+            if (!whole(value(), 576, 9000, n)) usage("bad --mtu (576..9000)");
+            o.mtu = int(n);
         } else if (a == "--mode") {
             std::string m = value();
             o.mode = m == "plain" ? 0 : m == "partition" ? 1 : m == "crash" ? 2 : -2;
             if (o.mode == -2) usage("bad --mode");
         } else if (a == "--sends") {
-            if (!number(value(), d) || d < 1) usage("bad --sends");
-            o.sends_per_node = int(d);
+            if (!whole(value(), 1, 1'000'000, n)) usage("bad --sends (1..1000000)");
+            o.sends_per_node = int(n);
         } else if (a == "--size-max") {
-            if (!number(value(), d) || d < 16 || d > 16 * 1024 * 1024) usage("bad --size-max (16..16Mi)");
-            o.size_max = uint32_t(d);
+            if (!whole(value(), 16, 16 * 1024 * 1024, n)) usage("bad --size-max (16..16Mi)");
+            o.size_max = uint32_t(n);
         } else if (a == "--peers") {
-            if (!number(value(), d) || d < 1) usage("bad --peers");
-            o.peers_per_node = int(d);
+            if (!whole(value(), 1, 5000, n)) usage("bad --peers (1..5000)");
+            o.peers_per_node = int(n);
         } else if (a == "--pcap") {
             o.pcap = value();
         } else if (a == "--scenario") {
             scenario = true;
         } else if (a == "--timer-slack-us") {
-            if (!number(value(), d) || d < 0 || d > 200'000) usage("bad --timer-slack-us (0..200000)");
-            o.timer_slack_us = uint32_t(d);
+            if (!whole(value(), 0, 200'000, n)) usage("bad --timer-slack-us (0..200000)");
+            o.timer_slack_us = uint32_t(n);
         } else if (a == "--auth") {
             o.auth = true;
         } else if (a == "--expect-failure") {
@@ -112,6 +130,16 @@ int main(int argc, char** argv) {
         } else {
             usage(("unknown argument " + a).c_str());
         }
+    }
+    if (!o.pcap.empty()) {
+        // Refused before anything runs: a destination that cannot be written used to be reported
+        // as the seed failing (FAIL seed 1 ..., "1 seeds, 1 failed").
+        FILE* f = fopen(o.pcap.c_str(), "ab");
+        if (!f) {
+            fprintf(stderr, "smp_sim: --pcap: cannot write %s: %s\n", o.pcap.c_str(), strerror(errno));
+            return 2;
+        }
+        fclose(f);
     }
     if (scenario) {
         smp::sim::Result r = smp::sim::run_scenario(o.pcap, o.auth);
