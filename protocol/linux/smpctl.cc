@@ -578,6 +578,7 @@ int cmd_serve(const Options& o) {
           std::fprintf(stderr, "smpctl: pulse on %s from %s: code %d value %u priority %u\n", service.c_str(),
                        from, int(req.pulse_code), unsigned(req.pulse_value), unsigned(req.priority));
         }
+        write_stats(false);  // as after a request: else a server sent only pulses never says so
         continue;
       }
       if (s == sl::Status::kOk) {

@@ -218,6 +218,23 @@ def case_basic(h):
         time.sleep(0.1)
     check(any(s.get("requests_served", 0) >= 2 for s in json.loads(r.stdout)["endpoints"]),
           "stats shows the running servers' counters")
+    # A server that was sent pulses and no request: its record counts them too. (It was brought
+    # up to date only after a request, so pulses_received stayed 0 for good.)
+    quiet = h.start("B", ["--endpoint=3", "serve", "quiet"], "serve-quiet.log")
+    h.wait_serving(quiet, "quiet", node="b3")
+    time.sleep(0.5)  # past the server's quiet-time update of its record
+    h.run("A", ["pulse", "b3/quiet", "1", "2"])
+
+    def quiet_pulses():
+        r = h.run("B", ["--json", "stats"])
+        return [s.get("pulses_received") for s in json.loads(r.stdout)["endpoints"]
+                if s.get("service") == "quiet"]
+    for _ in range(30):
+        if quiet_pulses() == [1]:
+            break
+        time.sleep(0.1)
+    check(quiet_pulses() == [1], f"stats counts a pulse to a server that served no request: "
+                                 f"pulses_received {quiet_pulses()}")
 
 
 def case_sizes(h):
