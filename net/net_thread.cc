@@ -148,7 +148,8 @@ void ping_median(EchoStats& s) {
 void ping_finish(void*) {
     if (g_active && g_active->kind == RequestKind::kPing) {
         ping_median(g_active->stats);
-        finish(kernel::Status::kOk);
+        // No echo came back at all: timed-out (it said "ok" with received=0).
+        finish(g_active->stats.received ? kernel::Status::kOk : kernel::Status::kTimedOut);
     }
 }
 
@@ -225,7 +226,10 @@ void udp_echo_recv(void*, struct udp_pcb* pcb, struct pbuf* p, const ip_addr_t* 
 void udp_ping_send();
 
 void udp_ping_timeout(void*) {
-    if (g_active && g_active->kind == RequestKind::kUdpPing) finish(kernel::Status::kTimedOut);
+    if (g_active && g_active->kind == RequestKind::kUdpPing) {
+        ping_median(g_active->stats);
+        finish(kernel::Status::kTimedOut);
+    }
 }
 
 void udp_ping_recv(void*, struct udp_pcb*, struct pbuf* p, const ip_addr_t*, u16_t) {
@@ -234,10 +238,14 @@ void udp_ping_recv(void*, struct udp_pcb*, struct pbuf* p, const ip_addr_t*, u16
     if (r && r->kind == RequestKind::kUdpPing && pbuf_copy_partial(p, &seq, sizeof seq, 0) == sizeof seq &&
         seq + 1 == r->stats.sent) {
         sys_untimeout(udp_ping_timeout, nullptr);
-        record_rtt(r->stats, arch::now_ns() - g_ping_sent_ns[0]);
+        const uint64_t rtt = arch::now_ns() - g_ping_sent_ns[0];
+        g_ping_rtt_ns[r->stats.received] = rtt;  // received < count <= kPingCountMax
+        record_rtt(r->stats, rtt);
         if (r->stats.sent < r->count) {
             udp_ping_send();
         } else {
+            // The median and percentiles as ping's (they were printed as 0).
+            ping_median(r->stats);
             finish(kernel::Status::kOk);
         }
     }
@@ -599,7 +607,7 @@ kernel::Status net_ping(uint32_t ip, uint32_t count, uint64_t interval_ns, uint6
 }
 
 kernel::Status net_udp_ping(uint32_t ip, uint32_t count, uint64_t timeout_ns, EchoStats* out) {
-    if (count == 0) return kernel::Status::kInvalidArgument;
+    if (count == 0 || count > kPingCountMax) return kernel::Status::kInvalidArgument;
     Request r{};  // the caller's own: concurrent callers never share one (one runs at a time)
     r.kind = RequestKind::kUdpPing;
     r.ip = ip;

@@ -210,7 +210,7 @@ void cmd_udpping(int argc, char** argv) {
         return;
     }
     if (!arg_peer("udpping", argv[1], &ip)) return;
-    if (argc > 2 && !arg_number("udpping", argv[2], 1, 100000, &count)) return;
+    if (argc > 2 && !arg_number("udpping", argv[2], 1, 1000, &count)) return;
     EchoStats s;
     kernel::Status st = net_udp_ping(ip, static_cast<uint32_t>(count), kEchoWaitNs, &s);
     print_echo("udpping", ip, s, st);

@@ -531,7 +531,8 @@ def test_shell(args):
         c.up(2)
         bad = ["tcpsend 0.0.0.0", "tcpsend 10.77.0.255 1000", "tcpsend 224.0.0.1",
                "ping 10.77.0.11 1", "ping 10.77.0.0 1", "ping 255.255.255.255 1",
-               "udpping 127.0.0.1 1", "udpping 8.8.8.8 1", "udpping 239.1.2.3 1"]
+               "udpping 127.0.0.1 1", "udpping 8.8.8.8 1", "udpping 239.1.2.3 1",
+               "udpping 10.77.0.12 1001"]
         for command in bad:
             name = command.split()[0]
             # Well under the commands' own time-outs (3 s per echo, 30 s for tcpsend): an
@@ -546,6 +547,12 @@ def test_shell(args):
         check(re.search(r"sent=3 received=3 .*status=ok", out), f"ping node2: {out}")
         out = c.console("node1", f"udpping {node_ip(2)} 3", r"^udpping: ")
         check(re.search(r"sent=3 received=3 .*status=ok", out), f"udpping node2: {out}")
+        # udpping reports the median and percentiles as ping does (they were printed as 0).
+        m = re.search(r"rtt_median_ns=(\d+) rtt_p90_ns=(\d+) rtt_p99_ns=(\d+)", out)
+        check(m and all(int(v) > 0 for v in m.groups()), f"udpping node2's median: {out}")
+        # No echo back at all is no success (ping said status=ok with received=0).
+        out = c.console("node1", "ping 10.77.0.99 2 10", r"^ping: ", timeout=20)
+        check(re.search(r"sent=2 received=0 .*status=timed-out", out), f"ping of nobody: {out}")
         out = c.console("node1", f"tcpsend {node_ip(2)} 100000", r"^tcpsend: ", timeout=60)
         check("status=ok" in out, f"tcpsend node2: {out}")
         # The namespace (Linux) has nothing on port 9: it refuses with a reset.
