@@ -5,6 +5,7 @@ Each module defines register(subparsers) and may also define:
   SETUP_STEPS = {"group": fn}      set-up that is not an apt package (lwIP's source, ...)
   TEST_GROUPS = ["group", ...]      groups `./smp test` needs
   BENCHES = {"name": fn(args)}      benchmarks run by `./smp bench NAME`
+  BENCH_CHECKS = {"name": fn()}     what a benchmark needs, checked before any of the run starts
 """
 import argparse
 import importlib

@@ -122,11 +122,17 @@ def measure_16(image):
         nc.cluster_down(quiet=True)
 
 
-def bench_net(args):
+def check_cluster_bench(name):
+    """What a bench that boots its own cluster needs, checked before any bench of the run starts
+    (`./smp bench` ran engine, ipc and linux for minutes before net refused a cluster that was up)."""
     if not common.is_root():
-        common.die("bench net needs root (taps and a bridge in a namespace)")
+        common.die(f"bench {name} needs root (taps and a bridge in a namespace)")
     if nc.load_state() is not None:
-        common.die("a cluster is up: ./smp down first (the bench boots its own)")
+        common.die(f"bench {name}: a cluster is up: ./smp down first (the bench boots its own)")
+
+
+def bench_net(args):
+    check_cluster_bench("net")
     image = nc.kernel_image(None)
     res = {nic: measure_nic(nic, image) for nic in ("virtio", "e1000")}
     boot_s, answered, idle16 = measure_16(image)

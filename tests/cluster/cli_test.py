@@ -123,6 +123,20 @@ def main():
         judge("./smp capture NO-SUCH-FOLDER/x.pcap", [SMP, "capture", bad], "cannot write into",
               env, failures)
 
+        # A cluster up (here: its state file): ./smp bench with net or smp among its benches
+        # refuses at once, not after the others have run for minutes.
+        with open(os.path.join(run_dir, "cluster", "state.json"), "w") as f:
+            f.write('{"mode": "root", "nic": "virtio", "memory_mb": 128, "nodes": []}')
+        code, out, err = run([SMP, "bench", "engine", "net"], env)
+        checked += 1
+        want = "a cluster is up" if os.geteuid() == 0 else "needs root"
+        ok = code not in (0, None) and want in err and "== bench engine ==" not in out
+        print(f"{'ok  ' if ok else 'FAIL'} ./smp bench engine net (a cluster up): exit {code}: {err.strip()!r}")
+        if not ok:
+            failures.append(f"./smp bench engine net with a cluster up: exit {code}, ran "
+                            f"{out.count('== bench')} bench(es) first, stderr {err.strip()!r}")
+        os.unlink(os.path.join(run_dir, "cluster", "state.json"))
+
         # Output to a reader that has gone (`./smp help | head -0`): no traceback, nothing on stderr.
         r, w = os.pipe()
         os.close(r)

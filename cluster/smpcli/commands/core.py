@@ -37,13 +37,17 @@ def cmd_test(args):
 
 
 def cmd_bench(args):
-    benches = {}
+    benches, checks = {}, {}
     for m in args.modules:
         benches.update(getattr(m, "BENCHES", {}))
+        checks.update(getattr(m, "BENCH_CHECKS", {}))
     names = args.names or sorted(benches)
     for name in names:
         if name not in benches:
             common.die(f"unknown benchmark: {name} (known: {', '.join(sorted(benches)) or 'none'})", 2)
+    for name in names:  # what a bench needs, before any of them runs
+        if name in checks:
+            checks[name]()
     for name in names:
         print(f"== bench {name} ==", flush=True)
         benches[name](args)

@@ -20,6 +20,7 @@ PACKAGES = {
 SETUP_STEPS = {"net": net_setup.fetch_lwip}
 TEST_GROUPS = ["net"]
 BENCHES = {"net": net_bench.bench_net}
+BENCH_CHECKS = {"net": lambda: net_bench.check_cluster_bench("net")}
 
 
 def cmd_up(args):

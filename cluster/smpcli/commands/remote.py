@@ -15,6 +15,7 @@ import threading
 import time
 
 from .. import common
+from .. import net_bench
 from .. import net_cluster as nc
 
 PACKAGES = {}
@@ -476,10 +477,7 @@ def _paired_ratio_line(rounds, label):
 
 
 def bench_smp(args):
-    if not common.is_root():
-        common.die("bench smp needs root (taps and a bridge in a namespace)")
-    if nc.load_state() is not None:
-        common.die("a cluster is up: ./smp down first (the bench boots its own)")
+    net_bench.check_cluster_bench("smp")
     image = nc.kernel_image(None)
     state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append=kServices, capture=False)
     try:
@@ -581,6 +579,7 @@ def bench_smp(args):
 
 
 BENCHES["smp"] = bench_smp
+BENCH_CHECKS = {"smp": lambda: net_bench.check_cluster_bench("smp")}
 
 
 def register(sub, modules):
