@@ -400,7 +400,8 @@ def cluster_up(n, nic, memory_mb, image_arg=None, wait=True, extra_append="", au
         if wait:
             wait_ready(state)
     except common.CliError as e:
-        common.info(f"up failed: {e}; cleaning up")
+        # The error itself is the one line on stderr (it was on stdout too, word for word).
+        common.info("up failed: taking down what was started")
         cluster_down(quiet=True)
         raise
     except KeyboardInterrupt:
@@ -447,7 +448,10 @@ def wait_ready(state, timeout_s=BOOT_TIMEOUT_S):
             pid = node_pid(nd)
             if pid and not pid_alive(pid) and os.path.exists(nd["qemu_log"]):
                 qtail = log_text(nd["qemu_log"]).strip().splitlines()[-3:]
-                ctail = log_text(nd["log"]).strip().splitlines()[-3:]
+                ctail = log_text(nd["log"]).strip().splitlines()
+                # The kernel's own complaint when it made one (else the log's last lines: the
+                # boot banner said nothing about why).
+                ctail = [ln for ln in ctail if re.search(r"\b(error|bad|panic)\b", ln)][-1:] or ctail[-3:]
                 common.die(f"{name} stopped while booting: {' | '.join(qtail + ctail) or 'no output'} "
                            f"(logs: {nd['qemu_log']}, {nd['log']})")
         if pending and time.monotonic() - start > timeout_s:

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""`./smp up` interrupted (root only).
+"""`./smp up` interrupted, and refused by its node (root only).
 
   up_test.py interrupted --build-dir DIR --run-dir DIR
       Ctrl-C (SIGINT) while the nodes boot: exit 130, one line on stderr saying so, and nothing
       left: no namespace, no QEMU or tcpdump of this run, no cluster for ./smp status.
       (Before, the namespace, the capture and the QEMUs started so far ran on until ./smp down.)
+  up_test.py bad_append --build-dir DIR --run-dir DIR
+      `up -n 1 --append garbage`: the node's complaint in one line on stderr, said once, and
+      nothing left.
 
 The run has a namespace and a run folder of its own (SMP_NETNS, SMP_RUN_DIR), so a cluster
 someone has up is not touched. Exit status 0 = pass, 77 = skipped (not root), else failure.
@@ -83,9 +86,32 @@ def case_interrupted(args, env):
     return failures
 
 
+def case_bad_append(args, env):
+    """A node that refuses its command line: one line on stderr with the kernel's own complaint
+    (it was the log's last three lines, the boot banner, with the complaint last), said once
+    (stdout repeated it word for word), and nothing left."""
+    p = subprocess.run([SMP, "up", "-n", "1", "--append", "garbage"], capture_output=True,
+                       text=True, env=env, timeout=GUARD_S)
+    failures = []
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    if p.returncode in (0, None):
+        failures.append(f"exit status {p.returncode}")
+    if len(lines) != 1 or "bad command-line argument 'garbage'" not in lines[0]:
+        failures.append(f"stderr is not one line with the node's complaint: {p.stderr!r}")
+    elif "TSC" in lines[0] or "heap" in lines[0]:
+        failures.append(f"the line carries the boot banner: {lines[0]!r}")
+    if "garbage" in p.stdout:
+        failures.append(f"stdout repeats the error: {p.stdout!r}")
+    left = leftovers(args.run_dir)
+    if left:
+        failures.append("left behind: " + "; ".join(left))
+    print(f"up -n 1 --append garbage: exit {p.returncode}: {p.stderr.strip()!r}")
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["interrupted"])
+    ap.add_argument("case", choices=["interrupted", "bad_append"])
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--run-dir", required=True)
     args = ap.parse_args()
@@ -94,8 +120,11 @@ def main():
         return 77
     args.run_dir = os.path.abspath(args.run_dir)
     env = dict(os.environ, SMP_NETNS=NETNS, SMP_RUN_DIR=args.run_dir, SMP_BUILD_DIR=args.build_dir)
+    # Built (and configured) first, so that what up says is all the case reads (a CMake
+    # re-configure prints lwIP's Doxygen note on stderr).
+    subprocess.run([SMP, "build", "kernel_image"], env=env, capture_output=True, timeout=GUARD_S)
     try:
-        failures = case_interrupted(args, env)
+        failures = {"interrupted": case_interrupted, "bad_append": case_bad_append}[args.case](args, env)
     finally:
         # Whatever a failed case left, taken down (never someone else's cluster: ours by name).
         subprocess.run([SMP, "down"], env=env, capture_output=True, timeout=120)
