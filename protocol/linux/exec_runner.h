@@ -13,7 +13,7 @@ namespace smp::linux_peer {
 struct ExecResult {
   bool ok = false;          // started, exited 0, output within the limit
   int exit_status = -1;     // the command's exit status (or 128 + signal)
-  bool abandoned = false;   // give_up() said so: the command (its process group) was killed
+  bool abandoned = false;   // give_up() said so: the command (all it started) was killed
   std::string error;        // why not ok, one line
   std::vector<uint8_t> output;
 };
@@ -22,13 +22,18 @@ struct ExecResult {
 // caller's event loop keeps running (an SMP endpoint must go on answering its peers). After
 // each, after a signal, and at least every 200 ms, `give_up` (if given) may say the answer is no
 // longer wanted (its client gave up, or the server is stopping): the command and whatever it
-// started (its own process group) are killed at once, as when its output passes
-// `output_bytes_max`. The group's leader is a guardian process, the shell's parent, which kills
-// the group when the thread that started it dies (PR_SET_PDEATHSIG): a server killed outright
-// (SIGKILL) leaves nothing of the command running either. A process that leaves the group
-// (setsid, setpgid, a shell's job control) is out of reach; one the command leaves running
-// after it has ended and closed its output is not stopped (the command was not). A shell that
-// closes its output and runs on is waited for the same way: events handled, give_up asked.
+// started are killed at once, as when its output passes `output_bytes_max`, and waited for
+// (events handled). "Whatever it started" is every descendant of a guardian process, the shell's
+// parent and a child subreaper (PR_SET_CHILD_SUBREAPER: what loses its parent moves to it), so
+// also what left the command's process group (setsid, setpgid, a shell's job control, a
+// daemon's double fork). The guardian kills them when the thread that started it dies
+// (PR_SET_PDEATHSIG) too: a server killed outright (SIGKILL) leaves nothing of the command
+// running either. What the command leaves running after it has ended and closed its output is
+// not stopped (the command was not): the guardian exits, and it moves on to the next subreaper
+// up, or init. A shell that closes its output and runs on is waited for the same way: events
+// handled, give_up asked. Out of reach: a process another started at the command's request
+// (`systemd-run`, `at`: not a descendant), and what left the process group of a command that
+// has killed or stopped its own guardian (a give-up then kills what is left of the group).
 ExecResult run_command(const std::string& command, const uint8_t* input, size_t input_bytes,
                        size_t output_bytes_max, int wake_fd = -1,
                        const std::function<void()>& on_wake = {},

@@ -9,7 +9,8 @@
   bad_input   unknown node, unknown service, oversized message, missing privilege (uid 65534),
               host down: one clear line, a non-zero status, nothing left blocked; a serve --exec
               command stopped (its server stopped by SIGTERM or killed by SIGKILL, its client's
-              deadline passed, its output too large) leaves nothing it started running
+              deadline passed, its output too large) leaves nothing it started running, setsid'd
+              processes and daemons included; one that ends normally leaves them running
   capture     records these exchanges with tcpdump into BUILD/captures/linux-peers.pcap (for the
               dissector's tests) and checks that protocol-121 frames are in it
 
@@ -360,6 +361,51 @@ def expect_error(h, args, words, what, side="A", prefix=()):
           f"{what}: status {r.returncode}, '{err}'")
 
 
+kMarkers = iter(range(1, 1000))
+
+
+def new_marker():
+    """A `sleep` argument no other process has: `sleep 1000.<this script's pid><n>` (seconds)."""
+    return f"1000.{os.getpid()}{next(kMarkers):03d}"
+
+
+def live_marked(marker):
+    """Live processes (not zombies) running `sleep MARKER`, wherever they are in the tree."""
+    live = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", marker.encode()]:
+            live.append(int(d))
+    return live
+
+
+def escapers(h, name):
+    """Shell text that starts two `sleep`s out of the command's process group, their output
+    elsewhere: one under `setsid`, one a daemon's (a double fork, `setsid`, its parent gone); the
+    text ends once both have started. Returns the text, their markers
+    and a function that returns them (Proc), checked to run out of process group `pgid`."""
+    pidf = os.path.join(h.tmp.name, f"{name}-escaped")
+    markers = [new_marker(), new_marker()]
+    text = (f"setsid sleep {markers[0]} </dev/null >/dev/null 2>&1 & echo $! > {pidf}-1.tmp; mv {pidf}-1.tmp {pidf}-1; "
+            f"(setsid sh -c 'sleep {markers[1]} </dev/null >/dev/null 2>&1 & "
+            f"echo $! > {pidf}-2.tmp; mv {pidf}-2.tmp {pidf}-2' &); "
+            f"while [ ! -e {pidf}-2 ]; do sleep 0.01; done; ")
+
+    def started(pgid):
+        procs = [Proc(p) for k in (1, 2) for p in wait_for_file(f"{pidf}-{k}", f"{name}: escaper {k} started")]
+        h.strays += procs
+        check(all(p.alive() and p.pgid() != pgid for p in procs) and
+              [[p.pid] for p in procs] == [live_marked(m) for m in markers],
+              f"{name}: a setsid'd sleep and a daemon's sleep run out of the command's group: {procs}")
+        return procs
+    return text, markers, started
+
+
 def live_in_group(pgid):
     """Processes of process group `pgid` that are not zombies (a killed one may wait to be reaped
     by whoever inherited it)."""
@@ -424,7 +470,8 @@ def command_tree(h, name):
     it to have started and returns its processes: the shell, the background sleep, the inner sh."""
     pidf = os.path.join(h.tmp.name, f"{name}-pids")
     inner = pidf + "-inner"
-    cmd = (f"sleep 60 & echo $$ $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; "
+    escape, markers, escaped = escapers(h, name)
+    cmd = (f"sleep 60 & echo $$ $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; {escape}"
            f"sh -c 'echo $$ > {inner}.tmp; mv {inner}.tmp {inner}; sleep 60; echo'; cat")
 
     def started():
@@ -432,30 +479,35 @@ def command_tree(h, name):
                  wait_for_file(inner, f"{name}: the command's inner sh started")]
         h.strays += procs
         check(all(p.alive() for p in procs), f"{name}: the command and what it started run: {procs}")
-        return procs
-    return cmd, started
+        return procs + escaped(procs[0].pgid())
+    return cmd, markers, started
 
 
-def check_gone(h, procs, pgid, what):
-    """Every process in `procs`, and every process of group `pgid`, ends (eventually: a guard
-    only against a hang)."""
+def check_gone(h, procs, pgid, what, markers=()):
+    """Every process in `procs`, every process of group `pgid` and every `sleep MARKER` ends
+    (eventually: a guard only against a hang)."""
+    def marked():
+        return [p for m in markers for p in live_marked(m)]
     for _ in range(kGoneGuardS * 10):
-        if not any(p.alive() for p in procs) and not live_in_group(pgid):
+        if not any(p.alive() for p in procs) and not live_in_group(pgid) and not marked():
             break
         time.sleep(0.1)
-    h.strays += [Proc(p) for p in live_in_group(pgid)]
-    left = [p for p in procs if p.alive()] + [p for p in live_in_group(pgid) if p not in [q.pid for q in procs]]
-    check(not left, f"{what}: nothing the command started is left running ({left})")
+    h.strays += [Proc(p) for p in live_in_group(pgid) + marked()]
+    known = [q.pid for q in procs]
+    left = [p for p in procs if p.alive()] + [p for p in live_in_group(pgid) + marked() if p not in known]
+    check(not left, f"{what}: nothing the command started is left running, in its group or out of "
+                    f"it ({left})")
 
 
 def stop_during_command(h, sig):
     """A `serve --exec` server stopped while its command runs, the command having started a
     background `sleep` and a shell of its own. SIGTERM: the command and all it started (its
-    process group) are stopped at once and the caller told "server gone" (exit 10), not left
-    waiting for the command or the liveness bound. SIGKILL (none of smpctl's code runs): they die
-    with it too (the command's guardian process kills the group), instead of running on."""
+    process group, and what left it: a setsid'd sleep, a daemon) are stopped at once and the
+    caller told "server gone" (exit 10), not left waiting for the command or the liveness bound.
+    SIGKILL (none of smpctl's code runs): they die with it too (the command's guardian process
+    kills its descendants), instead of running on."""
     name = "stopping" if sig == signal.SIGTERM else "killed"
-    cmd, started = command_tree(h, name)
+    cmd, markers, started = command_tree(h, name)
     server = h.start("B", ["--endpoint=3", "serve", name, "--exec", cmd], f"serve-{name}.log")
     h.wait_serving(server, name, node="b3")
     caller = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=90000", "call", f"b3/{name}", "x"]),
@@ -468,7 +520,8 @@ def stop_during_command(h, sig):
                                          f"background sleep and the inner sh with its sleep ({live_in_group(pgid)})")
     os.kill(server.pid, sig)
     server.wait(timeout=kCallGuardS)
-    check_gone(h, procs, pgid, f"{name}: after the server was {'stopped' if sig == signal.SIGTERM else 'killed'}")
+    check_gone(h, procs, pgid, f"{name}: after the server was {'stopped' if sig == signal.SIGTERM else 'killed'}",
+               markers)
     _, err = caller.communicate(timeout=kCallGuardS)
     if sig == signal.SIGTERM:
         check(caller.returncode == 10 and "server gone" in err,
@@ -478,6 +531,19 @@ def stop_during_command(h, sig):
               f"the stopping server says what it stopped: {log[-300:]!r}")
     else:
         check(caller.returncode not in (0, None), f"the caller of a killed server gets an error: {err.strip()!r}")
+
+
+def ancestors(pid):
+    """The parent of `pid`, its parent, ... up to pid 1 (empty if `pid` is gone)."""
+    line = []
+    while pid > 1:
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            return line
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        line.append(pid)
+    return line
 
 
 def server_children(server):
@@ -492,9 +558,10 @@ def server_children(server):
 
 
 def abandoned_command(h):
-    """A command whose client's deadline passes: it and everything it started are stopped, the
-    server goes on and reaps what it started (no zombie child left)."""
-    cmd, started = command_tree(h, "abandoned")
+    """A command whose client's deadline passes: it and everything it started (what left its
+    process group included) are stopped, the server goes on and reaps what it started (no zombie
+    child left)."""
+    cmd, markers, started = command_tree(h, "abandoned")
     server = h.start("B", ["--endpoint=2", "serve", "abandoned", "--exec", cmd], "serve-abandoned.log")
     h.wait_serving(server, "abandoned", node="b2")
     caller = subprocess.Popen(h.exec_argv("A", h.base("A") + ["--timeout=3000", "call", "b2/abandoned", "x"]),
@@ -505,7 +572,7 @@ def abandoned_command(h):
     pgid = procs[0].pgid()
     _, err = caller.communicate(timeout=kCallGuardS)
     check(caller.returncode == 7 and "timed out" in err, f"abandoned: the call times out: {caller.returncode} {err.strip()!r}")
-    check_gone(h, procs, pgid, "abandoned: after its client gave up")
+    check_gone(h, procs, pgid, "abandoned: after its client gave up", markers)
     for _ in range(kGoneGuardS * 10):
         if not server_children(server):
             break
@@ -537,9 +604,11 @@ def closed_output_command(h):
 
 def output_too_large(h):
     """A command whose output passes the largest message is stopped, and so is what it started
-    (here a `sleep` in the background whose output goes elsewhere): its caller gets an error."""
+    (here a `sleep` in the background whose output goes elsewhere, and two out of its group): its
+    caller gets an error."""
     pidf = os.path.join(h.tmp.name, "large-pids")
-    cmd = (f"sleep 60 >/dev/null & echo $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; "
+    escape, markers, _ = escapers(h, "large")  # started before the output begins
+    cmd = (f"sleep 60 >/dev/null & echo $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; {escape}"
            f"head -c {(16 << 20) + 4096} /dev/zero; sleep 60")
     server = h.start("B", ["--endpoint=2", "serve", "large", "--exec", cmd], "serve-large.log")
     h.wait_serving(server, "large", node="b2")
@@ -549,8 +618,43 @@ def output_too_large(h):
     check(r.returncode != 0, f"large: the caller gets an error: {r.returncode} {r.stderr.strip()!r}")
     log = open(server.log_path).read()
     check("command output larger than the largest message" in log, f"large: the server says why: {log[-300:]!r}")
-    check_gone(h, procs, procs[0].pgid() if procs[0].alive() else -1, "large: after its output passed the limit")
+    check_gone(h, procs, procs[0].pgid() if procs[0].alive() else -1, "large: after its output passed the limit",
+               markers)
     h.stop(server)
+
+
+def left_running_command(h):
+    """A command that ends normally, leaving processes running with their output elsewhere: a
+    `sleep` in the background, a setsid'd one and a daemon's. The reply comes (the server waits
+    for none of them), they are not stopped, neither when the request ends nor when the server
+    stops, and they are no longer the server's: its children (the guardian) are gone, zombies
+    included, and the left processes have moved on to the next subreaper up or init."""
+    pidf = os.path.join(h.tmp.name, "left-pids")
+    escape, markers, escaped = escapers(h, "left")
+    cmd = (f"sleep 1000 </dev/null >/dev/null 2>&1 & echo $$ $! > {pidf}.tmp; mv {pidf}.tmp {pidf}; "
+           f"{escape}cat")
+    server = h.start("B", ["--endpoint=2", "serve", "left", "--exec", cmd], "serve-left.log")
+    h.wait_serving(server, "left", node="b2")
+    r = h.run("A", ["--timeout=30000", "call", "b2/left", "done"], check=False)
+    check(r.returncode == 0 and r.stdout == "done",
+          f"left: the call completes with the command's output: {r.returncode} {r.stdout!r} {r.stderr.strip()!r}")
+    shell, background = wait_for_file(pidf, "left: the command started")
+    left = [Proc(background)] + escaped(-1)
+    h.strays += left
+    for _ in range(kGoneGuardS * 10):
+        if not server_children(server):
+            break
+        time.sleep(0.1)
+    check(not server_children(server), f"left: the command's guardian is gone and reaped, and so is its "
+                                       f"shell ({server_children(server)})")
+    check(all(p.alive() for p in left), f"left: what the command left running runs on ({left})")
+    lines = [ancestors(p.pid) for p in left]
+    check(all(line and server.pid not in line and shell not in line for line in lines),
+          f"left: it is no longer under the server ({lines})")
+    h.stop(server)
+    check(all(p.alive() for p in left), f"left: nor is it stopped with the server ({left})")
+    for p in left:
+        p.kill()
 
 
 def case_auth(h):
@@ -705,6 +809,7 @@ def case_bad_input(h):
     abandoned_command(h)
     closed_output_command(h)
     output_too_large(h)
+    left_running_command(h)
     # A deadline that passes while the server works: a timeout, and the server is not stuck.
     slow = h.start("B", ["--endpoint=1", "serve", "slow", "--exec", "sleep 2; cat"], "serve-slow.log")
     h.wait_serving(slow, "slow", node="b1")
