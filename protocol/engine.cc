@@ -2314,11 +2314,16 @@ void Engine::handle_datagram(Instant now, uint32_t src_ipv4, uint32_t dst_ipv4, 
             }
             return;
         }
-        if (config_.auth && p.incarnation == 0 && p.state == PeerState::kConnecting &&
+        if (config_.auth && p.state == PeerState::kConnecting &&
+            (p.incarnation == 0 || (p.unproven && h.dst_incarnation == 0)) &&
             !(h.type == Type::kHelloAck && msg.hello.nonce == p.hello_nonce)) {
             // With a key, while we connect, only the echo of our HELLO's nonce names the peer's
             // incarnation (SPEC 3.4): a HELLO (perhaps a recording of a dead life's) is answered
             // but not believed, or our sends would go to that life and end `peer rebooted`.
+            // So too when the incarnation we know is unproven (taken from such a HELLO): the
+            // HELLO does not end our connecting (only a packet naming our incarnation, reaching
+            // here with dst_incarnation set, or the echo does), else the echo that follows
+            // proves nothing and every later send connects anew, its liveness count reset.
             stats_.dropped_unexpected++;
             if (h.type == Type::kHello) e.queue_hello(p, Type::kHelloAck, h.src_incarnation, msg.hello.nonce);
             return;

@@ -1978,6 +1978,54 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
     EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
 }
 
+// The same recording played again while the node connects (its call started, its HELLO out, no
+// echo yet). It was answered and it also ended the connecting: the call's request went at once
+// to the dead life and the call ended `peer rebooted`. While a node connects, a HELLO is answered
+// and believed in nothing else (SPEC 3.4). The simulation found the live form of this (seed
+// 31062116 with --auth): the peer's own HELLO, repeated, ended the connecting, the echo of the
+// node's nonce that followed then proved nothing, and every later call to the peer connected
+// again and started its liveness count anew, so a crash of the peer went unnoticed past its bound.
+TEST(Engine, WithAKeyARecordedHelloDoesNotEndTheConnectingOfANodeAboutToCall) {
+    Box a(0x0A000001, 11), b21(0x0A000002, 21);
+    a.key(6);
+    b21.key(6);
+    Lan lan;
+    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
+    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
+    a2.key(6);
+    b22.key(6);
+    lan.boxes = {&a2, &b22};
+    auto play = [&] {
+        a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(),
+                                   recorded.size());
+    };
+    play();  // before the call: life 21, unproven
+    Echo echo_b{b22};
+    PeerRef peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
+    std::vector<uint8_t> msg(64, 7), rep(64);
+    ConstBytes mp{msg.data(), msg.size()};
+    MutableBytes rp{rep.data(), rep.size()};
+    ASSERT_TRUE(a2.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
+    play();  // while it connects
+    Event done;
+    bool got = false;
+    lan.run([&] {
+        echo_b.step_at(lan.now);
+        return got = take(a2, EventType::kSendDone, done);
+    }, lan.now + 10'000'000);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(done.error, ErrorCode::kOk);
+    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
+    EXPECT_EQ(a2.engine->peer_info(peer).incarnation, 22u);
+    // The echo proved life 22: the next call needs no HELLO.
+    uint64_t hellos = 0;
+    lan.seen = [&](const Box& from, const std::vector<uint8_t>&, const wire::Message& m) {
+        if (&from == &a2 && m.header.type == wire::Type::kHello) hellos++;
+    };
+    EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
+    EXPECT_EQ(hellos, 0u);
+}
+
 // The same through the peer table's retirement: the recording names life 21 of b, unproven; a
 // full table retires b (its state kept aside) for another peer, and b comes back when a calls
 // it. The retired entry keeps the flag (the security review found it dropped there); with or
