@@ -39,7 +39,9 @@ bool parse_u64(const char* s, uint64_t* out) {
 }
 
 void cmd_peers(int, char**) { print_peers(); }
-// This node's names, then each static peer's (its `_names` service), one line per node.
+// This node's names, then each static peer's (its `_names` service), one line per node. A peer
+// that does not answer (`host` with no smpctl serving there, a node down) is a fact of the
+// listing, not a failure of the command: "no answer (host-down)", no "error:".
 void cmd_names(int, char**) {
     print_names();
     const char* peers[32];
@@ -49,7 +51,7 @@ void cmd_names(int, char**) {
         kernel::format(target, sizeof target, "%s/_names", peers[i]);
         auto c = name_open(target, kernel::deadline_after(kNamesTimeoutNs));
         if (!c.is_ok()) {
-            kernel::print("names: %s: error: %s\n", peers[i], kernel::status_name(c.status));
+            kernel::print("names: %s: no answer (%s)\n", peers[i], kernel::status_name(c.status));
             continue;
         }
         static char list[kCallReplyBytes + 1];
@@ -58,7 +60,7 @@ void cmd_names(int, char**) {
                               kernel::deadline_after(kNamesTimeoutNs));
         kernel::disconnect(c.value);
         if (!r.is_ok()) {
-            kernel::print("names: %s: error: %s\n", peers[i], kernel::status_name(r.status));
+            kernel::print("names: %s: no answer (%s)\n", peers[i], kernel::status_name(r.status));
             continue;
         }
         size_t len = r.value < kCallReplyBytes ? r.value : kCallReplyBytes;

@@ -111,6 +111,10 @@ def case_setup(args, nc, rm):
     print(names)
     check("echo" in names and "kv" in names and "sink" in names,
           "node1's names lists echo, kv and sink")
+    # `host` (the namespace's address, no smpctl serving there now) does not answer: a line of
+    # the listing, not an error of the command (./smp console -c exits 3 on an "error:").
+    check(all(f"names: node{n}: " in names for n in range(2, kNodes + 1)) and "error:" not in names,
+          "node1's names has a line per other node and no 'error:' on a healthy cluster")
 
 
 def case_sizes(args, nc, rm):
