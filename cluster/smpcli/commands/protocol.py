@@ -3,7 +3,8 @@
     ./smp sim --seed S [--nodes N --loss P --mode crash ...]   replay one seed of the simulation
     ./smp sim --seeds FIRST:COUNT                               run a range of seeds
     ./smp sim --scenario --pcap FILE                            the capture with every message type
-    ./smp soak [--seconds N] [--target decode|engine]           open-ended fuzzing (Ctrl-C stops)
+    ./smp soak [--seconds N] [--target decode|engine|sim]       open-ended fuzzing and simulation
+                                                                (Ctrl-C stops)
     ./smp bench engine                                          the engine's cost, with baselines
 """
 import os
@@ -50,16 +51,72 @@ def cmd_sim(args):
     return subprocess.run([sim, *cmd]).returncode
 
 
+# The simulation's soak: configurations taken in turn, each for a batch of fresh seeds (the
+# seed draws the rest: nodes, sizes, loss, timings). `./smp test` runs 2,000 fixed seeds of a
+# few of these; the keyed replay and partition bugs of the sixteenth session needed ~60,000.
+SIM_SOAK_CONFIGS = [
+    [],
+    ["--auth"],
+    ["--mode", "crash"],
+    ["--mode", "crash", "--auth"],
+    ["--mode", "partition"],
+    ["--mode", "partition", "--auth"],
+    ["--loss", "0.3", "--dup", "0.2", "--jitter-us", "5000"],
+    ["--loss", "0.3", "--dup", "0.2", "--jitter-us", "5000", "--auth"],
+    ["--timer-slack-us", "10000", "--auth"],
+    ["--size-max", "300000", "--loss", "0.1"],
+]
+SIM_SOAK_BATCH = 2000
+
+
+def _soak_sim(seconds):
+    """Batches of fresh seeds through SIM_SOAK_CONFIGS until `seconds` (None: Ctrl-C). Returns
+    the failures as replay commands."""
+    import random
+    import time
+    sim = _binary("smp_sim", "smp_sim_driver")
+    end = time.monotonic() + seconds if seconds else None
+    seed = random.SystemRandom().randrange(1 << 20, 1 << 40)
+    common.info(f"simulating from seed {seed}, {SIM_SOAK_BATCH} seeds per batch, "
+                f"{len(SIM_SOAK_CONFIGS)} configurations in turn" +
+                (f" for {seconds} s" if seconds else " until Ctrl-C"))
+    failures, runs, batch = [], 0, 0
+    while end is None or time.monotonic() < end:
+        config = SIM_SOAK_CONFIGS[batch % len(SIM_SOAK_CONFIGS)]
+        r = subprocess.run([sim, "--seeds", f"{seed}:{SIM_SOAK_BATCH}", *config],
+                           capture_output=True, text=True)
+        for m in re.finditer(r"^FAIL seed (\d+) (.*)$", r.stdout, re.M):
+            replay = " ".join(["./smp sim --seed", m.group(1), *config])
+            failures.append(replay)
+            print(f"FAIL: {replay}   ({m.group(2)[:160]})", flush=True)
+        if r.returncode != 0 and "FAIL seed" not in r.stdout:
+            common.die(f"smp_sim --seeds {seed}:{SIM_SOAK_BATCH} {' '.join(config)} exited "
+                       f"{r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}")
+        runs += SIM_SOAK_BATCH
+        seed += SIM_SOAK_BATCH
+        batch += 1
+        if batch % len(SIM_SOAK_CONFIGS) == 0:
+            common.info(f"sim: {runs} seeds, {len(failures)} failed")
+    common.info(f"sim: {runs} seeds, {len(failures)} failed")
+    return failures
+
+
 def cmd_soak(args):
     if args.seconds is not None and args.seconds <= 0:
         common.die("--seconds must be positive", 2)
-    common.setup(["fuzz"])
-    targets = [args.target] if args.target else ["decode", "engine"]
+    targets = [args.target] if args.target else ["decode", "engine", "sim"]
+    if any(t != "sim" for t in targets):
+        common.setup(["fuzz"])
     work_root = os.path.join(common.RUN_DIR, "soak")
     corpus_root = os.path.join(common.ROOT, "tests", "smp", "corpus")
     # Each target gets its share, at least a second (0 would mean "until Ctrl-C" to libFuzzer).
     per_target = max(1, args.seconds // len(targets)) if args.seconds else 0
     for t in targets:
+        if t == "sim":
+            failures = _soak_sim(per_target or None)
+            if failures:
+                common.die(f"the simulation failed {len(failures)} seed(s); replay: {failures[0]}")
+            continue
         binary = _binary(f"smp_fuzz_{t}", f"smp_fuzz_{t}_bin")
         work = os.path.join(work_root, t)
         crashes = os.path.join(work_root, "crashes") + os.sep
@@ -212,7 +269,10 @@ def register(sub, modules):
     p.add_argument("--verbose", action="store_true", help="print every packet and event")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("soak", help="open-ended fuzzing of the decoder and the engine")
-    p.add_argument("--seconds", type=int, default=None, help="stop after this long (default: never)")
-    p.add_argument("--target", choices=["decode", "engine"], help="only this target")
+    p = sub.add_parser("soak", help="open-ended fuzzing of the decoder and the engine, and the "
+                                    "simulation over fresh seeds")
+    p.add_argument("--seconds", type=int, default=None,
+                   help="stop after this long, shared between the targets (default: never; "
+                        "without it only the first target runs, until Ctrl-C)")
+    p.add_argument("--target", choices=["decode", "engine", "sim"], help="only this target")
     p.set_defaults(func=cmd_soak)
