@@ -1920,6 +1920,47 @@ std::vector<uint8_t> call_recording_hello(Lan& lan, Box& a, Box& b) {
     return recorded;
 }
 
+// Life 21 of b called a (keyed) and its HELLO was recorded (destination incarnation 0); then
+// both restarted: a2 (life 12) and b22 (life 22), b22 serving an echo. The recorded-HELLO tests
+// below play the recording to a2 around a2's first call to b22.
+struct RestartedPair {
+    Lan lan;
+    Box a2{0x0A000001, 12}, b22{0x0A000002, 22};
+    Echo echo_b{b22};
+    std::vector<uint8_t> recorded;
+    PeerRef peer{};
+    std::vector<uint8_t> msg = std::vector<uint8_t>(64, 7), rep = std::vector<uint8_t>(64);
+    RestartedPair() {
+        Box a(0x0A000001, 11), b21(0x0A000002, 21);
+        a.key(6);
+        b21.key(6);
+        recorded = call_recording_hello(lan, a, b21);
+        a2.key(6);
+        b22.key(6);
+        lan.boxes = {&a2, &b22};
+        peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
+    }
+    void play() {
+        a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(),
+                                   recorded.size());
+    }
+    bool start_call() {
+        ConstBytes mp{msg.data(), msg.size()};
+        MutableBytes rp{rep.data(), rep.size()};
+        return a2.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok();
+    }
+    // The call's end (kTimedOut: none within 10 s).
+    ErrorCode finish_call() {
+        Event done;
+        bool got = false;
+        lan.run([&] {
+            echo_b.step_at(lan.now);
+            return got = take(a2, EventType::kSendDone, done);
+        }, lan.now + 10'000'000);
+        return got ? done.error : ErrorCode::kTimedOut;
+    }
+};
+
 // A HELLO says nothing about when it was sent (SPEC 3.4). A node that starts a call to a peer it
 // knows nothing of yet (its own first call after a boot) took the incarnation from any HELLO of
 // that peer: a recording of an earlier life of the peer played to it then made it send the call
@@ -1927,35 +1968,13 @@ std::vector<uint8_t> call_recording_hello(Lan& lan, Box& a, Box& b) {
 // it connects, only the HELLO_ACK echoing its own HELLO's nonce names the peer's incarnation; a
 // HELLO is answered, not believed.
 TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
-    Box a(0x0A000001, 11), b21(0x0A000002, 21);
-    a.key(6);
-    b21.key(6);
-    Lan lan;
-    // life 21's HELLO to a (destination incarnation 0)
-    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
-    ASSERT_FALSE(recorded.empty());
-    // Both restart; the new a calls the new b, and the recording reaches a first.
-    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
-    a2.key(6);
-    b22.key(6);
-    lan.boxes = {&a2, &b22};
-    Echo echo_b{b22};
-    PeerRef peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
-    std::vector<uint8_t> msg(64, 7), rep(64);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a2.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
-    Event done;
-    bool got = false;
-    lan.run([&] {
-        echo_b.step_at(lan.now);
-        return got = take(a2, EventType::kSendDone, done);
-    }, lan.now + 10'000'000);
-    ASSERT_TRUE(got);
-    EXPECT_EQ(done.error, ErrorCode::kOk);
-    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
-    EXPECT_EQ(a2.engine->peer_info(a2.engine->peer(b22.config.local_ipv4, 0).value).incarnation, 22u);
+    RestartedPair r;
+    ASSERT_FALSE(r.recorded.empty());
+    ASSERT_TRUE(r.start_call());
+    r.play();  // the recording reaches a2 while it connects
+    EXPECT_EQ(r.finish_call(), ErrorCode::kOk);
+    EXPECT_EQ(r.a2.engine->stats().peers_rebooted, 0u);
+    EXPECT_EQ(r.a2.engine->peer_info(r.peer).incarnation, 22u);
 }
 
 // The same recording played to a node before it has any business with the peer: it answered and
@@ -1963,19 +1982,10 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeConnecting) {
 // rebooted`. With a key, an incarnation a HELLO names is not trusted for our own sends until
 // the peer echoes a nonce of ours.
 TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
-    Box a(0x0A000001, 11), b21(0x0A000002, 21);
-    a.key(6);
-    b21.key(6);
-    Lan lan;
-    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
-    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
-    a2.key(6);
-    b22.key(6);
-    lan.boxes = {&a2, &b22};
-    a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(), recorded.size());
-    Echo echo_b{b22};
-    EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
-    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
+    RestartedPair r;
+    r.play();
+    EXPECT_EQ(r.lan.call(r.a2, r.b22.config.local_ipv4, {&r.echo_b}), ErrorCode::kOk);
+    EXPECT_EQ(r.a2.engine->stats().peers_rebooted, 0u);
 }
 
 // The same recording played again while the node connects (its call started, its HELLO out, no
@@ -1986,43 +1996,19 @@ TEST(Engine, WithAKeyARecordedHelloDoesNotNameThePeerOfANodeAboutToCall) {
 // node's nonce that followed then proved nothing, and every later call to the peer connected
 // again and started its liveness count anew, so a crash of the peer went unnoticed past its bound.
 TEST(Engine, WithAKeyARecordedHelloDoesNotEndTheConnectingOfANodeAboutToCall) {
-    Box a(0x0A000001, 11), b21(0x0A000002, 21);
-    a.key(6);
-    b21.key(6);
-    Lan lan;
-    const std::vector<uint8_t> recorded = call_recording_hello(lan, a, b21);
-    Box a2(0x0A000001, 12), b22(0x0A000002, 22);
-    a2.key(6);
-    b22.key(6);
-    lan.boxes = {&a2, &b22};
-    auto play = [&] {
-        a2.engine->handle_datagram(lan.now, b22.config.local_ipv4, a2.config.local_ipv4, recorded.data(),
-                                   recorded.size());
-    };
-    play();  // before the call: life 21, unproven
-    Echo echo_b{b22};
-    PeerRef peer = a2.engine->peer(b22.config.local_ipv4, 0).value;
-    std::vector<uint8_t> msg(64, 7), rep(64);
-    ConstBytes mp{msg.data(), msg.size()};
-    MutableBytes rp{rep.data(), rep.size()};
-    ASSERT_TRUE(a2.engine->start_send(lan.now, peer, 1, ConstChain{&mp, 1}, MutableChain{&rp, 1}, kNever, 0).ok());
-    play();  // while it connects
-    Event done;
-    bool got = false;
-    lan.run([&] {
-        echo_b.step_at(lan.now);
-        return got = take(a2, EventType::kSendDone, done);
-    }, lan.now + 10'000'000);
-    ASSERT_TRUE(got);
-    EXPECT_EQ(done.error, ErrorCode::kOk);
-    EXPECT_EQ(a2.engine->stats().peers_rebooted, 0u);
-    EXPECT_EQ(a2.engine->peer_info(peer).incarnation, 22u);
+    RestartedPair r;
+    r.play();  // before the call: life 21, unproven
+    ASSERT_TRUE(r.start_call());
+    r.play();  // while it connects
+    EXPECT_EQ(r.finish_call(), ErrorCode::kOk);
+    EXPECT_EQ(r.a2.engine->stats().peers_rebooted, 0u);
+    EXPECT_EQ(r.a2.engine->peer_info(r.peer).incarnation, 22u);
     // The echo proved life 22: the next call needs no HELLO.
     uint64_t hellos = 0;
-    lan.seen = [&](const Box& from, const std::vector<uint8_t>&, const wire::Message& m) {
-        if (&from == &a2 && m.header.type == wire::Type::kHello) hellos++;
+    r.lan.seen = [&](const Box& from, const std::vector<uint8_t>&, const wire::Message& m) {
+        if (&from == &r.a2 && m.header.type == wire::Type::kHello) hellos++;
     };
-    EXPECT_EQ(lan.call(a2, b22.config.local_ipv4, {&echo_b}), ErrorCode::kOk);
+    EXPECT_EQ(r.lan.call(r.a2, r.b22.config.local_ipv4, {&r.echo_b}), ErrorCode::kOk);
     EXPECT_EQ(hellos, 0u);
 }
 
