@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from leftovers import leftovers  # this run's namespace and processes still there
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SMP = os.path.join(ROOT, "smp")
 NETNS = f"smpdemotest{os.getpid()}"  # this run's: another checkout's tests may run at once
@@ -35,24 +37,6 @@ class Failure(Exception):
 def check(cond, message):
     if not cond:
         raise Failure(message)
-
-
-def leftovers(run_dir):
-    """Namespaces and processes of this test's runs that are still there."""
-    left = []
-    if NETNS in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
-        left.append(f"namespace {NETNS}")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if run_dir in args and ("qemu" in args or "smpctl" in args or "tcpdump" in args):
-            left.append(f"process {pid}: {args.replace(chr(0), ' ')[:120]}")
-    return left
 
 
 def start(args, capture):
@@ -139,7 +123,7 @@ def main():
             f.write(b"stale")
     try:
         (case_run if args.case == "run" else case_interrupted)(args, capture)
-        left = leftovers(args.run_dir)
+        left = leftovers(NETNS, args.run_dir)
         check(not left, "left behind: " + "; ".join(left))
     except Failure as e:
         print(f"FAIL demo {args.case}: {e}")

@@ -19,28 +19,12 @@ import subprocess
 import sys
 import time
 
+from leftovers import leftovers  # this run's namespace and processes still there
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SMP = os.path.join(ROOT, "smp")
 NETNS = f"smpuptest{os.getpid()}"  # this run's: another checkout's tests may run at once
 GUARD_S = 300  # only against a hang
-
-
-def leftovers(run_dir):
-    """The namespace and the processes of this run that are still there."""
-    left = []
-    if NETNS in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
-        left.append(f"namespace {NETNS}")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if run_dir in args and ("qemu" in args or "tcpdump" in args):
-            left.append(f"process {pid}: {args.replace(chr(0), ' ')[:120]}")
-    return left
 
 
 def case_interrupted(args, env):
@@ -76,7 +60,7 @@ def case_interrupted(args, env):
     if "ready in" in out + rest:
         failures.append("the boot finished before the SIGINT: the case tested nothing")
     time.sleep(0.5)
-    left = leftovers(args.run_dir)
+    left = leftovers(NETNS, args.run_dir)
     if left:
         failures.append("left behind: " + "; ".join(left))
     st = subprocess.run([SMP, "status"], capture_output=True, text=True, env=env, timeout=60)
@@ -102,7 +86,7 @@ def case_bad_append(args, env):
         failures.append(f"the line carries the boot banner: {lines[0]!r}")
     if "garbage" in p.stdout:
         failures.append(f"stdout repeats the error: {p.stdout!r}")
-    left = leftovers(args.run_dir)
+    left = leftovers(NETNS, args.run_dir)
     if left:
         failures.append("left behind: " + "; ".join(left))
     print(f"up -n 1 --append garbage: exit {p.returncode}: {p.stderr.strip()!r}")
