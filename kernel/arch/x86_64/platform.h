@@ -73,7 +73,8 @@ void* dma_alloc(size_t bytes, size_t align);
 size_t dma_free_bytes();
 
 // ---- Diagnostics ----------------------------------------------------------------------------
-// Writes text to COM1, usable before kernel::start and from interrupt context (polled UART).
+// Writes text to COM1 (and first to COM2 when a UART is there: a cluster node's log), usable
+// before kernel::start and from interrupt context (polled UARTs).
 void serial_write(const char* text, size_t length);
 void serial_write(const char* text);  // NUL-terminated
 // Writes "0x" and 16 hex digits (no allocation; for dumps).

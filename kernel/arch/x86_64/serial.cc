@@ -1,4 +1,8 @@
-// COM1 at 115200 8N1, polled: usable before anything else is set up and from interrupt context.
+// The console: COM1 at 115200 8N1, polled: usable before anything else is set up and from
+// interrupt context. When a second 16550 answers at COM2, every byte goes there too, before
+// COM1: a cluster node's COM2 is QEMU's `-chardev file`, its log (NODE.log), which takes every
+// byte at once, while COM1 is the interactive socket, where a byte waits while a console client
+// has not read (cluster/smpcli/net_cluster.py). Input is COM1's alone (net/shell.cc).
 #include "cpu.h"
 #include "platform.h"
 
@@ -6,24 +10,51 @@ namespace x86 {
 namespace {
 
 constexpr uint16_t kCom1 = 0x3f8;
+constexpr uint16_t kCom2 = 0x2f8;
 constexpr uint8_t kLineStatusTransmitEmpty = 0x20;
+constexpr uint16_t kScratch = 7;
+constexpr uint8_t kScratchPatterns[] = {0x5a, 0xa5};
+
+bool g_com2;  // a UART answers at COM2 (serial_init's scratch-register test)
+
+void put(uint16_t port, char c) {
+    while ((inb(port + 5) & kLineStatusTransmitEmpty) == 0) {
+    }
+    outb(port, uint8_t(c));
+}
 
 void put(char c) {
-    while ((inb(kCom1 + 5) & kLineStatusTransmitEmpty) == 0) {
+    if (g_com2) put(kCom2, c);
+    put(kCom1, c);
+}
+
+void init(uint16_t port) {
+    outb(port + 1, 0x00);  // no UART interrupts: output is polled
+    outb(port + 3, 0x80);  // DLAB on: divisor follows
+    outb(port + 0, 0x01);  // divisor 1 = 115200 baud
+    outb(port + 1, 0x00);
+    outb(port + 3, 0x03);  // 8N1, DLAB off
+    outb(port + 2, 0xc7);  // FIFO on, cleared
+    outb(port + 4, 0x03);  // DTR, RTS
+}
+
+// A 16550 keeps what is written to its scratch register; with nothing at the port a read
+// gives all ones (QEMU without a second -serial), so two patterns tell. Without this test,
+// every byte would cost two port accesses more for nothing (each an exit from TCG's code).
+bool present(uint16_t port) {
+    for (uint8_t pattern : kScratchPatterns) {
+        outb(port + kScratch, pattern);
+        if (inb(port + kScratch) != pattern) return false;
     }
-    outb(kCom1, uint8_t(c));
+    return true;
 }
 
 }  // namespace
 
 void serial_init() {
-    outb(kCom1 + 1, 0x00);  // no UART interrupts: output is polled
-    outb(kCom1 + 3, 0x80);  // DLAB on: divisor follows
-    outb(kCom1 + 0, 0x01);  // divisor 1 = 115200 baud
-    outb(kCom1 + 1, 0x00);
-    outb(kCom1 + 3, 0x03);  // 8N1, DLAB off
-    outb(kCom1 + 2, 0xc7);  // FIFO on, cleared
-    outb(kCom1 + 4, 0x03);  // DTR, RTS
+    init(kCom1);
+    g_com2 = present(kCom2);
+    if (g_com2) init(kCom2);
 }
 
 void serial_write(const char* text, size_t length) {
