@@ -14,8 +14,9 @@ Subnet (inside the namespace only): 10.77.0.0/24; node i (1-based) is 10.77.0.(1
 52:54:00:77:00:XX with XX = 10+i in hex; the namespace is 10.77.0.1.
 
 State: $SMP_RUN_DIR (default .run)/cluster/: state.json (written after every step, so that
-`./smp down` can undo a half-finished `up` after a crash), per node NAME.log (serial console),
-NAME.qemu.log (QEMU's own messages), NAME.pid (written by QEMU), NAME.sock (console socket).
+`./smp down` can undo a half-finished `up` after a crash), per node NAME.log (serial console:
+COM2, a file), NAME.qemu.log (QEMU's own messages), NAME.pid (written by QEMU), NAME.sock
+(console socket: COM1).
 """
 import json
 import os
@@ -270,9 +271,15 @@ def qemu_command(state, node, image, nic, memory_mb):
            "-mem-prealloc",
            "-kernel", image,
            "-append", append,
-           "-chardev", f"socket,id=con,path={os.path.join(d, name + '.sock')},server=on,wait=off,"
-                       f"logfile={os.path.join(d, name + '.log')}",
+           # COM1: the console socket (./smp console, the tests), interactive. COM2: the log, a
+           # file the kernel writes every console byte to as well (kernel/arch/x86_64/serial.cc).
+           # Not the socket's logfile=: QEMU logs a byte each time the socket refuses it (a client
+           # that has not read: EAGAIN) and again when the UART tries it anew, so a client
+           # reading slowly doubled characters in the log. A file takes every byte at once.
+           "-chardev", f"socket,id=con,path={os.path.join(d, name + '.sock')},server=on,wait=off",
            "-serial", "chardev:con",
+           "-chardev", f"file,id=log,path={os.path.join(d, name + '.log')}",
+           "-serial", "chardev:log",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
            "-pidfile", os.path.join(d, name + ".pid")]
     if state["mode"] == "root":
@@ -492,8 +499,8 @@ def boot_node(state, name, timeout_s=BOOT_TIMEOUT_S):
         os.unlink(os.path.join(run_dir(), node["name"] + ".pid"))
     except FileNotFoundError:
         pass
-    # The serial log of the dead incarnation is kept beside (QEMU would append to it, and its
-    # ready mark would make the new boot look finished).
+    # The serial log of the dead incarnation is kept beside (the new QEMU starts the file anew;
+    # were it kept, its ready mark would make the new boot look finished).
     if os.path.exists(node["log"]):
         os.replace(node["log"], node["log"] + ".before-restart")
     cmd = ns_prefix(state) + qemu_command(state, node, state["image"], state["nic"],

@@ -31,6 +31,11 @@
       A node booted with a malformed ip=, a multicast or subnet-broadcast ip= or an all-zero
       mac= prints a one-line error and exits with the kernel's bad-command-line status instead
       of coming up.
+  cluster_test.py consolelog --kernel IMAGE
+      1 node. A console client sends `help` ten times, reads nothing for 3 s (the node's output
+      fills the socket and waits), then reads slowly; the node's NODE.log from before the first
+      command must be exactly what the client received, ten identical replies (QEMU's
+      logfile= wrote a byte again each time the socket had refused it: `hellp`).
 Exit status 0 = pass, 77 = skipped (not root), anything else = failure with a reason.
 """
 import argparse
@@ -40,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -691,10 +697,74 @@ def test_auth(args):
     return 0
 
 
+def test_console_log(args):
+    """NODE.log is an exact copy of what the node wrote, whatever a console client does. A client
+    that sends ten `help`s and reads nothing for a while (then slowly) makes QEMU's socket write
+    fail with EAGAIN again and again; the 16550 retries each such byte, and a `logfile=` on the
+    socket chardev logged it at each try (doubled characters in the log)."""
+    if os.geteuid() != 0:
+        print("skipped: needs root (network namespace, bridge, taps)")
+        return SKIP
+    repeats = 10
+    with booted_here(args, "conlog", "l") as c:
+        c.up(1)
+        log_path = os.path.join(c.run_dir, "node1.log")
+
+        def log_bytes():
+            with open(log_path, "rb") as f:
+                return f.read()
+        # The prompt after the ready mark may still be on its way: wait for it (a guard only).
+        deadline = time.monotonic() + 30
+        while not log_bytes().endswith(b"node1> ") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = log_bytes()
+        check(before.endswith(b"node1> "), f"no prompt at the end of node1's log: {before[-200:]!r}")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(c.run_dir, "node1.sock"))
+        received = b""
+        try:
+            s.sendall(b"help\n" * repeats)
+            time.sleep(3)  # read nothing: the node's output fills the socket and waits
+            deadline = time.monotonic() + 120
+            while received.count(b"node1> ") < repeats and time.monotonic() < deadline:
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = s.recv(512)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                received += chunk
+                time.sleep(0.1)  # a slow reader: the socket fills again before the next read
+        finally:
+            s.close()
+        check(received.count(b"node1> ") == repeats,
+              f"expected {repeats} prompts from the client's {repeats} `help`s, got "
+              f"{received.count(b'node1> ')}: {received[-300:]!r}")
+        # What the client received is the reference: ten identical replies.
+        replies = received.split(b"node1> ")[:-1]
+        check(replies[0].startswith(b"help\n") and b"tcpsend" in replies[0],
+              f"unexpected reply to help: {replies[0]!r}")
+        check(all(r == replies[0] for r in replies),
+              f"the client's {repeats} replies to `help` differ: {replies!r}")
+        logged = log_bytes()
+        check(logged.startswith(before), "node1's log changed before the client's commands")
+        after = logged[len(before):]
+        if after != received:
+            at = next((i for i in range(min(len(after), len(received))) if after[i] != received[i]),
+                      min(len(after), len(received)))
+            raise Failure(f"node1's log is not what the node wrote ({len(after)} bytes logged, "
+                          f"{len(received)} received); first difference at byte {at}: logged "
+                          f"{after[max(0, at - 40):at + 40]!r}, sent {received[max(0, at - 40):at + 40]!r}")
+        print(f"  {repeats} replies to help ({len(received)} bytes) logged exactly")
+    print("PASS")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["nic", "crash", "user", "sixteen", "badcmdline", "profile",
-                                     "shell", "deadsender", "auth"])
+                                     "shell", "deadsender", "auth", "consolelog"])
     ap.add_argument("--nic", default="virtio", choices=["virtio", "e1000"])
     ap.add_argument("--kernel", required=True)
     args = ap.parse_args()
@@ -705,7 +775,8 @@ def main():
         return {"nic": test_nic, "crash": test_crash, "user": test_user,
                 "sixteen": test_sixteen, "badcmdline": test_badcmdline,
                 "profile": test_profile, "shell": test_shell,
-                "deadsender": test_dead_sender, "auth": test_auth}[args.what](args)
+                "deadsender": test_dead_sender, "auth": test_auth,
+                "consolelog": test_console_log}[args.what](args)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
