@@ -72,7 +72,14 @@ def cmd_console(args):
     node = net_cluster.find_node(state, args.node)
     if args.cmd is not None:
         out, ok = net_cluster.console_command(node, args.cmd, args.until, args.timeout)
-        sys.stdout.write(out)
+        # The reply alone: not the shell's echo of the command before it, nor the bare prompt
+        # (no newline) after it.
+        shown = out
+        first, nl, rest = shown.partition("\n")
+        if nl and first.rstrip("\r") == args.cmd:
+            shown = rest
+        shown = re.sub(r"(?:^|\n)[\w.-]+> $", "\n", shown)
+        sys.stdout.write(shown.lstrip("\n") if shown.strip() else "")
         if not ok:
             common.die(f"no reply matching '{args.until}' from {node['name']} within "
                        f"{args.timeout} s (log: {node['log']})")
