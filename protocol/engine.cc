@@ -19,6 +19,20 @@ static_assert(Config{}.probe_interval_us * uint64_t(Config{}.probes_dead) <= 1'0
               "SPEC 5.5: default detection bound at most 1 s");
 static_assert(Config{}.eager_bytes_max == 8 * 1024 && Config{}.window_txns == 16, "SPEC 8");
 static_assert(Config{}.message_bytes_max == wire::kMessageBytesMax, "SPEC 5.3");
+// The rest of SPEC.md section 8's table, row by row.
+static_assert(Config{}.peers_max == 64 && Config{}.sends_max == 256 && Config{}.requests_max == 256,
+              "SPEC 8: tables");
+static_assert(Config{}.pool_bytes == 256 * 1024 && Config{}.window_bytes == 32 * 1024 &&
+                  Config{}.pull_window_bytes == 256 * 1024,
+              "SPEC 8: pool, window, pull window");
+static_assert(Config{}.rto_initial_us == 100'000 && Config{}.rto_min_us == 2'000 &&
+                  Config{}.rto_max_us == 200'000 && Config{}.ack_delay_us == 2'000,
+              "SPEC 8: rto initial / min / max, ack_delay");
+static_assert(uint64_t(Config{}.probe_interval_us) * Config{}.probes_dead == 1'000'000 &&
+                  Config{}.retries_max == 64 && Config{}.peer_linger_us == 10'000'000 &&
+                  Config{}.mtu_max == 1500,
+              "SPEC 8: dead_after, retries_max, peer_linger, mtu_max");
+static_assert(Config{}.control_max == 64 && Config{}.timer_slack_us == 0, "SPEC 10 (control_max), 5.2 (slack)");
 
 namespace {
 
@@ -319,6 +333,7 @@ struct Retired {
     Instant since = 0;  // the peer's last business: it may go for good at since + peer_linger
 };
 constexpr size_t kRetiredPerPeer = 16;
+static_assert(sizeof(Retired) == 48, "SPEC 5.1, 6.3: a retired peer's entry is 48 bytes");
 constexpr uint16_t kRefsPinned = 0xFFFF;
 constexpr uint32_t kProbesFresh = 4;  // with a key, a PROBE_ACK of one of our last 4 probes is alive
 

@@ -521,6 +521,18 @@ TEST(Engine, ConfigChecked) {
     EXPECT_FALSE(e.ok());
 }
 
+// SPEC.md 6.3 gives the arena at the defaults, and with an eager store, whose own size it gives
+// too (a retired entry's 48 bytes are a static_assert in engine.cc).
+TEST(Engine, TheArenaAtTheDefaultsIsTheSizeTheSpecGives) {
+    Config c;
+    c.incarnation = 5;
+    EXPECT_EQ(Engine::memory_bytes(c), 751'440u);
+    static uint8_t store[1];
+    c.eager_store = store;
+    EXPECT_EQ(Engine::memory_bytes(c), 485'200u);
+    EXPECT_EQ(Engine::eager_store_bytes(c), 2u * 1024 * 1024);
+}
+
 TEST(Engine, SmallRequestReplyIsTwoPacketsOnceConnected) {
     Box a(0x0A000001, 11), b(0x0A000002, 22);
     Wire w{a, b};
