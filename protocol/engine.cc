@@ -1183,7 +1183,7 @@ struct E {
             uint32_t eager = s.is_pulse ? 0
                                         : min_u(min_u(s.total, c.eager_bytes_max),
                                                 min_u(p.peer_eager_max, p.credit_bytes));
-            // The oldest outstanding txn bounds the server's window (SPEC.md 5.2).
+            // The oldest outstanding txn bounds the server's window (SPEC.md 6.1).
             uint32_t low = txn_low(pi);
             if (p.out_txns >= p.credit_txns || txn_dist(low, p.next_txn) >= p.credit_txns ||
                 p.out_bytes + eager > p.credit_bytes)
