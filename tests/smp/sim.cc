@@ -71,6 +71,8 @@ struct ServerWork {
     int from = 0;
     uint32_t eager = 0;  // the kRequest's eager_bytes
     bool replied = false;
+    const uint8_t* area = nullptr;  // with an eager store: eager_in_place() at kRequest
+    bool area_gone = false;         // eager_in_place() gave nothing at kReadDone (ended since)
 };
 
 struct PlannedSend {
@@ -547,6 +549,7 @@ void Sim::on_event(Node& n, const Event& ev) {
             w->from = int(e.peer_info(ev.peer).ipv4 - kBaseIpv4);
             w->eager = ev.eager_bytes;
             ServerWork* wp = w.get();
+            if (!n.eager_store.empty()) wp->area = e.eager_in_place(RequestHandle{ev.handle});
             n.work[ev.handle] = std::move(w);
             if (ev.deadline_us == 0) fail("request delivered with no time left");
             // Refused only if the request ended in the same instant (a CANCEL right behind it):
@@ -574,9 +577,14 @@ void Sim::on_event(Node& n, const Event& ev) {
                 }
             }
             if (!n.eager_store.empty()) {
-                // The eager bytes where the engine wrote them: the same bytes read() gave.
+                // The eager bytes where the engine wrote them, in the area kRequest gave: the
+                // application's until the request's end event is taken, whatever ended it
+                // meanwhile (a CANCEL behind the read's last DATA: then eager_in_place() says
+                // nothing any more, and kRequestCancelled follows). The same bytes read() gave.
                 const uint8_t* in = e.eager_in_place(RequestHandle{ev.handle});
-                if (!in || memcmp(in, w.buf.data(), std::min<size_t>(w.eager, w.buf.size())) != 0)
+                if (in && in != w.area) fail("the request's eager area moved");
+                if (!in) w.area_gone = true;
+                if (!w.area || memcmp(w.area, w.buf.data(), std::min<size_t>(w.eager, w.buf.size())) != 0)
                     fail("the eager store does not hold the request's eager bytes");
             }
             if (++executed_[w.id] > 1) fail("request executed twice: id " + std::to_string(w.id));
@@ -592,6 +600,7 @@ void Sim::on_event(Node& n, const Event& ev) {
         case EventType::kReplyDone: {
             auto it = n.work.find(ev.handle);
             if (it == n.work.end() || !it->second->replied) fail("reply done for a request never replied");
+            else if (it->second->area_gone) fail("eager_in_place gave nothing for a request still live");
             n.work.erase(ev.handle);
             server_ended(n.index, ev.handle);
             break;
