@@ -157,15 +157,18 @@ def cmd_profile(args):
         f"{extra} -icount shift=0,sleep=on -monitor unix:{d}/{{name}}.mon,server=on,wait=off "
         f"-D {d}/{{name}}.trace").strip()
     names = ["node1", "node2"]
+    if args.auth and args.ping:
+        common.die("profile: --auth goes with calls, not --ping (ICMP carries no MAC)", 2)
     state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append="services=echo",
-                          capture=False)
+                          auth=args.auth, capture=False)
     try:
         target_ip = nc.node_ip(2)
         if args.ping:
             what = f"{args.calls} ICMP echoes node1 -> node2 (ping, back to back)"
             remote.node_ping(state, "node1", target_ip, kWarmCalls, 0)
         else:
-            what = f"{args.calls} calls of 64 B node1 -> node2/echo (calltest, back to back)"
+            what = (f"{args.calls} calls of 64 B node1 -> node2/echo (calltest, back to back"
+                    f"{', cluster key' if args.auth else ''})")
             remote.calltest(state, "node1", "node2/echo", 64, kWarmCalls)
         for n in names:
             monitor(os.path.join(d, f"{n}.mon"), "log exec,nochain")
@@ -219,5 +222,7 @@ def register(sub, modules):
     p.add_argument("--top", type=int, default=40, help="functions shown per node (default 40)")
     p.add_argument("--ping", action="store_true",
                    help="trace ICMP echoes instead of SMP calls (the RTT benchmark's floor)")
+    p.add_argument("--auth", action="store_true",
+                   help="the nodes keyed (SPEC 3.4): what the MACs cost a call")
     p.add_argument("--kernel", help="kernel image (default: the build's)")
     p.set_defaults(func=cmd_profile)
