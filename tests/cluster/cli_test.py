@@ -45,6 +45,7 @@ CASES = [
     (["bench", "nosuch"], "unknown benchmark"),
     (["setup", "nosuchgroup"], "unknown set-up group"),
     (["profile", "--calls", "0"], "--calls must be in"),
+    (["profile", "--auth", "--ping"], "--auth goes with calls"),
     (["sim", "--mode", "sideways"], "invalid choice"),
     (["linux-pair", "sideways"], "invalid choice"),
     (["smpctl", "c", "call", "x"], "invalid choice"),

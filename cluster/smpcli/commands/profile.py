@@ -141,6 +141,8 @@ def cmd_profile(args):
         common.die("profile: --calls must be in 1..20000", 2)
     if args.top < 1:
         common.die("profile: --top must be at least 1", 2)
+    if args.auth and args.ping:
+        common.die("profile: --auth goes with calls, not --ping (ICMP carries no MAC)", 2)
     if not common.is_root():
         common.die("profile needs root (taps and a bridge in a namespace)")
     if not shutil.which("objdump"):
@@ -157,8 +159,6 @@ def cmd_profile(args):
         f"{extra} -icount shift=0,sleep=on -monitor unix:{d}/{{name}}.mon,server=on,wait=off "
         f"-D {d}/{{name}}.trace").strip()
     names = ["node1", "node2"]
-    if args.auth and args.ping:
-        common.die("profile: --auth goes with calls, not --ping (ICMP carries no MAC)", 2)
     state = nc.cluster_up(2, "virtio", nc.NODE_MEMORY_MB, image, extra_append="services=echo",
                           auth=args.auth, capture=False)
     try:
