@@ -557,6 +557,16 @@ def server_children(server):
     return kids
 
 
+def server_children_after_wait(server):
+    """The server's children once none is left, or once kGoneGuardS has passed (a guard against
+    a hang, not a time the test judges)."""
+    for _ in range(kGoneGuardS * 10):
+        if not server_children(server):
+            break
+        time.sleep(0.1)
+    return server_children(server)
+
+
 def abandoned_command(h):
     """A command whose client's deadline passes: it and everything it started (what left its
     process group included) are stopped, the server goes on and reaps what it started (no zombie
@@ -573,12 +583,8 @@ def abandoned_command(h):
     _, err = caller.communicate(timeout=kCallGuardS)
     check(caller.returncode == 7 and "timed out" in err, f"abandoned: the call times out: {caller.returncode} {err.strip()!r}")
     check_gone(h, procs, pgid, "abandoned: after its client gave up", markers)
-    for _ in range(kGoneGuardS * 10):
-        if not server_children(server):
-            break
-        time.sleep(0.1)
-    check(not server_children(server), f"abandoned: the server has no child left, not even a zombie "
-                                       f"({server_children(server)})")
+    kids = server_children_after_wait(server)
+    check(not kids, f"abandoned: the server has no child left, not even a zombie ({kids})")
     check(server.poll() is None, "abandoned: the server serves on")
     h.stop(server)
 
@@ -641,12 +647,8 @@ def left_running_command(h):
     shell, background = wait_for_file(pidf, "left: the command started")
     left = [Proc(background)] + escaped(-1)
     h.strays += left
-    for _ in range(kGoneGuardS * 10):
-        if not server_children(server):
-            break
-        time.sleep(0.1)
-    check(not server_children(server), f"left: the command's guardian is gone and reaped, and so is its "
-                                       f"shell ({server_children(server)})")
+    kids = server_children_after_wait(server)
+    check(not kids, f"left: the command's guardian is gone and reaped, and so is its shell ({kids})")
     check(all(p.alive() for p in left), f"left: what the command left running runs on ({left})")
     lines = [ancestors(p.pid) for p in left]
     check(all(line and server.pid not in line and shell not in line for line in lines),
