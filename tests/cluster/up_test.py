@@ -104,8 +104,8 @@ def main():
         return 77
     args.run_dir = os.path.abspath(args.run_dir)
     env = dict(os.environ, SMP_NETNS=NETNS, SMP_RUN_DIR=args.run_dir, SMP_BUILD_DIR=args.build_dir)
-    # Built (and configured) first, so that what up says is all the case reads (a CMake
-    # re-configure prints lwIP's Doxygen note on stderr).
+    # Built (and configured) first, so that what up says is all the case reads (no build
+    # output of its own mixed in).
     subprocess.run([SMP, "build", "kernel_image"], env=env, capture_output=True, timeout=GUARD_S)
     try:
         failures = {"interrupted": case_interrupted, "bad_append": case_bad_append}[args.case](args, env)
